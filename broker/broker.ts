@@ -1,0 +1,229 @@
+// Parley's MQTT broker: Aedes with Parley's hooks. Deciding hooks (authenticate, authorizePublish,
+// authorizeSubscribe) answer; observing events (clientReady, subscribe, clientDisconnect) update devices
+// and presence.
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
+import type { AuthService, SignedIn } from '../auth/service.ts';
+import { SignInError } from '../auth/service.ts';
+import type { Config } from '../common/config.ts';
+import { presenceEnvelope } from '../common/envelope.ts';
+import { Connack, connackError, forbidden } from '../common/errors.ts';
+import type { IdGenerator } from '../common/ids.ts';
+import type { Logger } from '../common/log.ts';
+import type { Metrics } from '../common/metrics.ts';
+import { Acceptor, type MessageAccepted } from './accept.ts';
+import type { Dedupe } from './dedupe.ts';
+import { DeviceRegistry, type Transport } from './devices.ts';
+import type { OfflineQueue } from './offline-queue.ts';
+import type { Presence } from './presence.ts';
+import { Recipients } from './recipients.ts';
+import { LocalRouter } from './router.ts';
+import { grantSubscription, inboxTopic, parseSendTopic, presenceTopic, VOID_TOPIC } from './topics.ts';
+
+export interface BrokerDeps {
+  config: Readonly<Config>;
+  log: Logger;
+  metrics: Metrics;
+  ids: IdGenerator;
+  auth: AuthService;
+  recipients: Recipients;
+  dedupe: Dedupe;
+  queue: OfflineQueue;
+  presence: Presence;
+  messageAccepted?: MessageAccepted[];
+}
+
+interface Pending {
+  signedIn: SignedIn;
+  transport: Transport;
+}
+
+const EMPTY = Buffer.alloc(0);
+const noop = () => {};
+
+export class ParleyBroker {
+  readonly devices: DeviceRegistry;
+  readonly acceptor: Acceptor;
+  private readonly transports = new WeakMap<object, Transport>();
+  private readonly signedIn = new WeakMap<Client, Pending>();
+  private readonly untrack = new WeakMap<Client, () => void>();
+  private readonly emptyPersistentId = new WeakSet<Client>();
+  private heartbeat: NodeJS.Timeout | null = null;
+
+  private constructor(
+    readonly aedes: Aedes,
+    private readonly deps: BrokerDeps,
+  ) {
+    this.devices = new DeviceRegistry(deps.queue, deps.log);
+    this.acceptor = new Acceptor({
+      config: deps.config,
+      ids: deps.ids,
+      dedupe: deps.dedupe,
+      queue: deps.queue,
+      router: new LocalRouter(this.devices),
+      recipients: deps.recipients,
+      metrics: deps.metrics,
+      log: deps.log,
+      messageAccepted: deps.messageAccepted ?? [],
+    });
+  }
+
+  static async create(deps: BrokerDeps): Promise<ParleyBroker> {
+    let self: ParleyBroker | null = null;
+    const aedes = await Aedes.createBroker({
+      id: `parley-${deps.config.nodeId}`,
+      // Client ids longer than 23 bytes are fine in 3.1.1; device ids are often UUIDs with a prefix.
+      maxClientsIdLength: 256,
+      preConnect: (client, packet, cb) => self!.preConnect(client, packet, cb),
+      authenticate: (client, username, password, cb) => self!.authenticate(client, username, password, cb),
+      authorizePublish: (client, packet, cb) => (client ? self!.authorizePublish(client, packet, cb) : cb(new Error('no client'))),
+      authorizeSubscribe: (client, sub, cb) => self!.authorizeSubscribe(client, sub, cb),
+    });
+    self = new ParleyBroker(aedes, deps);
+    self.observe();
+    await self.startPresence();
+    return self;
+  }
+
+  /** Serves one MQTT connection (a TCP or TLS socket, or a WebSocket stream). */
+  handle(stream: Duplex, transport: Transport, req?: IncomingMessage): void {
+    this.transports.set(stream, transport);
+    this.aedes.handle(stream as never, req);
+  }
+
+  private preConnect(client: Client, packet: { clientId: string; clean?: boolean }, cb: (err: Error | null, ok: boolean) => void): void {
+    // Aedes accepts an empty client id with cleanSession=false; MQTT 3.1.1 refuses it [MQTT-3.1.3-8].
+    if (packet.clientId === '' && !packet.clean) this.emptyPersistentId.add(client);
+    cb(null, true);
+  }
+
+  private authenticate(client: Client, username: string | undefined, password: Buffer | undefined, cb: (err: AuthenticateError | null, ok: boolean | null) => void): void {
+    if (this.emptyPersistentId.has(client)) return cb(connackError(Connack.identifierRejected, 'a persistent session needs a client id') as AuthenticateError, null);
+    // Wills are discarded: the only topics a user may publish to are chat topics, and presence covers a
+    // will's use. Aedes reads the will it stores from this field after authenticate.
+    (client as unknown as { _will: unknown })._will = null;
+    if (!username || !password) return cb(connackError(Connack.badUsernameOrPassword, 'username and password are required') as AuthenticateError, null);
+    const conn = (client as unknown as { conn: object }).conn;
+    const address = (conn as { remoteAddress?: string }).remoteAddress ?? client.req?.socket?.remoteAddress ?? 'unknown';
+    this.deps.auth.signIn(username, password.toString('utf8'), address).then(
+      (signedIn) => {
+        this.signedIn.set(client, { signedIn, transport: this.transports.get(conn) ?? 'tcp' });
+        this.deps.metrics.signIns.inc({ door: 'mqtt', result: 'ok' });
+        cb(null, true);
+      },
+      (err) => {
+        const code = err instanceof SignInError ? (err.reason === 'wrong_password' ? Connack.badUsernameOrPassword : Connack.notAuthorized) : Connack.serverUnavailable;
+        this.deps.metrics.signIns.inc({ door: 'mqtt', result: err instanceof SignInError ? err.reason : 'error' });
+        if (!(err instanceof SignInError)) this.deps.log.error({ err, user: username }, 'sign-in failed on a backend error');
+        cb(connackError(code, err instanceof SignInError ? err.message : 'server unavailable') as AuthenticateError, null);
+      },
+    );
+  }
+
+  private authorizePublish(client: Client, packet: PublishPacket, cb: (err?: Error | null) => void): void {
+    const device = this.devices.of(client);
+    if (!device) return cb(new Error('not signed in'));
+    const topic = packet.topic;
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    // Parley answers every publish itself; the packet goes to a topic no one can subscribe to, so a
+    // refused publish is still PUBACKed and the connection stays up (3.1.1 has no negative PUBACK).
+    packet.topic = VOID_TOPIC;
+    packet.retain = false;
+    packet.payload = EMPTY;
+    const target = parseSendTopic(topic);
+    if (!target) {
+      this.acceptor.refuse(device, forbidden(`publishing to ${JSON.stringify(topic.slice(0, 128))} is not allowed`));
+      return cb(null);
+    }
+    // PUBACK follows durability: a publish is acknowledged on the wire only after it is stored (or refused).
+    this.acceptor.accept(device, target, payload).then(() => cb(null));
+  }
+
+  private authorizeSubscribe(client: Client, sub: Subscription, cb: (err: Error | null, sub: Subscription | null) => void): void {
+    const device = this.devices.of(client);
+    const grant = device ? grantSubscription(device.userId, sub.topic, sub.qos) : null;
+    if (!grant) return cb(null, null); // SUBACK 0x80
+    cb(null, { ...sub, qos: grant.qos });
+  }
+
+  private observe(): void {
+    const { aedes, deps } = this;
+    // PUBACKs of clean sessions reach Aedes's persistence only as a packet id; Parley owns those ids.
+    const persistence = (aedes as unknown as { persistence: unknown }).persistence as { outgoingClearMessageId(client: Client, packet: { messageId: number }): Promise<unknown> };
+    const clear = persistence.outgoingClearMessageId.bind(persistence);
+    persistence.outgoingClearMessageId = (client, packet) => {
+      this.devices.puback(client, packet.messageId);
+      return clear(client, packet);
+    };
+
+    aedes.on('clientReady', (client) => {
+      const pending = this.signedIn.get(client);
+      if (!pending) return client.close();
+      const device = this.devices.add(pending.signedIn.userId, client, pending.transport);
+      if (pending.signedIn.tokenHash) this.untrack.set(client, deps.auth.track(pending.signedIn.tokenHash, () => client.close()));
+      deps.metrics.connections.inc({ transport: device.transport });
+      deps.presence.deviceUp(device.userId, device.key).then(
+        (first) => first && this.publishPresence(device.userId, 'online', Date.now()),
+        (err) => deps.log.warn({ err, user: device.userId }, 'presence update failed'),
+      );
+    });
+
+    aedes.on('subscribe', (subs, client) => {
+      const device = this.devices.of(client);
+      const inbox = device && subs.find((s) => s.topic === inboxTopic(device.userId));
+      if (!device || !inbox) return;
+      device.inboxQos = inbox.qos >= 1 ? 1 : 0;
+      device.drain(deps.queue, deps.config.offlineMax).catch((err) => {
+        deps.log.warn({ err, user: device.userId }, 'offline queue could not be read; the device gets it on its next subscribe');
+      });
+    });
+
+    aedes.on('unsubscribe', (topics, client) => {
+      const device = this.devices.of(client);
+      if (device && topics.includes(inboxTopic(device.userId))) device.inboxQos = null;
+    });
+
+    aedes.on('clientDisconnect', (client) => {
+      const device = this.devices.of(client);
+      if (!device) return;
+      this.devices.remove(device);
+      this.untrack.get(client)?.();
+      deps.metrics.connections.dec({ transport: device.transport });
+      const now = Date.now();
+      deps.presence.deviceDown(device.userId, device.key, now).then(
+        (last) => last && this.publishPresence(device.userId, 'offline', now),
+        (err) => deps.log.warn({ err, user: device.userId }, 'presence update failed'),
+      );
+    });
+
+    aedes.on('clientError', (client, err) => deps.log.debug({ client: client.id, err: err.message }, 'client error'));
+    aedes.on('connectionError', (_client, err) => deps.log.debug({ err: err.message }, 'connection error'));
+  }
+
+  /** Retained, QoS 0, published by the broker only (clients can never publish to presence/). */
+  publishPresence(userId: string, state: 'online' | 'offline', ts: number): void {
+    const payload = Buffer.from(presenceEnvelope(userId, state, ts));
+    this.aedes.publish({ cmd: 'publish', topic: presenceTopic(userId), payload, qos: 0, retain: true, dup: false } as PublishPacket, noop);
+  }
+
+  private async startPresence(): Promise<void> {
+    const { presence, config, log } = this.deps;
+    // Devices this node had before a crash are gone: their users are offline until they reconnect.
+    for (const user of await presence.resetNode(Date.now())) this.publishPresence(user, 'offline', Date.now());
+    await presence.heartbeat(Date.now());
+    this.heartbeat = setInterval(() => {
+      const now = Date.now();
+      presence.heartbeat(now).then(
+        (users) => users.forEach((u) => this.publishPresence(u, 'offline', now)),
+        (err) => log.warn({ err }, 'presence heartbeat failed'),
+      );
+    }, config.presenceHeartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+  }
+}

@@ -1,0 +1,161 @@
+// The devices (MQTT connections) of this node and what is in flight to each. A QoS 1 delivery is tracked by
+// its packet id until the device PUBACKs it; a delivery that came from the user's offline queue then leaves
+// the queue. A device that subscribes to its inbox first receives the queue in order; live messages that
+// arrive meanwhile are held and follow it.
+import type { Client } from 'aedes';
+import type { Logger } from '../common/log.ts';
+import type { OfflineQueue } from './offline-queue.ts';
+import { inboxTopic } from './topics.ts';
+
+export interface Delivery {
+  id: string;
+  /** The envelope as stored in the queue, and its bytes as written to devices (encoded once). */
+  text: string;
+  payload: Buffer;
+  /** True when this message sits in the receiver's offline queue until a PUBACK. */
+  queued: boolean;
+  qos: 0 | 1;
+}
+
+interface InternalClient extends Client {
+  deliverQoS(packet: object, cb: () => void): void;
+  deliver0(packet: object, cb: () => void): void;
+}
+
+const noop = () => {};
+
+export type Transport = 'tcp' | 'tls' | 'ws';
+
+export class Device {
+  /** Subscribed to its inbox: only then is the device online for delivery (PROTOCOL.md, "device"). */
+  inboxQos: 0 | 1 | null = null;
+  /** The last accepted publish of this device: acks and deliveries complete in the order sent. */
+  tail: Promise<void> = Promise.resolve();
+  private readonly inflight = new Map<number, Delivery>();
+  private nextMid = 1;
+  private draining = false;
+  private held: Delivery[] = [];
+
+  constructor(
+    readonly key: string,
+    readonly userId: string,
+    readonly client: Client,
+    readonly transport: Transport,
+  ) {}
+
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  /** Sends one envelope on the device's inbox topic, now or after the offline queue, keeping order. */
+  deliver(d: Delivery): void {
+    if (this.draining) this.held.push(d);
+    else this.write(d);
+  }
+
+  /** Acks and errors: at QoS 0, never queued, never held behind the queue. */
+  notify(payload: Buffer): void {
+    (this.client as InternalClient).deliver0({ cmd: 'publish', topic: inboxTopic(this.userId), payload, qos: 0, retain: false, dup: false }, noop);
+  }
+
+  private write(d: Delivery): void {
+    const c = this.client as InternalClient;
+    const packet = { cmd: 'publish', topic: inboxTopic(this.userId), payload: d.payload, qos: d.qos, retain: false, dup: false, messageId: 0 };
+    if (d.qos === 0 || this.inboxQos !== 1) {
+      packet.qos = 0;
+      c.deliver0(packet, noop);
+      return;
+    }
+    packet.messageId = this.allocate();
+    this.inflight.set(packet.messageId, d);
+    // Aedes keeps a packet id it is given [MQTT-2.3.1-2]; owning the ids is how a PUBACK names the message.
+    c.deliverQoS(packet, noop);
+  }
+
+  private allocate(): number {
+    for (let i = 0; i < 65535; i++) {
+      const mid = this.nextMid;
+      this.nextMid = mid === 65535 ? 1 : mid + 1;
+      if (!this.inflight.has(mid)) return mid;
+    }
+    throw new Error('65535 messages in flight to one device');
+  }
+
+  /** The device PUBACKed `messageId`; returns what it confirmed. */
+  acked(messageId: number): Delivery | undefined {
+    const d = this.inflight.get(messageId);
+    if (d) this.inflight.delete(messageId);
+    return d;
+  }
+
+  /** Sends the user's offline queue, then what arrived live meanwhile, skipping what the queue already had. */
+  async drain(queue: OfflineQueue, limit: number): Promise<void> {
+    this.draining = true;
+    try {
+      const sent = new Set<string>();
+      for (const m of await queue.list(this.userId, limit)) {
+        sent.add(m.id);
+        this.write({ id: m.id, text: m.payload, payload: Buffer.from(m.payload), queued: true, qos: 1 });
+      }
+      for (const d of this.held) if (!sent.has(d.id)) this.write(d);
+    } finally {
+      this.held = [];
+      this.draining = false;
+    }
+  }
+}
+
+/** Devices of this node by user. One user may have many devices online at once. */
+export class DeviceRegistry {
+  private readonly byUser = new Map<string, Set<Device>>();
+  private readonly byClient = new WeakMap<Client, Device>();
+  private seq = 0;
+
+  constructor(
+    private readonly queue: OfflineQueue,
+    private readonly log: Logger,
+  ) {}
+
+  add(userId: string, client: Client, transport: Transport): Device {
+    // A client id may reconnect before its old connection is gone; the key tells the two apart.
+    const device = new Device(`${client.id}#${++this.seq}`, userId, client, transport);
+    let set = this.byUser.get(userId);
+    if (!set) this.byUser.set(userId, (set = new Set()));
+    set.add(device);
+    this.byClient.set(client, device);
+    return device;
+  }
+
+  of(client: Client): Device | undefined {
+    return this.byClient.get(client);
+  }
+
+  remove(device: Device): void {
+    const set = this.byUser.get(device.userId);
+    if (!set) return;
+    set.delete(device);
+    if (set.size === 0) this.byUser.delete(device.userId);
+  }
+
+  /** This node's online devices of a user (connected and subscribed to the inbox). */
+  *online(userId: string): Iterable<Device> {
+    for (const d of this.byUser.get(userId) ?? []) if (d.inboxQos !== null) yield d;
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const s of this.byUser.values()) n += s.size;
+    return n;
+  }
+
+  /** A PUBACK arrived: what it confirms leaves the offline queue. */
+  puback(client: Client, messageId: number): void {
+    const device = this.byClient.get(client);
+    const d = device?.acked(messageId);
+    if (!device || !d || !d.queued) return;
+    this.queue.remove(device.userId, { id: d.id, payload: d.text }).catch((err) => {
+      // The message stays queued and is delivered again later; clients drop the repeated id.
+      this.log.warn({ err, user: device.userId, id: d.id }, 'could not remove an acknowledged message from the offline queue');
+    });
+  }
+}

@@ -1,0 +1,96 @@
+import path from 'node:path';
+import { AppendLog } from '../common/append-log.ts';
+import type { OfflineQueue, QueuedMessage } from './offline-queue.ts';
+
+/**
+ * Queues in memory, made durable by an fsync'd append-only file per process (`offline-queue-{node}.log`):
+ * `+ user id payload` and `- user id` records, replayed at start, compacted when most records are dead.
+ */
+export class EmbeddedOfflineQueue implements OfflineQueue {
+  readonly adapter = 'embedded';
+  private readonly queues = new Map<string, Map<string, string>>();
+  private readonly log: AppendLog;
+  private live = 0;
+
+  constructor(dataDir: string, nodeId: number, private readonly max: number, fsync = true) {
+    this.log = AppendLog.open(path.join(dataDir, `offline-queue-${nodeId}.log`), fsync, (record) => this.apply(record));
+    this.compactIfSparse();
+  }
+
+  private apply(record: string): void {
+    const [op, userId, id] = record.split(' ', 3);
+    if (op === '+') {
+      const payload = record.slice(op.length + userId.length + id.length + 3);
+      this.add(userId, id, payload);
+    } else if (op === '-') {
+      this.delete(userId, id);
+    }
+  }
+
+  private add(userId: string, id: string, payload: string): string[] {
+    let q = this.queues.get(userId);
+    if (!q) this.queues.set(userId, (q = new Map()));
+    if (!q.has(id)) this.live++;
+    q.set(id, payload);
+    const dropped: string[] = [];
+    while (q.size > this.max) {
+      const oldest = q.keys().next().value as string;
+      q.delete(oldest);
+      this.live--;
+      dropped.push(oldest);
+    }
+    return dropped;
+  }
+
+  private delete(userId: string, id: string): boolean {
+    const q = this.queues.get(userId);
+    if (!q || !q.delete(id)) return false;
+    this.live--;
+    if (q.size === 0) this.queues.delete(userId);
+    return true;
+  }
+
+  async push(batch: readonly { userId: string; message: QueuedMessage }[]): Promise<void> {
+    const records: string[] = [];
+    for (const { userId, message } of batch) {
+      records.push(`+ ${userId} ${message.id} ${message.payload}`);
+      for (const old of this.add(userId, message.id, message.payload)) records.push(`- ${userId} ${old}`);
+    }
+    await this.log.append(records);
+  }
+
+  async list(userId: string, limit: number): Promise<QueuedMessage[]> {
+    const out: QueuedMessage[] = [];
+    for (const [id, payload] of this.queues.get(userId) ?? []) {
+      if (out.length >= limit) break;
+      out.push({ id, payload });
+    }
+    return out;
+  }
+
+  async remove(userId: string, message: QueuedMessage): Promise<void> {
+    if (!this.delete(userId, message.id)) return;
+    // A lost removal only means one redelivery, which clients drop by id; still written in the same group commit.
+    await this.log.append([`- ${userId} ${message.id}`]);
+    this.compactIfSparse();
+  }
+
+  async length(userId: string): Promise<number> {
+    return this.queues.get(userId)?.size ?? 0;
+  }
+
+  private compactIfSparse(): void {
+    if (this.log.records > 10_000 && this.log.records > this.live * 4) {
+      const queues = this.queues;
+      this.log.rewrite(
+        (function* () {
+          for (const [userId, q] of queues) for (const [id, payload] of q) yield `+ ${userId} ${id} ${payload}`;
+        })(),
+      );
+    }
+  }
+
+  async close(): Promise<void> {
+    this.log.close();
+  }
+}

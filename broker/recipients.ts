@@ -1,0 +1,28 @@
+// Whether a user id names a real user, asked on every message: answered from a short-lived cache so the
+// directory (LDAP) sees one lookup per user per few minutes, not one per message.
+import type { Directory } from '../auth/directory.ts';
+
+const KNOWN_MS = 5 * 60_000;
+const UNKNOWN_MS = 2_000;
+const MAX_ENTRIES = 200_000;
+
+export class Recipients {
+  private readonly cache = new Map<string, { exists: boolean; until: number }>();
+
+  constructor(private readonly directory: Directory) {}
+
+  async exists(userId: string): Promise<boolean> {
+    const now = Date.now();
+    const hit = this.cache.get(userId);
+    if (hit && hit.until > now) return hit.exists;
+    const exists = (await this.directory.find(userId)) !== null;
+    if (this.cache.size >= MAX_ENTRIES) this.cache.clear();
+    this.cache.set(userId, { exists, until: now + (exists ? KNOWN_MS : UNKNOWN_MS) });
+    return exists;
+  }
+
+  /** A user was just created: no stale "unknown" answer for them. */
+  forget(userId: string): void {
+    this.cache.delete(userId);
+  }
+}

@@ -1,0 +1,75 @@
+// Picks each port's adapter from configuration: a backend that is configured is used, otherwise the
+// embedded adapter (DESIGN.md, "Ports and adapters"). The only place that knows every adapter.
+import type { Redis } from 'ioredis';
+import type { Directory } from '../auth/directory.ts';
+import { EmbeddedDirectory } from '../auth/directory-embedded.ts';
+import { LdapDirectory } from '../auth/directory-ldap.ts';
+import type { Throttle } from '../auth/throttle.ts';
+import { EmbeddedThrottle } from '../auth/throttle-embedded.ts';
+import { RedisThrottle } from '../auth/throttle-redis.ts';
+import type { TokenStore } from '../auth/token-store.ts';
+import { EmbeddedTokenStore } from '../auth/token-store-embedded.ts';
+import { RedisTokenStore } from '../auth/token-store-redis.ts';
+import type { Dedupe } from '../broker/dedupe.ts';
+import { EmbeddedDedupe } from '../broker/dedupe-embedded.ts';
+import { RedisDedupe } from '../broker/dedupe-redis.ts';
+import type { OfflineQueue } from '../broker/offline-queue.ts';
+import { EmbeddedOfflineQueue } from '../broker/offline-queue-embedded.ts';
+import { RedisOfflineQueue } from '../broker/offline-queue-redis.ts';
+import type { Presence } from '../broker/presence.ts';
+import { EmbeddedPresence } from '../broker/presence-embedded.ts';
+import { RedisPresence } from '../broker/presence-redis.ts';
+import type { Config } from './config.ts';
+import { createRedis } from './redis.ts';
+
+export interface Adapters {
+  directory: Directory;
+  tokens: TokenStore;
+  throttle: Throttle;
+  dedupe: Dedupe;
+  presence: Presence;
+  queue: OfflineQueue;
+  redis: Redis | null;
+  /** Port → adapter, for the start-up log and /readyz. */
+  describe(): Record<string, string>;
+  /** Every configured backend answers. */
+  ready(): Promise<Record<string, boolean>>;
+  close(): Promise<void>;
+}
+
+export async function createAdapters(config: Readonly<Config>): Promise<Adapters> {
+  const redis = config.redis ? createRedis(config.redis) : null;
+  if (redis) await redis.ping();
+  const directory: Directory = config.ldap ? new LdapDirectory(config.ldap) : new EmbeddedDirectory(config.dataDir);
+  const a = {
+    directory,
+    tokens: redis ? new RedisTokenStore(redis) : new EmbeddedTokenStore(),
+    throttle: redis ? new RedisThrottle(redis) : new EmbeddedThrottle(),
+    dedupe: redis ? new RedisDedupe(redis) : new EmbeddedDedupe(),
+    presence: redis ? new RedisPresence(redis, config.nodeId, config.presenceHeartbeatMs) : new EmbeddedPresence(),
+    queue: redis
+      ? new RedisOfflineQueue(redis, config.offlineMax)
+      : new EmbeddedOfflineQueue(config.dataDir, config.nodeId, config.offlineMax, config.embeddedFsync),
+  };
+  return {
+    ...a,
+    redis,
+    describe: () => ({
+      directory: a.directory.adapter,
+      tokens: a.tokens.adapter,
+      throttle: a.throttle.adapter,
+      dedupe: a.dedupe.adapter,
+      presence: a.presence.adapter,
+      offlineQueue: a.queue.adapter,
+    }),
+    ready: async () => {
+      const checks: Record<string, boolean> = { directory: await a.directory.ping() };
+      if (redis) checks.redis = await redis.ping().then(() => true, () => false);
+      return checks;
+    },
+    close: async () => {
+      await Promise.all([a.queue.close(), a.presence.close(), a.dedupe.close(), a.throttle.close(), a.tokens.close(), a.directory.close()]);
+      if (redis) await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}

@@ -1,0 +1,121 @@
+// Every environment variable Parley reads: its default and its check, in one place. Parsed once at
+// start, frozen; a bad value stops start-up with a message naming the variable.
+import path from 'node:path';
+import { z } from 'zod';
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const optional = z.string().min(1).optional();
+
+const schema = z.object({
+  PARLEY_HOST: z.string().min(1).default('127.0.0.1'),
+  PARLEY_MQTT_PORT: int(0, 65535).default(1883),
+  PARLEY_HTTP_PORT: int(0, 65535).default(8080),
+  PARLEY_TLS_PORT: int(0, 65535).default(8883),
+  PARLEY_TLS_CERT: optional,
+  PARLEY_TLS_KEY: optional,
+  PARLEY_DATA_DIR: z.string().min(1).default('./data'),
+  PARLEY_NODE_ID: int(0, 1023).default(0),
+  PARLEY_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  PARLEY_MAX_BODY_BYTES: int(1, 16 * 1024 * 1024).default(65536),
+  PARLEY_OFFLINE_MAX: int(1, 10_000_000).default(10000),
+  PARLEY_LOGIN_MAX_FAILURES: int(1, 1_000_000).default(10),
+  PARLEY_LOGIN_MAX_FAILURES_PER_ADDRESS: int(1, 1_000_000).default(100),
+  PARLEY_LOGIN_WINDOW_SECONDS: int(1, 86400).default(900),
+  PARLEY_TOKEN_TTL_SECONDS: int(60, 365 * 86400).default(7 * 86400),
+  PARLEY_DEDUPE_TTL_SECONDS: int(1, 30 * 86400).default(86400),
+  PARLEY_SELF_REGISTRATION: bool.default(true),
+  PARLEY_PRESENCE_HEARTBEAT_MS: int(100, 600_000).default(5000),
+  // Embedded adapters only: false trades the no-loss guarantee for speed (benchmarks say which was used).
+  PARLEY_EMBEDDED_FSYNC: bool.default(true),
+  PARLEY_REDIS_URL: optional,
+  PARLEY_REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]*$/).default(''),
+  PARLEY_LDAP_URL: optional,
+  PARLEY_LDAP_BASE_DN: optional,
+  PARLEY_LDAP_USERS_DN: optional,
+  PARLEY_LDAP_ADMIN_DN: optional,
+  PARLEY_LDAP_ADMIN_PASSWORD: optional,
+  PARLEY_KAFKA_BROKERS: optional,
+  PARLEY_HBASE_HOST: optional,
+  PARLEY_HBASE_PORT: int(1, 65535).optional(),
+  PARLEY_S3_ENDPOINT: optional,
+  PARLEY_S3_ACCESS_KEY: optional,
+  PARLEY_S3_SECRET_KEY: optional,
+  PARLEY_S3_BUCKET: optional,
+  PARLEY_S3_REGION: optional,
+});
+
+type Env = z.infer<typeof schema>;
+
+export interface Config {
+  host: string;
+  mqttPort: number;
+  httpPort: number;
+  tls: { port: number; cert: string; key: string } | null;
+  dataDir: string;
+  nodeId: number;
+  logLevel: Env['PARLEY_LOG_LEVEL'];
+  maxBodyBytes: number;
+  offlineMax: number;
+  login: { maxFailures: number; maxFailuresPerAddress: number; windowSeconds: number };
+  tokenTtlSeconds: number;
+  dedupeTtlSeconds: number;
+  selfRegistration: boolean;
+  presenceHeartbeatMs: number;
+  embeddedFsync: boolean;
+  redis: { url: string; keyPrefix: string } | null;
+  ldap: { url: string; baseDn: string; usersDn: string; adminDn: string; adminPassword: string } | null;
+}
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Readonly<Config> {
+  const parsed = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('PARLEY_') && v !== '')));
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  const need = (names: (keyof Env)[], group: string) => {
+    const set = names.filter((n) => e[n] !== undefined);
+    if (set.length > 0 && set.length < names.length) {
+      const missing = names.filter((n) => e[n] === undefined);
+      throw new ConfigError(`invalid configuration: ${group} needs ${missing.join(', ')} as well`);
+    }
+    return set.length === names.length;
+  };
+  const tls = need(['PARLEY_TLS_CERT', 'PARLEY_TLS_KEY'], 'TLS');
+  const ldap = need(['PARLEY_LDAP_URL', 'PARLEY_LDAP_BASE_DN', 'PARLEY_LDAP_ADMIN_DN', 'PARLEY_LDAP_ADMIN_PASSWORD'], 'LDAP');
+  const config: Config = {
+    host: e.PARLEY_HOST,
+    mqttPort: e.PARLEY_MQTT_PORT,
+    httpPort: e.PARLEY_HTTP_PORT,
+    tls: tls ? { port: e.PARLEY_TLS_PORT, cert: e.PARLEY_TLS_CERT!, key: e.PARLEY_TLS_KEY! } : null,
+    dataDir: path.resolve(e.PARLEY_DATA_DIR),
+    nodeId: e.PARLEY_NODE_ID,
+    logLevel: e.PARLEY_LOG_LEVEL,
+    maxBodyBytes: e.PARLEY_MAX_BODY_BYTES,
+    offlineMax: e.PARLEY_OFFLINE_MAX,
+    login: {
+      maxFailures: e.PARLEY_LOGIN_MAX_FAILURES,
+      maxFailuresPerAddress: e.PARLEY_LOGIN_MAX_FAILURES_PER_ADDRESS,
+      windowSeconds: e.PARLEY_LOGIN_WINDOW_SECONDS,
+    },
+    tokenTtlSeconds: e.PARLEY_TOKEN_TTL_SECONDS,
+    dedupeTtlSeconds: e.PARLEY_DEDUPE_TTL_SECONDS,
+    selfRegistration: e.PARLEY_SELF_REGISTRATION,
+    presenceHeartbeatMs: e.PARLEY_PRESENCE_HEARTBEAT_MS,
+    embeddedFsync: e.PARLEY_EMBEDDED_FSYNC,
+    redis: e.PARLEY_REDIS_URL ? { url: e.PARLEY_REDIS_URL, keyPrefix: e.PARLEY_REDIS_KEY_PREFIX } : null,
+    ldap: ldap
+      ? {
+          url: e.PARLEY_LDAP_URL!,
+          baseDn: e.PARLEY_LDAP_BASE_DN!,
+          usersDn: e.PARLEY_LDAP_USERS_DN ?? `ou=users,${e.PARLEY_LDAP_BASE_DN}`,
+          adminDn: e.PARLEY_LDAP_ADMIN_DN!,
+          adminPassword: e.PARLEY_LDAP_ADMIN_PASSWORD!,
+        }
+      : null,
+  };
+  return Object.freeze(config);
+}
