@@ -5,7 +5,7 @@
 // writes <repo>/.stack.env. Everything it starts is recorded in <repo>/.stack/NAME.pid for `down`.
 import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { StackService } from './service.ts';
+import type { StackContext, StackService } from './service.ts';
 import { formatDuration, logFile, pidFile, runDir, serviceContext, timed } from './context.ts';
 import { removeStackEnv, stackEnvFile, writeStackEnv } from './env.ts';
 import { livePid, stopPidFile, tail, waitUntil } from './processes.ts';
@@ -79,6 +79,15 @@ function pidFilesOf(name: string): string[] {
     .map((f) => join(dir, f));
 }
 
+/** healthy() bounded in time: a stranger that accepts and never answers must not hang the CLI. */
+function healthyWithin(service: StackService, ctx: StackContext, ms = 5000): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  return Promise.race([service.healthy(ctx).catch(() => false), timeout]).finally(() => clearTimeout(timer));
+}
+
 type Outcome = { name: string; ok: boolean; note: string; ms: number; env?: Record<string, string> };
 
 async function bringUp(name: string, timeoutMs: number): Promise<Outcome> {
@@ -97,14 +106,14 @@ async function bringUp(name: string, timeoutMs: number): Promise<Outcome> {
   const running = livePid(pidPath);
   if (running !== undefined) {
     // Ours and alive: leave it alone if it answers (it may still be starting from an earlier run).
-    const state = await waitUntil(() => service.healthy(ctx), { timeoutMs: 30_000, alive: () => livePid(pidPath) !== undefined });
+    const state = await waitUntil(() => healthyWithin(service, ctx), { timeoutMs: 30_000, alive: () => livePid(pidPath) !== undefined });
     if (state === 'ready') {
       ctx.progress(`already running (pid ${running}), healthy`);
       return done(true, `already running, pid ${running}`, service.env(ctx));
     }
     ctx.progress(`pid ${running} runs but does not answer; restarting it`);
     await stopAll(name);
-  } else if (await service.healthy(ctx).catch(() => false)) {
+  } else if (await healthyWithin(service, ctx)) {
     ctx.progress(`something not started by the stack already answers on ${name}'s port; stop it or remove it`);
     return done(false, 'port taken by a foreign process');
   }
@@ -113,7 +122,7 @@ async function bringUp(name: string, timeoutMs: number): Promise<Outcome> {
     await timed(ctx, 'install', () => service.install(ctx));
     await timed(ctx, 'start', () => service.start(ctx));
     await timed(ctx, 'health check', async () => {
-      const state = await waitUntil(() => service.healthy(ctx), {
+      const state = await waitUntil(() => healthyWithin(service, ctx), {
         timeoutMs,
         alive: () => livePid(pidPath) !== undefined,
       });
@@ -125,7 +134,7 @@ async function bringUp(name: string, timeoutMs: number): Promise<Outcome> {
     ctx.progress(`FAILED: ${(err as Error).message}`);
     const log = logFile(ctx, name);
     if (existsSync(log)) {
-      console.error(`----- last lines of ${log} -----\n${tail(log, 40)}\n----- end of ${name} log -----`);
+      console.error(`----- last lines of ${log} -----\n${tail(log, 40, true)}\n----- end of ${name} log -----`);
     }
     await stopAll(name); // a half-started server would only confuse the next `up`
     return done(false, (err as Error).message.split('\n')[0]);
@@ -192,7 +201,7 @@ async function status(opts: Options): Promise<number> {
     }
     const pids = pidFilesOf(name).map((f) => [f, livePid(f)] as const);
     const alive = pids.filter(([, pid]) => pid !== undefined).map(([f, pid]) => `${f.slice(runDir().length + 1, -4)}=${pid}`);
-    const healthy = service ? await service.healthy(ctx).catch(() => false) : false;
+    const healthy = service ? await healthyWithin(service, ctx) : false;
     const state = !service ? 'no module' : healthy && alive.length ? 'running' : alive.length ? 'UNHEALTHY' : healthy ? 'FOREIGN' : 'stopped';
     if (state !== 'running') allUp = false;
     const where = service && healthy ? Object.entries(service.env(ctx)).filter(([k]) => /URL|BROKERS|ENDPOINT|HOST|PORT/.test(k)).map(([k, v]) => `${k}=${v}`).join(' ') : '';

@@ -59,7 +59,6 @@ log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
 log4j.logger.kafka.request.logger=WARN
 log4j.logger.kafka.log.LogCleaner=WARN
 log4j.logger.state.change.logger=WARN
-log4j.logger.org.apache.kafka.common.utils.AppInfoParser=WARN
 `;
 
 function serverProperties(dataDir: string): string {

@@ -126,8 +126,8 @@ export async function stopPidFile(file: string, graceMs = 15_000): Promise<'stop
   return 'killed';
 }
 
-/** The last `lines` lines of a log file, for the message of a service that failed to start. */
-export function tail(file: string, lines = 40): string {
+/** The last `lines` lines of a log file (of its latest start only, if asked), for a failed start. */
+export function tail(file: string, lines = 40, sinceLastStart = false): string {
   if (!existsSync(file)) return `(no log at ${file})`;
   const size = statSync(file).size;
   const fd = openSync(file, 'r');
@@ -135,7 +135,13 @@ export function tail(file: string, lines = 40): string {
     const length = Math.min(size, 64 * 1024);
     const buf = Buffer.alloc(length);
     readSyncAll(fd, buf, size - length);
-    return buf.toString('utf8').split('\n').slice(-lines - 1).join('\n');
+    let text = buf.toString('utf8');
+    if (sinceLastStart) {
+      // Only this start's lines: spawnDetached writes a "--- <time> starting:" header each time.
+      const header = text.lastIndexOf('\n--- ');
+      if (header >= 0) text = text.slice(header + 1);
+    }
+    return text.split('\n').slice(-lines - 1).join('\n');
   } finally {
     closeSync(fd);
   }

@@ -51,6 +51,7 @@ export const redis: StackService = {
       port,
       lazyConnect: true,
       connectTimeout: 1000,
+      commandTimeout: 1000,
       maxRetriesPerRequest: 0,
       enableOfflineQueue: false,
       retryStrategy: () => null,
