@@ -48,6 +48,9 @@ interface Accepting {
   /** Set when (sender, cid) was accepted before: the earlier id and time are acked again. */
   earlier?: { id: string; ts: number };
   started: number;
+  /** Resolves when the device's previous message has been handed to the queue: stores keep arrival order. */
+  turn: Promise<void>;
+  passTurn: () => void;
 }
 
 type Step = (a: Accepting, deps: AcceptDeps) => Promise<void>;
@@ -70,7 +73,12 @@ async function dedupe(a: Accepting, deps: AcceptDeps): Promise<void> {
 }
 
 async function storeForRecipients(a: Accepting, deps: AcceptDeps): Promise<void> {
-  await deps.queue.push(a.recipients.map((userId) => ({ userId, message: { id: a.message.id, payload: a.text } })));
+  // Earlier steps may finish out of order (a directory lookup, a dedupe round trip); the queue must not.
+  // Handing over is synchronous in both adapters, so the next message need not wait for this one's fsync.
+  await a.turn;
+  const stored = deps.queue.push(a.recipients.map((userId) => ({ userId, message: { id: a.message.id, payload: a.text } })));
+  a.passTurn();
+  await stored;
 }
 
 async function mirror(a: Accepting, deps: AcceptDeps): Promise<void> {
@@ -95,7 +103,11 @@ export class Acceptor {
       // Attachment keys come from POST /v1/attachments, which this build does not offer yet.
       return this.inOrder(device, Promise.resolve(() => this.refuse(device, badRequest('unknown attachment key'), parsed.cid)));
     }
-    const a: Accepting = { device, target, message: this.stamp(device, target, parsed), text: '', recipients: [], claimed: false, started };
+    const turn = device.storeTurn;
+    let passTurn!: () => void;
+    device.storeTurn = new Promise<void>((resolve) => (passTurn = resolve));
+    const message = this.stamp(device, target, parsed);
+    const a: Accepting = { device, target, message, text: '', recipients: [], claimed: false, started, turn, passTurn };
     a.text = encodeEnvelope(a.message);
     return this.inOrder(device, this.run(a).then(() => () => this.finish(a), (err) => () => this.fail(a, err)));
   }
@@ -109,9 +121,14 @@ export class Acceptor {
   }
 
   private async run(a: Accepting): Promise<void> {
-    for (const step of acceptSteps) {
-      await step(a, this.deps);
-      if (a.earlier) return;
+    try {
+      for (const step of acceptSteps) {
+        await step(a, this.deps);
+        if (a.earlier) return;
+      }
+    } finally {
+      // A message that stops early still hands the turn on, in order.
+      void a.turn.then(a.passTurn);
     }
   }
 

@@ -31,6 +31,8 @@ export class Device {
   inboxQos: 0 | 1 | null = null;
   /** The last accepted publish of this device: acks and deliveries complete in the order sent. */
   tail: Promise<void> = Promise.resolve();
+  /** Resolves when the last accepted publish has been handed to the offline queue. */
+  storeTurn: Promise<void> = Promise.resolve();
   private readonly inflight = new Map<number, Delivery>();
   private nextMid = 1;
   private draining = false;

@@ -8,6 +8,8 @@ const MAX_ENTRIES = 200_000;
 
 export class Recipients {
   private readonly cache = new Map<string, { exists: boolean; until: number }>();
+  /** Lookups under way: a burst to a new recipient asks the directory once. */
+  private readonly asking = new Map<string, Promise<boolean>>();
 
   constructor(private readonly directory: Directory) {}
 
@@ -15,10 +17,23 @@ export class Recipients {
     const now = Date.now();
     const hit = this.cache.get(userId);
     if (hit && hit.until > now) return hit.exists;
-    const exists = (await this.directory.find(userId)) !== null;
-    if (this.cache.size >= MAX_ENTRIES) this.cache.clear();
-    this.cache.set(userId, { exists, until: now + (exists ? KNOWN_MS : UNKNOWN_MS) });
-    return exists;
+    let asking = this.asking.get(userId);
+    if (!asking) {
+      asking = this.directory.find(userId).then(
+        (user) => {
+          this.asking.delete(userId);
+          if (this.cache.size >= MAX_ENTRIES) this.cache.clear();
+          this.cache.set(userId, { exists: user !== null, until: Date.now() + (user ? KNOWN_MS : UNKNOWN_MS) });
+          return user !== null;
+        },
+        (err) => {
+          this.asking.delete(userId);
+          throw err;
+        },
+      );
+      this.asking.set(userId, asking);
+    }
+    return asking;
   }
 
   /** A user was just created: no stale "unknown" answer for them. */

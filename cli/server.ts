@@ -7,7 +7,7 @@ import { Recipients } from '../broker/recipients.ts';
 import { tcpServer } from '../broker/transport-tcp.ts';
 import { tlsServer } from '../broker/transport-tls.ts';
 import { attachWebSocket } from '../broker/transport-ws.ts';
-import { createAdapters } from '../common/adapters.ts';
+import { createAdapters, type Adapters } from '../common/adapters.ts';
 import type { Config } from '../common/config.ts';
 import { createHttp } from '../common/http.ts';
 import { IdGenerator } from '../common/ids.ts';
@@ -19,6 +19,7 @@ export interface Running {
   httpPort: number;
   tlsPort: number | null;
   broker: ParleyBroker;
+  ports: Adapters;
   adapters: Record<string, string>;
   close(): Promise<void>;
 }
@@ -62,6 +63,7 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
     httpPort: (http.server.address() as AddressInfo).port,
     tlsPort: tls ? (tls.address() as AddressInfo).port : null,
     broker,
+    ports: adapters,
     adapters: adapters.describe(),
     async close() {
       tcp.close();
