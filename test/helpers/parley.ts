@@ -133,9 +133,13 @@ export class TestDevice {
     return this.waitFor(() => this.inbox().length >= n && this.inbox(), `${n} inbox messages`, timeoutMs);
   }
 
-  /** Waits for the ack or error of a cid. */
-  waitForAnswer(cid: string, timeoutMs?: number): Promise<any> {
-    return this.waitFor(() => this.received.find((r) => (r.body.kind === 'ack' || r.body.kind === 'error') && r.body.cid === cid)?.body, `answer to ${cid}`, timeoutMs);
+  /** Waits for the ack or error of a cid that arrives after position `from` of what was received. */
+  waitForAnswer(cid: string, timeoutMs?: number, from = 0): Promise<any> {
+    return this.waitFor(
+      () => this.received.slice(from).find((r) => (r.body.kind === 'ack' || r.body.kind === 'error') && r.body.cid === cid)?.body,
+      `answer to ${cid}`,
+      timeoutMs,
+    );
   }
 
   /** Publishes a message without waiting; returns its cid. */
@@ -145,8 +149,10 @@ export class TestDevice {
     return cid;
   }
 
+  /** Sends and waits for this send's own answer (an ack or an error). */
   async sendAndAck(to: string, message: Record<string, unknown> = {}): Promise<any> {
-    return this.waitForAnswer(this.send(to, message));
+    const from = this.received.length;
+    return this.waitForAnswer(this.send(to, message), undefined, from);
   }
 
   async close(): Promise<void> {
