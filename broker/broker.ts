@@ -4,7 +4,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
-import type { AuthService, SignedIn } from '../auth/service.ts';
+import type { AuthService } from '../auth/service.ts';
 import { SignInError } from '../auth/service.ts';
 import type { Config } from '../common/config.ts';
 import { presenceEnvelope } from '../common/envelope.ts';
@@ -34,11 +34,6 @@ export interface BrokerDeps {
   messageAccepted?: MessageAccepted[];
 }
 
-interface Pending {
-  signedIn: SignedIn;
-  transport: Transport;
-}
-
 const EMPTY = Buffer.alloc(0);
 const noop = () => {};
 
@@ -46,7 +41,6 @@ export class ParleyBroker {
   readonly devices: DeviceRegistry;
   readonly acceptor: Acceptor;
   private readonly transports = new WeakMap<object, Transport>();
-  private readonly signedIn = new WeakMap<Client, Pending>();
   private readonly untrack = new WeakMap<Client, () => void>();
   private readonly emptyPersistentId = new WeakSet<Client>();
   private heartbeat: NodeJS.Timeout | null = null;
@@ -108,7 +102,11 @@ export class ParleyBroker {
     const address = (conn as { remoteAddress?: string }).remoteAddress ?? client.req?.socket?.remoteAddress ?? 'unknown';
     this.deps.auth.signIn(username, password.toString('utf8'), address).then(
       (signedIn) => {
-        this.signedIn.set(client, { signedIn, transport: this.transports.get(conn) ?? 'tcp' });
+        // The device exists before the CONNACK: a SUBSCRIBE may be handled before 'clientReady' fires.
+        const device = this.devices.add(signedIn.userId, client, this.transports.get(conn) ?? 'tcp');
+        if (signedIn.tokenHash) this.untrack.set(client, this.deps.auth.track(signedIn.tokenHash, () => client.close()));
+        (conn as NodeJS.EventEmitter).once('close', () => setImmediate(() => this.retire(client)));
+        this.deps.metrics.connections.inc({ transport: device.transport });
         this.deps.metrics.signIns.inc({ door: 'mqtt', result: 'ok' });
         cb(null, true);
       },
@@ -158,11 +156,9 @@ export class ParleyBroker {
     };
 
     aedes.on('clientReady', (client) => {
-      const pending = this.signedIn.get(client);
-      if (!pending) return client.close();
-      const device = this.devices.add(pending.signedIn.userId, client, pending.transport);
-      if (pending.signedIn.tokenHash) this.untrack.set(client, deps.auth.track(pending.signedIn.tokenHash, () => client.close()));
-      deps.metrics.connections.inc({ transport: device.transport });
+      const device = this.devices.of(client);
+      if (!device) return client.close();
+      device.presenceUp = true;
       deps.presence.deviceUp(device.userId, device.key).then(
         (first) => first && this.publishPresence(device.userId, 'online', Date.now()),
         (err) => deps.log.warn({ err, user: device.userId }, 'presence update failed'),
@@ -184,21 +180,24 @@ export class ParleyBroker {
       if (device && topics.includes(inboxTopic(device.userId))) device.inboxQos = null;
     });
 
-    aedes.on('clientDisconnect', (client) => {
-      const device = this.devices.of(client);
-      if (!device) return;
-      this.devices.remove(device);
-      this.untrack.get(client)?.();
-      deps.metrics.connections.dec({ transport: device.transport });
-      const now = Date.now();
-      deps.presence.deviceDown(device.userId, device.key, now).then(
-        (last) => last && this.publishPresence(device.userId, 'offline', now),
-        (err) => deps.log.warn({ err, user: device.userId }, 'presence update failed'),
-      );
-    });
+    aedes.on('clientDisconnect', (client) => this.retire(client));
 
     aedes.on('clientError', (client, err) => deps.log.debug({ client: client.id, err: err.message }, 'client error'));
     aedes.on('connectionError', (_client, err) => deps.log.debug({ err: err.message }, 'connection error'));
+  }
+
+  /** A connection ended (disconnected, or dropped before it was fully connected); safe to call twice. */
+  private retire(client: Client): void {
+    const device = this.devices.of(client);
+    if (!device || !this.devices.remove(device)) return;
+    this.untrack.get(client)?.();
+    this.deps.metrics.connections.dec({ transport: device.transport });
+    if (!device.presenceUp) return;
+    const now = Date.now();
+    this.deps.presence.deviceDown(device.userId, device.key, now).then(
+      (last) => last && this.publishPresence(device.userId, 'offline', now),
+      (err) => this.deps.log.warn({ err, user: device.userId }, 'presence update failed'),
+    );
   }
 
   /** Retained, QoS 0, published by the broker only (clients can never publish to presence/). */

@@ -31,6 +31,8 @@ export class Device {
   inboxQos: 0 | 1 | null = null;
   /** The last accepted publish of this device: acks and deliveries complete in the order sent. */
   tail: Promise<void> = Promise.resolve();
+  /** Counted in Presence (from 'clientReady' on). */
+  presenceUp = false;
   /** Resolves when the last accepted publish has been handed to the offline queue. */
   storeTurn: Promise<void> = Promise.resolve();
   private readonly inflight = new Map<number, Delivery>();
@@ -132,11 +134,12 @@ export class DeviceRegistry {
     return this.byClient.get(client);
   }
 
-  remove(device: Device): void {
+  /** Forgets a device; false when it was already gone. */
+  remove(device: Device): boolean {
     const set = this.byUser.get(device.userId);
-    if (!set) return;
-    set.delete(device);
+    if (!set || !set.delete(device)) return false;
     if (set.size === 0) this.byUser.delete(device.userId);
+    return true;
   }
 
   /** This node's online devices of a user (connected and subscribed to the inbox). */

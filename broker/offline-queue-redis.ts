@@ -21,6 +21,7 @@ export class RedisOfflineQueue implements OfflineQueue {
   }
 
   async list(userId: string, limit: number): Promise<QueuedMessage[]> {
+    if (limit <= 0) return []; // LRANGE 0 -1 would be the whole list
     const rows = await this.redis.lrange(key(userId), 0, limit - 1);
     return rows.map(decode);
   }

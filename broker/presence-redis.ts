@@ -8,7 +8,7 @@ import type { Presence } from './presence.ts';
 // presence:seen:{user}     ms    last seen
 
 const DOWN = `
-redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 local left = redis.call('HKEYS', KEYS[1])
 local onNode = false
 for _, f in ipairs(left) do
