@@ -12,6 +12,7 @@ import { livePid, stopPidFile, tail, waitUntil } from './processes.ts';
 
 // In start order. Modules load lazily, so `--only` needs only the files of the services it names.
 const catalogue: Array<[string, () => Promise<Record<string, unknown>>]> = [
+  ['tools', () => import('./tools.ts')],
   ['redis', () => import('./redis.ts')],
   ['ldap', () => import('./ldap.ts')],
   ['kafka', () => import('./kafka.ts')],
@@ -100,6 +101,16 @@ async function bringUp(name: string, timeoutMs: number): Promise<Outcome> {
   } catch (err) {
     ctx.progress(`cannot load: ${(err as Error).message}`);
     return done(false, 'module missing');
+  }
+  if (service.kind === 'tools') {
+    try {
+      await timed(ctx, 'install', () => service.install(ctx));
+      if (!(await service.healthy(ctx))) throw new Error('not installed after install');
+      return done(true, 'installed', service.env(ctx));
+    } catch (err) {
+      ctx.progress(`FAILED: ${(err as Error).message}`);
+      return done(false, (err as Error).message.split('\n')[0]);
+    }
   }
   const pidPath = pidFile(ctx, name);
 
@@ -202,8 +213,8 @@ async function status(opts: Options): Promise<number> {
     const pids = pidFilesOf(name).map((f) => [f, livePid(f)] as const);
     const alive = pids.filter(([, pid]) => pid !== undefined).map(([f, pid]) => `${f.slice(runDir().length + 1, -4)}=${pid}`);
     const healthy = service ? await healthyWithin(service, ctx) : false;
-    const state = !service ? 'no module' : healthy && alive.length ? 'running' : alive.length ? 'UNHEALTHY' : healthy ? 'FOREIGN' : 'stopped';
-    if (state !== 'running') allUp = false;
+    const state = !service ? 'no module' : service.kind === 'tools' ? (healthy ? 'installed' : 'MISSING') : healthy && alive.length ? 'running' : alive.length ? 'UNHEALTHY' : healthy ? 'FOREIGN' : 'stopped';
+    if (state !== 'running' && state !== 'installed') allUp = false;
     const where = service && healthy ? Object.entries(service.env(ctx)).filter(([k]) => /URL|BROKERS|ENDPOINT|HOST|PORT/.test(k)).map(([k, v]) => `${k}=${v}`).join(' ') : '';
     console.log(`${name.padEnd(6)} ${state.padEnd(9)} ${(alive.join(' ') || '-').padEnd(24)} ${where}`);
   }

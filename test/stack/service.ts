@@ -11,6 +11,8 @@ export interface StackContext {
 
 export interface StackService {
   name: string;
+  /** 'tools' installs commands and starts nothing (no pid file, no port). Default 'server'. */
+  kind?: 'server' | 'tools';
   /** Idempotent; a second call with a warm cache does (almost) nothing. */
   install(ctx: StackContext): Promise<void>;
   /** Starts the process detached, pid in `${runDir}/${name}.pid`, log in `${runDir}/${name}.log`. */
