@@ -1,0 +1,140 @@
+// The OfflineQueue contract against the embedded append-only file and the real Redis of test/stack, and
+// what only one adapter promises: the embedded file survives a torn write and compacts; Redis keeps each
+// queue in the list `offline:{userId}` that operators read.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { EmbeddedOfflineQueue } from '../broker/offline-queue-embedded.ts';
+import { RedisOfflineQueue } from '../broker/offline-queue-redis.ts';
+import type { QueuedMessage } from '../broker/offline-queue.ts';
+import { IdGenerator } from '../common/ids.ts';
+import { offlineQueueContract } from './contracts/offline-queue.ts';
+import { rand, redisSandbox, tempDir, type RedisSandbox } from './contracts/support.ts';
+
+const NODE = 1;
+
+offlineQueueContract('embedded (append-only file, fsync)', async ({ max }) => {
+  const tmp = await tempDir('offline-queue');
+  let current = new EmbeddedOfflineQueue(tmp.dir, NODE, max, true);
+  return {
+    adapter: current,
+    reopen: async () => {
+      await current.close();
+      return (current = new EmbeddedOfflineQueue(tmp.dir, NODE, max, true));
+    },
+    cleanup: async () => {
+      await current.close();
+      await tmp.remove();
+    },
+  };
+});
+
+offlineQueueContract('redis (lists)', async ({ max }) => {
+  const sandbox = await redisSandbox();
+  return {
+    adapter: new RedisOfflineQueue(sandbox.client(), max),
+    // A new connection: what another process, or this one restarted, would see.
+    reopen: async () => new RedisOfflineQueue(sandbox.client(), max),
+    cleanup: () => sandbox.cleanup(),
+  };
+});
+
+const ids = new IdGenerator(9);
+const msg = (body = `hello ${rand()}`): QueuedMessage => {
+  const { id, ts } = ids.next();
+  return { id, payload: JSON.stringify({ id, from: 'alice', to: 'bob', ts, kind: 'text', body }) };
+};
+const user = () => `u${rand()}`;
+const lines = (file: string) => fs.readFileSync(file, 'utf8').split('\n');
+
+describe('EmbeddedOfflineQueue log file', () => {
+  let tmp: { dir: string; remove(): Promise<void> };
+  const logFile = (node: number) => path.join(tmp.dir, `offline-queue-${node}.log`);
+  before(async () => {
+    tmp = await tempDir('offline-queue-file');
+  });
+  after(async () => {
+    await tmp?.remove();
+  });
+
+  it('ignores a torn last record on reopen, and appends cleanly after it', async () => {
+    const u = user();
+    const [m1, m2, m3] = [msg(), msg('ünï 🌸'), msg()];
+    let q = new EmbeddedOfflineQueue(tmp.dir, 2, 100, true);
+    await q.push([{ userId: u, message: m1 }, { userId: u, message: m2 }]);
+    await q.remove(u, m1);
+    await q.close();
+    // A crash in the middle of a write: half a record, cut inside a multi-byte character, no newline.
+    const torn = Buffer.from(`+ ${u} ${ids.next().id} {"body":"🌸🌸`);
+    fs.appendFileSync(logFile(2), torn.subarray(0, torn.length - 2));
+
+    q = new EmbeddedOfflineQueue(tmp.dir, 2, 100, true);
+    assert.deepEqual(await q.list(u, 100), [m2]);
+    await q.push([{ userId: u, message: m3 }]);
+    await q.close();
+
+    q = new EmbeddedOfflineQueue(tmp.dir, 2, 100, true);
+    assert.deepEqual(await q.list(u, 100), [m2, m3], 'the record after the torn one is intact');
+    await q.close();
+    const text = fs.readFileSync(logFile(2), 'utf8');
+    assert.ok(text.endsWith('\n'));
+    for (const line of text.slice(0, -1).split('\n')) assert.match(line, /^[+-] /, `no torn bytes left: ${JSON.stringify(line.slice(0, 60))}`);
+  });
+
+  it('compacts a log of mostly removed messages to the live set', async () => {
+    const u = user();
+    let q = new EmbeddedOfflineQueue(tmp.dir, 3, 20_000, true);
+    const ms = Array.from({ length: 12_000 }, () => msg());
+    await q.push(ms.map((message) => ({ userId: u, message })));
+    const live = ms.filter((_, i) => i % 20 === 0);
+    await Promise.all(ms.filter((_, i) => i % 20 !== 0).map((m) => q.remove(u, m)));
+    await q.close();
+    const records = lines(logFile(3)).filter((l) => l.length > 0);
+    // Uncompacted it would hold 12,000 pushes and 11,400 removals.
+    assert.ok(records.length < 4 * live.length + 1000, `compacted to ${records.length} records`);
+    assert.equal(fs.existsSync(`${logFile(3)}.tmp`), false, 'no temp file left behind');
+    q = new EmbeddedOfflineQueue(tmp.dir, 3, 20_000, true);
+    assert.deepEqual(await q.list(u, 1_000_000), live);
+    await q.close();
+  });
+
+  it('keeps one file per node: two nodes in one data dir do not see each other', async () => {
+    const u = user();
+    const [m1, m2] = [msg(), msg()];
+    const n4 = new EmbeddedOfflineQueue(tmp.dir, 4, 100, true);
+    const n5 = new EmbeddedOfflineQueue(tmp.dir, 5, 100, true);
+    await n4.push([{ userId: u, message: m1 }]);
+    await n5.push([{ userId: u, message: m2 }]);
+    assert.deepEqual(await n4.list(u, 10), [m1]);
+    assert.deepEqual(await n5.list(u, 10), [m2]);
+    await n4.close();
+    await n5.close();
+  });
+});
+
+describe('RedisOfflineQueue keys', () => {
+  let sandbox: RedisSandbox;
+  before(async () => {
+    sandbox = await redisSandbox();
+  });
+  after(async () => {
+    await sandbox?.cleanup();
+  });
+
+  it('keeps a queue in the list offline:{userId} under the key prefix, id first, oldest at the head', async () => {
+    const q = new RedisOfflineQueue(sandbox.client(), 100);
+    const u = user();
+    const ms = [msg(), msg('two words and ünï')];
+    await q.push(ms.map((message) => ({ userId: u, message })));
+    const raw = sandbox.raw();
+    const key = `${sandbox.prefix}offline:${u}`;
+    assert.equal(await raw.type(key), 'list');
+    assert.deepEqual(
+      await raw.lrange(key, 0, -1),
+      ms.map((m) => `${m.id} ${m.payload}`),
+    );
+    await q.remove(u, ms[0]);
+    assert.deepEqual(await raw.lrange(key, 0, -1), [`${ms[1].id} ${ms[1].payload}`]);
+  });
+});
