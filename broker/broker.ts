@@ -214,11 +214,26 @@ export class ParleyBroker {
     this.heartbeat = setInterval(() => {
       const now = Date.now();
       presence.heartbeat(now).then(
-        (users) => users.forEach((u) => this.publishPresence(u, 'offline', now)),
+        ({ offline, lapsed }) => {
+          offline.forEach((u) => this.publishPresence(u, 'offline', now));
+          if (lapsed) this.registerDevicesAgain();
+        },
         (err) => log.warn({ err }, 'presence heartbeat failed'),
       );
     }, config.presenceHeartbeatMs);
     this.heartbeat.unref();
+  }
+
+  /** After this node was given up for dead, its connected devices go back into Presence. */
+  private registerDevicesAgain(): void {
+    this.deps.log.warn('presence heartbeat had lapsed; registering this node\'s devices again');
+    for (const device of this.devices.all()) {
+      if (!device.presenceUp) continue;
+      this.deps.presence.deviceUp(device.userId, device.key).then(
+        (first) => first && this.publishPresence(device.userId, 'online', Date.now()),
+        (err) => this.deps.log.warn({ err, user: device.userId }, 'presence update failed'),
+      );
+    }
   }
 
   async close(): Promise<void> {

@@ -147,6 +147,10 @@ export class DeviceRegistry {
     for (const d of this.byUser.get(userId) ?? []) if (d.inboxQos !== null) yield d;
   }
 
+  *all(): Iterable<Device> {
+    for (const set of this.byUser.values()) yield* set;
+  }
+
   get size(): number {
     let n = 0;
     for (const s of this.byUser.values()) n += s.size;

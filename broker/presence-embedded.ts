@@ -30,8 +30,8 @@ export class EmbeddedPresence implements Presence {
     return this.seen.get(userId) ?? null;
   }
 
-  async heartbeat(): Promise<string[]> {
-    return [];
+  async heartbeat(): Promise<{ offline: string[]; lapsed: boolean }> {
+    return { offline: [], lapsed: false };
   }
 
   async resetNode(now: number): Promise<string[]> {

@@ -79,8 +79,17 @@ export class RedisPresence implements Presence {
     return v === null ? null : Number(v);
   }
 
-  async heartbeat(now: number): Promise<string[]> {
-    await this.r.multi().set(`presence:alive:${this.nodeId}`, now, 'PX', this.heartbeatMs * 3).sadd('presence:nodes', this.nodeId).exec();
+  private beats = 0;
+
+  async heartbeat(now: number): Promise<{ offline: string[]; lapsed: boolean }> {
+    const res = await this.r
+      .multi()
+      .set(`presence:alive:${this.nodeId}`, now, 'PX', this.heartbeatMs * 3, 'GET')
+      .sadd('presence:nodes', this.nodeId)
+      .exec();
+    if (!res) throw new Error('presence transaction aborted');
+    // Our key had expired since the last beat: others may have swept our devices.
+    const lapsed = this.beats++ > 0 && res[0][1] === null;
     const offline: string[] = [];
     for (const node of await this.r.smembers('presence:nodes')) {
       if (Number(node) === this.nodeId || (await this.r.exists(`presence:alive:${node}`))) continue;
@@ -89,7 +98,7 @@ export class RedisPresence implements Presence {
       offline.push(...(await this.sweep(node, now)));
       await this.r.srem('presence:nodes', node);
     }
-    return offline;
+    return { offline, lapsed };
   }
 
   resetNode(now: number): Promise<string[]> {

@@ -8,8 +8,12 @@ export interface Presence {
   deviceDown(userId: string, deviceId: string, now: number): Promise<boolean>;
   isOnline(userId: string): Promise<boolean>;
   lastSeen(userId: string): Promise<number | null>;
-  /** Refreshes this node's heartbeat and takes dead nodes' devices offline: returns the users that went offline. */
-  heartbeat(now: number): Promise<string[]>;
+  /**
+   * Refreshes this node's heartbeat and takes dead nodes' devices offline. `offline`: users that went
+   * offline; `lapsed`: this node itself had been given up for dead (a long pause) and must register its
+   * devices again.
+   */
+  heartbeat(now: number): Promise<{ offline: string[]; lapsed: boolean }>;
   /** Forgets every device this node had (a restart after a crash); returns the users that went offline. */
   resetNode(now: number): Promise<string[]>;
   close(): Promise<void>;

@@ -56,12 +56,12 @@ describe('RedisPresence across nodes', () => {
     await a.deviceUp(both, 'phone');
     await b.deviceUp(onB, 'phone');
     assert.equal(await b.deviceUp(both, 'laptop'), false, 'already online through node 1');
-    assert.deepEqual(await b.heartbeat(Date.now()), [], 'node 1 is alive');
+    assert.deepEqual((await b.heartbeat(Date.now())).offline, [], 'node 1 is alive');
 
     // Node 1 stops heartbeating; nodes 2 and 12 keep going.
     await sleep(HEARTBEAT_MS * 3 + 150);
     const now = Date.now();
-    const [fromB, fromC] = await Promise.all([b.heartbeat(now), c.heartbeat(now)]);
+    const [fromB, fromC] = (await Promise.all([b.heartbeat(now), c.heartbeat(now)])).map((r) => r.offline);
     const reported = [...fromB, ...fromC].sort();
     assert.deepEqual(reported, [onA, onA2].sort(), 'each of node 1\'s users reported once, by one node');
     assert.ok(fromB.length === 0 || fromC.length === 0, 'one node sweeps a dead one');
@@ -74,10 +74,15 @@ describe('RedisPresence across nodes', () => {
     assert.equal(await b.isOnline(both), true, 'a user with a device on a live node stays online');
     assert.equal(await b.lastSeen(both), null);
 
-    assert.deepEqual(await b.heartbeat(Date.now()), [], 'not reported a second time');
-    assert.deepEqual(await c.heartbeat(Date.now()), [], 'nor by another node');
+    assert.deepEqual((await b.heartbeat(Date.now())).offline, [], 'not reported a second time');
+    assert.deepEqual((await c.heartbeat(Date.now())).offline, [], 'nor by another node');
     await sleep(HEARTBEAT_MS * 3);
-    assert.deepEqual(await b.heartbeat(Date.now()), [], 'nor after the sweep lock expired');
+    assert.deepEqual((await b.heartbeat(Date.now())).offline, [], 'nor after the sweep lock expired');
+
+    // Node 1 comes back (a long pause, not a crash): its heartbeat says it lapsed, so it re-registers its devices.
+    const back = await a.heartbeat(Date.now());
+    assert.equal(back.lapsed, true, 'a swept node learns that it lapsed');
+    assert.equal((await a.heartbeat(Date.now())).lapsed, false);
 
     // The user's last device goes on node 2: now they are offline.
     assert.equal(await b.deviceDown(both, 'laptop', now + 1), true);
