@@ -84,6 +84,10 @@ function siteXml(dir: string): string {
     // One regionserver, in the same JVM: stop waiting for others as soon as it checks in (saves ~5 s).
     'hbase.master.wait.on.regionservers.mintostart': 1,
     'hbase.master.wait.on.regionservers.maxtostart': 1,
+    // On SIGTERM the master's shutdown hook may stop the embedded ZooKeeper before the regionserver
+    // has left it; with the default 30 retries the regionserver then hangs on ZK past the stop grace.
+    'zookeeper.recovery.retry': 2,
+    'zookeeper.recovery.retry.intervalmill': 200,
     // Small machine: fewer handler threads, smaller caches.
     'hbase.regionserver.handler.count': 10,
     'hfile.block.cache.size': 0.2,
@@ -190,11 +194,21 @@ async function fetchJars(ctx: StackContext): Promise<void> {
   renameSync(staging, target);
 }
 
-function javaArgs(ctx: StackContext, conf: string, heap: string, role: string, main: string): string[] {
+interface JavaProcess {
+  role: string;
+  initialHeap: string;
+  maxHeap: string;
+  main: string;
+}
+
+const master: JavaProcess = { role: 'master', initialHeap: '256m', maxHeap: '1g', main: 'org.apache.hadoop.hbase.master.HMaster' };
+const gateway: JavaProcess = { role: 'thrift2', initialHeap: '64m', maxHeap: '256m', main: 'org.apache.hadoop.hbase.thrift2.ThriftServer' };
+
+function javaArgs(ctx: StackContext, conf: string, p: JavaProcess): string[] {
   return [
-    `-Dproc_${role}`,
-    `-Xms${heap === '1g' ? '256m' : '64m'}`,
-    `-Xmx${heap}`,
+    `-Dproc_${p.role}`,
+    `-Xms${p.initialHeap}`,
+    `-Xmx${p.maxHeap}`,
     '-XX:+UseG1GC',
     '-XX:OnOutOfMemoryError=kill -9 %p',
     '-Djava.awt.headless=true',
@@ -203,7 +217,7 @@ function javaArgs(ctx: StackContext, conf: string, heap: string, role: string, m
     `-Dhbase.log.dir=${join(ctx.runDir, 'hbase')}`,
     ...jdkFlags,
     '-cp', `${conf}:${libDir(ctx)}/*`,
-    main,
+    p.main,
   ];
 }
 
@@ -227,13 +241,13 @@ export const hbase: StackService = {
     writeFileSync(join(conf, 'log4j2.properties'), log4j2Properties);
     // A gateway left over from a master that died is restarted with the new one.
     if (livePid(pidFile(ctx, 'hbase-thrift')) !== undefined) await stopPidFile(pidFile(ctx, 'hbase-thrift'));
-    await spawnDetached(ctx, 'hbase', 'java', [...javaArgs(ctx, conf, '1g', 'master', 'org.apache.hadoop.hbase.master.HMaster'), 'start'], { cwd: dir });
+    await spawnDetached(ctx, 'hbase', 'java', [...javaArgs(ctx, conf, master), 'start'], { cwd: dir });
     // The gateway connects to ZooKeeper on its first request, so it may start before the master is up.
-    await spawnDetached(ctx, 'hbase-thrift', 'java', javaArgs(ctx, conf, '256m', 'thrift2', 'org.apache.hadoop.hbase.thrift2.ThriftServer'), { cwd: dir });
+    await spawnDetached(ctx, 'hbase-thrift', 'java', javaArgs(ctx, conf, gateway), { cwd: dir });
   },
 
   async healthy() {
-    // A real Thrift2 call that needs an initialised master (namespaces live in hbase:meta).
+    // Real Thrift2 calls all the way to the regionserver: a tiny table (created once), one write, one read.
     const client = await connect(host, hbaseThriftPort, hbaseTransport, { connectTimeoutMs: 2000, callTimeoutMs: 5000 }).catch(() => undefined);
     if (!client) return false;
     try {

@@ -97,9 +97,9 @@ export const minio: StackService = {
     }
     writeFileSync(stampFile, minioVersion);
     // The module and build caches (about 2 GB) only matter for another build of another version.
-    await run(go, ['clean', '-cache', '-modcache'], {
-      env: { ...process.env, GOMODCACHE: join(home(ctx), 'go-mod'), GOCACHE: join(home(ctx), 'go-build') },
-    }).catch(() => ctx.progress('could not clean the Go caches (harmless)'));
+    const caches = { GOMODCACHE: join(home(ctx), 'go-mod'), GOCACHE: join(home(ctx), 'go-build') };
+    await run(go, ['clean', '-cache', '-modcache'], { env: { ...process.env, ...caches } }).catch(() => {});
+    for (const dir of Object.values(caches)) rmSync(dir, { recursive: true, force: true });
   },
 
   async start(ctx) {
