@@ -1,0 +1,285 @@
+// One partition of the embedded event log: segment files named by their first offset (20 digits, as Kafka
+// names them), each a run of JSON lines `[timestamp, key, value]`; the newest segment takes the appends and
+// is rolled past a size. Offsets are record numbers. A record becomes readable when the fsync that covers
+// it returns (`end`), never earlier.
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+export interface StoredRecord {
+  offset: number;
+  timestamp: number;
+  key: string;
+  value: string;
+}
+
+interface Segment {
+  base: number;
+  file: string;
+  /** Records in it: for a sealed segment, the next one's base minus its own. */
+  count: number;
+  /** Bytes of complete records. */
+  size: number;
+  /** Byte position of record base + i·INDEX_EVERY; built on first read for a sealed segment. */
+  index: number[] | null;
+}
+
+const INDEX_EVERY = 64;
+const NEWLINE = 0x0a;
+const READ_CHUNK = 256 * 1024;
+const fdatasync = promisify(fs.fdatasync);
+const segmentName = (base: number) => `${String(base).padStart(20, '0')}.log`;
+
+export class PartitionLog {
+  private readonly segments: Segment[] = [];
+  private fd: number;
+  private pending: string[] = [];
+  /** Records written to the file (durable or not). */
+  private written: number;
+  /** Records made durable: offsets below are readable. */
+  end: number;
+
+  private constructor(
+    readonly dir: string,
+    private readonly segmentBytes: number,
+    private readonly fsync: boolean,
+    segments: Segment[],
+  ) {
+    this.segments = segments;
+    const active = segments[segments.length - 1];
+    this.fd = fs.openSync(active.file, 'a');
+    this.written = this.end = active.base + active.count;
+  }
+
+  /** Opens (creating) the partition directory; a torn record at the tail (a crash mid-write) is cut off. */
+  static open(dir: string, segmentBytes: number, fsync: boolean): PartitionLog {
+    fs.mkdirSync(dir, { recursive: true });
+    const bases = fs
+      .readdirSync(dir)
+      .filter((f) => /^\d{20}\.log$/.test(f))
+      .map((f) => Number(f.slice(0, 20)))
+      .sort((a, b) => a - b);
+    if (bases.length === 0) {
+      fs.writeFileSync(path.join(dir, segmentName(0)), '');
+      if (fsync) syncDir(dir);
+      bases.push(0);
+    }
+    const segments: Segment[] = bases.map((base, i) => {
+      const file = path.join(dir, segmentName(base));
+      const last = i === bases.length - 1;
+      return { base, file, count: last ? 0 : bases[i + 1] - base, size: last ? 0 : fs.statSync(file).size, index: null };
+    });
+    recoverTail(segments[segments.length - 1]);
+    return new PartitionLog(dir, segmentBytes, fsync, segments);
+  }
+
+  /** The oldest offset still on disk (older segments may have been deleted). */
+  get start(): number {
+    return this.segments[0].base;
+  }
+
+  /** Queues a line for the next `write`. */
+  push(line: string): void {
+    this.pending.push(line);
+  }
+
+  get dirty(): boolean {
+    return this.pending.length > 0;
+  }
+
+  /** Writes the queued lines to the active segment (rolling it first if full); returns the new record count. */
+  write(): number {
+    if (this.pending.length === 0) return this.written;
+    let active = this.segments[this.segments.length - 1];
+    if (active.size >= this.segmentBytes && active.count > 0) active = this.roll();
+    const lines = this.pending;
+    this.pending = [];
+    let pos = active.size;
+    let n = active.count;
+    for (const line of lines) {
+      if (n % INDEX_EVERY === 0) active.index!.push(pos);
+      pos += Buffer.byteLength(line) + 1;
+      n++;
+    }
+    try {
+      fs.writeSync(this.fd, lines.join('\n') + '\n');
+    } catch (err) {
+      // Leave no partial record in the middle of the file: cut back to the last complete one.
+      fs.ftruncateSync(this.fd, active.size);
+      active.index!.length = Math.ceil(active.count / INDEX_EVERY);
+      throw err;
+    }
+    active.size = pos;
+    active.count = n;
+    this.written = active.base + n;
+    return this.written;
+  }
+
+  /** Makes everything written so far durable, then readable. */
+  async sync(upTo: number): Promise<void> {
+    if (this.fsync) await fdatasync(this.fd);
+    if (upTo > this.end) this.end = upTo;
+  }
+
+  private roll(): Segment {
+    const old = this.segments[this.segments.length - 1];
+    if (this.fsync) fs.fdatasyncSync(this.fd);
+    fs.closeSync(this.fd);
+    const base = old.base + old.count;
+    const seg: Segment = { base, file: path.join(this.dir, segmentName(base)), count: 0, size: 0, index: [] };
+    this.fd = fs.openSync(seg.file, 'a');
+    if (this.fsync) syncDir(this.dir);
+    this.segments.push(seg);
+    return seg;
+  }
+
+  /** Up to `max` durable records from `from` (within one segment), stopping past `maxBytes`. */
+  async read(from: number, max: number, maxBytes: number): Promise<StoredRecord[]> {
+    if (from < this.start) from = this.start;
+    const seg = this.segmentOf(from);
+    const limit = Math.min(max, this.end - from, seg.base + seg.count - from);
+    if (limit <= 0) return [];
+    const index = seg.index ?? (seg.index = await buildIndex(seg.file));
+    const slot = Math.floor((from - seg.base) / INDEX_EVERY);
+    let skip = from - seg.base - slot * INDEX_EVERY;
+    let pos = index[slot];
+    const out: StoredRecord[] = [];
+    let bytes = 0;
+    const fh = await fs.promises.open(seg.file, 'r');
+    try {
+      let carry = Buffer.alloc(0);
+      while (out.length < limit && bytes < maxBytes) {
+        const chunk = Buffer.allocUnsafe(Math.max(READ_CHUNK, carry.length * 2));
+        const { bytesRead } = await fh.read(chunk, 0, chunk.length, pos);
+        if (bytesRead === 0) break;
+        pos += bytesRead;
+        const buf = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
+        let lineStart = 0;
+        for (let nl = buf.indexOf(NEWLINE); nl >= 0 && out.length < limit && bytes < maxBytes; nl = buf.indexOf(NEWLINE, lineStart)) {
+          if (skip > 0) skip--;
+          else {
+            const offset = from + out.length;
+            const [timestamp, key, value] = parseLine(buf.toString('utf8', lineStart, nl), seg.file, offset);
+            out.push({ offset, timestamp, key, value });
+            bytes += nl - lineStart;
+          }
+          lineStart = nl + 1;
+        }
+        carry = Buffer.from(buf.subarray(lineStart));
+      }
+    } finally {
+      await fh.close();
+    }
+    return out;
+  }
+
+  private segmentOf(offset: number): Segment {
+    let lo = 0;
+    let hi = this.segments.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.segments[mid].base <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return this.segments[lo];
+  }
+
+  /** Deletes sealed segments whose every record is below `offset`; returns how many. */
+  deleteBefore(offset: number): number {
+    let deleted = 0;
+    while (this.segments.length > 1 && this.segments[1].base <= offset) {
+      const seg = this.segments.shift()!;
+      fs.rmSync(seg.file, { force: true });
+      deleted++;
+    }
+    if (deleted > 0 && this.fsync) syncDir(this.dir);
+    return deleted;
+  }
+
+  /** The segment files, oldest first (for tests and operators). */
+  files(): string[] {
+    return this.segments.map((s) => s.file);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+function parseLine(text: string, file: string, offset: number): [number, string, string] {
+  try {
+    const rec = JSON.parse(text) as unknown;
+    if (Array.isArray(rec) && rec.length === 3 && typeof rec[0] === 'number' && typeof rec[1] === 'string' && typeof rec[2] === 'string') {
+      return rec as [number, string, string];
+    }
+  } catch {
+    // reported below
+  }
+  throw new Error(`event log record ${offset} in ${file} is corrupt`);
+}
+
+function isRecord(text: string): boolean {
+  try {
+    const rec = JSON.parse(text) as unknown;
+    return Array.isArray(rec) && rec.length === 3;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Counts and indexes the active segment, cutting off what a crash left after the last complete record:
+ * bytes without a newline, and (should the file system have kept a garbled tail) lines that do not parse.
+ */
+function recoverTail(seg: Segment): void {
+  const buf = fs.readFileSync(seg.file);
+  let good = buf.lastIndexOf(NEWLINE) + 1;
+  while (good > 0) {
+    const prev = good >= 2 ? buf.lastIndexOf(NEWLINE, good - 2) + 1 : 0;
+    if (isRecord(buf.toString('utf8', prev, good - 1))) break;
+    good = prev;
+  }
+  if (good !== buf.length) fs.truncateSync(seg.file, good);
+  const index: number[] = [];
+  let count = 0;
+  for (let pos = 0; pos < good; count++) {
+    if (count % INDEX_EVERY === 0) index.push(pos);
+    pos = buf.indexOf(NEWLINE, pos) + 1;
+  }
+  seg.count = count;
+  seg.size = good;
+  seg.index = index;
+}
+
+async function buildIndex(file: string): Promise<number[]> {
+  const index: number[] = [];
+  const fh = await fs.promises.open(file, 'r');
+  try {
+    const chunk = Buffer.allocUnsafe(1024 * 1024);
+    let base = 0;
+    let count = 0;
+    let lineStart = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, base);
+      if (bytesRead === 0) break;
+      for (let nl = chunk.indexOf(NEWLINE); nl >= 0 && nl < bytesRead; nl = chunk.indexOf(NEWLINE, nl + 1)) {
+        if (count % INDEX_EVERY === 0) index.push(lineStart);
+        count++;
+        lineStart = base + nl + 1;
+      }
+      base += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  return index;
+}
+
+function syncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,262 @@
+// The EventLog contract against the embedded segmented log and the real Kafka of test/stack, and what only
+// one adapter promises: the embedded log survives a torn write, rolls and cleans segments, compacts its
+// offsets, keeps one instance per data dir, and hashes keys stably; Kafka topics get the requested
+// partitions and log-append timestamps.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import kafkajs from 'kafkajs';
+import { EmbeddedEventLog, partitionOf, type EmbeddedEventLogOptions } from '../common/event-log-embedded.ts';
+import { KafkaEventLog } from '../common/event-log-kafka.ts';
+import type { LogRecord } from '../common/event-log.ts';
+import { createLogger } from '../common/log.ts';
+import { collector, eventLogContract, until } from './contracts/event-log.ts';
+import { rand, sleep, tempDir } from './contracts/support.ts';
+import { loadStackEnv } from './stack/env.ts';
+
+const logger = createLogger(process.env.PARLEY_TEST_LOG ?? 'silent', 'event-log-test');
+
+eventLogContract('embedded (segmented files, fsync)', async () => {
+  const tmp = await tempDir('event-log');
+  const open = () => new EmbeddedEventLog(tmp.dir, { fsync: true, logger, retryMinMs: 50 });
+  let current = open();
+  return {
+    adapter: current,
+    reopen: async () => {
+      await current.close();
+      return (current = open());
+    },
+    cleanup: async () => {
+      await current.close();
+      await tmp.remove();
+    },
+  };
+});
+
+/** The test Kafka's brokers from .stack.env; fails (never skips) when the stack has no Kafka. */
+function kafkaBrokers(): string[] {
+  const brokers = loadStackEnv().PARLEY_KAFKA_BROKERS;
+  if (!brokers) {
+    throw new Error(
+      'the Kafka EventLog suite needs PARLEY_KAFKA_BROKERS in .stack.env, which is missing it: ' +
+        'start Kafka with `npx tsx test/stack/cli.ts up --only kafka` (npm test does this first)',
+    );
+  }
+  return brokers.split(',');
+}
+
+/** Short group timings, so joins and rebalances take about a second rather than ten. */
+const openKafka = (brokers: string[]) =>
+  new KafkaEventLog(brokers, `parley-test-${rand(3)}`, {
+    partitions: 6,
+    logger,
+    sessionTimeout: 6000,
+    rebalanceTimeout: 10_000,
+    heartbeatInterval: 300,
+    maxWaitTimeMs: 200,
+    retryMinMs: 50,
+  });
+
+async function kafkaAdmin(brokers: string[]) {
+  const admin = new kafkajs.Kafka({ brokers, clientId: 'parley-test-admin', logLevel: kafkajs.logLevel.NOTHING }).admin();
+  await admin.connect();
+  return admin;
+}
+
+eventLogContract('kafka (kafkajs)', async ({ topicPrefix }) => {
+  const brokers = kafkaBrokers();
+  let current = openKafka(brokers);
+  if (!(await current.ping())) {
+    await current.close();
+    throw new Error(`Kafka at ${brokers.join(',')} (from .stack.env) does not answer; is the stack up? (npx tsx test/stack/cli.ts up --only kafka)`);
+  }
+  return {
+    adapter: current,
+    // A new client: what another process, or this one restarted, would see.
+    reopen: async () => {
+      await current.close();
+      return (current = openKafka(brokers));
+    },
+    cleanup: async () => {
+      await current.close();
+      const admin = await kafkaAdmin(brokers);
+      try {
+        const topics = (await admin.listTopics()).filter((t) => t.startsWith(topicPrefix));
+        if (topics.length > 0) await admin.deleteTopics({ topics });
+        const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(topicPrefix));
+        if (groups.length > 0) await admin.deleteGroups(groups).catch(() => {});
+      } finally {
+        await admin.disconnect();
+      }
+    },
+  };
+});
+
+const recs = (n: number, key = 'k', tag = rand(3)): LogRecord[] => Array.from({ length: n }, (_, i) => ({ key, value: `${tag}-${i}` }));
+
+describe('EmbeddedEventLog files', () => {
+  let tmp: { dir: string; remove(): Promise<void> };
+  const logs: EmbeddedEventLog[] = [];
+  const open = (dir: string, options: EmbeddedEventLogOptions = {}) => {
+    const l = new EmbeddedEventLog(dir, { logger, ...options });
+    logs.push(l);
+    return l;
+  };
+  const readAll = async (log: EmbeddedEventLog, topic: string, count: number) => {
+    const c = collector();
+    const sub = await log.consume({ topic, group: `g-${rand()}`, fromBeginning: true, handle: c.handle });
+    await until(`${count} records`, () => c.records.length >= count, 10_000);
+    await sleep(100);
+    await sub.stop();
+    return c.records;
+  };
+  before(async () => {
+    tmp = await tempDir('event-log-files');
+  });
+  after(async () => {
+    for (const l of logs) await l.close();
+    await tmp?.remove();
+  });
+
+  it('hashes keys with FNV-1a, the same in every process', () => {
+    assert.equal(partitionOf('', 4_000_000), 0x811c9dc5 % 4_000_000);
+    assert.equal(partitionOf('a', 10_000), 0xe40c292c % 10_000);
+    assert.equal(partitionOf('foobar', 10_000), 0xbf9cf968 % 10_000);
+    for (const key of ['conv-1', 'ünï 🌸', '']) assert.ok(partitionOf(key, 6) >= 0 && partitionOf(key, 6) < 6);
+  });
+
+  it('ignores a torn last record on reopen, and appends cleanly after it', async () => {
+    const dir = path.join(tmp.dir, 'torn');
+    let log = open(dir);
+    await log.ensureTopic('t', 1);
+    const first = recs(10, 'k', 'a');
+    await log.append('t', first);
+    await log.close();
+    const segment = path.join(dir, 'event-log', 't', '0', `${'0'.repeat(20)}.log`);
+    // A crash in the middle of a write: half a record, cut inside a multi-byte character, no newline.
+    const torn = Buffer.from(`[${Date.now()},"k","half a record 🌸🌸`);
+    fs.appendFileSync(segment, torn.subarray(0, torn.length - 2));
+
+    log = open(dir);
+    assert.deepEqual((await readAll(log, 't', 10)).map((r) => r.value), first.map((r) => r.value));
+    const second = recs(5, 'k', 'b');
+    await log.append('t', second);
+    await log.close();
+
+    log = open(dir);
+    const all = await readAll(log, 't', 15);
+    assert.deepEqual(all.map((r) => r.value), [...first, ...second].map((r) => r.value), 'the records after the torn one are intact');
+    assert.deepEqual(all.map((r) => r.offset), Array.from({ length: 15 }, (_, i) => String(i)), 'offsets continue where the whole records end');
+    const text = fs.readFileSync(segment, 'utf8');
+    assert.ok(text.endsWith('\n'));
+    for (const line of text.slice(0, -1).split('\n')) assert.doesNotThrow(() => JSON.parse(line), `no torn bytes left: ${line.slice(0, 60)}`);
+    await log.close();
+  });
+
+  it('rolls segments past their size and reads across them, before and after a restart', async () => {
+    const dir = path.join(tmp.dir, 'roll');
+    let log = open(dir, { segmentBytes: 4096, maxBatch: 100 });
+    await log.ensureTopic('t', 1);
+    const sent = recs(1000, 'k');
+    for (let i = 0; i < sent.length; i += 50) await log.append('t', sent.slice(i, i + 50));
+    const files = log.segmentFiles('t', 0);
+    assert.ok(files.length >= 5, `${files.length} segments`);
+    assert.deepEqual((await readAll(log, 't', 1000)).map((r) => r.value), sent.map((r) => r.value));
+    await log.close();
+    log = open(dir, { segmentBytes: 4096, maxBatch: 100 });
+    const again = await readAll(log, 't', 1000);
+    assert.deepEqual(again.map((r) => r.value), sent.map((r) => r.value), 'sealed segments indexed on first read');
+    assert.deepEqual(again.map((r) => r.offset), sent.map((_, i) => String(i)));
+    await log.close();
+  });
+
+  it('deletes segments every group has committed past, when asked to', async () => {
+    const dir = path.join(tmp.dir, 'delete');
+    const log = open(dir, { segmentBytes: 2048, deleteConsumed: true, fsync: false });
+    await log.ensureTopic('t', 1);
+    const sent = recs(400, 'k');
+    for (let i = 0; i < sent.length; i += 20) await log.append('t', sent.slice(i, i + 20));
+    const before = log.segmentFiles('t', 0).length;
+    assert.ok(before >= 5, `${before} segments`);
+    await readAll(log, 't', 400);
+    const left = log.segmentFiles('t', 0);
+    assert.ok(left.length <= 2, `${left.length} segments left of ${before}`);
+    for (const f of left) assert.ok(fs.existsSync(f));
+    // A new group reading from the beginning starts at the oldest record still there.
+    const rest = await readAll(log, 't', 1);
+    assert.ok(rest.length > 0 && rest.length < 400);
+    assert.deepEqual(rest.map((r) => r.value), sent.slice(400 - rest.length).map((r) => r.value));
+    await log.close();
+  });
+
+  it('compacts the committed offsets and resumes from them', async () => {
+    const dir = path.join(tmp.dir, 'offsets');
+    let log = open(dir, { maxBatch: 1, fsync: false });
+    await log.ensureTopic('t', 1);
+    await log.append('t', recs(1500, 'k'));
+    const c = collector();
+    const sub = await log.consume({ topic: 't', group: 'g', fromBeginning: true, handle: c.handle });
+    await until('1,500 one-record batches', () => c.records.length >= 1500, 20_000);
+    await sub.stop();
+    await log.close();
+    const lines = fs.readFileSync(path.join(dir, 'event-log', 't', 'offsets.log'), 'utf8').split('\n').filter(Boolean);
+    assert.ok(lines.length < 1000, `${lines.length} offset records after 1,500 commits`);
+    log = open(dir, { fsync: false });
+    await log.append('t', [{ key: 'k', value: 'after' }]);
+    const c2 = collector();
+    await log.consume({ topic: 't', group: 'g', fromBeginning: true, handle: c2.handle });
+    await until('the new record', () => c2.records.length >= 1);
+    await sleep(100);
+    assert.deepEqual(c2.values(), ['after']);
+    await log.close();
+  });
+
+  it('refuses a second instance on one data dir while the first is open', async () => {
+    const dir = path.join(tmp.dir, 'lock');
+    const log = open(dir);
+    assert.throws(() => new EmbeddedEventLog(dir), /already open/);
+    await log.close();
+    await open(dir).close();
+  });
+
+  it('refuses bad topic names and partition counts', async () => {
+    const log = open(path.join(tmp.dir, 'names'));
+    await assert.rejects(log.ensureTopic('../escape', 1), /invalid topic name/);
+    await assert.rejects(log.append('a/b', [{ key: 'k', value: 'v' }]), /invalid topic name/);
+    await assert.rejects(log.ensureTopic('zero', 0), /invalid partition count/);
+    await log.close();
+  });
+});
+
+describe('KafkaEventLog topics', () => {
+  let brokers: string[];
+  let log: KafkaEventLog;
+  let admin: Awaited<ReturnType<typeof kafkaAdmin>>;
+  const topic = `parley-test-topic-${rand()}`;
+  before(async () => {
+    brokers = kafkaBrokers();
+    log = openKafka(brokers);
+    admin = await kafkaAdmin(brokers);
+  });
+  after(async () => {
+    await log?.close();
+    await admin?.deleteTopics({ topics: [topic] }).catch(() => {});
+    await admin?.disconnect();
+  });
+
+  it('creates the topic with the requested partitions and log-append timestamps, once', async () => {
+    await log.ensureTopic(topic, 3);
+    const other = openKafka(brokers);
+    try {
+      await other.ensureTopic(topic, 5);
+    } finally {
+      await other.close();
+    }
+    const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+    assert.equal(meta.topics[0].partitions.length, 3, 'an existing topic keeps its partitions');
+    const config = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic }] });
+    const entry = config.resources[0].configEntries.find((e) => e.configName === 'message.timestamp.type');
+    assert.equal(entry?.configValue, 'LogAppendTime');
+  });
+});
