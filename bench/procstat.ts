@@ -1,0 +1,88 @@
+// CPU time and memory of a process, and the machine's idle time, straight from /proc (Linux only).
+import fs from 'node:fs';
+import os from 'node:os';
+
+// USER_HZ: /proc reports CPU time in clock ticks, 100 per second on every Linux this runs on.
+const TICKS_PER_SECOND = 100;
+
+export interface ProcSample {
+  /** user + system CPU seconds since the process started */
+  cpuSeconds: number;
+  rssBytes: number;
+  /** peak RSS (VmHWM) */
+  peakRssBytes: number;
+}
+
+export function sampleProcess(pid: number): ProcSample | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name is in parentheses and may contain spaces: fields count from after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const utime = Number(fields[11]);
+    const stime = Number(fields[12]);
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+    return { cpuSeconds: (utime + stime) / TICKS_PER_SECOND, rssBytes: kb('VmRSS'), peakRssBytes: kb('VmHWM') };
+  } catch {
+    return null;
+  }
+}
+
+export interface MachineSample {
+  busySeconds: number;
+  totalSeconds: number;
+}
+
+export function sampleMachine(): MachineSample {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0];
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = v[3] + (v[4] ?? 0); // idle + iowait
+  const total = v.reduce((a, b) => a + b, 0);
+  return { busySeconds: (total - idle) / TICKS_PER_SECOND, totalSeconds: total / TICKS_PER_SECOND };
+}
+
+/** CPU use of a set of processes between two points in time, as % of one core (200% = two cores busy). */
+export class CpuMeter {
+  private readonly start = new Map<number, number>();
+  private readonly t0 = performance.now();
+  private readonly machine0 = sampleMachine();
+
+  constructor(private readonly pids: readonly number[]) {
+    for (const pid of pids) this.start.set(pid, sampleProcess(pid)?.cpuSeconds ?? 0);
+  }
+
+  /** Percent of one core used by the processes since construction. */
+  percent(): number {
+    const seconds = (performance.now() - this.t0) / 1000;
+    if (seconds <= 0) return 0;
+    let used = 0;
+    for (const pid of this.pids) {
+      const now = sampleProcess(pid)?.cpuSeconds;
+      if (now !== undefined) used += now - (this.start.get(pid) ?? 0);
+    }
+    return (used / seconds) * 100;
+  }
+
+  /** Percent of all cores busy on the machine since construction (every process, not only ours). */
+  machineBusyPercent(): number {
+    const m = sampleMachine();
+    const total = m.totalSeconds - this.machine0.totalSeconds;
+    return total > 0 ? ((m.busySeconds - this.machine0.busySeconds) / total) * 100 : 0;
+  }
+}
+
+export function machineInfo() {
+  const cpus = os.cpus();
+  const meminfo = fs.readFileSync('/proc/meminfo', 'utf8');
+  const memTotal = Number(/^MemTotal:\s+(\d+) kB/m.exec(meminfo)?.[1] ?? 0) * 1024;
+  const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? cpus[0]?.model ?? 'unknown';
+  return {
+    cores: cpus.length,
+    model,
+    memTotalBytes: memTotal,
+    kernel: os.release(),
+    node: process.version,
+    loadAverage: os.loadavg().map((l) => Math.round(l * 100) / 100),
+  };
+}

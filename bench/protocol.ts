@@ -1,0 +1,64 @@
+// Messages between the orchestrator (run.ts) and the load generator processes (worker.ts), over the
+// child_process IPC channel.
+
+export interface ClientSpec {
+  clientId: string;
+  username?: string;
+  password?: string;
+  clean: boolean;
+  /** Subscribed at QoS 1 after CONNACK. */
+  inbox: string;
+  /** Where this client publishes its messages; absent for idle clients. */
+  sendTo?: string;
+}
+
+export type Command =
+  | {
+      type: 'connect';
+      host: string;
+      port: number;
+      clients: ClientSpec[];
+      /** Parley answers each publish with an `ack` envelope on the sender's inbox; relays do not. */
+      parley: boolean;
+      localAddresses: string[];
+      concurrency: number;
+    }
+  | { type: 'run'; step: number; ratePerClient: number; durationMs: number; drainTimeoutMs: number; bodyBytes: number }
+  | { type: 'close' };
+
+export interface Connected {
+  type: 'connected';
+  ok: number;
+  failed: number;
+  firstError?: string;
+  ms: number;
+  /** Connect → CONNACK → SUBACK, µs histogram. */
+  hist: number[];
+}
+
+export interface Ran {
+  type: 'ran';
+  step: number;
+  sent: number;
+  /** PUBACKs the senders got back. */
+  pubacks: number;
+  /** Parley `ack` envelopes (0 for relays). */
+  appAcks: number;
+  /** Parley `error` envelopes; examples in errorSamples. */
+  errors: number;
+  errorSamples: string[];
+  received: number;
+  /** Messages received while the step was still sending (delivered throughput). */
+  receivedInWindow: number;
+  /** Messages of other steps that arrived during this one (late or duplicated). */
+  stray: number;
+  /** The send window as it really ran, and how long after it the last message arrived. */
+  windowMs: number;
+  drainMs: number;
+  complete: boolean;
+  disconnects: number;
+  /** End-to-end latency, send → receiver, µs histogram. */
+  hist: number[];
+}
+
+export type Reply = Connected | Ran | { type: 'closed' } | { type: 'error'; message: string };

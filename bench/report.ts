@@ -1,0 +1,123 @@
+// The results as Markdown tables: printed at the end of a run and pasted into BENCHMARKS.md.
+import type { BenchResults, ChatStep, Ratio } from './results.ts';
+import { LABELS, type SystemName } from './systems.ts';
+
+const ms = (v: number | null | undefined) => (v == null ? '–' : v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0));
+const int = (v: number | null | undefined) => (v == null ? '–' : Math.round(v).toLocaleString('en-US'));
+const pct = (v: number) => `${v.toFixed(0)}%`;
+const x = (v: number | null | undefined) => (v == null ? '–' : `${v.toFixed(2)}×`);
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+  return [line(head), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...rows.map(line)].join('\n');
+}
+
+const label = (s: SystemName) => LABELS[s];
+
+export function chatSummaryTable(r: BenchResults): string {
+  return table(
+    ['system', 'peak delivered msg/s', 'p50 / p99 / p99.9 at peak (ms)', 'p99 at ~half peak (ms @ msg/s)', 'broker CPU at peak', 'broker RSS (MB)', 'Redis CPU', 'generator CPU', 'machine busy', 'first step past the limit'],
+    r.chat.map((c) => {
+      const p = c.peak;
+      const h = c.halfPeak;
+      const broken = c.steps.find((s) => s.broken);
+      return [
+        label(c.system),
+        int(p?.deliveredPerSec),
+        p ? `${ms(p.p50)} / ${ms(p.p99)} / ${ms(p.p999)}` : '–',
+        h ? `${ms(h.p99)} @ ${int(h.deliveredPerSec)}` : '–',
+        p ? pct(p.brokerCpu) : '–',
+        p ? String(p.brokerRssMB) : '–',
+        p && p.backendCpu ? pct(p.backendCpu) : '–',
+        p ? pct(p.generatorCpu) : '–',
+        p ? pct(p.machineBusy) : '–',
+        broken ? `${int(broken.targetPerSec)} msg/s: ${broken.broken}` : 'none (ladder ended)',
+      ];
+    }),
+  );
+}
+
+export function chatLadderTable(r: BenchResults): string {
+  const rows: string[][] = [];
+  for (const c of r.chat) {
+    for (const s of c.steps as ChatStep[]) {
+      rows.push([
+        label(c.system),
+        int(s.targetPerSec),
+        int(s.offeredPerSec),
+        int(s.deliveredPerSec),
+        `${int(s.received)}/${int(s.sent)}`,
+        ms(s.p50),
+        ms(s.p99),
+        ms(s.p999),
+        ms(s.max),
+        pct(s.brokerCpu),
+        String(s.brokerRssMB),
+        s.backendCpu ? pct(s.backendCpu) : '–',
+        pct(s.generatorCpu),
+        pct(s.machineBusy),
+        s.broken ?? 'ok',
+      ]);
+    }
+  }
+  return table(['system', 'target msg/s', 'offered', 'delivered', 'received/sent', 'p50 ms', 'p99', 'p99.9', 'max', 'broker CPU', 'RSS MB', 'Redis CPU', 'gen CPU', 'machine', 'verdict'], rows);
+}
+
+export function drainTable(r: BenchResults): string {
+  return table(
+    ['system', 'queued', 'received', 'drain time (ms)', 'drain msg/s', 'queueing msg/s', 'broker CPU', 'broker RSS (MB)', 'Redis CPU'],
+    r.drain.map((d) => [label(d.system), int(d.messages), int(d.received), int(d.ms), int(d.perSec), int(d.fillPerSec), pct(d.brokerCpu), String(d.brokerRssMB), d.backendCpu ? pct(d.backendCpu) : '–']),
+  );
+}
+
+export function connectionsTable(r: BenchResults): string {
+  return table(
+    ['system', 'connected', 'connects/s', 'connect p50 / p99 (ms)', 'RSS before → after (MB)', 'KB per connection', 'broker CPU', 'Redis CPU', 'generator CPU'],
+    r.connections.map((c) => [
+      label(c.system),
+      `${int(c.connected)}/${int(c.target)}`,
+      int(c.perSec),
+      `${ms(c.connectP50)} / ${ms(c.connectP99)}`,
+      `${c.rssBeforeMB} → ${c.rssAfterMB}`,
+      (c.bytesPerConnection / 1024).toFixed(1),
+      pct(c.brokerCpu),
+      c.backendCpu ? pct(c.backendCpu) : '–',
+      pct(c.generatorCpu),
+    ]),
+  );
+}
+
+export function ratiosTable(r: BenchResults): string {
+  const parleys = (['parley-embedded', 'parley-redis'] as SystemName[]).filter((p) => r.systems.some((s) => s.name === p));
+  const rows: [string, Partial<Record<SystemName, Ratio>>, string][] = [
+    ['1:1 peak delivered msg/s', r.ratios.chatPeak, 'higher is better; goal ≥ 1 vs Mosquitto'],
+    ['1:1 p99 at half of peak', r.ratios.chatP99AtHalfPeak, 'lower is better'],
+    ['offline drain time', r.ratios.drainMs, 'lower is better'],
+    ['memory per idle connection', r.ratios.bytesPerConnection, 'lower is better'],
+    ['connects/s', r.ratios.connectPerSec, 'higher is better'],
+  ];
+  return table(
+    ['Parley / baseline', ...parleys.flatMap((p) => [`${label(p)} / Mosquitto`, `${label(p)} / bare Aedes`]), 'reading'],
+    rows.map(([name, ratios, reading]) => [name, ...parleys.flatMap((p) => [x(ratios[p]?.vsMosquitto), x(ratios[p]?.vsAedes)]), reading]),
+  );
+}
+
+export function fullReport(r: BenchResults): string {
+  const parts = [
+    '### 1. 1:1 chat, QoS 1, receivers online — summary',
+    chatSummaryTable(r),
+    '### 1. 1:1 chat — every step',
+    chatLadderTable(r),
+    '### 2. Offline drain',
+    drainTable(r),
+    '### 3. Idle connections',
+    connectionsTable(r),
+    '### 4. Group fan-out',
+    r.groups.note,
+    '### Ratios (Parley / baseline, same run)',
+    ratiosTable(r),
+  ];
+  if (r.errors.length) parts.push('### Errors', ...r.errors.map((e) => `- ${e.system} / ${e.scenario}: ${e.message}`));
+  return parts.join('\n\n');
+}

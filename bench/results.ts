@@ -1,0 +1,167 @@
+// The shape of bench/results/<timestamp>.json, and the summaries derived from it (peak, ratios).
+import type { SystemName } from './systems.ts';
+
+export interface Usage {
+  /** % of one core, averaged over the phase (200 = two cores busy). */
+  brokerCpu: number;
+  brokerRssMB: number;
+  /** Redis for Parley (Redis); 0 for the others. */
+  backendCpu: number;
+  generatorCpu: number;
+  /** % of all cores busy on the machine, every process included. */
+  machineBusy: number;
+  /**
+   * CPU (% of one core) used by neither the broker, its backend nor the generators: other processes on
+   * the machine and kernel work (loopback TCP in softirq) not charged to a process.
+   */
+  otherCpu: number;
+}
+
+export interface ChatStep extends Usage {
+  ratePerUser: number;
+  targetPerSec: number;
+  offeredPerSec: number;
+  deliveredPerSec: number;
+  sent: number;
+  received: number;
+  lost: number;
+  pubacks: number;
+  appAcks: number;
+  errors: number;
+  errorSamples: string[];
+  stray: number;
+  disconnects: number;
+  p50: number | null;
+  p99: number | null;
+  p999: number | null;
+  max: number | null;
+  /** After the send window: ms until the last message arrived. */
+  drainMs: number;
+  /** Why this step counts as past the limit, or null. */
+  broken: string | null;
+  /** Runs of this step: one past the limit is run again (up to --retries times) to rule out a neighbour's burst. */
+  attempts: number;
+}
+
+export interface ChatResult {
+  system: SystemName;
+  users: number;
+  connectMs: number;
+  steps: ChatStep[];
+  /** The best delivered msg/s of a step that held (no loss, p99 under the limit); null when none held. */
+  peak: ChatStep | null;
+  /** The held step nearest half of the peak rate: its p99 is the issue's "p99 at half of peak". */
+  halfPeak: ChatStep | null;
+}
+
+export interface DrainResult extends Usage {
+  system: SystemName;
+  messages: number;
+  /** Queueing: messages/s accepted while the receiver was away. */
+  fillPerSec: number;
+  received: number;
+  lost: number;
+  /** From the receiver's CONNECT until its last queued message arrived. */
+  ms: number;
+  perSec: number;
+}
+
+export interface ConnectionsResult extends Usage {
+  system: SystemName;
+  target: number;
+  connected: number;
+  failed: number;
+  firstError?: string;
+  ms: number;
+  perSec: number;
+  connectP50: number | null;
+  connectP99: number | null;
+  rssBeforeMB: number;
+  rssAfterMB: number;
+  bytesPerConnection: number;
+  sourceAddresses: number;
+}
+
+export interface SystemInfo {
+  name: SystemName;
+  label: string;
+  version: string;
+  notes: string[];
+}
+
+export interface ProfileEntry {
+  selfPercent: number;
+  selfMs: number;
+  fn: string;
+  where: string;
+}
+
+export interface BenchResults {
+  version: 1;
+  startedAt: string;
+  finishedAt: string;
+  quick: boolean;
+  machine: Record<string, unknown>;
+  options: Record<string, unknown>;
+  systems: SystemInfo[];
+  chat: ChatResult[];
+  drain: DrainResult[];
+  connections: ConnectionsResult[];
+  groups: { skipped: true; note: string };
+  ratios: Ratios;
+  profiles: Partial<Record<SystemName, ProfileEntry[]>>;
+  errors: { system: string; scenario: string; message: string }[];
+}
+
+export interface Ratio {
+  vsMosquitto: number | null;
+  vsAedes: number | null;
+}
+
+/** Parley / baseline for each Parley system; > 1 is better for throughput, worse for time and memory. */
+export interface Ratios {
+  chatPeak: Partial<Record<SystemName, Ratio>>;
+  chatP99AtHalfPeak: Partial<Record<SystemName, Ratio>>;
+  drainMs: Partial<Record<SystemName, Ratio>>;
+  bytesPerConnection: Partial<Record<SystemName, Ratio>>;
+  connectPerSec: Partial<Record<SystemName, Ratio>>;
+}
+
+/** Picks the peak and the half-peak step of a ladder. */
+export function summarizeChat(steps: ChatStep[]): { peak: ChatStep | null; halfPeak: ChatStep | null } {
+  const held = steps.filter((s) => s.broken === null);
+  if (held.length === 0) return { peak: null, halfPeak: null };
+  const peak = held.reduce((a, b) => (b.deliveredPerSec > a.deliveredPerSec ? b : a));
+  const half = peak.deliveredPerSec / 2;
+  // Nearest to half of the peak from below (the issue asks for p99 at half of peak, not above it).
+  const below = held.filter((s) => s.deliveredPerSec <= half * 1.05);
+  const pool = below.length ? below : held;
+  const halfPeak = pool.reduce((a, b) => (Math.abs(b.deliveredPerSec - half) < Math.abs(a.deliveredPerSec - half) ? b : a));
+  return { peak, halfPeak };
+}
+
+const ratio = (a: number | null | undefined, b: number | null | undefined) => (a == null || b == null || b === 0 ? null : a / b);
+
+export function computeRatios(r: Pick<BenchResults, 'chat' | 'drain' | 'connections'>): Ratios {
+  const out: Ratios = { chatPeak: {}, chatP99AtHalfPeak: {}, drainMs: {}, bytesPerConnection: {}, connectPerSec: {} };
+  const parleys: SystemName[] = ['parley-embedded', 'parley-redis'];
+  const chat = (s: SystemName) => r.chat.find((c) => c.system === s);
+  const drain = (s: SystemName) => r.drain.find((c) => c.system === s);
+  const conn = (s: SystemName) => r.connections.find((c) => c.system === s);
+  const both = <T>(get: (s: SystemName) => T | undefined, value: (t: T | undefined) => number | null | undefined, p: SystemName): Ratio => ({
+    vsMosquitto: ratio(value(get(p)), value(get('mosquitto'))),
+    vsAedes: ratio(value(get(p)), value(get('aedes'))),
+  });
+  for (const p of parleys) {
+    if (chat(p)) {
+      out.chatPeak[p] = both(chat, (c) => c?.peak?.deliveredPerSec, p);
+      out.chatP99AtHalfPeak[p] = both(chat, (c) => c?.halfPeak?.p99, p);
+    }
+    if (drain(p)) out.drainMs[p] = both(drain, (d) => d?.ms, p);
+    if (conn(p)) {
+      out.bytesPerConnection[p] = both(conn, (c) => c?.bytesPerConnection, p);
+      out.connectPerSec[p] = both(conn, (c) => c?.perSec, p);
+    }
+  }
+  return out;
+}

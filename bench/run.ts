@@ -1,0 +1,259 @@
+// `npm run bench`: Parley side by side with Mosquitto and bare Aedes in one run (issue 8).
+// Every system runs in its own process on loopback; load comes from forked generator processes on raw
+// mqtt-packet sockets. Prints progress per step, a table at the end, and writes
+// bench/results/<timestamp>.json and .svg (and, after a full run, bench/charts/latest.svg).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { renderChart } from './chart.ts';
+import { Generators } from './generators.ts';
+import { machineInfo } from './procstat.ts';
+import { busiestProfile, profileText, summarizeProfile } from './profile.ts';
+import { fullReport } from './report.ts';
+import { computeRatios, type BenchResults } from './results.ts';
+import { chat, connections, drain, type ScenarioOptions } from './scenarios.ts';
+import { ensureUsers, exportParley, LABELS, startSystem, SYSTEMS, type StartContext, type SystemName } from './systems.ts';
+import { userName } from './users.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..');
+const SCENARIOS = ['connections', 'chat', 'drain'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+
+const HELP = `npm run bench -- [options]
+
+  --quick                 small numbers, < 1 minute: proves the harness works (CI); no thresholds
+  --users N               users online in the 1:1 scenario (default 1000; quick 20)
+  --rates a,b,c           messages/s per user for each step (default 1,2,3,5,7.5,10,12.5,15,20,25,30,40)
+  --step-seconds S        length of each step's send window (default 5; quick 1)
+  --p99-limit MS          a step whose p99 is above this is past the limit (default 50)
+  --drain N               messages queued for the offline user (default 10000; quick 500)
+  --connections N         idle connections to open (default 10000; quick 200)
+  --source-addresses N    127.0.0.2… addresses the connections come from (default 8)
+  --retries N             runs again of a step past the limit, against a neighbour's burst (default 2; quick 0)
+  --workers N             load generator processes (default: number of cores, at least 2)
+  --body-bytes N          size of each message body (default 64)
+  --systems a,b           any of ${SYSTEMS.join(', ')} (default all)
+  --scenarios a,b         any of ${SCENARIOS.join(', ')} (default all; group fan-out is not built yet)
+  --redis-url URL         Redis for Parley (Redis) (default redis://127.0.0.1:16379, test/stack's)
+  --redis-prefix P        key prefix of the bench in that Redis (default parley-bench:)
+  --parley-ref REF        run Parley from this commit (exported to bench/data/src) instead of the working tree
+  --cpu-prof              run Parley and bare Aedes under node --cpu-prof and list their hottest functions
+  --data-dir DIR          bench state kept between runs: users, tokens, logs (default bench/data)
+  --json-out FILE         where to write the results (default bench/results/<timestamp>.json)
+`;
+
+function options(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      quick: { type: 'boolean' },
+      users: { type: 'string' },
+      rates: { type: 'string' },
+      'step-seconds': { type: 'string' },
+      'p99-limit': { type: 'string' },
+      drain: { type: 'string' },
+      connections: { type: 'string' },
+      'source-addresses': { type: 'string' },
+      workers: { type: 'string' },
+      retries: { type: 'string' },
+      'body-bytes': { type: 'string' },
+      systems: { type: 'string' },
+      scenarios: { type: 'string' },
+      'redis-url': { type: 'string' },
+      'redis-prefix': { type: 'string' },
+      'cpu-prof': { type: 'boolean' },
+      'parley-ref': { type: 'string' },
+      'json-out': { type: 'string' },
+      'data-dir': { type: 'string' },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    process.exit(0);
+  }
+  const quick = values.quick ?? false;
+  const num = (name: keyof typeof values, full: number, q: number, min = 1) => {
+    const raw = values[name];
+    const v = raw === undefined ? (quick ? q : full) : Number(raw);
+    if (!Number.isFinite(v) || v < min) throw new Error(`--${String(name)} must be a number ≥ ${min}`);
+    return v;
+  };
+  const list = <T extends string>(raw: string | undefined, known: readonly T[], name: string): T[] => {
+    if (!raw) return [...known];
+    const picked = raw.split(',').map((s) => s.trim()) as T[];
+    const bad = picked.filter((p) => !known.includes(p));
+    if (bad.length) throw new Error(`--${name}: unknown ${bad.join(', ')}; known: ${known.join(', ')}`);
+    return known.filter((k) => picked.includes(k));
+  };
+  const rates = (values.rates ?? (quick ? '2,5' : '1,2,3,5,7.5,10,12.5,15,20,25,30,40')).split(',').map(Number);
+  if (rates.some((r) => !(r > 0))) throw new Error('--rates must be positive numbers');
+  return {
+    quick,
+    users: num('users', 1000, 20, 2),
+    rates,
+    stepMs: num('step-seconds', 5, 1, 0.2) * 1000,
+    p99LimitMs: num('p99-limit', 50, 50),
+    drainMessages: num('drain', 10_000, 500),
+    connections: num('connections', 10_000, 200),
+    sourceAddresses: num('source-addresses', 8, 4),
+    retries: num('retries', 2, 0, 0),
+    workers: num('workers', Math.max(2, os.cpus().length), 2),
+    bodyBytes: num('body-bytes', 64, 64, 24),
+    systems: list(values.systems, SYSTEMS, 'systems'),
+    scenarios: list(values.scenarios, SCENARIOS, 'scenarios'),
+    redisUrl: values['redis-url'] ?? 'redis://127.0.0.1:16379',
+    redisPrefix: values['redis-prefix'] ?? 'parley-bench:',
+    cpuProf: values['cpu-prof'] ?? false,
+    parleyRef: values['parley-ref'],
+    jsonOut: values['json-out'],
+    dataDir: path.resolve(values['data-dir'] ?? path.join(HERE, 'data')),
+  };
+}
+
+const stamp = () => new Date().toISOString().replace(/[:.]/g, '-');
+
+function log(line: string): void {
+  const t = new Date().toISOString().slice(11, 19);
+  console.log(`[${t}] ${line}`);
+}
+
+async function main(): Promise<number> {
+  const o = options(process.argv.slice(2));
+  const started = new Date();
+  const resultsDir = path.join(HERE, 'results');
+  fs.mkdirSync(resultsDir, { recursive: true });
+  const jsonOut = path.resolve(o.jsonOut ?? path.join(resultsDir, `${stamp()}.json`));
+  const profileDir = o.cpuProf ? path.join(resultsDir, `profiles-${stamp()}`) : undefined;
+  const machine = machineInfo();
+  log(`parley bench${o.quick ? ' (quick)' : ''}: ${machine.cores} cores ${machine.model}, ${(machine.memTotalBytes / 2 ** 30).toFixed(1)} GiB, Node ${machine.node}, load average ${machine.loadAverage.join(' ')}`);
+  log(`systems ${o.systems.join(', ')}; scenarios ${o.scenarios.join(', ')}; ${o.users} users, rates ${o.rates.join(',')}/user/s, ${o.stepMs / 1000} s steps; ${o.workers} generator processes`);
+
+  const dataDir = o.dataDir;
+  const exported = o.parleyRef ? exportParley(REPO, dataDir, o.parleyRef) : null;
+  const users = Array.from({ length: Math.max(o.users, 2) }, (_, i) => userName(i));
+  const ctx: StartContext = {
+    repo: REPO,
+    parleySrc: exported?.dir ?? REPO,
+    parleyCommit: exported?.commit,
+    dataDir,
+    users,
+    redisUrl: o.redisUrl,
+    redisPrefix: o.redisPrefix,
+    cpuProfDir: profileDir,
+    progress: (line) => log(line),
+  };
+  const results: BenchResults = {
+    version: 1,
+    startedAt: started.toISOString(),
+    finishedAt: '',
+    quick: o.quick,
+    machine,
+    options: { ...o, jsonOut },
+    systems: [],
+    chat: [],
+    drain: [],
+    connections: [],
+    groups: { skipped: true, note: 'Group fan-out: skipped — groups are not built yet (send/group/… is refused by this build); the scenario lands with groups.' },
+    ratios: { chatPeak: {}, chatP99AtHalfPeak: {}, drainMs: {}, bytesPerConnection: {}, connectPerSec: {} },
+    profiles: {},
+    errors: [],
+  };
+  const save = () => {
+    results.finishedAt = new Date().toISOString();
+    results.ratios = computeRatios(results);
+    fs.mkdirSync(path.dirname(jsonOut), { recursive: true });
+    fs.writeFileSync(jsonOut, JSON.stringify(results, null, 1));
+  };
+
+  if (o.systems.some((s) => s.startsWith('parley'))) await ensureUsers(ctx);
+  log(results.groups.note);
+  const scenarioOptions: ScenarioOptions = {
+    users,
+    rates: o.rates,
+    stepMs: o.stepMs,
+    warmupMs: o.quick ? 300 : 2000,
+    drainTimeoutMs: o.quick ? 10_000 : 15_000,
+    bodyBytes: o.bodyBytes,
+    p99LimitMs: o.p99LimitMs,
+    drainMessages: o.drainMessages,
+    connections: o.connections,
+    sourceAddresses: o.sourceAddresses,
+    retries: o.retries,
+    progress: log,
+  };
+  const gens = Generators.start(o.workers, profileDir);
+  try {
+    for (const name of o.systems) {
+      log(`== ${LABELS[name]}: starting`);
+      let sut;
+      try {
+        sut = await startSystem(name, ctx, { mosquittoQueued: Math.max(100_000, o.drainMessages * 2) });
+      } catch (err) {
+        results.errors.push({ system: name, scenario: 'start', message: (err as Error).message });
+        log(`!! ${LABELS[name]} did not start: ${(err as Error).message}`);
+        continue;
+      }
+      results.systems.push({ name, label: LABELS[name], version: sut.version, notes: sut.notes });
+      log(`   ${sut.version}; pid ${sut.pid}${sut.backendPids.length ? `, redis pid ${sut.backendPids.join(',')}` : ''}`);
+      try {
+        for (const scenario of o.scenarios) {
+          try {
+            await runScenario(scenario, name, sut, gens, scenarioOptions, results);
+          } catch (err) {
+            results.errors.push({ system: name, scenario, message: (err as Error).message });
+            log(`!! ${LABELS[name]} / ${scenario}: ${(err as Error).message}`);
+            await gens.all(() => ({ type: 'close' })).catch(() => undefined);
+          }
+        }
+      } finally {
+        await sut.stop();
+      }
+      if (profileDir) reportProfile(profileDir, name, results);
+      save();
+    }
+  } finally {
+    await gens.stop();
+  }
+  if (profileDir) {
+    const file = busiestProfile(path.join(profileDir, 'generator0'));
+    if (file) log(`   CPU profile of generator 0: ${path.relative(process.cwd(), file)}; heaviest functions (self time):\n${profileText(summarizeProfile(file).slice(0, 15))}`);
+  }
+
+  save();
+  const svg = renderChart(results);
+  const svgOut = jsonOut.replace(/\.json$/, '') + '.svg';
+  fs.writeFileSync(svgOut, svg);
+  const complete = !o.quick && results.errors.length === 0 && o.systems.length === SYSTEMS.length && o.scenarios.includes('chat');
+  if (complete) fs.writeFileSync(path.join(HERE, 'charts', 'latest.svg'), svg);
+  console.log('\n' + fullReport(results) + '\n');
+  log(`results: ${path.relative(process.cwd(), jsonOut)}; chart: ${path.relative(process.cwd(), svgOut)}${complete ? ' (and bench/charts/latest.svg)' : ''}`);
+  return results.errors.length ? 1 : 0;
+}
+
+async function runScenario(scenario: Scenario, name: SystemName, sut: Awaited<ReturnType<typeof startSystem>>, gens: Generators, o: ScenarioOptions, results: BenchResults) {
+  log(`-- ${LABELS[name]}: ${scenario}`);
+  if (scenario === 'connections') results.connections.push(await connections(sut, gens, o));
+  else if (scenario === 'chat') results.chat.push(await chat(sut, gens, o));
+  else results.drain.push(await drain(sut, o));
+}
+
+function reportProfile(dir: string, name: SystemName, results: BenchResults): void {
+  const file = busiestProfile(path.join(dir, name));
+  if (!file) return;
+  const top = summarizeProfile(file);
+  results.profiles[name] = top;
+  fs.writeFileSync(file.replace(/\.cpuprofile$/, '.top.txt'), profileText(top) + '\n');
+  log(`   CPU profile of ${LABELS[name]}: ${path.relative(process.cwd(), file)}; heaviest functions (self time, % of busy time):\n${profileText(top.slice(0, 15))}`);
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(err instanceof Error ? err.stack : err);
+    process.exit(1);
+  },
+);

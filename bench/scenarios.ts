@@ -1,0 +1,306 @@
+// The scenarios of issue 8, each run against one system under test:
+//   chat         1:1 QoS 1, every user online, rising per-user rate until latency or delivery breaks
+//   drain        N messages queued for one offline user, time until all arrive after it reconnects
+//   connections  idle connections (CONNECT + SUBSCRIBE to the inbox), broker memory and connect rate
+import os from 'node:os';
+import { RawClient, encodeTopic } from './client.ts';
+import { Generators, shares } from './generators.ts';
+import { maxMs, merge, newHistogram, quantileMs } from './histogram.ts';
+import { CpuMeter, sampleProcess } from './procstat.ts';
+import type { ClientSpec, Connected, Ran } from './protocol.ts';
+import { summarizeChat, type ChatResult, type ChatStep, type ConnectionsResult, type DrainResult, type Usage } from './results.ts';
+import type { SystemUnderTest } from './systems.ts';
+
+export interface ScenarioOptions {
+  users: readonly string[];
+  rates: number[];
+  stepMs: number;
+  warmupMs: number;
+  drainTimeoutMs: number;
+  bodyBytes: number;
+  p99LimitMs: number;
+  drainMessages: number;
+  connections: number;
+  sourceAddresses: number;
+  retries: number;
+  progress(line: string): void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mb = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;
+const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+/** Meters CPU of the broker, its backends and the generators over one phase. */
+function meter(sut: SystemUnderTest, gens: Generators | null) {
+  const broker = new CpuMeter([sut.pid]);
+  const backend = new CpuMeter(sut.backendPids);
+  const generator = new CpuMeter(gens ? gens.pids : [process.pid]);
+  return (): Usage => {
+    const u = { brokerCpu: broker.percent(), backendCpu: backend.percent(), generatorCpu: generator.percent(), machineBusy: broker.machineBusyPercent() };
+    const other = (u.machineBusy * os.cpus().length) - u.brokerCpu - u.backendCpu - u.generatorCpu;
+    return {
+      brokerCpu: round(u.brokerCpu),
+      brokerRssMB: mb(sampleProcess(sut.pid)?.rssBytes ?? 0),
+      backendCpu: round(u.backendCpu),
+      generatorCpu: round(u.generatorCpu),
+      machineBusy: round(u.machineBusy),
+      otherCpu: round(Math.max(0, other)),
+    };
+  };
+}
+
+const fmt = (ms: number | null) => (ms === null ? '-' : ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
+
+function addresses(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `127.0.0.${i + 2}`);
+}
+
+function chatSpecs(sut: SystemUnderTest, share: readonly string[]): ClientSpec[] {
+  // Peers are in the same share (a ring), so each generator sees both ends of its own messages.
+  return share.map((user, i) => ({
+    clientId: `chat-${user}`,
+    ...sut.credentials(user),
+    clean: true,
+    inbox: `inbox/${user}`,
+    sendTo: sut.sendTopic(share[(i + 1) % share.length]),
+  }));
+}
+
+async function connectAll(sut: SystemUnderTest, gens: Generators, specs: ClientSpec[][], o: ScenarioOptions, concurrency: number) {
+  const t0 = performance.now();
+  const replies = await gens.all<Connected>((i) => ({
+    type: 'connect',
+    host: sut.host,
+    port: sut.port,
+    clients: specs[i],
+    parley: sut.parley,
+    localAddresses: addresses(o.sourceAddresses),
+    concurrency,
+  }));
+  const ms = performance.now() - t0;
+  const hist = newHistogram();
+  for (const r of replies) merge(hist, r.hist);
+  return {
+    ms,
+    ok: replies.reduce((a, r) => a + r.ok, 0),
+    failed: replies.reduce((a, r) => a + r.failed, 0),
+    firstError: replies.find((r) => r.firstError)?.firstError,
+    hist,
+  };
+}
+
+export async function chat(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions): Promise<ChatResult> {
+  const parts = shares(o.users, gens.size);
+  if (parts.some((p) => p.length < 2)) throw new Error(`chat needs at least 2 users per generator (${o.users.length} users, ${gens.size} generators)`);
+  const c = await connectAll(sut, gens, parts.map((p) => chatSpecs(sut, p)), o, 50);
+  if (c.failed > 0) throw new Error(`chat: ${c.failed} of ${o.users.length} clients could not connect: ${c.firstError}`);
+  o.progress(`  chat: ${c.ok} users online in ${(c.ms / 1000).toFixed(1)} s`);
+  const steps: ChatStep[] = [];
+  try {
+    const runStep = async (step: number, rate: number, durationMs: number) => {
+      const usage = meter(sut, gens);
+      const replies = await gens.all<Ran>(() => ({ type: 'run', step, ratePerClient: rate, durationMs, drainTimeoutMs: o.drainTimeoutMs, bodyBytes: o.bodyBytes }));
+      return { replies, usage: usage() };
+    };
+    // Every run gets its own tag, so a straggler of an earlier run is never counted in a later one.
+    let tag = 0;
+    if (o.warmupMs > 0) await runStep(++tag, o.rates[0], o.warmupMs);
+    for (const rate of o.rates) {
+      let s: ChatStep | null = null;
+      for (let attempt = 1; attempt <= 1 + o.retries; attempt++) {
+        const { replies, usage } = await runStep(++tag, rate, o.stepMs);
+        const tried = stepResult(rate, replies, usage, o);
+        tried.attempts = attempt;
+        // Keep the first run that held; if none did, the last one.
+        s = tried;
+        // Lost messages, errors and disconnects are the system's; a slow p99 or a short delivery may be a neighbour's burst.
+        const again = tried.broken !== null && attempt < 1 + o.retries && tried.lost === 0 && tried.errors === 0 && tried.disconnects === 0;
+        o.progress(stepLine(tried, again));
+        if (!again) break;
+        await sleep(1000);
+      }
+      steps.push(s!);
+      if (s!.broken) break;
+    }
+  } finally {
+    await gens.all(() => ({ type: 'close' }));
+  }
+  return { system: sut.name, users: o.users.length, connectMs: Math.round(c.ms), steps, ...summarizeChat(steps) };
+}
+
+function stepResult(rate: number, replies: Ran[], usage: Usage, o: ScenarioOptions): ChatStep {
+  const hist = newHistogram();
+  for (const r of replies) merge(hist, r.hist);
+  const sum = (f: (r: Ran) => number) => replies.reduce((a, r) => a + f(r), 0);
+  const windowMs = Math.max(...replies.map((r) => r.windowMs));
+  const sent = sum((r) => r.sent);
+  const received = sum((r) => r.received);
+  const s: ChatStep = {
+    ratePerUser: rate,
+    targetPerSec: rate * o.users.length,
+    offeredPerSec: Math.round((sent / windowMs) * 1000),
+    deliveredPerSec: Math.round((sum((r) => r.receivedInWindow) / windowMs) * 1000),
+    sent,
+    received,
+    lost: sent - received,
+    pubacks: sum((r) => r.pubacks),
+    appAcks: sum((r) => r.appAcks),
+    errors: sum((r) => r.errors),
+    errorSamples: replies.flatMap((r) => r.errorSamples).slice(0, 3),
+    stray: sum((r) => r.stray),
+    disconnects: sum((r) => r.disconnects),
+    p50: quantileMs(hist, 0.5),
+    p99: quantileMs(hist, 0.99),
+    p999: quantileMs(hist, 0.999),
+    max: maxMs(hist),
+    drainMs: Math.round(Math.max(...replies.map((r) => r.drainMs))),
+    ...usage,
+    broken: null,
+    attempts: 1,
+  };
+  s.broken = brokenBecause(s, replies, o);
+  return s;
+}
+
+function stepLine(s: ChatStep, again: boolean): string {
+  return (
+    `  chat ${String(s.ratePerUser).padStart(4)}/user/s: offered ${String(s.offeredPerSec).padStart(6)} delivered ${String(s.deliveredPerSec).padStart(6)} msg/s  ` +
+    `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} ms  broker ${s.brokerCpu.toFixed(0)}% ${s.brokerRssMB} MB  ` +
+    `gen ${s.generatorCpu.toFixed(0)}%${s.backendCpu ? `  redis ${s.backendCpu.toFixed(0)}%` : ''}  other ${s.otherCpu.toFixed(0)}%` +
+    (s.broken ? `  ← ${s.broken}${again ? '; once more' : ''}` : '')
+  );
+}
+
+function brokenBecause(s: ChatStep, replies: Ran[], o: ScenarioOptions): string | null {
+  if (s.lost > 0 || !replies.every((r) => r.complete)) return `${s.lost} not delivered within ${o.drainTimeoutMs / 1000} s`;
+  if (s.errors > 0) return `${s.errors} error envelopes`;
+  if (s.disconnects > 0) return `${s.disconnects} disconnects`;
+  if (s.p99 !== null && s.p99 > o.p99LimitMs) return `p99 over ${o.p99LimitMs} ms`;
+  if (s.deliveredPerSec < 0.9 * s.targetPerSec) return 'delivered < 90% of offered';
+  return null;
+}
+
+/** Tag of the drain scenario's messages in the `~step.ns~` stamp (chat steps count from 0). */
+const DRAIN_STEP = 999999;
+
+export async function drain(sut: SystemUnderTest, o: ScenarioOptions): Promise<DrainResult> {
+  const [receiver, sender] = o.users;
+  const host = sut.host;
+  const port = sut.port;
+  const inbox = `inbox/${receiver}`;
+  // Relays keep messages for an offline client only in a persistent session that subscribed before;
+  // Parley queues by user, whatever the session.
+  const persistent = !sut.parley;
+  const receiverId = `drain-${receiver}`;
+  if (persistent) {
+    const r = await RawClient.connect({ host, port, clientId: receiverId, clean: true, ...sut.credentials(receiver) });
+    await r.close();
+    const s = await RawClient.connect({ host, port, clientId: receiverId, clean: false, ...sut.credentials(receiver) });
+    await s.subscribe(inbox, 1);
+    await s.close();
+  }
+
+  const s = await RawClient.connect({ host, port, clientId: `drain-${sender}`, clean: true, ...sut.credentials(sender) });
+  await s.subscribe(`inbox/${sender}`, 1);
+  let appAcks = 0;
+  let refused: string | null = null;
+  s.onPublish = (payload, qos) => {
+    if (qos !== 0) return;
+    if (payload.includes('"kind":"ack"')) appAcks++;
+    else if (payload.includes('"kind":"error"')) refused ??= payload.toString('utf8', 0, 300);
+  };
+  const topic = encodeTopic(sut.sendTopic(receiver));
+  const nonce = Date.now().toString(36);
+  const fill0 = performance.now();
+  // Pipelined, with a bounded window: a phone would not have more than this in flight either.
+  for (let i = 0; i < o.drainMessages; i++) {
+    while (s.outstanding >= 500) await new Promise<void>((r) => setImmediate(r));
+    const body = `~${DRAIN_STEP}.0~queued message ${i}`;
+    s.publish(topic, Buffer.from(`{"cid":"d${nonce}-${i}","kind":"text","body":"${body}"}`), 1);
+  }
+  const fillDeadline = performance.now() + 120_000;
+  while ((s.outstanding > 0 || (sut.parley && appAcks < o.drainMessages)) && !refused && performance.now() < fillDeadline) await sleep(5);
+  if (refused) throw new Error(`drain: the broker refused a message: ${refused}`);
+  if (s.outstanding > 0 || (sut.parley && appAcks < o.drainMessages))
+    throw new Error(`drain: ${s.outstanding} publishes not PUBACKed, ${sut.parley ? o.drainMessages - appAcks : 0} not acked, after 120 s`);
+  const fillMs = performance.now() - fill0;
+  await s.close();
+  await sleep(300);
+
+  const usage = meter(sut, null);
+  let received = 0;
+  let lastAt = 0;
+  const t0 = performance.now();
+  const onPublish = (payload: Buffer, qos: number) => {
+    if (qos === 1 && payload.includes(`~${DRAIN_STEP}.`)) {
+      received++;
+      lastAt = performance.now();
+    }
+  };
+  const r = await RawClient.connect({ host, port, clientId: receiverId, clean: !persistent, onPublish, ...sut.credentials(receiver) });
+  await r.subscribe(inbox, 1);
+  const deadline = t0 + o.drainTimeoutMs * 4;
+  while (received < o.drainMessages && performance.now() < deadline) await sleep(2);
+  const ms = (received > 0 ? lastAt : performance.now()) - t0;
+  const u = usage();
+  await r.close();
+  if (persistent) {
+    // Leave no session behind.
+    const cleanup = await RawClient.connect({ host, port, clientId: receiverId, clean: true });
+    await cleanup.close();
+  }
+  const result: DrainResult = {
+    system: sut.name,
+    messages: o.drainMessages,
+    fillPerSec: Math.round((o.drainMessages / fillMs) * 1000),
+    received,
+    lost: o.drainMessages - received,
+    ms: Math.round(ms),
+    perSec: Math.round((received / ms) * 1000),
+    ...u,
+  };
+  o.progress(
+    `  drain: ${received}/${o.drainMessages} queued messages in ${result.ms} ms (${result.perSec} msg/s; queued at ${result.fillPerSec} msg/s)  ` +
+      `broker ${u.brokerCpu.toFixed(0)}% cpu ${u.brokerRssMB} MB`,
+  );
+  return result;
+}
+
+export async function connections(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions): Promise<ConnectionsResult> {
+  const specs: ClientSpec[] = Array.from({ length: o.connections }, (_, k) => {
+    const user = o.users[k % o.users.length];
+    return { clientId: `idle-${k}`, ...sut.credentials(user), clean: true, inbox: `inbox/${user}` };
+  });
+  await sleep(1000);
+  const before = sampleProcess(sut.pid)?.rssBytes ?? 0;
+  const usage = meter(sut, gens);
+  const c = await connectAll(sut, gens, shares(specs, gens.size), o, 64);
+  const u = usage();
+  // Let the broker settle (timers, GC) before reading its memory.
+  await sleep(2000);
+  const after = sampleProcess(sut.pid)?.rssBytes ?? 0;
+  await gens.all(() => ({ type: 'close' }));
+  const result: ConnectionsResult = {
+    system: sut.name,
+    target: o.connections,
+    connected: c.ok,
+    failed: c.failed,
+    firstError: c.firstError,
+    ms: Math.round(c.ms),
+    perSec: Math.round((c.ok / c.ms) * 1000),
+    connectP50: quantileMs(c.hist, 0.5),
+    connectP99: quantileMs(c.hist, 0.99),
+    rssBeforeMB: mb(before),
+    rssAfterMB: mb(after),
+    bytesPerConnection: c.ok > 0 ? Math.round((after - before) / c.ok) : 0,
+    sourceAddresses: o.sourceAddresses,
+    ...u,
+  };
+  o.progress(
+    `  connections: ${c.ok}/${o.connections} in ${(c.ms / 1000).toFixed(1)} s (${result.perSec}/s, p99 ${fmt(result.connectP99)} ms)  ` +
+      `RSS ${result.rssBeforeMB} → ${result.rssAfterMB} MB = ${(result.bytesPerConnection / 1024).toFixed(1)} KB/connection  broker ${u.brokerCpu.toFixed(0)}% cpu` +
+      (c.failed ? `  (${c.failed} failed: ${c.firstError})` : ''),
+  );
+  await sleep(1000);
+  return result;
+}

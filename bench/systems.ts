@@ -1,0 +1,368 @@
+// The systems under test, each in its own process on loopback: Parley (embedded adapters, and with Redis
+// from test/stack), bare Aedes (bench/aedes-relay.ts) and Mosquitto (Debian package).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { ensureMosquitto, mosquittoConfig, mosquittoVersion } from './mosquitto.ts';
+import { http, knownUsers, loginAll, registerAll, stillValid } from './users.ts';
+
+export const SYSTEMS = ['parley-embedded', 'parley-redis', 'aedes', 'mosquitto'] as const;
+export type SystemName = (typeof SYSTEMS)[number];
+
+export const LABELS: Record<SystemName, string> = {
+  'parley-embedded': 'Parley (embedded)',
+  'parley-redis': 'Parley (Redis)',
+  aedes: 'bare Aedes',
+  mosquitto: 'Mosquitto',
+};
+
+export interface Credentials {
+  username?: string;
+  password?: string;
+}
+
+export interface SystemUnderTest {
+  name: SystemName;
+  /** Parley speaks the chat protocol (send/user/… → envelope on inbox/…, ack to the sender); the others relay topics. */
+  parley: boolean;
+  host: string;
+  port: number;
+  /** The broker process, and the backing services it needs (Redis), for CPU and memory. */
+  pid: number;
+  backendPids: number[];
+  version: string;
+  notes: string[];
+  credentials(user: string): Credentials;
+  /** The topic a client publishes to for a message to `user`. */
+  sendTopic(user: string): string;
+  stop(): Promise<void>;
+}
+
+export interface StartContext {
+  repo: string;
+  /** Where Parley's sources are run from: the working tree (repo) or an exported commit (--parley-ref). */
+  parleySrc: string;
+  /** The commit of parleySrc when it is an export, for the results. */
+  parleyCommit?: string;
+  /** bench/data: kept between runs, gitignored. */
+  dataDir: string;
+  users: readonly string[];
+  redisUrl: string;
+  redisPrefix: string;
+  /** Write a V8 CPU profile of the broker process into this folder (Parley and bare Aedes). */
+  cpuProfDir?: string;
+  progress(line: string): void;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, child: ChildProcess, log: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode} during start-up; log ${log}:\n${tail(log)}`);
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not start within ${timeoutMs / 1000} s; log ${log}:\n${tail(log)}`);
+}
+
+function tail(file: string, lines = 30): string {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function spawnLogged(command: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; log: string }): ChildProcess {
+  fs.mkdirSync(path.dirname(opts.log), { recursive: true });
+  const fd = fs.openSync(opts.log, 'w');
+  const child = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', fd, fd] });
+  fs.closeSync(fd);
+  return child;
+}
+
+async function stopChild(child: ChildProcess, timeoutMs = 20_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGINT');
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** The environment without any PARLEY_* of the caller's shell: each system gets exactly the settings given here. */
+function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PARLEY_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+// One folder per process: tsx's loader thread writes a profile of its own next to the main thread's.
+const nodeArgs = (ctx: StartContext, name: string) => (ctx.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', path.join(ctx.cpuProfDir, name)] : []);
+
+interface ParleyProcess {
+  child: ChildProcess;
+  base: string;
+  mqttPort: number;
+  log: string;
+}
+
+async function spawnParley(ctx: StartContext, name: string, dataDir: string, extraEnv: Record<string, string>, profile: boolean): Promise<ParleyProcess> {
+  const [mqttPort, httpPort] = [await freePort(), await freePort()];
+  const log = path.join(ctx.dataDir, 'logs', `${name}.log`);
+  const env = cleanEnv({
+    PARLEY_HOST: '127.0.0.1',
+    PARLEY_MQTT_PORT: String(mqttPort),
+    PARLEY_HTTP_PORT: String(httpPort),
+    PARLEY_DATA_DIR: dataDir,
+    PARLEY_LOG_LEVEL: 'warn',
+    ...extraEnv,
+  });
+  const args = [...(profile ? nodeArgs(ctx, name) : []), '--import', 'tsx', 'cli/parley.ts', 'start'];
+  const child = spawnLogged(process.execPath, args, { cwd: ctx.parleySrc, env, log });
+  const base = `http://127.0.0.1:${httpPort}`;
+  const healthy = async () => (await canConnect(mqttPort)) && (await http(base, '/healthz').then((r) => r.status === 200, () => false));
+  await waitFor(`Parley (${name})`, healthy, child, log);
+  return { child, base, mqttPort, log };
+}
+
+/** Registers the bench users that the kept directory lacks, with a Parley of its own on that directory. */
+export async function ensureUsers(ctx: StartContext): Promise<void> {
+  const master = path.join(ctx.dataDir, 'users');
+  fs.mkdirSync(master, { recursive: true });
+  const known = knownUsers(master);
+  const missing = ctx.users.filter((u) => !known.has(u));
+  if (missing.length === 0) return;
+  ctx.progress(`registering ${missing.length} bench users (scrypt, ~60 ms of a core each; kept in bench/data/users for later runs)`);
+  const p = await spawnParley(ctx, 'register', master, {}, false);
+  try {
+    await registerAll(p.base, missing, ctx.progress);
+  } finally {
+    await stopChild(p.child);
+  }
+}
+
+/** A fresh data folder holding a copy of the kept users (the embedded directory reads users.json). */
+function freshDataDir(ctx: StartContext, name: string): string {
+  const dir = path.join(ctx.dataDir, 'run', name);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(path.join(ctx.dataDir, 'users', 'users.json'), path.join(dir, 'users.json'));
+  return dir;
+}
+
+function parleyVersion(ctx: StartContext): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(ctx.parleySrc, 'package.json'), 'utf8')) as { version: string };
+  if (ctx.parleyCommit) return `${pkg.version} (commit ${ctx.parleyCommit.slice(0, 10)}, exported with --parley-ref)`;
+  const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ctx.repo, encoding: 'utf8' }).stdout.trim();
+  const dirty = spawnSync('git', ['status', '--porcelain', '--', 'broker', 'common', 'auth', 'cli'], { cwd: ctx.repo, encoding: 'utf8' }).stdout.trim();
+  return `${pkg.version} (working tree at ${commit || 'no git'}${dirty ? ', with uncommitted changes' : ''})`;
+}
+
+/**
+ * Exports a commit of Parley (git archive) into bench/data/src/<sha>, sharing the repo's node_modules,
+ * so a run can measure a fixed version while the working tree is being edited.
+ */
+export function exportParley(repo: string, dataDir: string, ref: string): { dir: string; commit: string } {
+  const rev = spawnSync('git', ['rev-parse', '--verify', `${ref}^{commit}`], { cwd: repo, encoding: 'utf8' });
+  if (rev.status !== 0) throw new Error(`--parley-ref ${ref}: not a commit (${rev.stderr.trim()})`);
+  const commit = rev.stdout.trim();
+  const dir = path.join(dataDir, 'src', commit.slice(0, 12));
+  const done = path.join(dir, '.exported');
+  if (!fs.existsSync(done)) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true });
+    const tar = spawnSync('sh', ['-c', `git archive ${commit} | tar -x -C "${dir}"`], { cwd: repo, encoding: 'utf8' });
+    if (tar.status !== 0) throw new Error(`exporting ${commit}: ${tar.stderr}`);
+    fs.symlinkSync(path.join(repo, 'node_modules'), path.join(dir, 'node_modules'));
+    fs.writeFileSync(done, `${commit}\n`);
+  }
+  return { dir, commit };
+}
+
+function parleySystem(name: SystemName, p: ParleyProcess, tokens: Map<string, string>, ctx: StartContext, backendPids: number[], notes: string[]): SystemUnderTest {
+  return {
+    name,
+    parley: true,
+    host: '127.0.0.1',
+    port: p.mqttPort,
+    pid: p.child.pid!,
+    backendPids,
+    version: parleyVersion(ctx),
+    notes,
+    credentials: (user) => ({ username: user, password: tokens.get(user) }),
+    sendTopic: (user) => `send/user/${user}`,
+    stop: () => stopChild(p.child),
+  };
+}
+
+async function startParleyEmbedded(ctx: StartContext): Promise<SystemUnderTest> {
+  const p = await spawnParley(ctx, 'parley-embedded', freshDataDir(ctx, 'parley-embedded'), {}, true);
+  try {
+    // Embedded tokens live in the process: every start signs everyone in again.
+    ctx.progress(`parley-embedded: signing in ${ctx.users.length} users`);
+    const tokens = await loginAll(p.base, ctx.users, ctx.progress);
+    return parleySystem('parley-embedded', p, tokens, ctx, [], [
+      'embedded adapters: offline queue in an fsync\'d append-only file (PARLEY_EMBEDDED_FSYNC=true, the default), dedupe/presence/tokens in memory',
+    ]);
+  } catch (err) {
+    await stopChild(p.child);
+    throw err;
+  }
+}
+
+async function redisAnswers(url: string): Promise<boolean> {
+  const r = new Redis(url, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+  r.on('error', () => {});
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** The Redis of test/stack (started with its CLI when it is not running), its pid from .stack/redis.pid. */
+async function ensureRedis(ctx: StartContext): Promise<number[]> {
+  if (!(await redisAnswers(ctx.redisUrl))) {
+    ctx.progress('redis: not answering; starting it with test/stack/cli.ts up --only redis');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/stack/cli.ts', 'up', '--only', 'redis'], { cwd: ctx.repo, encoding: 'utf8' });
+    if (r.status !== 0 || !(await redisAnswers(ctx.redisUrl))) throw new Error(`could not start Redis: ${(r.stderr || r.stdout).slice(-2000)}`);
+  }
+  const pidFile = path.join(ctx.repo, '.stack', 'redis.pid');
+  const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8').trim()) : NaN;
+  return Number.isInteger(pid) && fs.existsSync(`/proc/${pid}`) ? [pid] : [];
+}
+
+/** Removes what earlier runs left under the bench's key prefix, except tokens (kept to skip signing in again). */
+async function clearRedisLeftovers(url: string, prefix: string): Promise<void> {
+  const r = new Redis(url, { maxRetriesPerRequest: 2 });
+  try {
+    for (const kind of ['offline', 'dedupe', 'presence']) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}${kind}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) await r.unlink(...keys);
+      } while (cursor !== '0');
+    }
+  } finally {
+    r.disconnect();
+  }
+}
+
+async function startParleyRedis(ctx: StartContext): Promise<SystemUnderTest> {
+  const backendPids = await ensureRedis(ctx);
+  await clearRedisLeftovers(ctx.redisUrl, ctx.redisPrefix);
+  const env = { PARLEY_REDIS_URL: ctx.redisUrl, PARLEY_REDIS_KEY_PREFIX: ctx.redisPrefix };
+  const p = await spawnParley(ctx, 'parley-redis', freshDataDir(ctx, 'parley-redis'), env, true);
+  try {
+    // Tokens live in Redis for days: keep them in bench/data and sign in only users whose token stopped working.
+    const cache = path.join(ctx.dataDir, 'redis-tokens.json');
+    const saved = fs.existsSync(cache) ? (JSON.parse(fs.readFileSync(cache, 'utf8')) as { prefix: string; tokens: Record<string, string> }) : null;
+    const previous = new Map(saved?.prefix === ctx.redisPrefix ? Object.entries(saved.tokens).filter(([u]) => ctx.users.includes(u)) : []);
+    const tokens = await stillValid(p.base, previous);
+    const missing = ctx.users.filter((u) => !tokens.has(u));
+    if (missing.length) {
+      ctx.progress(`parley-redis: signing in ${missing.length} users (${tokens.size} kept tokens still valid)`);
+      for (const [u, t] of await loginAll(p.base, missing, ctx.progress)) tokens.set(u, t);
+      const all = { ...(saved?.prefix === ctx.redisPrefix ? saved.tokens : {}), ...Object.fromEntries(tokens) };
+      fs.writeFileSync(cache, JSON.stringify({ prefix: ctx.redisPrefix, tokens: all }));
+    }
+    return parleySystem('parley-redis', p, tokens, ctx, backendPids, [
+      `Redis adapters (tokens, throttle, dedupe, presence, offline queue) on ${ctx.redisUrl} with key prefix "${ctx.redisPrefix}", appendfsync always; directory embedded (no LDAP)`,
+      'Kafka mirror not part of the message path yet in this build',
+    ]);
+  } catch (err) {
+    await stopChild(p.child);
+    throw err;
+  }
+}
+
+async function startAedes(ctx: StartContext): Promise<SystemUnderTest> {
+  const port = await freePort();
+  const log = path.join(ctx.dataDir, 'logs', 'aedes.log');
+  const child = spawnLogged(process.execPath, [...nodeArgs(ctx, 'aedes'), '--import', 'tsx', 'bench/aedes-relay.ts'], {
+    cwd: ctx.repo,
+    env: cleanEnv({ BENCH_PORT: String(port) }),
+    log,
+  });
+  await waitFor('bare Aedes', () => canConnect(port), child, log);
+  const version = JSON.parse(fs.readFileSync(path.join(ctx.repo, 'node_modules', 'aedes', 'package.json'), 'utf8')).version as string;
+  return {
+    name: 'aedes',
+    parley: false,
+    host: '127.0.0.1',
+    port,
+    pid: child.pid!,
+    backendPids: [],
+    version: `aedes ${version} on Node ${process.version}`,
+    notes: ['default in-memory persistence, no hooks, TCP_NODELAY'],
+    credentials: () => ({}),
+    sendTopic: (user) => `inbox/${user}`,
+    stop: () => stopChild(child),
+  };
+}
+
+async function startMosquitto(ctx: StartContext, queued: number): Promise<SystemUnderTest> {
+  const binary = ensureMosquitto(ctx.progress);
+  const port = await freePort();
+  const dir = path.join(ctx.dataDir, 'mosquitto');
+  fs.mkdirSync(dir, { recursive: true });
+  const conf = path.join(dir, 'mosquitto.conf');
+  fs.writeFileSync(conf, mosquittoConfig(port, queued));
+  const log = path.join(ctx.dataDir, 'logs', 'mosquitto.log');
+  const child = spawnLogged(binary, ['-c', conf], { cwd: dir, env: cleanEnv({}), log });
+  await waitFor('Mosquitto', () => canConnect(port), child, log);
+  return {
+    name: 'mosquitto',
+    parley: false,
+    host: '127.0.0.1',
+    port,
+    pid: child.pid!,
+    backendPids: [],
+    version: `mosquitto ${mosquittoVersion(binary)} (Debian package)`,
+    notes: [`set_tcp_nodelay true, allow_anonymous true, persistence false, max_queued_messages ${queued}, other settings default (max_inflight_messages 20)`],
+    credentials: () => ({}),
+    sendTopic: (user) => `inbox/${user}`,
+    stop: () => stopChild(child),
+  };
+}
+
+export function startSystem(name: SystemName, ctx: StartContext, opts: { mosquittoQueued: number }): Promise<SystemUnderTest> {
+  switch (name) {
+    case 'parley-embedded':
+      return startParleyEmbedded(ctx);
+    case 'parley-redis':
+      return startParleyRedis(ctx);
+    case 'aedes':
+      return startAedes(ctx);
+    case 'mosquitto':
+      return startMosquitto(ctx, opts.mosquittoQueued);
+  }
+}

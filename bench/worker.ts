@@ -1,0 +1,159 @@
+// One load generator process: holds a share of the clients on raw sockets, publishes at the rate the
+// orchestrator asks for and measures latency at the receiving end. Senders and their peers live in the
+// same process, so a worker knows by itself when every message it sent has arrived.
+import { RawClient, encodeTopic } from './client.ts';
+import { newHistogram, record } from './histogram.ts';
+import type { ClientSpec, Command, Ran, Reply } from './protocol.ts';
+
+interface Held {
+  spec: ClientSpec;
+  client: RawClient;
+  topic: Buffer | null;
+}
+
+const TILDE = 0x7e;
+const ACK = Buffer.from('"kind":"ack"');
+const ERROR = Buffer.from('"kind":"error"');
+// One nonce per worker process and run: cids stay unique across runs that share a Redis.
+const nonce = `${process.pid.toString(36)}${Date.now().toString(36)}`;
+
+let held: Held[] = [];
+let parley = false;
+let stats = freshStats(-1);
+let windowEnd = 0n;
+let disconnects = 0;
+let seq = 0;
+
+function freshStats(step: number): Ran {
+  return {
+    type: 'ran', step, sent: 0, pubacks: 0, appAcks: 0, errors: 0, errorSamples: [], received: 0, receivedInWindow: 0,
+    stray: 0, windowMs: 0, drainMs: 0, complete: false, disconnects: 0, hist: newHistogram(),
+  };
+}
+
+const send = (reply: Reply) => process.send!(reply);
+
+/** Body of every message: `~step.sentAtNs~` then padding; the clock is CLOCK_MONOTONIC, shared by all processes. */
+function onPublish(payload: Buffer, qos: number): void {
+  const now = process.hrtime.bigint();
+  if (qos === 0) {
+    if (payload.indexOf(ACK) >= 0) stats.appAcks++;
+    else if (payload.indexOf(ERROR) >= 0) {
+      stats.errors++;
+      if (stats.errorSamples.length < 3) stats.errorSamples.push(payload.toString('utf8', 0, 300));
+    }
+    return;
+  }
+  const a = payload.indexOf(TILDE);
+  const b = a < 0 ? -1 : payload.indexOf(TILDE, a + 1);
+  if (b < 0) return;
+  const stamp = payload.toString('latin1', a + 1, b);
+  const dot = stamp.indexOf('.');
+  if (Number(stamp.slice(0, dot)) !== stats.step) {
+    stats.stray++;
+    return;
+  }
+  stats.received++;
+  if (now <= windowEnd) stats.receivedInWindow++;
+  record(stats.hist, Number(now - BigInt(stamp.slice(dot + 1))) / 1000);
+}
+
+async function connect(cmd: Extract<Command, { type: 'connect' }>): Promise<void> {
+  parley = cmd.parley;
+  const started = performance.now();
+  const hist = newHistogram();
+  let ok = 0;
+  let failed = 0;
+  let firstError: string | undefined;
+  let next = 0;
+  const one = async (i: number) => {
+    const spec = cmd.clients[i];
+    const t0 = performance.now();
+    try {
+      const client = await RawClient.connect({
+        host: cmd.host,
+        port: cmd.port,
+        localAddress: cmd.localAddresses[i % cmd.localAddresses.length],
+        clientId: spec.clientId,
+        username: spec.username,
+        password: spec.password,
+        clean: spec.clean,
+        onPublish,
+      });
+      const granted = await client.subscribe(spec.inbox, 1);
+      if (granted !== 1) throw new Error(`SUBSCRIBE ${spec.inbox} granted ${granted}`);
+      client.onPuback = () => stats.pubacks++;
+      client.onClose = () => disconnects++;
+      held.push({ spec, client, topic: spec.sendTo ? encodeTopic(spec.sendTo) : null });
+      record(hist, (performance.now() - t0) * 1000);
+      ok++;
+    } catch (err) {
+      failed++;
+      firstError ??= (err as Error).message;
+    }
+  };
+  const lanes = Array.from({ length: Math.min(cmd.concurrency, cmd.clients.length) }, async () => {
+    while (next < cmd.clients.length) await one(next++);
+  });
+  await Promise.all(lanes);
+  send({ type: 'connected', ok, failed, firstError, ms: performance.now() - started, hist });
+}
+
+/** One message: JSON any broker relays as is and Parley accepts; ASCII only, so it is written straight into the packet. */
+function payloadFor(step: number, bodyBytes: number): string {
+  const stamp = `~${step}.${process.hrtime.bigint()}~`;
+  return `{"cid":"${nonce}-${(seq++).toString(36)}","kind":"text","body":"${stamp}${padding(bodyBytes - stamp.length)}"}`;
+}
+
+const pads: string[] = [];
+const padding = (n: number) => (pads[n] ??= 'x'.repeat(Math.max(0, n)));
+
+async function run(cmd: Extract<Command, { type: 'run' }>): Promise<void> {
+  stats = freshStats(cmd.step);
+  const startDisconnects = disconnects;
+  const senders = held.filter((h) => h.topic !== null);
+  const rate = senders.length * cmd.ratePerClient;
+  const total = Math.round((rate * cmd.durationMs) / 1000);
+  const t0 = process.hrtime.bigint();
+  windowEnd = t0 + BigInt(cmd.durationMs) * 1_000_000n;
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const elapsedMs = Number(process.hrtime.bigint() - t0) / 1e6;
+      const due = Math.min(total, Math.floor((elapsedMs * rate) / 1000));
+      while (stats.sent < due) {
+        const h = senders[stats.sent % senders.length];
+        h.client.publish(h.topic!, payloadFor(cmd.step, cmd.bodyBytes), 1);
+        stats.sent++;
+      }
+      if (stats.sent >= total) resolve();
+      else setTimeout(tick, 1);
+    };
+    tick();
+  });
+  const sendEnd = process.hrtime.bigint();
+  stats.windowMs = Math.max(cmd.durationMs, Number(sendEnd - t0) / 1e6);
+  if (sendEnd > windowEnd) windowEnd = sendEnd;
+  const deadline = performance.now() + cmd.drainTimeoutMs;
+  const done = () => stats.received >= stats.sent && stats.pubacks >= stats.sent && (!parley || stats.appAcks >= stats.sent);
+  while (!done() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+  stats.complete = done();
+  stats.drainMs = Number(process.hrtime.bigint() - windowEnd) / 1e6;
+  stats.disconnects = disconnects - startDisconnects;
+  send(stats);
+}
+
+async function closeAll(): Promise<void> {
+  const all = held;
+  held = [];
+  await Promise.all(all.map((h) => h.client.close()));
+  send({ type: 'closed' });
+}
+
+// Keep-alive: clients CONNECT with 60 s; a ping every 30 s keeps idle ones alive in long runs.
+setInterval(() => held.forEach((h) => h.client.ping()), 30_000).unref();
+
+process.on('message', (cmd: Command) => {
+  const work = cmd.type === 'connect' ? connect(cmd) : cmd.type === 'run' ? run(cmd) : closeAll();
+  work.catch((err) => send({ type: 'error', message: (err as Error).stack ?? String(err) }));
+});
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,93 @@
+// The benchmark harness works: `bench/run.ts --quick` runs every scenario against every system and
+// every message sent arrives. No timing is asserted; CI machines are too different for thresholds.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import type { BenchResults } from '../bench/results.ts';
+import { SYSTEMS } from '../bench/systems.ts';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+function runBench(args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    child.on('exit', (code) => resolve({ code, output }));
+  });
+}
+
+test('bench --quick: a row for every system and scenario, and every message arrives', { timeout: 600_000 }, async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bench-'));
+  const out = path.join(tmp, 'results.json');
+  // Its own data folder and Redis key prefix: a developer's bench run at the same time is not disturbed.
+  const prefix = `parley-bench-test-${randomBytes(4).toString('hex')}:`;
+  try {
+    const { code, output } = await runBench(['--quick', '--json-out', out, '--data-dir', path.join(tmp, 'data'), '--redis-prefix', prefix]);
+    assert.equal(code, 0, `bench exited with ${code}:\n${output.slice(-4000)}`);
+    const r = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResults;
+    assert.equal(r.quick, true);
+    assert.deepEqual(r.errors, []);
+    assert.deepEqual(r.systems.map((s) => s.name).sort(), [...SYSTEMS].sort());
+    assert.equal(r.groups.skipped, true, 'group fan-out is reported as skipped until groups exist');
+
+    for (const system of SYSTEMS) {
+      const chat = r.chat.find((c) => c.system === system);
+      assert.ok(chat, `chat row for ${system}`);
+      assert.ok(chat.steps.length > 0, `${system}: chat ran at least one step`);
+      for (const s of chat.steps) {
+        assert.ok(s.sent > 0, `${system} @${s.ratePerUser}/s: messages were sent`);
+        assert.ok(s.deliveredPerSec > 0, `${system} @${s.ratePerUser}/s: delivered > 0`);
+        assert.equal(s.received, s.sent, `${system} @${s.ratePerUser}/s: every sent message was received`);
+        assert.equal(s.lost, 0);
+        assert.equal(s.pubacks, s.sent, `${system} @${s.ratePerUser}/s: every publish was PUBACKed`);
+        if (system.startsWith('parley')) assert.equal(s.appAcks, s.sent, `${system}: an ack envelope for every message`);
+        assert.equal(s.errors, 0, `${system}: no error envelopes (${s.errorSamples.join(' | ')})`);
+        assert.ok(s.p50 !== null && s.p99 !== null, `${system}: latency was measured`);
+      }
+
+      const drain = r.drain.find((d) => d.system === system);
+      assert.ok(drain, `drain row for ${system}`);
+      assert.ok(drain.messages > 0);
+      assert.equal(drain.received, drain.messages, `${system}: every queued message arrived after the reconnect`);
+      assert.ok(drain.ms > 0);
+
+      const conn = r.connections.find((c) => c.system === system);
+      assert.ok(conn, `connections row for ${system}`);
+      assert.ok(conn.connected > 0);
+      assert.equal(conn.connected, conn.target, `${system}: every idle connection was accepted (${conn.firstError ?? ''})`);
+      assert.equal(conn.failed, 0);
+    }
+    for (const p of ['parley-embedded', 'parley-redis'] as const) {
+      assert.ok(r.ratios.chatPeak[p], `ratios for ${p}`);
+    }
+    assert.ok(fs.existsSync(out.replace(/\.json$/, '.svg')), 'the chart was written next to the results');
+  } finally {
+    await removeKeys(prefix).catch(() => undefined);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+/** The run's Redis keys (tokens, presence, dedupe, queues) under its own prefix. */
+async function removeKeys(prefix: string): Promise<void> {
+  const r = new Redis('redis://127.0.0.1:16379', { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+  r.on('error', () => {});
+  try {
+    await r.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await r.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    r.disconnect();
+  }
+}
