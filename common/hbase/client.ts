@@ -1,5 +1,6 @@
 // A narrow, typed HBase client over the Thrift2 gateway (binary protocol), built on the generated
-// code in gen/ (see README.md). Only what Parley needs: put, get, scan, deleteRow, create a table.
+// code in gen/ (see README.md). Only what Parley needs: put, get, scan, check-and-put, deleteRow,
+// create and drop a table.
 // One TCP connection per client; it reconnects on the next call after the gateway dropped it
 // (the gateway closes idle sockets after hbase.thrift.server.socket.read.timeout).
 import thrift from 'thrift';
@@ -70,10 +71,21 @@ export interface HBaseClient {
   putMany(table: string, rows: Array<{ row: Bytes; cells: CellInput[] }>): Promise<void>;
   /** The row's newest cells, or undefined if the row does not exist. */
   get(table: string, row: Bytes, columns?: ColumnSpec[]): Promise<HBaseRow | undefined>;
+  /** One round trip for many gets (Thrift2 getMultiple); answers in the order asked, undefined for a missing row. */
+  getMany(table: string, gets: Array<{ row: Bytes; columns?: ColumnSpec[] }>): Promise<Array<HBaseRow | undefined>>;
   scan(table: string, options?: ScanOptions): Promise<HBaseRow[]>;
+  /**
+   * Puts `cells` on `row` only if the cell family:qualifier holds exactly `expected` (or, with `expected`
+   * undefined, does not exist); true if it did and the put was applied (Thrift2 checkAndPut).
+   */
+  checkAndPut(table: string, row: Bytes, family: string, qualifier: Bytes, expected: Bytes | undefined, cells: CellInput[]): Promise<boolean>;
   deleteRow(table: string, row: Bytes): Promise<void>;
   /** Creates the namespace and the table if they are missing; true if this call created the table. */
   createTableIfMissing(spec: TableSpec): Promise<boolean>;
+  /** Disables and deletes a table (tests, tear-down); false if it did not exist. */
+  dropTable(namespace: string | undefined, table: string): Promise<boolean>;
+  /** Deletes a namespace, which must hold no tables; false if it did not exist. */
+  dropNamespace(namespace: string): Promise<boolean>;
   close(): void;
 }
 
@@ -267,6 +279,19 @@ class ThriftHBaseClient implements HBaseClient {
     return fromResult(await this.call((c) => c.get(toBuffer(table), tget)));
   }
 
+  async getMany(table: string, gets: Array<{ row: Bytes; columns?: ColumnSpec[] }>): Promise<Array<HBaseRow | undefined>> {
+    if (gets.length === 0) return [];
+    const tgets = gets.map((g) => new ttypes.TGet({ row: toBuffer(g.row), columns: toColumns(g.columns) }));
+    const results = await this.call((c) => c.getMultiple(toBuffer(table), tgets));
+    return results.map(fromResult);
+  }
+
+  async checkAndPut(table: string, row: Bytes, family: string, qualifier: Bytes, expected: Bytes | undefined, cells: CellInput[]): Promise<boolean> {
+    // [thrift2 IDL] checkAndPut: "if not provided the check is for the non-existence of the column".
+    const value = expected === undefined ? (null as unknown as Buffer) : toBuffer(expected);
+    return this.call((c) => c.checkAndPut(toBuffer(table), toBuffer(row), toBuffer(family), toBuffer(qualifier), value, toPut(row, cells)));
+  }
+
   async scan(table: string, options: ScanOptions = {}): Promise<HBaseRow[]> {
     const { limit } = options;
     const tscan = new ttypes.TScan({
@@ -342,6 +367,20 @@ class ThriftHBaseClient implements HBaseClient {
       if (/TableExistsException/.test((err as Error).message)) return false;
       throw err;
     }
+  }
+
+  async dropTable(namespace: string | undefined, table: string): Promise<boolean> {
+    const name = new ttypes.TTableName({ ns: toBuffer(namespace ?? 'default'), qualifier: toBuffer(table) });
+    if (!(await this.call((c) => c.tableExists(name)))) return false;
+    if (!(await this.call((c) => c.isTableDisabled(name)))) await this.call((c) => c.disableTable(name));
+    await this.call((c) => c.deleteTable(name));
+    return true;
+  }
+
+  async dropNamespace(namespace: string): Promise<boolean> {
+    if (!(await this.call((c) => c.listNamespaces())).includes(namespace)) return false;
+    await this.call((c) => c.deleteNamespace(namespace));
+    return true;
   }
 
   close(): void {

@@ -1,0 +1,193 @@
+// The Archive contract against the embedded LevelDB store and the real HBase of test/stack (a random
+// namespace per run, dropped at the end), and what analysts rely on: the rows under the documented keys
+// (consumers/archive-keys.ts), plain UTF-8 columns in HBase, and the same keys in the embedded store.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ClassicLevel } from 'classic-level';
+import { connect, type HBaseClient, type HBaseRow, type HBaseTransport } from '../common/hbase/client.ts';
+import { IdGenerator } from '../common/ids.ts';
+import type { Envelope } from '../common/envelope.ts';
+import { conversationOf } from '../consumers/archive.ts';
+import { EmbeddedArchive } from '../consumers/archive-embedded.ts';
+import { HBaseArchive } from '../consumers/archive-hbase.ts';
+import { inboxKey, messageKey, metricKey, saltOf } from '../consumers/archive-keys.ts';
+import { archiveContract } from './contracts/archive.ts';
+import { rand, tempDir } from './contracts/support.ts';
+import { loadStackEnv } from './stack/env.ts';
+
+const HBASE_KEYS = ['PARLEY_HBASE_HOST', 'PARLEY_HBASE_PORT', 'PARLEY_HBASE_TRANSPORT'] as const;
+
+/** HBase settings from .stack.env; missing ones fail the suite, never skip it. */
+function hbaseSettings(): { host: string; port: number; transport: HBaseTransport } {
+  const env = loadStackEnv();
+  const missing = HBASE_KEYS.filter((k) => !env[k]);
+  if (missing.length > 0) {
+    throw new Error(
+      `the HBase archive suite needs ${missing.join(', ')} in .stack.env, which is missing them: ` +
+        'start HBase with `npx tsx test/stack/cli.ts up --only hbase` (npm test does this first)',
+    );
+  }
+  return { host: env.PARLEY_HBASE_HOST, port: Number(env.PARLEY_HBASE_PORT), transport: env.PARLEY_HBASE_TRANSPORT as HBaseTransport };
+}
+
+const hbaseArchive = (namespace: string) => new HBaseArchive({ ...hbaseSettings(), namespace, scanChunk: 100 });
+
+archiveContract('embedded (classic-level)', async () => {
+  const tmp = await tempDir('archive');
+  let current = new EmbeddedArchive(tmp.dir);
+  return {
+    adapter: current,
+    reopen: async () => {
+      await current.close();
+      current = new EmbeddedArchive(tmp.dir);
+      await current.ensureSchema();
+      return current;
+    },
+    cleanup: async () => {
+      await current.close();
+      await tmp.remove();
+    },
+  };
+});
+
+archiveContract('hbase (Thrift2)', async () => {
+  const namespace = `parley_test_${rand(6)}`;
+  let current = hbaseArchive(namespace);
+  return {
+    adapter: current,
+    // A new connection: what another process, or this one restarted, would see.
+    reopen: async () => {
+      await current.close();
+      current = hbaseArchive(namespace);
+      return current;
+    },
+    cleanup: async () => {
+      try {
+        await current.dropSchema();
+      } finally {
+        await current.close();
+      }
+    },
+  };
+});
+
+const gen = new IdGenerator(6);
+const message = (from: string, to: string, extra: Partial<Envelope> = {}): Envelope => {
+  const { id, ts } = gen.next();
+  return { id, from, to, ts, cid: `c-${id}`, kind: 'text', body: `hi ${id}`, ...extra };
+};
+const MAX = (1n << 64n) - 1n;
+
+describe('HBaseArchive rows as analysts read them', () => {
+  const namespace = `parley_test_${rand(6)}`;
+  let archive: HBaseArchive;
+  let raw: HBaseClient;
+  const cells = (row: HBaseRow | undefined) =>
+    Object.fromEntries((row?.cells ?? []).map((c) => [`${c.family}:${c.qualifier.toString()}`, { value: c.value.toString('utf8'), ts: c.timestamp }]));
+
+  before(async () => {
+    archive = hbaseArchive(namespace);
+    await archive.ensureSchema();
+    const s = hbaseSettings();
+    raw = await connect(s.host, s.port, s.transport);
+  });
+  after(async () => {
+    try {
+      await archive?.dropSchema();
+    } finally {
+      await archive?.close();
+      raw?.close();
+    }
+  });
+
+  it('creates parley-style tables in the namespace, once', async () => {
+    assert.equal(archive.tables.messages, `${namespace}:messages`);
+    assert.deepEqual(Object.values(archive.tables), ['messages', 'inbox', 'conversations', 'metrics'].map((t) => `${namespace}:${t}`));
+    for (const table of ['messages', 'inbox', 'conversations', 'metrics']) {
+      assert.equal(await raw.createTableIfMissing({ namespace, table, families: ['m'] }), false, `${table} exists`);
+    }
+    assert.equal(new HBaseArchive({ ...hbaseSettings() }).tables.messages, 'parley:messages', 'the default namespace');
+  });
+
+  it('writes a message row {salt}{conversation}0x00{reversed id} with plain UTF-8 columns and the ts as cell time', async () => {
+    const [a, b] = [`a${rand()}`, `b${rand()}`];
+    const m = message(a, b, { kind: 'attachment', body: 'caption ü', attachment: { key: 'k/1', name: 'n.png', mime: 'image/png', size: 5 } });
+    await archive.putMessages([{ message: m, participants: [a, b] }]);
+    const conversation = conversationOf(m);
+    const key = `${saltOf(conversation)}${conversation}\u0000${(MAX - BigInt(m.id)).toString().padStart(20, '0')}`;
+    assert.deepEqual(messageKey(conversation, m.id), Buffer.from(key));
+    assert.match(saltOf(conversation), /^0[0-9a-f]$/);
+    const row = await raw.get(archive.tables.messages, key);
+    const at = m.ts;
+    assert.deepEqual(cells(row), {
+      'm:attachment': { value: JSON.stringify(m.attachment), ts: at },
+      'm:body': { value: 'caption ü', ts: at },
+      'm:cid': { value: m.cid, ts: at },
+      'm:from': { value: a, ts: at },
+      'm:id': { value: m.id, ts: at },
+      'm:kind': { value: 'attachment', ts: at },
+      'm:to': { value: b, ts: at },
+      'm:ts': { value: String(m.ts), ts: at },
+    });
+
+    await archive.setState(conversation, m.id, 'delivered');
+    const withState = cells(await raw.get(archive.tables.messages, key));
+    assert.equal(withState['m:state'].value, 'delivered');
+    // A replay rewrites identical cells: same values, same timestamps, the state kept.
+    await archive.putMessages([{ message: m, participants: [a, b] }]);
+    assert.deepEqual(cells(await raw.get(archive.tables.messages, key)), withState);
+
+    for (const u of [a, b]) {
+      const inbox = await raw.get(archive.tables.inbox, inboxKey(u, m.id));
+      assert.deepEqual(inboxKey(u, m.id), Buffer.from(`${saltOf(u)}${u}\u0000${m.id.padStart(20, '0')}`));
+      assert.deepEqual(cells(inbox), { 'm:c': { value: conversation, ts: at } });
+      const list = cells(await raw.get(archive.tables.conversations, u));
+      assert.deepEqual(Object.keys(list), [`m:${conversation}`]);
+      assert.deepEqual(JSON.parse(list[`m:${conversation}`].value), m);
+      assert.equal(list[`m:${conversation}`].ts, m.ts, 'the conversation cell carries the message ts');
+    }
+  });
+
+  it('writes a metric row {metric}0x00{labels}0x00{window start} holding {value, windowMs, labels}', async () => {
+    const metric = `m_${rand()}`;
+    const point = { metric, windowStart: Date.UTC(2030, 0, 1), windowMs: 60_000, value: 42, labels: { z: '1', a: '2' } };
+    await archive.putMetrics([point]);
+    const key = `${metric}\u0000{"a":"2","z":"1"}\u0000${point.windowStart}`;
+    assert.deepEqual(metricKey(point), Buffer.from(key));
+    const row = cells(await raw.get(archive.tables.metrics, key));
+    assert.deepEqual(JSON.parse(row['m:v'].value), { value: 42, windowMs: 60_000, labels: { a: '2', z: '1' } });
+  });
+});
+
+describe('EmbeddedArchive keys', () => {
+  let tmp: { dir: string; remove(): Promise<void> };
+  before(async () => {
+    tmp = await tempDir('archive-keys');
+  });
+  after(async () => {
+    await tmp?.remove();
+  });
+
+  it('stores the HBase row keys under {table}0x00, in {dataDir}/archive', async () => {
+    const archive = new EmbeddedArchive(tmp.dir);
+    await archive.ensureSchema();
+    const [a, b] = [`a${rand()}`, `b${rand()}`];
+    const m = message(a, b);
+    await archive.putMessages([{ message: m, participants: [a, b] }]);
+    await archive.setState(conversationOf(m), m.id, 'read');
+    await archive.close();
+
+    const db = new ClassicLevel<Buffer, string>(path.join(tmp.dir, 'archive'), { keyEncoding: 'buffer', valueEncoding: 'utf8' });
+    try {
+      const conversation = conversationOf(m);
+      const row = (table: string, key: Buffer) => Buffer.concat([Buffer.from(`${table}\u0000`), key]);
+      assert.deepEqual(JSON.parse((await db.get(row('messages', messageKey(conversation, m.id))))!), { ...m, state: 'read' });
+      assert.equal(await db.get(row('inbox', inboxKey(b, m.id))), conversation);
+      assert.deepEqual(JSON.parse((await db.get(row('conversations', Buffer.from(`${a}\u0000${conversation}`))))!), m);
+      assert.equal((await db.keys().all()).length, 5, 'one message row, two inbox rows, two conversation cells, nothing else');
+    } finally {
+      await db.close();
+    }
+  });
+});
