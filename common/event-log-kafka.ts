@@ -1,10 +1,11 @@
 // EventLog on Kafka (kafkajs). One idempotent producer (acks=all, one request in flight, so a key's records
 // keep their order even across retries); one kafkajs consumer per subscription, committing a batch's offsets
-// only after the handler resolved. Topics are created here (the brokers have auto-creation off) with
-// LogAppendTime, so a record's timestamp is when the log accepted it.
+// only after the handler resolved (event-log-kafka-consumer.ts). Topics are created here (the brokers have
+// auto-creation off) with LogAppendTime, so a record's timestamp is when the log accepted it.
 import kafkajs from 'kafkajs';
-import type { Admin, Consumer, EachBatchPayload, Kafka as KafkaClient, LogEntry, Producer } from 'kafkajs';
-import type { ConsumeOptions, ConsumedRecord, EventLog, LogRecord, Subscription } from './event-log.ts';
+import type { Admin, Kafka as KafkaClient, LogEntry, Producer } from 'kafkajs';
+import type { ConsumeOptions, EventLog, LogRecord, Subscription } from './event-log.ts';
+import { KafkaSubscription, type KafkaConsumerSettings } from './event-log-kafka-consumer.ts';
 import { createLogger, type Logger } from './log.ts';
 
 const { Kafka, logLevel, Partitioners } = kafkajs;
@@ -29,6 +30,7 @@ export interface KafkaEventLogOptions {
 /** Biggest estimated payload per produce request; Kafka refuses record batches past ~1 MB by default. */
 const MAX_SEND_BYTES = 512 * 1024;
 const PING_TIMEOUT_MS = 3000;
+const LOG_EVERY_MS = 10_000;
 
 interface PendingAppend {
   topic: string;
@@ -41,7 +43,7 @@ export class KafkaEventLog implements EventLog {
   readonly adapter = 'kafka';
   private readonly kafka: KafkaClient;
   private readonly log: Logger;
-  private readonly opts: Required<Omit<KafkaEventLogOptions, 'logger'>>;
+  private readonly opts: KafkaConsumerSettings & { partitions: number; replicationFactor: number };
   private admin: Promise<Admin> | null = null;
   private producer: Promise<Producer> | null = null;
   private readonly topics = new Map<string, Promise<void>>();
@@ -66,7 +68,14 @@ export class KafkaEventLog implements EventLog {
       retryMinMs: options.retryMinMs ?? 100,
       retryMaxMs: options.retryMaxMs ?? 5000,
     };
-    this.kafka = new Kafka({ clientId, brokers, logLevel: logLevel.WARN, logCreator: kafkaLogCreator(this.log) });
+    this.kafka = new Kafka({
+      clientId,
+      brokers,
+      logLevel: logLevel.WARN,
+      logCreator: kafkaLogCreator(this.log),
+      // Bounds how long a connection is retried, so an outage is reported (and recovered from) within seconds.
+      retry: { initialRetryTime: 200, maxRetryTime: 5000, retries: 5 },
+    });
   }
 
   private getAdmin(): Promise<Admin> {
@@ -229,135 +238,6 @@ export class KafkaEventLog implements EventLog {
   }
 }
 
-/** One member of a consumer group; a kafkajs consumer that gave up is replaced until stop(). */
-class KafkaSubscription implements Subscription {
-  private consumer: Consumer | null = null;
-  private stopped = false;
-  private restartTimer: NodeJS.Timeout | undefined;
-  private readonly sleeps = new Set<() => void>();
-  private stopping: Promise<void> | null = null;
-
-  constructor(
-    private readonly kafka: KafkaClient,
-    private readonly options: ConsumeOptions,
-    private readonly opts: Required<Omit<KafkaEventLogOptions, 'logger'>>,
-    private readonly log: Logger,
-    private readonly onStopped: () => void,
-  ) {}
-
-  /** Resolves once the member has joined the group and made its first fetch (offsets resolved). */
-  async start(): Promise<void> {
-    const { topic, group, fromBeginning } = this.options;
-    const consumer = this.kafka.consumer({
-      groupId: group,
-      sessionTimeout: this.opts.sessionTimeout,
-      rebalanceTimeout: this.opts.rebalanceTimeout,
-      heartbeatInterval: this.opts.heartbeatInterval,
-      maxWaitTimeInMs: this.opts.maxWaitTimeMs,
-      allowAutoTopicCreation: false,
-      retry: { initialRetryTime: 200, maxRetryTime: 5000, retries: 8 },
-    });
-    this.consumer = consumer;
-    consumer.on(consumer.events.CRASH, ({ payload }) => {
-      // kafkajs restarts by itself after retriable errors; otherwise (e.g. no broker for a while) we do.
-      if (payload.restart || this.stopped || this.consumer !== consumer) return;
-      this.log.warn({ group, topic, err: payload.error?.message }, 'kafka consumer crashed; replacing it');
-      this.consumer = null;
-      void consumer.disconnect().catch(() => {});
-      this.restartTimer = setTimeout(() => {
-        if (!this.stopped) this.start().catch((err) => this.log.warn({ group, topic, err: err.message }, 'kafka consumer restart failed'));
-      }, this.opts.retryMaxMs);
-    });
-    const fetched = new Promise<void>((resolve) => {
-      const timer = setTimeout(done, this.opts.maxWaitTimeMs + 5000);
-      const off = consumer.on(consumer.events.FETCH, done);
-      function done() {
-        clearTimeout(timer);
-        off();
-        resolve();
-      }
-    });
-    await consumer.connect();
-    await consumer.subscribe({ topics: [topic], fromBeginning });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      eachBatch: (payload) => this.eachBatch(payload),
-    });
-    await fetched;
-  }
-
-  private async eachBatch({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }: EachBatchPayload): Promise<void> {
-    if (batch.messages.length === 0) return;
-    const records: ConsumedRecord[] = batch.messages.map((m) => ({
-      key: m.key?.toString('utf8') ?? '',
-      value: m.value?.toString('utf8') ?? '',
-      partition: batch.partition,
-      offset: m.offset,
-      timestamp: Number(m.timestamp),
-    }));
-    let delay = this.opts.retryMinMs;
-    for (let attempt = 1; ; attempt++) {
-      // Stopping or seeking: leave the batch uncommitted; whoever reads the partition next gets it again.
-      if (!isRunning() || isStale() || this.stopped) return;
-      try {
-        await this.withHeartbeats(heartbeat, () => this.options.handle(records.slice()));
-        break;
-      } catch (err) {
-        this.log.warn(
-          { topic: batch.topic, group: this.options.group, partition: batch.partition, offset: batch.firstOffset(), attempt, err: (err as Error).message },
-          'event log handler failed; the batch will be delivered again',
-        );
-        await this.sleep(delay);
-        delay = Math.min(delay * 2, this.opts.retryMaxMs);
-        // Throws while the group rebalances: kafkajs rejoins and the batch is fetched again from the commit.
-        await heartbeat();
-      }
-    }
-    const last = records[records.length - 1].offset;
-    resolveOffset(last);
-    // batch.lastOffset() also covers control records that follow the last message.
-    const next = (BigInt(batch.lastOffset()) + 1n).toString();
-    await commitOffsetsIfNecessary({ topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }] });
-  }
-
-  /** Keeps the session alive while a slow handler runs; a rebalance found here surfaces at commit time. */
-  private async withHeartbeats(heartbeat: () => Promise<void>, run: () => Promise<void>): Promise<void> {
-    const timer = setInterval(() => void heartbeat().catch(() => {}), this.opts.heartbeatInterval);
-    try {
-      await run();
-    } finally {
-      clearInterval(timer);
-    }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        this.sleeps.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, ms);
-      this.sleeps.add(wake);
-    });
-  }
-
-  stop(): Promise<void> {
-    this.stopping ??= (async () => {
-      this.stopped = true;
-      clearTimeout(this.restartTimer);
-      for (const wake of [...this.sleeps]) wake();
-      const consumer = this.consumer;
-      this.consumer = null;
-      // Waits for the batch in hand (and its commit), then leaves the group so others take its partitions.
-      await consumer?.disconnect().catch(() => {});
-      this.onStopped();
-    })();
-    return this.stopping;
-  }
-}
-
 /** Splits a round of appends into sendBatch calls of bounded size, keeping the order of records. */
 function* chunks(round: readonly PendingAppend[]): Generator<{ topic: string; messages: { key: string; value: string }[] }[]> {
   let chunk: { topic: string; messages: { key: string; value: string }[] }[] = [];
@@ -379,14 +259,30 @@ function* chunks(round: readonly PendingAppend[]): Generator<{ topic: string; me
   if (chunk.length > 0) yield chunk;
 }
 
-/** kafkajs logs through our logger, warnings and errors only. */
+/** kafkajs logs through our logger: warnings and errors only, and one of a kind per LOG_EVERY_MS. */
 function kafkaLogCreator(log: Logger) {
+  // During an outage kafkajs reports every failed connection attempt of every client.
+  const recent = new Map<string, { until: number; suppressed: number }>();
   return () =>
     ({ namespace, level, log: entry }: LogEntry) => {
       const { message, timestamp: _t, logger: _l, ...extra } = entry as LogEntry['log'] & { logger?: string };
       // Said at every producer start, because we bound the retries on purpose (see getProducer).
       if (message.startsWith('Limiting retries for the idempotent producer')) return;
-      if (level === logLevel.ERROR || level === logLevel.NOTHING) log.error({ kafka: namespace, ...extra }, message);
-      else if (level === logLevel.WARN) log.warn({ kafka: namespace, ...extra }, message);
+      // Every error answer of the protocol (a rebalance under way, a topic that exists) is logged by the
+      // connection before its caller handles it, or reports it in its own words.
+      if (namespace === 'Connection' && message.startsWith('Response ')) return;
+      if (level !== logLevel.ERROR && level !== logLevel.WARN) return;
+      const kind = `${namespace} ${message.slice(0, 40)}`;
+      const now = Date.now();
+      const seen = recent.get(kind);
+      if (seen && seen.until > now) {
+        seen.suppressed++;
+        return;
+      }
+      if (recent.size > 1000) recent.clear();
+      recent.set(kind, { until: now + LOG_EVERY_MS, suppressed: 0 });
+      const fields = { kafka: namespace, ...extra, ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}) };
+      if (level === logLevel.ERROR) log.error(fields, message);
+      else log.warn(fields, message);
     };
 }

@@ -157,6 +157,21 @@ export function eventLogContract(name: string, make: EventLogFactory): void {
       assert.deepEqual(byKey(c.records), byKey(fresh), 'the new records only, in order');
     });
 
+    it('delivers records appended while a consumer runs promptly', async () => {
+      const t = topic();
+      await log.ensureTopic(t, PARTITIONS);
+      const c = collector();
+      await consume(t, group(), c.handle);
+      const lags: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const sent = Date.now();
+        await log.append(t, [{ key: `k${i}`, value: `v${i}` }]);
+        await until(`record ${i}`, () => c.records.length > i, 5000);
+        lags.push(Date.now() - sent);
+      }
+      assert.ok(Math.max(...lags) < 1000, `delivered within a second of the append: ${lags.join(', ')} ms`);
+    });
+
     it('gives every group all the records', async () => {
       const t = topic();
       await log.ensureTopic(t, PARTITIONS);
