@@ -17,6 +17,7 @@ import {
   idOfInboxKey,
   isArchiveId,
   isReceiptState,
+  keyable,
   messageKey,
   pageRange,
   planMessages,
@@ -107,7 +108,7 @@ export class EmbeddedArchive implements Archive {
 
   async setState(conversation: string, id: string, state: ReceiptState): Promise<void> {
     if (!isReceiptState(state)) throw new RangeError(`a receipt state is delivered or read, not ${JSON.stringify(state)}`);
-    if (!isArchiveId(id)) return; // no message has that id
+    if (!isArchiveId(id) || !keyable(conversation)) return; // no message has that id
     const row = messageKey(conversation, id);
     if (tooLong(row)) return;
     await this.ready();
@@ -141,7 +142,7 @@ export class EmbeddedArchive implements Archive {
   }
 
   async conversations(userId: string, limit: number): Promise<ConversationSummary[]> {
-    if (typeof userId !== 'string' || userId.length === 0 || Buffer.byteLength(userId) > MAX_ROW_BYTES || !(limit > 0)) return [];
+    if (!keyable(userId) || userId.length === 0 || Buffer.byteLength(userId) > MAX_ROW_BYTES || !(limit > 0)) return [];
     await this.ready();
     const row = conversationsRow(userId);
     const end = Buffer.from(row);
@@ -161,7 +162,6 @@ export class EmbeddedArchive implements Archive {
   }
 
   async sync(userId: string, options: { after?: string; limit: number }): Promise<ArchivedMessage[]> {
-    if (typeof userId !== 'string') return [];
     const range = syncRange(userId, options.after);
     if (!range || !(options.limit > 0)) return [];
     await this.ready();

@@ -64,6 +64,16 @@ export function saltOf(id: string): string {
   return salt(fnv1a32(id) % SALT_BUCKETS);
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Whether an id can be part of a key: a string that UTF-8 encodes without loss (a lone surrogate
+ * encodes as U+FFFD, so two such ids could share a key). Reads of other ids find nothing; writes fail.
+ */
+export function keyable(id: unknown): id is string {
+  return typeof id === 'string' && !LONE_SURROGATE.test(id);
+}
+
 /** UTF-8 with 0x00 → 0x01 0x01 and 0x01 → 0x01 0x02: order-preserving and free of 0x00, so `part 0x00` is prefix-free. */
 export function escapePart(text: string): Buffer {
   const raw = Buffer.from(text, 'utf8');
@@ -125,6 +135,8 @@ export interface KeyRange {
 
 /** The rows of `page`: ids below `before` (all when absent), read forward, newest first. */
 export function pageRange(conversation: string, before?: string): KeyRange | null {
+  if (before !== undefined) cursorValue(before, 'before');
+  if (!keyable(conversation)) return null;
   const prefix = messagePrefix(conversation);
   if (tooLong(prefix)) return null;
   if (before === undefined) return { start: prefix, stop: prefixEnd(prefix) };
@@ -152,6 +164,7 @@ export interface BackwardRange {
  */
 export function timeRange(conversation: string, from: number, to: number): BackwardRange | null {
   if (!Number.isFinite(from) || !Number.isFinite(to)) throw new RangeError('from and to must be numbers (ms since the epoch)');
+  if (!keyable(conversation)) return null;
   const prefix = messagePrefix(conversation);
   if (tooLong(prefix) || to <= from) return null;
   const lowId = firstIdAt(from); // inclusive
@@ -187,6 +200,8 @@ export function idOfInboxKey(key: Buffer): string {
 
 /** The rows of `sync`: ids above `after` (all when absent), oldest first. */
 export function syncRange(user: string, after?: string): KeyRange | null {
+  if (after !== undefined) cursorValue(after, 'after');
+  if (!keyable(user)) return null;
   const prefix = inboxPrefix(user);
   if (tooLong(prefix)) return null;
   if (after === undefined) return { start: prefix, stop: prefixEnd(prefix) };
@@ -214,7 +229,7 @@ export function seriesPrefix(metric: string, labels: string): Buffer {
 }
 
 export function metricKey(point: MetricPoint): Buffer {
-  if (typeof point.metric !== 'string' || point.metric.length === 0) throw new RangeError('a metric point needs a metric name');
+  if (!keyable(point.metric) || point.metric.length === 0) throw new RangeError('a metric point needs a metric name (well-formed text)');
   if (!Number.isSafeInteger(point.windowStart) || point.windowStart < 0 || point.windowStart > MAX_WINDOW_START)
     throw new RangeError(`windowStart must be an integer of ms since the epoch, got ${point.windowStart}`);
   if (!Number.isFinite(point.windowMs) || !Number.isFinite(point.value)) throw new RangeError('windowMs and value must be finite numbers');
@@ -246,7 +261,7 @@ export interface MetricRows {
  * read takes its windows, so the cost follows the answer, not the metric's whole history.
  */
 export async function readMetrics(metric: string, from: number, to: number, io: MetricRows): Promise<MetricPoint[]> {
-  if (typeof metric !== 'string' || metric.length === 0 || !(to > from)) return [];
+  if (!keyable(metric) || metric.length === 0 || !(to > from)) return [];
   const prefix = metricPrefix(metric);
   if (tooLong(prefix)) return [];
   const end = prefixEnd(prefix);
@@ -345,6 +360,8 @@ export function planMessages(batch: readonly { message: Envelope; participants: 
     if (!message || !isArchiveId(message.id)) throw new RangeError(`cannot archive a message whose id is ${JSON.stringify(message?.id)}`);
     if (typeof message.from !== 'string' || typeof message.to !== 'string') throw new RangeError(`message ${message.id} needs from and to`);
     if (!Number.isFinite(message.ts)) throw new RangeError(`message ${message.id} needs a numeric ts`);
+    if (!keyable(message.from) || !keyable(message.to) || (message.group !== undefined && !keyable(message.group)))
+      throw new RangeError(`message ${message.id}: from, to and group must be well-formed text`);
     const conversation = conversationOf(message);
     const key = withDigits(once(conversationPrefixes, conversation, messagePrefix), reversed(BigInt(message.id)));
     if (tooLong(key)) throw new RangeError(`message ${message.id}: conversation id too long for a row key (${key.length} bytes)`);
@@ -353,7 +370,8 @@ export function planMessages(batch: readonly { message: Envelope; participants: 
     readers.add(message.from);
     if (!message.group) readers.add(message.to);
     for (const r of readers) {
-      if (r.length === 0 || tooLong(once(userPrefixes, r, inboxPrefix))) throw new RangeError(`message ${message.id}: participant id empty or too long`);
+      if (r.length === 0 || !keyable(r) || tooLong(once(userPrefixes, r, inboxPrefix)))
+        throw new RangeError(`message ${message.id}: participant id empty, ill-formed or too long`);
     }
     byId.set(message.id, { conversation, message: archivedEnvelope(message), key, readers: [...readers] });
   }

@@ -365,6 +365,12 @@ export function archiveContract(name: string, make: ArchiveFactory): void {
       assert.deepEqual(await archive.page(conversationOf(fine), { limit: 10 }), [], 'the refused batch wrote nothing');
       assert.deepEqual(await archive.sync(c, { limit: 10 }), []);
       await archive.setState(`u:${c}:${long}`, fine.id, 'read');
+      // Lone surrogates all encode as U+FFFD: such ids could share keys, so they are refused and find nothing.
+      await assert.rejects(archive.putMessages(direct([msg(c, `${d}\uD800`)])), RangeError);
+      await assert.rejects(archive.putMessages([{ message: msg(c, d), participants: [c, d, `${d}\uDC00`] }]), RangeError);
+      assert.deepEqual(await archive.page(`u:${c}:${d}\uD800`, { limit: 10 }), []);
+      assert.deepEqual(await archive.sync(`${d}\uDFFF`, { limit: 10 }), []);
+      assert.deepEqual(await archive.conversations(`${d}\uD800`, 10), []);
     });
 
     it('orders ids by value, from 0 to 2^64 - 1', async () => {
