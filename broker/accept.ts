@@ -1,9 +1,10 @@
 // Accepting one chat message: validate → stamp (synchronous, so a burst is numbered in arrival order) →
-// recipients → dedupe → store for every recipient → mirror → ack → deliver. Each step is a small named
-// function; a feature adds a step.
+// recipients → dedupe → store for every recipient and in the outbox (the event-log mirror) → ack →
+// deliver. Each step is a small named function; a feature adds a step.
 import type { Config } from '../common/config.ts';
 import {
   ackEnvelope,
+  conversationOf,
   encodeEnvelope,
   errorEnvelope,
   isFailure,
@@ -17,13 +18,12 @@ import type { Logger } from '../common/log.ts';
 import type { Metrics } from '../common/metrics.ts';
 import type { Dedupe } from './dedupe.ts';
 import type { Device, Delivery } from './devices.ts';
+import type { Groups } from './groups.ts';
 import type { OfflineQueue } from './offline-queue.ts';
+import type { Outbox } from './outbox.ts';
 import type { Recipients } from './recipients.ts';
 import type { Router } from './router.ts';
 import type { SendTarget } from './topics.ts';
-
-/** Observers of accepted messages (the event-log outbox, analytics); they run before the ack. */
-export type MessageAccepted = (message: Envelope, text: string, transport: Device['transport']) => Promise<void> | void;
 
 export interface AcceptDeps {
   config: Readonly<Config>;
@@ -32,9 +32,12 @@ export interface AcceptDeps {
   queue: OfflineQueue;
   router: Router;
   recipients: Recipients;
+  groups: Groups;
   metrics: Metrics;
   log: Logger;
-  messageAccepted: MessageAccepted[];
+  outbox: Outbox;
+  /** Told when records entered the outbox, so the shipper need not wait for its idle poll. */
+  outboxFilled(): void;
 }
 
 interface Accepting {
@@ -55,10 +58,20 @@ interface Accepting {
 
 type Step = (a: Accepting, deps: AcceptDeps) => Promise<void>;
 
+/** The users a message goes to: the receiver, or every member of the group but the sender. */
+async function recipientsOf(sender: string, target: SendTarget, deps: AcceptDeps): Promise<string[]> {
+  if (target.type === 'group') {
+    // Read on every message: a member removed a moment ago no longer receives.
+    const members = await deps.groups.members(target.id);
+    if (!members.includes(sender)) throw forbidden(`not a member of group ${target.id}`);
+    return members.filter((m) => m !== sender);
+  }
+  if (!(await deps.recipients.exists(target.id))) throw unknownRecipient(`no user ${target.id}`);
+  return [target.id];
+}
+
 async function resolveRecipients(a: Accepting, deps: AcceptDeps): Promise<void> {
-  if (a.target.type === 'group') throw forbidden(`not a member of group ${a.target.id}`);
-  if (!(await deps.recipients.exists(a.target.id))) throw unknownRecipient(`no user ${a.target.id}`);
-  a.recipients = [a.target.id];
+  a.recipients = await recipientsOf(a.message.from, a.target, deps);
 }
 
 async function dedupe(a: Accepting, deps: AcceptDeps): Promise<void> {
@@ -72,20 +85,29 @@ async function dedupe(a: Accepting, deps: AcceptDeps): Promise<void> {
   a.earlier = { id, ts: Number(ts) };
 }
 
+/** The event-log record of a message: built around the envelope's own JSON, which is encoded once. */
+function eventRecord(a: Accepting): { key: string; value: string } {
+  const participants = a.recipients.includes(a.message.from) ? a.recipients : [a.message.from, ...a.recipients];
+  const head = JSON.stringify({ v: 1, type: 'message', transport: a.device.transport, participants });
+  return { key: conversationOf(a.message), value: `${head.slice(0, -1)},"message":${a.text}}` };
+}
+
+/**
+ * Stores the message in every recipient's queue and in the outbox, durably, before the ack. Earlier
+ * steps may finish out of order (a directory lookup, a dedupe round trip); these writes must not, so
+ * they are handed over in arrival order. Handing over is synchronous in every adapter, so the next
+ * message need not wait for this one's fsync or round trip.
+ */
 async function storeForRecipients(a: Accepting, deps: AcceptDeps): Promise<void> {
-  // Earlier steps may finish out of order (a directory lookup, a dedupe round trip); the queue must not.
-  // Handing over is synchronous in both adapters, so the next message need not wait for this one's fsync.
   await a.turn;
-  const stored = deps.queue.push(a.recipients.map((userId) => ({ userId, message: { id: a.message.id, payload: a.text } })));
+  const queued = deps.queue.push(a.recipients.map((userId) => ({ userId, message: { id: a.message.id, payload: a.text } })));
+  const mirrored = deps.outbox.append([eventRecord(a)]);
   a.passTurn();
-  await stored;
+  await Promise.all([queued, mirrored]);
+  deps.outboxFilled();
 }
 
-async function mirror(a: Accepting, deps: AcceptDeps): Promise<void> {
-  for (const listener of deps.messageAccepted) await listener(a.message, a.text, a.device.transport);
-}
-
-export const acceptSteps: Step[] = [resolveRecipients, dedupe, storeForRecipients, mirror];
+export const acceptSteps: Step[] = [resolveRecipients, dedupe, storeForRecipients];
 
 export class Acceptor {
   constructor(private readonly deps: AcceptDeps) {}
@@ -114,8 +136,9 @@ export class Acceptor {
 
   private stamp(device: Device, target: SendTarget, msg: Outgoing): Envelope {
     const { id, ts } = this.deps.ids.next();
-    // `from` comes from the session, never from the payload.
-    const e: Envelope = { id, from: device.userId, to: target.type === 'user' ? target.id : device.userId, ts, ...msg };
+    // `from` comes from the session, never from the payload. A group message carries the group id as
+    // `to` as well as `group`: one envelope (encoded once) serves every member.
+    const e: Envelope = { id, from: device.userId, to: target.id, ts, ...msg };
     if (target.type === 'group') e.group = target.id;
     return e;
   }
@@ -175,14 +198,16 @@ export class Acceptor {
 
   /** Typing goes live to online devices only: no id, no ack, no queue, no archive. */
   private async typing(device: Device, target: SendTarget, msg: Outgoing): Promise<() => void> {
+    let to: string[];
     try {
-      if (target.type === 'group') throw forbidden(`not a member of group ${target.id}`);
-      if (!(await this.deps.recipients.exists(target.id))) throw unknownRecipient(`no user ${target.id}`);
+      to = await recipientsOf(device.userId, target, this.deps);
     } catch (err) {
       return () => this.refuse(device, asParleyError(err), msg.cid);
     }
-    const text = JSON.stringify({ kind: 'typing', cid: msg.cid, from: device.userId, to: target.id, ts: Date.now() });
+    const signal: Record<string, unknown> = { kind: 'typing', cid: msg.cid, from: device.userId, to: target.id, ts: Date.now() };
+    if (target.type === 'group') signal.group = target.id;
+    const text = JSON.stringify(signal);
     const d: Delivery = { id: '', text, payload: Buffer.from(text), queued: false, qos: 0 };
-    return () => this.deps.router.deliver(target.id, d, device);
+    return () => to.forEach((userId) => this.deps.router.deliver(userId, d, device));
   }
 }

@@ -12,10 +12,12 @@ import { Connack, connackError, forbidden } from '../common/errors.ts';
 import type { IdGenerator } from '../common/ids.ts';
 import type { Logger } from '../common/log.ts';
 import type { Metrics } from '../common/metrics.ts';
-import { Acceptor, type MessageAccepted } from './accept.ts';
+import { Acceptor } from './accept.ts';
 import type { Dedupe } from './dedupe.ts';
 import { DeviceRegistry, type Transport } from './devices.ts';
+import type { Groups } from './groups.ts';
 import type { OfflineQueue } from './offline-queue.ts';
+import type { Outbox } from './outbox.ts';
 import type { Presence } from './presence.ts';
 import { Recipients } from './recipients.ts';
 import { LocalRouter } from './router.ts';
@@ -28,10 +30,12 @@ export interface BrokerDeps {
   ids: IdGenerator;
   auth: AuthService;
   recipients: Recipients;
+  groups: Groups;
   dedupe: Dedupe;
   queue: OfflineQueue;
   presence: Presence;
-  messageAccepted?: MessageAccepted[];
+  outbox: Outbox;
+  outboxFilled(): void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -57,9 +61,11 @@ export class ParleyBroker {
       queue: deps.queue,
       router: new LocalRouter(this.devices),
       recipients: deps.recipients,
+      groups: deps.groups,
       metrics: deps.metrics,
       log: deps.log,
-      messageAccepted: deps.messageAccepted ?? [],
+      outbox: deps.outbox,
+      outboxFilled: deps.outboxFilled,
     });
   }
 

@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 // The `parley` command: `parley start` runs every role in one process.
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../common/config.ts';
+import { createAdapters } from '../common/adapters.ts';
+import { ConfigError, loadConfig, type Config } from '../common/config.ts';
+import { exportHistory, parseHistoryArgs } from './history.ts';
 import { createLogger } from '../common/log.ts';
-import { startParley } from './server.ts';
+import { ROLES, startParley, type Role } from './server.ts';
 
 const HELP = `parley — a messenger built around an MQTT broker
 
 Usage:
-  parley start [--role all|broker|api]   run Parley (default: every role in one process)
+  parley start [--role all|broker|archiver]   run Parley (default: every role in one process)
+  parley history --user U [--peer P | --group G] [--from T] [--to T]
+                                         a user's or a conversation's history as NDJSON
   parley --help                          this text
 
 Configuration is environment variables (README.md, "Configuration"); unset backends run embedded,
@@ -18,19 +22,28 @@ async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { help: { type: 'boolean', short: 'h' }, role: { type: 'string', default: 'all' } },
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      role: { type: 'string', default: 'all' },
+      user: { type: 'string' },
+      peer: { type: 'string' },
+      group: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+    },
   });
   const command = positionals[0];
   if (values.help || !command) {
     console.log(HELP);
     return values.help ? 0 : 1;
   }
-  if (command !== 'start') {
+  if (command !== 'start' && command !== 'history') {
     console.error(`unknown command: ${command}\n\n${HELP}`);
     return 1;
   }
-  if (!['all', 'broker', 'api'].includes(values.role!)) {
-    console.error(`unknown role: ${values.role} (this build runs all, broker or api; broker and api share one process)`);
+  const roles: Role[] = values.role === 'all' ? [...ROLES] : (values.role!.split(',') as Role[]);
+  if (roles.some((r) => !ROLES.includes(r))) {
+    console.error(`unknown role: ${values.role} (one of all, ${ROLES.join(', ')})`);
     return 1;
   }
   let config;
@@ -43,8 +56,9 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  if (command === 'history') return history(config, values);
   const log = createLogger(config.logLevel);
-  const running = await startParley(config, log);
+  const running = await startParley(config, log, roles);
   const stop = async (signal: string) => {
     log.info({ signal }, 'stopping');
     await running.close();
@@ -53,6 +67,28 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
   return -1;
+}
+
+async function history(config: Config, values: Record<string, string | boolean | undefined>): Promise<number> {
+  let query;
+  try {
+    query = parseHistoryArgs(values);
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${HELP}`);
+    return 1;
+  }
+  const adapters = await createAdapters(config);
+  const started = Date.now();
+  const progress = (n: number, done: boolean) => {
+    const rate = Math.round(n / Math.max(0.001, (Date.now() - started) / 1000));
+    process.stderr.write(`\r${done ? 'exported' : 'exporting'} ${n} messages (${rate}/s)${done ? '\n' : ''}`);
+  };
+  try {
+    await exportHistory(adapters.archive, query, process.stdout, progress);
+  } finally {
+    await adapters.close();
+  }
+  return 0;
 }
 
 main(process.argv.slice(2)).then(

@@ -16,10 +16,22 @@ import { RedisDedupe } from '../broker/dedupe-redis.ts';
 import type { OfflineQueue } from '../broker/offline-queue.ts';
 import { EmbeddedOfflineQueue } from '../broker/offline-queue-embedded.ts';
 import { RedisOfflineQueue } from '../broker/offline-queue-redis.ts';
+import type { Groups } from '../broker/groups.ts';
+import { EmbeddedGroups } from '../broker/groups-embedded.ts';
+import { RedisGroups } from '../broker/groups-redis.ts';
+import type { Outbox } from '../broker/outbox.ts';
+import { EmbeddedOutbox } from '../broker/outbox-embedded.ts';
+import { RedisOutbox } from '../broker/outbox-redis.ts';
 import type { Presence } from '../broker/presence.ts';
 import { EmbeddedPresence } from '../broker/presence-embedded.ts';
 import { RedisPresence } from '../broker/presence-redis.ts';
+import type { Archive } from '../consumers/archive.ts';
+import { EmbeddedArchive } from '../consumers/archive-embedded.ts';
+import { HBaseArchive } from '../consumers/archive-hbase.ts';
 import type { Config } from './config.ts';
+import type { EventLog } from './event-log.ts';
+import { EmbeddedEventLog } from './event-log-embedded.ts';
+import { KafkaEventLog } from './event-log-kafka.ts';
 import { createRedis } from './redis.ts';
 
 export interface Adapters {
@@ -29,6 +41,10 @@ export interface Adapters {
   dedupe: Dedupe;
   presence: Presence;
   queue: OfflineQueue;
+  groups: Groups;
+  outbox: Outbox;
+  eventLog: EventLog;
+  archive: Archive;
   redis: Redis | null;
   /** Port → adapter, for the start-up log and /readyz. */
   describe(): Record<string, string>;
@@ -50,6 +66,12 @@ export async function createAdapters(config: Readonly<Config>): Promise<Adapters
     queue: redis
       ? new RedisOfflineQueue(redis, config.offlineMax)
       : new EmbeddedOfflineQueue(config.dataDir, config.nodeId, config.offlineMax, config.embeddedFsync),
+    groups: redis ? new RedisGroups(redis) : new EmbeddedGroups(config.dataDir),
+    outbox: redis ? new RedisOutbox(redis, config.nodeId) : new EmbeddedOutbox(config.dataDir, config.nodeId, config.embeddedFsync),
+    eventLog: config.kafka
+      ? new KafkaEventLog(config.kafka.brokers, `parley-${config.nodeId}`, { partitions: config.kafka.partitions, replicationFactor: config.kafka.replication })
+      : new EmbeddedEventLog(config.dataDir, { fsync: config.embeddedFsync }),
+    archive: config.hbase ? new HBaseArchive(config.hbase) : new EmbeddedArchive(config.dataDir),
   };
   return {
     ...a,
@@ -61,14 +83,19 @@ export async function createAdapters(config: Readonly<Config>): Promise<Adapters
       dedupe: a.dedupe.adapter,
       presence: a.presence.adapter,
       offlineQueue: a.queue.adapter,
+      groups: a.groups.adapter,
+      outbox: a.outbox.adapter,
+      eventLog: a.eventLog.adapter,
+      archive: a.archive.adapter,
     }),
     ready: async () => {
-      const checks: Record<string, boolean> = { directory: await a.directory.ping() };
+      const checks: Record<string, boolean> = { directory: await a.directory.ping(), eventLog: await a.eventLog.ping(), archive: await a.archive.ping() };
       if (redis) checks.redis = await redis.ping().then(() => true, () => false);
       return checks;
     },
     close: async () => {
       await Promise.all([a.queue.close(), a.presence.close(), a.dedupe.close(), a.throttle.close(), a.tokens.close(), a.directory.close()]);
+      await Promise.all([a.groups.close(), a.outbox.close(), a.eventLog.close(), a.archive.close()]);
       if (redis) await redis.quit().catch(() => redis.disconnect());
     },
   };

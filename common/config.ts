@@ -25,6 +25,7 @@ const schema = z.object({
   PARLEY_TOKEN_TTL_SECONDS: int(1, 365 * 86400).default(7 * 86400),
   PARLEY_DEDUPE_TTL_SECONDS: int(1, 30 * 86400).default(86400),
   PARLEY_SELF_REGISTRATION: bool.default(true),
+  PARLEY_GROUP_MAX_MEMBERS: int(2, 100_000).default(1024),
   PARLEY_PRESENCE_HEARTBEAT_MS: int(100, 600_000).default(5000),
   // Embedded adapters only: false trades the no-loss guarantee for speed (benchmarks say which was used).
   PARLEY_EMBEDDED_FSYNC: bool.default(true),
@@ -36,8 +37,14 @@ const schema = z.object({
   PARLEY_LDAP_ADMIN_DN: optional,
   PARLEY_LDAP_ADMIN_PASSWORD: optional,
   PARLEY_KAFKA_BROKERS: optional,
+  PARLEY_KAFKA_TOPIC: z.string().regex(/^[A-Za-z0-9._-]{1,200}$/).default('parley.messages'),
+  PARLEY_KAFKA_PARTITIONS: int(1, 10_000).default(6),
+  PARLEY_KAFKA_REPLICATION: int(1, 16).default(1),
+  PARLEY_OUTBOX_WARN: int(1, 100_000_000).default(100_000),
   PARLEY_HBASE_HOST: optional,
-  PARLEY_HBASE_PORT: int(1, 65535).optional(),
+  PARLEY_HBASE_PORT: int(1, 65535).default(9090),
+  PARLEY_HBASE_TRANSPORT: z.enum(['framed', 'buffered']).default('framed'),
+  PARLEY_HBASE_NAMESPACE: z.string().regex(/^[A-Za-z0-9_]{1,64}$/).default('parley'),
   PARLEY_S3_ENDPOINT: optional,
   PARLEY_S3_ACCESS_KEY: optional,
   PARLEY_S3_SECRET_KEY: optional,
@@ -61,10 +68,17 @@ export interface Config {
   tokenTtlSeconds: number;
   dedupeTtlSeconds: number;
   selfRegistration: boolean;
+  groupMaxMembers: number;
   presenceHeartbeatMs: number;
   embeddedFsync: boolean;
   redis: { url: string; keyPrefix: string } | null;
   ldap: { url: string; baseDn: string; usersDn: string; adminDn: string; adminPassword: string } | null;
+  kafka: { brokers: string[]; partitions: number; replication: number } | null;
+  /** The event-log topic every accepted message is mirrored to. */
+  messagesTopic: string;
+  /** Outbox length past which a Kafka outage is logged as an error rather than a warning. */
+  outboxWarn: number;
+  hbase: { host: string; port: number; transport: 'framed' | 'buffered'; namespace: string } | null;
 }
 
 export class ConfigError extends Error {}
@@ -86,6 +100,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   };
   const tls = need(['PARLEY_TLS_CERT', 'PARLEY_TLS_KEY'], 'TLS');
   const ldap = need(['PARLEY_LDAP_URL', 'PARLEY_LDAP_BASE_DN', 'PARLEY_LDAP_ADMIN_DN', 'PARLEY_LDAP_ADMIN_PASSWORD'], 'LDAP');
+  const brokers = e.PARLEY_KAFKA_BROKERS?.split(',').map((b) => b.trim()).filter(Boolean) ?? [];
+  for (const b of brokers) if (!/^[A-Za-z0-9.-]+:[0-9]{1,5}$/.test(b)) throw new ConfigError(`invalid configuration: PARLEY_KAFKA_BROKERS entry ${JSON.stringify(b)} is not host:port`);
   const config: Config = {
     host: e.PARLEY_HOST,
     mqttPort: e.PARLEY_MQTT_PORT,
@@ -104,6 +120,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     tokenTtlSeconds: e.PARLEY_TOKEN_TTL_SECONDS,
     dedupeTtlSeconds: e.PARLEY_DEDUPE_TTL_SECONDS,
     selfRegistration: e.PARLEY_SELF_REGISTRATION,
+    groupMaxMembers: e.PARLEY_GROUP_MAX_MEMBERS,
     presenceHeartbeatMs: e.PARLEY_PRESENCE_HEARTBEAT_MS,
     embeddedFsync: e.PARLEY_EMBEDDED_FSYNC,
     redis: e.PARLEY_REDIS_URL ? { url: e.PARLEY_REDIS_URL, keyPrefix: e.PARLEY_REDIS_KEY_PREFIX } : null,
@@ -115,6 +132,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           adminDn: e.PARLEY_LDAP_ADMIN_DN!,
           adminPassword: e.PARLEY_LDAP_ADMIN_PASSWORD!,
         }
+      : null,
+    kafka: brokers.length ? { brokers, partitions: e.PARLEY_KAFKA_PARTITIONS, replication: e.PARLEY_KAFKA_REPLICATION } : null,
+    outboxWarn: e.PARLEY_OUTBOX_WARN,
+    messagesTopic: e.PARLEY_KAFKA_TOPIC,
+    hbase: e.PARLEY_HBASE_HOST
+      ? { host: e.PARLEY_HBASE_HOST, port: e.PARLEY_HBASE_PORT, transport: e.PARLEY_HBASE_TRANSPORT, namespace: e.PARLEY_HBASE_NAMESPACE }
       : null,
   };
   return Object.freeze(config);

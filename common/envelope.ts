@@ -112,3 +112,9 @@ export function presenceEnvelope(user: string, state: 'online' | 'offline', ts: 
 export function encodeEnvelope(e: Envelope): string {
   return JSON.stringify(e);
 }
+
+/** The conversation a message belongs to: `u:{a}:{b}` (the two users sorted) or `g:{groupId}`. */
+export function conversationOf(message: Pick<Envelope, 'from' | 'to' | 'group'>): string {
+  if (message.group) return `g:${message.group}`;
+  return message.from < message.to ? `u:${message.from}:${message.to}` : `u:${message.to}:${message.from}`;
+}

@@ -53,3 +53,8 @@ export function parseId(id: string): { ts: number; node: number; seq: number } {
 export function compareIds(a: string, b: string): number {
   return a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0;
 }
+
+/** The smallest id a message accepted at `ts` can have (for time ranges over id-ordered data). */
+export function firstIdAt(ts: number): string {
+  return (BigInt(Math.max(0, ts - EPOCH)) << (NODE_BITS + SEQ_BITS)).toString();
+}

@@ -10,6 +10,7 @@ export function createMetrics() {
     refused: new Counter({ name: 'parley_messages_refused_total', help: 'Publishes answered with an error envelope', labelNames: ['code'], registers: [registry] }),
     duplicates: new Counter({ name: 'parley_messages_duplicate_total', help: 'Resends acked again without delivery', registers: [registry] }),
     delivered: new Counter({ name: 'parley_deliveries_total', help: 'Envelopes written to devices', labelNames: ['source'], registers: [registry] }),
+    outboxLength: new Gauge({ name: 'parley_outbox_length', help: 'Accepted messages not yet in the event log', registers: [registry] }),
     connections: new Gauge({ name: 'parley_mqtt_connections', help: 'Signed-in MQTT connections', labelNames: ['transport'], registers: [registry] }),
     signIns: new Counter({ name: 'parley_sign_ins_total', help: 'Sign-in attempts', labelNames: ['door', 'result'], registers: [registry] }),
     acceptSeconds: new Histogram({

@@ -58,8 +58,4 @@ export interface Archive {
   close(): Promise<void>;
 }
 
-/** The conversation a message belongs to. */
-export function conversationOf(message: Pick<Envelope, 'from' | 'to' | 'group'>): string {
-  if (message.group) return `g:${message.group}`;
-  return message.from < message.to ? `u:${message.from}:${message.to}` : `u:${message.to}:${message.from}`;
-}
+export { conversationOf } from '../common/envelope.ts';

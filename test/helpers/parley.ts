@@ -23,8 +23,11 @@ export interface TestParley {
 
 export const uniqueName = (prefix = 'u') => `${prefix}${randomBytes(5).toString('hex')}`;
 
-/** Settings for a Parley on port 0 with its own data folder (embedded) or its own Redis key prefix (real). */
-export function testEnv(backend: Backend, overrides: Record<string, string> = {}): Record<string, string> {
+/**
+ * Settings for a Parley on port 0 with its own data folder (embedded) or its own Redis key prefix (real).
+ * `pipeline` adds the real Kafka and HBase, with a topic and an HBase namespace of this test's own.
+ */
+export function testEnv(backend: Backend, overrides: Record<string, string> = {}, { pipeline = false } = {}): Record<string, string> {
   const env: Record<string, string> = {
     PARLEY_HOST: '127.0.0.1',
     PARLEY_MQTT_PORT: '0',
@@ -38,13 +41,22 @@ export function testEnv(backend: Backend, overrides: Record<string, string> = {}
       if (!stack[key]) throw new Error(`${key} is missing from .stack.env: run \`npm run stack:up\` first`);
       env[key] = stack[key];
     }
-    env.PARLEY_REDIS_KEY_PREFIX = `t${randomBytes(4).toString('hex')}:`;
+    const tag = randomBytes(4).toString('hex');
+    env.PARLEY_REDIS_KEY_PREFIX = `t${tag}:`;
+    if (pipeline) {
+      for (const key of ['PARLEY_KAFKA_BROKERS', 'PARLEY_HBASE_HOST', 'PARLEY_HBASE_PORT', 'PARLEY_HBASE_TRANSPORT']) {
+        if (!stack[key]) throw new Error(`${key} is missing from .stack.env: run \`npm run stack:up\` first`);
+        env[key] = stack[key];
+      }
+      env.PARLEY_KAFKA_TOPIC = `test.messages.${tag}`;
+      env.PARLEY_HBASE_NAMESPACE = `t${tag}`;
+    }
   }
   return { ...env, ...overrides };
 }
 
-export async function startTestParley(backend: Backend, overrides: Record<string, string> = {}): Promise<TestParley> {
-  const env = testEnv(backend, overrides);
+export async function startTestParley(backend: Backend, overrides: Record<string, string> = {}, options: { pipeline?: boolean } = {}): Promise<TestParley> {
+  const env = testEnv(backend, overrides, options);
   const config = loadConfig(env);
   const running = await startParley(config, createLogger(config.logLevel));
   const base = `http://127.0.0.1:${running.httpPort}`;

@@ -1,0 +1,88 @@
+// Groups end to end (PROTOCOL.md, `send/group/{id}` and `/v1/groups`): fan-out to every member, live or
+// queued, one ack, copies to the sender's devices, non-members refused, removed members cut off at once.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { connectDevice, PASSWORD, registerUser, sleep, startTestParley, type Backend, type TestParley } from './helpers/parley.ts';
+
+async function token(p: TestParley, user: string): Promise<string> {
+  return (await p.http('/v1/auth/login', { body: { username: user, password: PASSWORD } })).body.token;
+}
+
+for (const backend of ['embedded', 'real'] as Backend[]) {
+  describe(`groups, ${backend} adapters`, () => {
+    let p: TestParley;
+    before(async () => {
+      p = await startTestParley(backend, { PARLEY_GROUP_MAX_MEMBERS: '4' });
+    });
+    after(async () => p.stop());
+
+    it('fans a message out to every member, queues it for the offline one, and acks once', async () => {
+      const [ann, ben, cat] = [await registerUser(p), await registerUser(p), await registerUser(p)];
+      const created = await p.http('/v1/groups', { body: { name: 'Trio', members: [ben, cat] }, token: await token(p, ann) });
+      assert.equal(created.status, 201);
+      const g = created.body;
+      assert.equal(g.owner, ann);
+      assert.deepEqual(g.members.map((m: any) => m.userId).sort(), [ann, ben, cat].sort());
+      const a1 = await connectDevice(p, 'tcp', ann);
+      const a2 = await connectDevice(p, 'ws', ann);
+      const b = await connectDevice(p, 'ws', ben);
+      // cat is offline
+      const cids = [];
+      for (let i = 0; i < 20; i++) cids.push(a1.send(g.id, { body: `g${i}` }, `send/group/${g.id}`));
+      await a1.waitFor(() => a1.received.filter((r) => r.body.kind === 'ack').length === 20, '20 acks');
+      const got = await b.waitForInbox(20);
+      assert.deepEqual(got.map((m) => m.cid), cids);
+      assert.ok(got.every((m) => m.group === g.id && m.from === ann));
+      const copies = await a2.waitForInbox(20);
+      assert.deepEqual(copies.map((m) => m.cid), cids, "the sender's other device gets copies");
+      assert.equal(a1.inbox().length, 0, 'the sending device gets only acks');
+      const c = await connectDevice(p, 'tcp', cat);
+      const queued = await c.waitForInbox(20);
+      assert.deepEqual(queued.map((m) => m.cid), cids, 'the offline member gets everything, in order, on return');
+      await Promise.all([a1, a2, b, c].map((d) => d.close()));
+    });
+
+    it('refuses non-members and stops delivering to a removed member at once', async () => {
+      const [ann, ben, cat, eve] = [await registerUser(p), await registerUser(p), await registerUser(p), await registerUser(p)];
+      const annToken = await token(p, ann);
+      const g = (await p.http('/v1/groups', { body: { name: 'Pair+', members: [ben, cat] }, token: annToken })).body;
+      const e = await connectDevice(p, 'tcp', eve);
+      const refused = await e.waitForAnswer(e.send(g.id, { body: 'let me in' }, `send/group/${g.id}`));
+      assert.equal(refused.kind, 'error');
+      assert.equal(refused.code, 'forbidden');
+      assert.equal((await p.http(`/v1/groups/${g.id}`, { token: await token(p, eve) })).status, 403);
+
+      const b = await connectDevice(p, 'tcp', ben);
+      const a = await connectDevice(p, 'tcp', ann);
+      const first = await a.waitForAnswer(a.send(g.id, { body: 'before' }, `send/group/${g.id}`));
+      await b.waitFor(() => b.inbox().some((m) => m.id === first.id), 'ben gets the first');
+      assert.equal((await p.http(`/v1/groups/${g.id}/members/${ben}`, { method: 'DELETE', token: annToken })).status, 204);
+      const second = await a.waitForAnswer(a.send(g.id, { body: 'after' }, `send/group/${g.id}`));
+      assert.equal(second.kind, 'ack');
+      await sleep(300);
+      assert.ok(!b.inbox().some((m) => m.id === second.id), 'a removed member receives nothing more');
+      const benSend = await b.waitForAnswer(b.send(g.id, { body: 'still here?' }, `send/group/${g.id}`));
+      assert.equal(benSend.code, 'forbidden');
+      await Promise.all([a, b, e].map((d) => d.close()));
+    });
+
+    it('manages members by role and enforces the size limit', async () => {
+      const [ann, ben, cat, dan, eve] = [await registerUser(p), await registerUser(p), await registerUser(p), await registerUser(p), await registerUser(p)];
+      const [annT, benT, catT] = [await token(p, ann), await token(p, ben), await token(p, cat)];
+      const g = (await p.http('/v1/groups', { body: { name: 'Club', members: [ben] }, token: annT })).body;
+      assert.equal((await p.http(`/v1/groups/${g.id}/members`, { body: { userId: cat }, token: benT })).status, 403, 'a member cannot add');
+      const added = await p.http(`/v1/groups/${g.id}/members`, { body: { userId: cat, role: 'admin' }, token: annT });
+      assert.equal(added.status, 200);
+      assert.equal(added.body.members.find((m: any) => m.userId === cat).role, 'admin');
+      assert.equal((await p.http(`/v1/groups/${g.id}/members`, { body: { userId: dan }, token: catT })).status, 200, 'an admin can add');
+      assert.equal((await p.http(`/v1/groups/${g.id}/members`, { body: { userId: eve }, token: annT })).status, 400, 'at most 4 members');
+      assert.equal((await p.http(`/v1/groups/${g.id}/members/${ann}`, { method: 'DELETE', token: catT })).status, 409, 'the owner stays');
+      assert.equal((await p.http(`/v1/groups/${g.id}/members/${ben}`, { method: 'DELETE', token: benT })).status, 204, 'anyone may leave');
+      assert.equal((await p.http(`/v1/groups/${g.id}`, { token: benT })).status, 403);
+      assert.equal((await p.http('/v1/groups/no-such-group', { token: annT })).status, 404);
+      assert.equal((await p.http('/v1/groups', { body: { name: '', members: [] }, token: annT })).status, 400);
+      assert.equal((await p.http('/v1/groups', { body: { name: 'x', members: ['*)(uid=*'] }, token: annT })).status, 400);
+      assert.equal((await p.http('/v1/groups', { body: { name: 'x', members: ['nobody-known'] }, token: annT })).status, 400);
+    });
+  });
+}
