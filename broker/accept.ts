@@ -12,12 +12,13 @@ import {
   type Envelope,
   type Outgoing,
 } from '../common/envelope.ts';
-import { asParleyError, badRequest, forbidden, ParleyError, unknownRecipient } from '../common/errors.ts';
+import { asParleyError, forbidden, ParleyError, unknownRecipient } from '../common/errors.ts';
 import type { IdGenerator } from '../common/ids.ts';
 import type { Logger } from '../common/log.ts';
 import type { Metrics } from '../common/metrics.ts';
 import type { Dedupe } from './dedupe.ts';
 import type { Device, Delivery } from './devices.ts';
+import { checkAttachment, grantAttachment, type AttachmentGate } from '../blob/accept-step.ts';
 import type { Groups } from './groups.ts';
 import type { OfflineQueue } from './offline-queue.ts';
 import type { Outbox } from './outbox.ts';
@@ -32,6 +33,7 @@ export interface AcceptDeps {
   queue: OfflineQueue;
   router: Router;
   recipients: Recipients;
+  attachments: AttachmentGate['attachments'];
   groups: Groups;
   metrics: Metrics;
   log: Logger;
@@ -107,7 +109,7 @@ async function storeForRecipients(a: Accepting, deps: AcceptDeps): Promise<void>
   deps.outboxFilled();
 }
 
-export const acceptSteps: Step[] = [resolveRecipients, dedupe, storeForRecipients];
+export const acceptSteps: Step[] = [resolveRecipients, checkAttachment, dedupe, grantAttachment, storeForRecipients];
 
 export class Acceptor {
   constructor(private readonly deps: AcceptDeps) {}
@@ -121,10 +123,6 @@ export class Acceptor {
     const parsed = parseOutgoing(payload, this.deps.config.maxBodyBytes);
     if (isFailure(parsed)) return this.inOrder(device, Promise.resolve(() => this.refuse(device, parsed.error, parsed.cid)));
     if (parsed.kind === 'typing') return this.inOrder(device, this.typing(device, target, parsed));
-    if (parsed.kind === 'attachment') {
-      // Attachment keys come from POST /v1/attachments, which this build does not offer yet.
-      return this.inOrder(device, Promise.resolve(() => this.refuse(device, badRequest('unknown attachment key'), parsed.cid)));
-    }
     const turn = device.storeTurn;
     let passTurn!: () => void;
     device.storeTurn = new Promise<void>((resolve) => (passTurn = resolve));

@@ -12,7 +12,7 @@ import { Connack, connackError, forbidden } from '../common/errors.ts';
 import type { IdGenerator } from '../common/ids.ts';
 import type { Logger } from '../common/log.ts';
 import type { Metrics } from '../common/metrics.ts';
-import { Acceptor } from './accept.ts';
+import { Acceptor, type AcceptDeps } from './accept.ts';
 import type { Dedupe } from './dedupe.ts';
 import { DeviceRegistry, type Transport } from './devices.ts';
 import type { Groups } from './groups.ts';
@@ -30,6 +30,7 @@ export interface BrokerDeps {
   ids: IdGenerator;
   auth: AuthService;
   recipients: Recipients;
+  attachments: AcceptDeps['attachments'];
   groups: Groups;
   dedupe: Dedupe;
   queue: OfflineQueue;
@@ -61,6 +62,7 @@ export class ParleyBroker {
       queue: deps.queue,
       router: new LocalRouter(this.devices),
       recipients: deps.recipients,
+      attachments: deps.attachments,
       groups: deps.groups,
       metrics: deps.metrics,
       log: deps.log,

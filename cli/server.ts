@@ -2,6 +2,8 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { authRoutes } from '../auth/routes.ts';
+import { blobRoutes } from '../blob/routes.ts';
+import { AttachmentService } from '../blob/service.ts';
 import { AuthService } from '../auth/service.ts';
 import { ParleyBroker } from '../broker/broker.ts';
 import { groupRoutes } from '../broker/group-routes.ts';
@@ -46,6 +48,7 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
   const metrics = createMetrics();
   await adapters.eventLog.ensureTopic(config.messagesTopic, config.kafka?.partitions ?? 6);
   await adapters.archive.ensureSchema();
+  await adapters.blobs.ensureBucket();
   const http = createHttp(log);
   http.get('/healthz', async () => ({ status: 'ok', roles }));
   http.get('/readyz', async (_req, reply) => {
@@ -83,6 +86,7 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
 async function startBroker(config: Readonly<Config>, log: Logger, metrics: Metrics, adapters: Adapters, http: FastifyInstance) {
   const auth = new AuthService({ config, directory: adapters.directory, tokens: adapters.tokens, throttle: adapters.throttle });
   const recipients = new Recipients(adapters.directory);
+  const attachments = new AttachmentService({ store: adapters.blobs, settings: config.attachments, log: log.child({ part: 'blob' }) });
   const shipper = new OutboxShipper(adapters.outbox, adapters.eventLog, config.messagesTopic, log.child({ part: 'outbox' }), (n) => metrics.outboxLength.set(n), config.outboxWarn);
   const broker = await ParleyBroker.create({
     config,
@@ -91,6 +95,7 @@ async function startBroker(config: Readonly<Config>, log: Logger, metrics: Metri
     ids: new IdGenerator(config.nodeId),
     auth,
     recipients,
+    attachments,
     groups: adapters.groups,
     outbox: adapters.outbox,
     outboxFilled: () => shipper.poke(),
@@ -99,6 +104,7 @@ async function startBroker(config: Readonly<Config>, log: Logger, metrics: Metri
     presence: adapters.presence,
   });
   authRoutes(http, auth);
+  blobRoutes(http, { auth, attachments, store: adapters.blobs, publicUrl: config.attachments.publicUrl });
   groupRoutes(http, auth, new GroupService(adapters.groups, recipients, config.groupMaxMembers));
   historyRoutes(http, auth, adapters.archive, { isMember: async (group, user) => (await adapters.groups.role(group, user)) !== null });
   attachWebSocket(http.server, broker, config.maxBodyBytes * 2 + 64 * 1024);

@@ -1,7 +1,11 @@
 // Picks each port's adapter from configuration: a backend that is configured is used, otherwise the
 // embedded adapter (DESIGN.md, "Ports and adapters"). The only place that knows every adapter.
 import type { Redis } from 'ioredis';
+import path from 'node:path';
 import type { Directory } from '../auth/directory.ts';
+import type { BlobStore } from '../blob/blob-store.ts';
+import { EmbeddedBlobStore } from '../blob/blob-store-embedded.ts';
+import { MinioBlobStore } from '../blob/blob-store-minio.ts';
 import { EmbeddedDirectory } from '../auth/directory-embedded.ts';
 import { LdapDirectory } from '../auth/directory-ldap.ts';
 import type { Throttle } from '../auth/throttle.ts';
@@ -45,6 +49,7 @@ export interface Adapters {
   outbox: Outbox;
   eventLog: EventLog;
   archive: Archive;
+  blobs: BlobStore;
   redis: Redis | null;
   /** Port → adapter, for the start-up log and /readyz. */
   describe(): Record<string, string>;
@@ -72,6 +77,14 @@ export async function createAdapters(config: Readonly<Config>): Promise<Adapters
       ? new KafkaEventLog(config.kafka.brokers, `parley-${config.nodeId}`, { partitions: config.kafka.partitions, replicationFactor: config.kafka.replication })
       : new EmbeddedEventLog(config.dataDir, { fsync: config.embeddedFsync }),
     archive: config.hbase ? new HBaseArchive(config.hbase) : new EmbeddedArchive(config.dataDir),
+    blobs: config.s3
+      ? new MinioBlobStore({ ...config.s3, expireDays: config.attachments.expireDays })
+      : new EmbeddedBlobStore({
+          dir: path.join(config.dataDir, 'blobs'),
+          expireDays: config.attachments.expireDays,
+          maxUploadBytes: config.attachments.maxBytes + 1024 * 1024,
+          fsync: config.embeddedFsync,
+        }),
   };
   return {
     ...a,
@@ -87,15 +100,16 @@ export async function createAdapters(config: Readonly<Config>): Promise<Adapters
       outbox: a.outbox.adapter,
       eventLog: a.eventLog.adapter,
       archive: a.archive.adapter,
+      blobStore: a.blobs.adapter,
     }),
     ready: async () => {
-      const checks: Record<string, boolean> = { directory: await a.directory.ping(), eventLog: await a.eventLog.ping(), archive: await a.archive.ping() };
+      const checks: Record<string, boolean> = { directory: await a.directory.ping(), eventLog: await a.eventLog.ping(), archive: await a.archive.ping(), blobStore: await a.blobs.ping() };
       if (redis) checks.redis = await redis.ping().then(() => true, () => false);
       return checks;
     },
     close: async () => {
       await Promise.all([a.queue.close(), a.presence.close(), a.dedupe.close(), a.throttle.close(), a.tokens.close(), a.directory.close()]);
-      await Promise.all([a.groups.close(), a.outbox.close(), a.eventLog.close(), a.archive.close()]);
+      await Promise.all([a.groups.close(), a.outbox.close(), a.eventLog.close(), a.archive.close(), a.blobs.close()]);
       if (redis) await redis.quit().catch(() => redis.disconnect());
     },
   };

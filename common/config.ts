@@ -45,11 +45,30 @@ const schema = z.object({
   PARLEY_HBASE_PORT: int(1, 65535).default(9090),
   PARLEY_HBASE_TRANSPORT: z.enum(['framed', 'buffered']).default('framed'),
   PARLEY_HBASE_NAMESPACE: z.string().regex(/^[A-Za-z0-9_]{1,64}$/).default('parley'),
-  PARLEY_S3_ENDPOINT: optional,
+  PARLEY_MAX_ATTACHMENT_BYTES: int(1, 5 * 1024 ** 3).default(25 * 1024 * 1024),
+  PARLEY_ATTACHMENT_TYPES: z
+    .string()
+    .default('image/*,video/mp4,audio/*,application/pdf,text/plain,application/zip')
+    .transform((text, ctx) => {
+      const list = text.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+      const bad = list.find((t) => !/^[a-z0-9][a-z0-9!#$&^_.+-]{0,62}\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,62})$/.test(t));
+      if (list.length === 0 || bad !== undefined) {
+        ctx.addIssue({ code: 'custom', message: `'${bad ?? ''}' is not type/subtype or type/*` });
+        return z.NEVER;
+      }
+      return list;
+    }),
+  PARLEY_ATTACHMENT_UPLOAD_SECONDS: int(1, 7 * 86400).default(900),
+  PARLEY_ATTACHMENT_DOWNLOAD_SECONDS: int(1, 7 * 86400).default(300),
+  PARLEY_ATTACHMENT_EXPIRE_DAYS: int(0, 36500).default(365),
+  PARLEY_ATTACHMENT_THUMBNAILS: bool.default(true),
+  PARLEY_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
+  PARLEY_S3_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  PARLEY_S3_PUBLIC_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
   PARLEY_S3_ACCESS_KEY: optional,
   PARLEY_S3_SECRET_KEY: optional,
-  PARLEY_S3_BUCKET: optional,
-  PARLEY_S3_REGION: optional,
+  PARLEY_S3_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/).optional(),
+  PARLEY_S3_REGION: z.string().min(1).default('us-east-1'),
 });
 
 type Env = z.infer<typeof schema>;
@@ -79,6 +98,17 @@ export interface Config {
   /** Outbox length past which a Kafka outage is logged as an error rather than a warning. */
   outboxWarn: number;
   hbase: { host: string; port: number; transport: 'framed' | 'buffered'; namespace: string } | null;
+  attachments: {
+    maxBytes: number;
+    types: string[];
+    uploadSeconds: number;
+    downloadSeconds: number;
+    expireDays: number;
+    thumbnails: boolean;
+    /** The origin clients reach this server at (embedded store links); the request's own when null. */
+    publicUrl: string | null;
+  };
+  s3: { endpoint: string; publicEndpoint?: string; accessKey: string; secretKey: string; bucket: string; region: string } | null;
 }
 
 export class ConfigError extends Error {}
@@ -99,6 +129,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     return set.length === names.length;
   };
   const tls = need(['PARLEY_TLS_CERT', 'PARLEY_TLS_KEY'], 'TLS');
+  const s3 = need(['PARLEY_S3_ENDPOINT', 'PARLEY_S3_ACCESS_KEY', 'PARLEY_S3_SECRET_KEY', 'PARLEY_S3_BUCKET'], 'S3');
   const ldap = need(['PARLEY_LDAP_URL', 'PARLEY_LDAP_BASE_DN', 'PARLEY_LDAP_ADMIN_DN', 'PARLEY_LDAP_ADMIN_PASSWORD'], 'LDAP');
   const brokers = e.PARLEY_KAFKA_BROKERS?.split(',').map((b) => b.trim()).filter(Boolean) ?? [];
   for (const b of brokers) if (!/^[A-Za-z0-9.-]+:[0-9]{1,5}$/.test(b)) throw new ConfigError(`invalid configuration: PARLEY_KAFKA_BROKERS entry ${JSON.stringify(b)} is not host:port`);
@@ -138,6 +169,25 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     messagesTopic: e.PARLEY_KAFKA_TOPIC,
     hbase: e.PARLEY_HBASE_HOST
       ? { host: e.PARLEY_HBASE_HOST, port: e.PARLEY_HBASE_PORT, transport: e.PARLEY_HBASE_TRANSPORT, namespace: e.PARLEY_HBASE_NAMESPACE }
+      : null,
+    attachments: {
+      maxBytes: e.PARLEY_MAX_ATTACHMENT_BYTES,
+      types: e.PARLEY_ATTACHMENT_TYPES,
+      uploadSeconds: e.PARLEY_ATTACHMENT_UPLOAD_SECONDS,
+      downloadSeconds: e.PARLEY_ATTACHMENT_DOWNLOAD_SECONDS,
+      expireDays: e.PARLEY_ATTACHMENT_EXPIRE_DAYS,
+      thumbnails: e.PARLEY_ATTACHMENT_THUMBNAILS,
+      publicUrl: e.PARLEY_PUBLIC_URL ?? null,
+    },
+    s3: s3
+      ? {
+          endpoint: e.PARLEY_S3_ENDPOINT!,
+          publicEndpoint: e.PARLEY_S3_PUBLIC_ENDPOINT,
+          accessKey: e.PARLEY_S3_ACCESS_KEY!,
+          secretKey: e.PARLEY_S3_SECRET_KEY!,
+          bucket: e.PARLEY_S3_BUCKET!,
+          region: e.PARLEY_S3_REGION,
+        }
       : null,
   };
   return Object.freeze(config);

@@ -14,6 +14,8 @@ export interface Attachment {
   name: string;
   mime: string;
   size: number;
+  /** Set by the server for images: the key of a small JPEG preview, readable by the same people. */
+  thumbnail?: string;
 }
 
 /** A client's message after validation. */

@@ -27,7 +27,7 @@ export const uniqueName = (prefix = 'u') => `${prefix}${randomBytes(5).toString(
  * Settings for a Parley on port 0 with its own data folder (embedded) or its own Redis key prefix (real).
  * `pipeline` adds the real Kafka and HBase, with a topic and an HBase namespace of this test's own.
  */
-export function testEnv(backend: Backend, overrides: Record<string, string> = {}, { pipeline = false } = {}): Record<string, string> {
+export function testEnv(backend: Backend, overrides: Record<string, string> = {}, { pipeline = false, s3 = false } = {}): Record<string, string> {
   const env: Record<string, string> = {
     PARLEY_HOST: '127.0.0.1',
     PARLEY_MQTT_PORT: '0',
@@ -51,11 +51,18 @@ export function testEnv(backend: Backend, overrides: Record<string, string> = {}
       env.PARLEY_KAFKA_TOPIC = `test.messages.${tag}`;
       env.PARLEY_HBASE_NAMESPACE = `t${tag}`;
     }
+    if (s3) {
+      for (const key of ['PARLEY_S3_ENDPOINT', 'PARLEY_S3_ACCESS_KEY', 'PARLEY_S3_SECRET_KEY']) {
+        if (!stack[key]) throw new Error(`${key} is missing from .stack.env: run \`npm run stack:up\` first`);
+        env[key] = stack[key];
+      }
+      env.PARLEY_S3_BUCKET = `parley-test-${tag}`;
+    }
   }
   return { ...env, ...overrides };
 }
 
-export async function startTestParley(backend: Backend, overrides: Record<string, string> = {}, options: { pipeline?: boolean } = {}): Promise<TestParley> {
+export async function startTestParley(backend: Backend, overrides: Record<string, string> = {}, options: { pipeline?: boolean; s3?: boolean } = {}): Promise<TestParley> {
   const env = testEnv(backend, overrides, options);
   const config = loadConfig(env);
   const running = await startParley(config, createLogger(config.logLevel));
