@@ -87,6 +87,16 @@ async function dedupe(a: Accepting, deps: AcceptDeps): Promise<void> {
   a.earlier = { id, ts: Number(ts) };
 }
 
+/**
+ * The envelope as one user receives it. A group message is encoded once with the group id as `to` (so it
+ * is archived that way); each member's copy names the member as `to`, by replacing that one field —
+ * `"to":"…"` first appears as the field itself, since `id` and `from` hold no quotes.
+ */
+function textFor(a: Accepting, userId: string): string {
+  if (!a.message.group) return a.text;
+  return a.text.replace(`"to":"${a.message.to}"`, `"to":"${userId}"`);
+}
+
 /** The event-log record of a message: built around the envelope's own JSON, which is encoded once. */
 function eventRecord(a: Accepting): { key: string; value: string } {
   const participants = a.recipients.includes(a.message.from) ? a.recipients : [a.message.from, ...a.recipients];
@@ -102,7 +112,7 @@ function eventRecord(a: Accepting): { key: string; value: string } {
  */
 async function storeForRecipients(a: Accepting, deps: AcceptDeps): Promise<void> {
   await a.turn;
-  const queued = deps.queue.push(a.recipients.map((userId) => ({ userId, message: { id: a.message.id, payload: a.text } })));
+  const queued = deps.queue.push(a.recipients.map((userId) => ({ userId, message: { id: a.message.id, payload: textFor(a, userId) } })));
   const mirrored = deps.outbox.append([eventRecord(a)]);
   a.passTurn();
   await Promise.all([queued, mirrored]);
@@ -134,8 +144,8 @@ export class Acceptor {
 
   private stamp(device: Device, target: SendTarget, msg: Outgoing): Envelope {
     const { id, ts } = this.deps.ids.next();
-    // `from` comes from the session, never from the payload. A group message carries the group id as
-    // `to` as well as `group`: one envelope (encoded once) serves every member.
+    // `from` comes from the session, never from the payload. A group message is stamped with the group
+    // id as `to`; each member's copy is addressed to the member (textFor).
     const e: Envelope = { id, from: device.userId, to: target.id, ts, ...msg };
     if (target.type === 'group') e.group = target.id;
     return e;
@@ -175,10 +185,16 @@ export class Acceptor {
     device.notify(Buffer.from(ackEnvelope(m.cid, m.id, m.ts)));
     this.deps.metrics.accepted.inc({ kind: m.kind, transport: device.transport });
     this.deps.metrics.acceptSeconds.observe((performance.now() - a.started) / 1000);
-    const payload = Buffer.from(a.text);
-    for (const userId of a.recipients) this.deps.router.deliver(userId, { id: m.id, text: a.text, payload, queued: true, qos: 1 }, device);
+    const shared = m.group ? null : Buffer.from(a.text);
+    for (const userId of a.recipients) {
+      const text = textFor(a, userId);
+      this.deps.router.deliver(userId, { id: m.id, text, payload: shared ?? Buffer.from(text), queued: true, qos: 1 }, device);
+    }
     // The sender's other devices see the whole conversation; they catch up on missed copies by sync.
-    if (!a.recipients.includes(m.from)) this.deps.router.deliver(m.from, { id: m.id, text: a.text, payload, queued: false, qos: 1 }, device);
+    if (!a.recipients.includes(m.from)) {
+      const text = textFor(a, m.from);
+      this.deps.router.deliver(m.from, { id: m.id, text, payload: shared ?? Buffer.from(text), queued: false, qos: 1 }, device);
+    }
   }
 
   private async fail(a: Accepting, err: unknown): Promise<void> {

@@ -32,7 +32,7 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       await a1.waitFor(() => a1.received.filter((r) => r.body.kind === 'ack').length === 20, '20 acks');
       const got = await b.waitForInbox(20);
       assert.deepEqual(got.map((m) => m.cid), cids);
-      assert.ok(got.every((m) => m.group === g.id && m.from === ann));
+      assert.ok(got.every((m) => m.group === g.id && m.from === ann && m.to === ben), 'each member is the `to` of its copy');
       const copies = await a2.waitForInbox(20);
       assert.deepEqual(copies.map((m) => m.cid), cids, "the sender's other device gets copies");
       assert.equal(a1.inbox().length, 0, 'the sending device gets only acks');
