@@ -23,7 +23,16 @@ export type Command =
       localAddresses: string[];
       concurrency: number;
     }
-  | { type: 'run'; step: number; ratePerClient: number; durationMs: number; drainTimeoutMs: number; bodyBytes: number }
+  | {
+      type: 'run';
+      step: number;
+      ratePerClient: number;
+      durationMs: number;
+      drainTimeoutMs: number;
+      bodyBytes: number;
+      /** Messages this generator's clients should receive; default: as many as it sent (1:1 pairs within it). */
+      expectReceived?: number;
+    }
   | { type: 'close' };
 
 export interface Connected {
@@ -48,12 +57,12 @@ export interface Ran {
   errors: number;
   errorSamples: string[];
   received: number;
-  /** Messages received while the step was still sending (delivered throughput). */
-  receivedInWindow: number;
   /** Messages of other steps that arrived during this one (late or duplicated). */
   stray: number;
   /** The send window as it really ran, and how long after it the last message arrived. */
   windowMs: number;
+  /** From the window's start until the last message arrived (at least the window). */
+  spanMs: number;
   drainMs: number;
   complete: boolean;
   disconnects: number;

@@ -15,10 +15,10 @@ function table(head: string[], rows: string[][]): string {
 
 const label = (s: SystemName) => LABELS[s];
 
-export function chatSummaryTable(r: BenchResults): string {
+export function chatSummaryTable(r: BenchResults, ladders: BenchResults['chat'] = r.chat): string {
   return table(
-    ['system', 'peak delivered msg/s', 'p50 / p99 / p99.9 at peak (ms)', 'p99 at ~half peak (ms @ msg/s)', 'broker CPU at peak', 'broker RSS (MB)', 'Redis CPU', 'generator CPU', 'machine busy', 'first step past the limit'],
-    r.chat.map((c) => {
+    ['system', 'peak delivered msg/s', 'p50 / p99 / p99.9 at peak (ms)', 'p99 at ~half peak (ms @ msg/s)', 'broker CPU at peak', 'broker RSS (MB)', 'Redis CPU', 'generator CPU', 'other CPU', 'first step past the limit'],
+    ladders.map((c) => {
       const p = c.peak;
       const h = c.halfPeak;
       const broken = c.steps.find((s) => s.broken);
@@ -31,23 +31,23 @@ export function chatSummaryTable(r: BenchResults): string {
         p ? String(p.brokerRssMB) : '–',
         p && p.backendCpu ? pct(p.backendCpu) : '–',
         p ? pct(p.generatorCpu) : '–',
-        p ? pct(p.machineBusy) : '–',
+        p ? pct(p.otherCpu) : '–',
         broken ? `${int(broken.targetPerSec)} msg/s: ${broken.broken}` : 'none (ladder ended)',
       ];
     }),
   );
 }
 
-export function chatLadderTable(r: BenchResults): string {
+export function chatLadderTable(r: BenchResults, ladders: BenchResults['chat'] = r.chat): string {
   const rows: string[][] = [];
-  for (const c of r.chat) {
+  for (const c of ladders) {
     for (const s of c.steps as ChatStep[]) {
       rows.push([
         label(c.system),
         int(s.targetPerSec),
         int(s.offeredPerSec),
         int(s.deliveredPerSec),
-        `${int(s.received)}/${int(s.sent)}`,
+        `${int(s.received)}/${int(s.received + s.lost)}`,
         ms(s.p50),
         ms(s.p99),
         ms(s.p999),
@@ -56,12 +56,12 @@ export function chatLadderTable(r: BenchResults): string {
         String(s.brokerRssMB),
         s.backendCpu ? pct(s.backendCpu) : '–',
         pct(s.generatorCpu),
-        pct(s.machineBusy),
-        s.broken ?? 'ok',
+        pct(s.otherCpu),
+        s.broken ? `${s.broken}${s.attempts > 1 ? ` (${s.attempts} runs)` : ''}` : s.attempts > 1 ? `ok (run ${s.attempts})` : 'ok',
       ]);
     }
   }
-  return table(['system', 'target msg/s', 'offered', 'delivered', 'received/sent', 'p50 ms', 'p99', 'p99.9', 'max', 'broker CPU', 'RSS MB', 'Redis CPU', 'gen CPU', 'machine', 'verdict'], rows);
+  return table(['system', 'target msg/s', 'offered', 'delivered', 'received/expected', 'p50 ms', 'p99', 'p99.9', 'max', 'broker CPU', 'RSS MB', 'Redis CPU', 'gen CPU', 'other CPU', 'verdict'], rows);
 }
 
 export function drainTable(r: BenchResults): string {
@@ -93,6 +93,7 @@ export function ratiosTable(r: BenchResults): string {
   const rows: [string, Partial<Record<SystemName, Ratio>>, string][] = [
     ['1:1 peak delivered msg/s', r.ratios.chatPeak, 'higher is better; goal ≥ 1 vs Mosquitto'],
     ['1:1 p99 at half of peak', r.ratios.chatP99AtHalfPeak, 'lower is better'],
+    ['group fan-out peak deliveries/s', r.ratios.fanoutPeak, 'higher is better'],
     ['offline drain time', r.ratios.drainMs, 'lower is better'],
     ['memory per idle connection', r.ratios.bytesPerConnection, 'lower is better'],
     ['connects/s', r.ratios.connectPerSec, 'higher is better'],
@@ -113,8 +114,10 @@ export function fullReport(r: BenchResults): string {
     drainTable(r),
     '### 3. Idle connections',
     connectionsTable(r),
-    '### 4. Group fan-out',
-    r.groups.note,
+    `### 4. Group fan-out (a group of ${r.groups.groupSize}, one sender; msg/s are deliveries)`,
+    r.fanout.length ? chatSummaryTable(r, r.fanout) : 'not run',
+    ...(r.fanout.length ? ['### 4. Group fan-out — every step', chatLadderTable(r, r.fanout)] : []),
+    ...r.groups.notes,
     '### Ratios (Parley / baseline, same run)',
     ratiosTable(r),
   ];

@@ -21,6 +21,7 @@ export interface ChatStep extends Usage {
   ratePerUser: number;
   targetPerSec: number;
   offeredPerSec: number;
+  /** Messages received over the time from the window's start to the last arrival (≥ the window). */
   deliveredPerSec: number;
   sent: number;
   received: number;
@@ -41,6 +42,8 @@ export interface ChatStep extends Usage {
   broken: string | null;
   /** Runs of this step: one past the limit is run again (up to --retries times) to rule out a neighbour's burst. */
   attempts: number;
+  /** Time spent waiting for a quiet machine before this run. */
+  quietWaitMs: number;
 }
 
 export interface ChatResult {
@@ -105,9 +108,12 @@ export interface BenchResults {
   options: Record<string, unknown>;
   systems: SystemInfo[];
   chat: ChatResult[];
+  /** Group fan-out, one ladder per system: `users` is the group size, rates are the sender's. */
+  fanout: ChatResult[];
   drain: DrainResult[];
   connections: ConnectionsResult[];
-  groups: { skipped: true; note: string };
+  /** Notes on the group scenario (skipped systems, settings). */
+  groups: { groupSize: number; notes: string[] };
   ratios: Ratios;
   profiles: Partial<Record<SystemName, ProfileEntry[]>>;
   errors: { system: string; scenario: string; message: string }[];
@@ -122,6 +128,7 @@ export interface Ratio {
 export interface Ratios {
   chatPeak: Partial<Record<SystemName, Ratio>>;
   chatP99AtHalfPeak: Partial<Record<SystemName, Ratio>>;
+  fanoutPeak: Partial<Record<SystemName, Ratio>>;
   drainMs: Partial<Record<SystemName, Ratio>>;
   bytesPerConnection: Partial<Record<SystemName, Ratio>>;
   connectPerSec: Partial<Record<SystemName, Ratio>>;
@@ -142,10 +149,11 @@ export function summarizeChat(steps: ChatStep[]): { peak: ChatStep | null; halfP
 
 const ratio = (a: number | null | undefined, b: number | null | undefined) => (a == null || b == null || b === 0 ? null : a / b);
 
-export function computeRatios(r: Pick<BenchResults, 'chat' | 'drain' | 'connections'>): Ratios {
-  const out: Ratios = { chatPeak: {}, chatP99AtHalfPeak: {}, drainMs: {}, bytesPerConnection: {}, connectPerSec: {} };
+export function computeRatios(r: Pick<BenchResults, 'chat' | 'fanout' | 'drain' | 'connections'>): Ratios {
+  const out: Ratios = { chatPeak: {}, chatP99AtHalfPeak: {}, fanoutPeak: {}, drainMs: {}, bytesPerConnection: {}, connectPerSec: {} };
   const parleys: SystemName[] = ['parley-embedded', 'parley-redis'];
   const chat = (s: SystemName) => r.chat.find((c) => c.system === s);
+  const fan = (s: SystemName) => r.fanout.find((c) => c.system === s);
   const drain = (s: SystemName) => r.drain.find((c) => c.system === s);
   const conn = (s: SystemName) => r.connections.find((c) => c.system === s);
   const both = <T>(get: (s: SystemName) => T | undefined, value: (t: T | undefined) => number | null | undefined, p: SystemName): Ratio => ({
@@ -157,6 +165,7 @@ export function computeRatios(r: Pick<BenchResults, 'chat' | 'drain' | 'connecti
       out.chatPeak[p] = both(chat, (c) => c?.peak?.deliveredPerSec, p);
       out.chatP99AtHalfPeak[p] = both(chat, (c) => c?.halfPeak?.p99, p);
     }
+    if (fan(p)) out.fanoutPeak[p] = both(fan, (c) => c?.peak?.deliveredPerSec, p);
     if (drain(p)) out.drainMs[p] = both(drain, (d) => d?.ms, p);
     if (conn(p)) {
       out.bytesPerConnection[p] = both(conn, (c) => c?.bytesPerConnection, p);

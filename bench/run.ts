@@ -13,13 +13,13 @@ import { machineInfo } from './procstat.ts';
 import { busiestProfile, profileText, summarizeProfile } from './profile.ts';
 import { fullReport } from './report.ts';
 import { computeRatios, type BenchResults } from './results.ts';
-import { chat, connections, drain, type ScenarioOptions } from './scenarios.ts';
+import { chat, connections, drain, fanout, type ScenarioOptions } from './scenarios.ts';
 import { ensureUsers, exportParley, LABELS, startSystem, SYSTEMS, type StartContext, type SystemName } from './systems.ts';
 import { userName } from './users.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..');
-const SCENARIOS = ['connections', 'chat', 'drain'] as const;
+const SCENARIOS = ['connections', 'chat', 'fanout', 'drain'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const HELP = `npm run bench -- [options]
@@ -29,14 +29,18 @@ const HELP = `npm run bench -- [options]
   --rates a,b,c           messages/s per user for each step (default 1,2,3,5,7.5,10,12.5,15,20,25,30,40)
   --step-seconds S        length of each step's send window (default 5; quick 1)
   --p99-limit MS          a step whose p99 is above this is past the limit (default 50)
+  --group-size G          members of the fan-out group, sender included (default 100; quick 10)
+  --group-rates a,b       messages/s of the group's sender for each step (default 10,20,50,100,200,300,400)
   --drain N               messages queued for the offline user (default 10000; quick 500)
   --connections N         idle connections to open (default 10000; quick 200)
   --source-addresses N    127.0.0.2… addresses the connections come from (default 8)
   --retries N             runs again of a step past the limit, against a neighbour's burst (default 2; quick 0)
+  --quiet-cpu PCT         before each measurement wait until other processes use < PCT % of a core (default 25)
+  --quiet-wait S          … but at most S seconds (default 60; quick 0 = do not wait)
   --workers N             load generator processes (default: number of cores, at least 2)
   --body-bytes N          size of each message body (default 64)
   --systems a,b           any of ${SYSTEMS.join(', ')} (default all)
-  --scenarios a,b         any of ${SCENARIOS.join(', ')} (default all; group fan-out is not built yet)
+  --scenarios a,b         any of ${SCENARIOS.join(', ')} (default all)
   --redis-url URL         Redis for Parley (Redis) (default redis://127.0.0.1:16379, test/stack's)
   --redis-prefix P        key prefix of the bench in that Redis (default parley-bench:)
   --parley-ref REF        run Parley from this commit (exported to bench/data/src) instead of the working tree
@@ -56,10 +60,14 @@ function options(argv: string[]) {
       'step-seconds': { type: 'string' },
       'p99-limit': { type: 'string' },
       drain: { type: 'string' },
+      'group-size': { type: 'string' },
+      'group-rates': { type: 'string' },
       connections: { type: 'string' },
       'source-addresses': { type: 'string' },
       workers: { type: 'string' },
       retries: { type: 'string' },
+      'quiet-cpu': { type: 'string' },
+      'quiet-wait': { type: 'string' },
       'body-bytes': { type: 'string' },
       systems: { type: 'string' },
       scenarios: { type: 'string' },
@@ -90,17 +98,22 @@ function options(argv: string[]) {
     return known.filter((k) => picked.includes(k));
   };
   const rates = (values.rates ?? (quick ? '2,5' : '1,2,3,5,7.5,10,12.5,15,20,25,30,40')).split(',').map(Number);
-  if (rates.some((r) => !(r > 0))) throw new Error('--rates must be positive numbers');
+  const groupRates = (values['group-rates'] ?? (quick ? '5,10' : '10,20,50,100,200,300,400')).split(',').map(Number);
+  if ([...rates, ...groupRates].some((r) => !(r > 0))) throw new Error('--rates and --group-rates must be positive numbers');
   return {
     quick,
     users: num('users', 1000, 20, 2),
     rates,
+    groupRates,
+    groupSize: num('group-size', 100, 10, 2),
     stepMs: num('step-seconds', 5, 1, 0.2) * 1000,
     p99LimitMs: num('p99-limit', 50, 50),
     drainMessages: num('drain', 10_000, 500),
     connections: num('connections', 10_000, 200),
     sourceAddresses: num('source-addresses', 8, 4),
     retries: num('retries', 2, 0, 0),
+    quietCpu: num('quiet-cpu', 25, 25, 0),
+    quietWaitMs: num('quiet-wait', 60, 0, 0) * 1000,
     workers: num('workers', Math.max(2, os.cpus().length), 2),
     bodyBytes: num('body-bytes', 64, 64, 24),
     systems: list(values.systems, SYSTEMS, 'systems'),
@@ -134,7 +147,8 @@ async function main(): Promise<number> {
 
   const dataDir = o.dataDir;
   const exported = o.parleyRef ? exportParley(REPO, dataDir, o.parleyRef) : null;
-  const users = Array.from({ length: Math.max(o.users, 2) }, (_, i) => userName(i));
+  // The 1:1 users, the fan-out group (its first members) and the idle devices all come from one set.
+  const users = Array.from({ length: Math.max(o.users, o.groupSize, 2) }, (_, i) => userName(i));
   const ctx: StartContext = {
     repo: REPO,
     parleySrc: exported?.dir ?? REPO,
@@ -157,8 +171,9 @@ async function main(): Promise<number> {
     chat: [],
     drain: [],
     connections: [],
-    groups: { skipped: true, note: 'Group fan-out: skipped — groups are not built yet (send/group/… is refused by this build); the scenario lands with groups.' },
-    ratios: { chatPeak: {}, chatP99AtHalfPeak: {}, drainMs: {}, bytesPerConnection: {}, connectPerSec: {} },
+    fanout: [],
+    groups: { groupSize: o.groupSize, notes: [] },
+    ratios: { chatPeak: {}, chatP99AtHalfPeak: {}, fanoutPeak: {}, drainMs: {}, bytesPerConnection: {}, connectPerSec: {} },
     profiles: {},
     errors: [],
   };
@@ -170,7 +185,6 @@ async function main(): Promise<number> {
   };
 
   if (o.systems.some((s) => s.startsWith('parley'))) await ensureUsers(ctx);
-  log(results.groups.note);
   const scenarioOptions: ScenarioOptions = {
     users,
     rates: o.rates,
@@ -183,6 +197,11 @@ async function main(): Promise<number> {
     connections: o.connections,
     sourceAddresses: o.sourceAddresses,
     retries: o.retries,
+    settleMs: o.quick ? 300 : 1000,
+    groupSize: o.groupSize,
+    groupRates: o.groupRates,
+    quietCpu: o.quietCpu,
+    quietWaitMs: o.quietWaitMs,
     progress: log,
   };
   const gens = Generators.start(o.workers, profileDir);
@@ -237,7 +256,12 @@ async function main(): Promise<number> {
 async function runScenario(scenario: Scenario, name: SystemName, sut: Awaited<ReturnType<typeof startSystem>>, gens: Generators, o: ScenarioOptions, results: BenchResults) {
   log(`-- ${LABELS[name]}: ${scenario}`);
   if (scenario === 'connections') results.connections.push(await connections(sut, gens, o));
-  else if (scenario === 'chat') results.chat.push(await chat(sut, gens, o));
+  else if (scenario === 'chat') results.chat.push(await chat(sut, gens, { ...o, users: o.users.slice(0, results.options.users as number) }));
+  else if (scenario === 'fanout') {
+    const r = await fanout(sut, gens, o);
+    if (r) results.fanout.push(r);
+    else results.groups.notes.push(`${LABELS[name]}: skipped, this Parley build has no groups`);
+  }
   else results.drain.push(await drain(sut, o));
 }
 

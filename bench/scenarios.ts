@@ -23,6 +23,14 @@ export interface ScenarioOptions {
   connections: number;
   sourceAddresses: number;
   retries: number;
+  /** Pause for the broker to settle around memory readings. */
+  settleMs: number;
+  groupSize: number;
+  /** Messages/s of the group's one sender, for each step. */
+  groupRates: number[];
+  /** Before each measurement, wait (at most quietWaitMs) until other processes use under quietCpu % of a core. */
+  quietCpu: number;
+  quietWaitMs: number;
   progress(line: string): void;
 }
 
@@ -47,6 +55,30 @@ function meter(sut: SystemUnderTest, gens: Generators | null) {
       otherCpu: round(Math.max(0, other)),
     };
   };
+}
+
+/**
+ * The machine may be shared (other test suites, JVMs): waits until the CPU used outside the broker, its
+ * backend and the generators stays under the threshold for one second, or gives up after quietWaitMs.
+ * Returns the time waited.
+ */
+async function quiet(sut: SystemUnderTest, gens: Generators | null, o: ScenarioOptions): Promise<number> {
+  if (o.quietWaitMs <= 0) return 0;
+  const t0 = performance.now();
+  let said = false;
+  for (;;) {
+    const usage = meter(sut, gens);
+    await sleep(1000);
+    const other = usage().otherCpu;
+    const waited = performance.now() - t0;
+    if (other <= o.quietCpu) return Math.round(waited - 1000);
+    if (waited >= o.quietWaitMs) {
+      o.progress(`  the machine stayed busy (other processes ${other.toFixed(0)}% of a core) for ${(waited / 1000).toFixed(0)} s; measuring anyway`);
+      return Math.round(waited);
+    }
+    if (!said) o.progress(`  waiting for a quiet machine: other processes use ${other.toFixed(0)}% of a core`);
+    said = true;
+  }
 }
 
 const fmt = (ms: number | null) => (ms === null ? '-' : ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
@@ -89,46 +121,112 @@ async function connectAll(sut: SystemUnderTest, gens: Generators, specs: ClientS
   };
 }
 
+/** A ladder of rising rates over clients that are already connected. */
+interface Ladder {
+  what: string;
+  rates: number[];
+  /** Sending clients in all, and deliveries per message (1 for 1:1, members but the sender for a group). */
+  senders: number;
+  fanout: number;
+  /** Messages generator `worker` should receive at `rate` for `durationMs`; unset: as many as it sent. */
+  expectFor?: (worker: number, rate: number, durationMs: number) => number;
+}
+
+async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions, l: Ladder): Promise<ChatStep[]> {
+  const steps: ChatStep[] = [];
+  const runStep = async (step: number, rate: number, durationMs: number) => {
+    const usage = meter(sut, gens);
+    const replies = await gens.all<Ran>((i) => ({
+      type: 'run',
+      step,
+      ratePerClient: rate,
+      durationMs,
+      drainTimeoutMs: o.drainTimeoutMs,
+      bodyBytes: o.bodyBytes,
+      expectReceived: l.expectFor?.(i, rate, durationMs),
+    }));
+    return { replies, usage: usage() };
+  };
+  // Every run gets its own tag, so a straggler of an earlier run is never counted in a later one.
+  let tag = 0;
+  if (o.warmupMs > 0) await runStep(++tag, l.rates[0], o.warmupMs);
+  for (const rate of l.rates) {
+    let s: ChatStep | null = null;
+    for (let attempt = 1; attempt <= 1 + o.retries; attempt++) {
+      const waited = await quiet(sut, gens, o);
+      const { replies, usage } = await runStep(++tag, rate, o.stepMs);
+      const tried = stepResult(rate, replies, usage, o, l);
+      tried.attempts = attempt;
+      tried.quietWaitMs = waited;
+      // Keep the first run that held; if none did, the last one.
+      s = tried;
+      // Lost messages, errors and disconnects are the system's; a slow p99 or a short delivery may be a neighbour's burst.
+      const again = tried.broken !== null && attempt < 1 + o.retries && tried.lost === 0 && tried.errors === 0 && tried.disconnects === 0;
+      o.progress(stepLine(l.what, tried, again));
+      if (!again) break;
+    }
+    steps.push(s!);
+    if (s!.broken) break;
+  }
+  return steps;
+}
+
 export async function chat(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions): Promise<ChatResult> {
   const parts = shares(o.users, gens.size);
   if (parts.some((p) => p.length < 2)) throw new Error(`chat needs at least 2 users per generator (${o.users.length} users, ${gens.size} generators)`);
   const c = await connectAll(sut, gens, parts.map((p) => chatSpecs(sut, p)), o, 50);
-  if (c.failed > 0) throw new Error(`chat: ${c.failed} of ${o.users.length} clients could not connect: ${c.firstError}`);
-  o.progress(`  chat: ${c.ok} users online in ${(c.ms / 1000).toFixed(1)} s`);
-  const steps: ChatStep[] = [];
   try {
-    const runStep = async (step: number, rate: number, durationMs: number) => {
-      const usage = meter(sut, gens);
-      const replies = await gens.all<Ran>(() => ({ type: 'run', step, ratePerClient: rate, durationMs, drainTimeoutMs: o.drainTimeoutMs, bodyBytes: o.bodyBytes }));
-      return { replies, usage: usage() };
-    };
-    // Every run gets its own tag, so a straggler of an earlier run is never counted in a later one.
-    let tag = 0;
-    if (o.warmupMs > 0) await runStep(++tag, o.rates[0], o.warmupMs);
-    for (const rate of o.rates) {
-      let s: ChatStep | null = null;
-      for (let attempt = 1; attempt <= 1 + o.retries; attempt++) {
-        const { replies, usage } = await runStep(++tag, rate, o.stepMs);
-        const tried = stepResult(rate, replies, usage, o);
-        tried.attempts = attempt;
-        // Keep the first run that held; if none did, the last one.
-        s = tried;
-        // Lost messages, errors and disconnects are the system's; a slow p99 or a short delivery may be a neighbour's burst.
-        const again = tried.broken !== null && attempt < 1 + o.retries && tried.lost === 0 && tried.errors === 0 && tried.disconnects === 0;
-        o.progress(stepLine(tried, again));
-        if (!again) break;
-        await sleep(1000);
-      }
-      steps.push(s!);
-      if (s!.broken) break;
-    }
+    if (c.failed > 0) throw new Error(`chat: ${c.failed} of ${o.users.length} clients could not connect: ${c.firstError}`);
+    o.progress(`  chat: ${c.ok} users online in ${(c.ms / 1000).toFixed(1)} s`);
+    const steps = await climb(sut, gens, o, { what: 'chat', rates: o.rates, senders: o.users.length, fanout: 1 });
+    return { system: sut.name, users: o.users.length, connectMs: Math.round(c.ms), steps, ...summarizeChat(steps) };
   } finally {
     await gens.all(() => ({ type: 'close' }));
   }
-  return { system: sut.name, users: o.users.length, connectMs: Math.round(c.ms), steps, ...summarizeChat(steps) };
 }
 
-function stepResult(rate: number, replies: Ran[], usage: Usage, o: ScenarioOptions): ChatStep {
+/**
+ * Group fan-out: one sender, G members online. Parley: a group made through POST /v1/groups and
+ * `send/group/{id}`; relays: every member subscribed to one topic. Either way G-1 deliveries a message.
+ */
+export async function fanout(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions): Promise<ChatResult | null> {
+  const members = o.users.slice(0, o.groupSize);
+  const [sender, ...receivers] = members;
+  let topic: string;
+  if (sut.parley) {
+    const created = await sut.createGroup!(sender, `bench ${Date.now()}`, receivers);
+    if (!created.ok) {
+      o.progress(`  fan-out: skipped — this Parley build has no groups (${created.reason})`);
+      return null;
+    }
+    topic = `send/group/${created.id}`;
+  } else {
+    topic = `group/bench-${Date.now().toString(36)}`;
+  }
+  const parts = shares(receivers, gens.size);
+  const specs: ClientSpec[][] = parts.map((part) =>
+    part.map((user) => ({ clientId: `fan-${user}`, ...sut.credentials(user), clean: true, inbox: sut.parley ? `inbox/${user}` : topic })),
+  );
+  specs[0].unshift({ clientId: `fan-${sender}`, ...sut.credentials(sender), clean: true, inbox: `inbox/${sender}`, sendTo: topic });
+  const c = await connectAll(sut, gens, specs, o, 50);
+  try {
+    if (c.failed > 0) throw new Error(`fan-out: ${c.failed} of ${members.length} clients could not connect: ${c.firstError}`);
+    o.progress(`  fan-out: group of ${members.length} online in ${(c.ms / 1000).toFixed(1)} s; one sender, ${receivers.length} deliveries a message`);
+    const steps = await climb(sut, gens, o, {
+      what: 'fan-out',
+      rates: o.groupRates,
+      senders: 1,
+      fanout: receivers.length,
+      // The sender's message count is known in advance (rate × window), so each generator knows its share.
+      expectFor: (i, rate, durationMs) => Math.round((rate * durationMs) / 1000) * parts[i].length,
+    });
+    return { system: sut.name, users: members.length, connectMs: Math.round(c.ms), steps, ...summarizeChat(steps) };
+  } finally {
+    await gens.all(() => ({ type: 'close' }));
+  }
+}
+
+function stepResult(rate: number, replies: Ran[], usage: Usage, o: ScenarioOptions, l: Ladder): ChatStep {
   const hist = newHistogram();
   for (const r of replies) merge(hist, r.hist);
   const sum = (f: (r: Ran) => number) => replies.reduce((a, r) => a + f(r), 0);
@@ -137,12 +235,13 @@ function stepResult(rate: number, replies: Ran[], usage: Usage, o: ScenarioOptio
   const received = sum((r) => r.received);
   const s: ChatStep = {
     ratePerUser: rate,
-    targetPerSec: rate * o.users.length,
-    offeredPerSec: Math.round((sent / windowMs) * 1000),
-    deliveredPerSec: Math.round((sum((r) => r.receivedInWindow) / windowMs) * 1000),
+    targetPerSec: rate * l.senders * l.fanout,
+    offeredPerSec: Math.round(((sent * l.fanout) / windowMs) * 1000),
+    // Everything that arrived, over the time it took: a system that falls behind stretches the span.
+    deliveredPerSec: Math.round((received / Math.max(...replies.map((r) => r.spanMs))) * 1000),
     sent,
     received,
-    lost: sent - received,
+    lost: sent * l.fanout - received,
     pubacks: sum((r) => r.pubacks),
     appAcks: sum((r) => r.appAcks),
     errors: sum((r) => r.errors),
@@ -157,14 +256,15 @@ function stepResult(rate: number, replies: Ran[], usage: Usage, o: ScenarioOptio
     ...usage,
     broken: null,
     attempts: 1,
+    quietWaitMs: 0,
   };
   s.broken = brokenBecause(s, replies, o);
   return s;
 }
 
-function stepLine(s: ChatStep, again: boolean): string {
+function stepLine(what: string, s: ChatStep, again: boolean): string {
   return (
-    `  chat ${String(s.ratePerUser).padStart(4)}/user/s: offered ${String(s.offeredPerSec).padStart(6)} delivered ${String(s.deliveredPerSec).padStart(6)} msg/s  ` +
+    `  ${what} ${String(s.ratePerUser).padStart(4)}/${what === 'chat' ? 'user' : 'sender'}/s: offered ${String(s.offeredPerSec).padStart(6)} delivered ${String(s.deliveredPerSec).padStart(6)} msg/s  ` +
     `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} ms  broker ${s.brokerCpu.toFixed(0)}% ${s.brokerRssMB} MB  ` +
     `gen ${s.generatorCpu.toFixed(0)}%${s.backendCpu ? `  redis ${s.backendCpu.toFixed(0)}%` : ''}  other ${s.otherCpu.toFixed(0)}%` +
     (s.broken ? `  ← ${s.broken}${again ? '; once more' : ''}` : '')
@@ -226,6 +326,7 @@ export async function drain(sut: SystemUnderTest, o: ScenarioOptions): Promise<D
   const fillMs = performance.now() - fill0;
   await s.close();
   await sleep(300);
+  await quiet(sut, null, o);
 
   const usage = meter(sut, null);
   let received = 0;
@@ -271,13 +372,14 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
     const user = o.users[k % o.users.length];
     return { clientId: `idle-${k}`, ...sut.credentials(user), clean: true, inbox: `inbox/${user}` };
   });
-  await sleep(1000);
+  await sleep(o.settleMs);
+  await quiet(sut, gens, o);
   const before = sampleProcess(sut.pid)?.rssBytes ?? 0;
   const usage = meter(sut, gens);
   const c = await connectAll(sut, gens, shares(specs, gens.size), o, 64);
   const u = usage();
   // Let the broker settle (timers, GC) before reading its memory.
-  await sleep(2000);
+  await sleep(o.settleMs * 2);
   const after = sampleProcess(sut.pid)?.rssBytes ?? 0;
   await gens.all(() => ({ type: 'close' }));
   const result: ConnectionsResult = {
@@ -301,6 +403,6 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
       `RSS ${result.rssBeforeMB} → ${result.rssAfterMB} MB = ${(result.bytesPerConnection / 1024).toFixed(1)} KB/connection  broker ${u.brokerCpu.toFixed(0)}% cpu` +
       (c.failed ? `  (${c.failed} failed: ${c.firstError})` : ''),
   );
-  await sleep(1000);
+  await sleep(o.settleMs);
   return result;
 }

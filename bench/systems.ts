@@ -37,6 +37,8 @@ export interface SystemUnderTest {
   credentials(user: string): Credentials;
   /** The topic a client publishes to for a message to `user`. */
   sendTopic(user: string): string;
+  /** Parley only: a group owned by `owner`, through POST /v1/groups. */
+  createGroup?(owner: string, name: string, members: string[]): Promise<{ ok: true; id: string } | { ok: false; reason: string }>;
   stop(): Promise<void>;
 }
 
@@ -215,6 +217,11 @@ function parleySystem(name: SystemName, p: ParleyProcess, tokens: Map<string, st
     notes,
     credentials: (user) => ({ username: user, password: tokens.get(user) }),
     sendTopic: (user) => `send/user/${user}`,
+    async createGroup(owner, name, members) {
+      const res = await http(p.base, '/v1/groups', { token: tokens.get(owner), body: { name, members } });
+      if (res.status === 201 && typeof res.body?.id === 'string') return { ok: true, id: res.body.id as string };
+      return { ok: false, reason: `POST /v1/groups answered ${res.status} ${JSON.stringify(res.body).slice(0, 200)}` };
+    },
     stop: () => stopChild(p.child),
   };
 }

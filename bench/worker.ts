@@ -20,14 +20,16 @@ const nonce = `${process.pid.toString(36)}${Date.now().toString(36)}`;
 let held: Held[] = [];
 let parley = false;
 let stats = freshStats(-1);
+let windowStart = 0n;
 let windowEnd = 0n;
+let lastReceive = 0n;
 let disconnects = 0;
 let seq = 0;
 
 function freshStats(step: number): Ran {
   return {
-    type: 'ran', step, sent: 0, pubacks: 0, appAcks: 0, errors: 0, errorSamples: [], received: 0, receivedInWindow: 0,
-    stray: 0, windowMs: 0, drainMs: 0, complete: false, disconnects: 0, hist: newHistogram(),
+    type: 'ran', step, sent: 0, pubacks: 0, appAcks: 0, errors: 0, errorSamples: [], received: 0,
+    stray: 0, windowMs: 0, spanMs: 0, drainMs: 0, complete: false, disconnects: 0, hist: newHistogram(),
   };
 }
 
@@ -54,7 +56,7 @@ function onPublish(payload: Buffer, qos: number): void {
     return;
   }
   stats.received++;
-  if (now <= windowEnd) stats.receivedInWindow++;
+  lastReceive = now;
   record(stats.hist, Number(now - BigInt(stamp.slice(dot + 1))) / 1000);
 }
 
@@ -115,6 +117,8 @@ async function run(cmd: Extract<Command, { type: 'run' }>): Promise<void> {
   const rate = senders.length * cmd.ratePerClient;
   const total = Math.round((rate * cmd.durationMs) / 1000);
   const t0 = process.hrtime.bigint();
+  windowStart = t0;
+  lastReceive = t0;
   windowEnd = t0 + BigInt(cmd.durationMs) * 1_000_000n;
   await new Promise<void>((resolve) => {
     const tick = () => {
@@ -130,14 +134,19 @@ async function run(cmd: Extract<Command, { type: 'run' }>): Promise<void> {
     };
     tick();
   });
+  // A generator with no senders (group members) still waits out the window with the others.
+  const left = Number(windowEnd - process.hrtime.bigint()) / 1e6;
+  if (left > 0) await new Promise((r) => setTimeout(r, left));
   const sendEnd = process.hrtime.bigint();
   stats.windowMs = Math.max(cmd.durationMs, Number(sendEnd - t0) / 1e6);
   if (sendEnd > windowEnd) windowEnd = sendEnd;
   const deadline = performance.now() + cmd.drainTimeoutMs;
-  const done = () => stats.received >= stats.sent && stats.pubacks >= stats.sent && (!parley || stats.appAcks >= stats.sent);
+  const expect = cmd.expectReceived ?? stats.sent;
+  const done = () => stats.received >= expect && stats.pubacks >= stats.sent && (!parley || stats.appAcks >= stats.sent);
   while (!done() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 2));
   stats.complete = done();
   stats.drainMs = Number(process.hrtime.bigint() - windowEnd) / 1e6;
+  stats.spanMs = Math.max(stats.windowMs, Number(lastReceive - windowStart) / 1e6);
   stats.disconnects = disconnects - startDisconnects;
   send(stats);
 }

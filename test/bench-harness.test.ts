@@ -1,5 +1,5 @@
-// The benchmark harness works: `bench/run.ts --quick` runs every scenario against every system and
-// every message sent arrives. No timing is asserted; CI machines are too different for thresholds.
+// The benchmark harness works: `bench/run.ts --quick` runs every scenario (1:1 chat, group fan-out,
+// offline drain, idle connections) against every system and every message sent arrives. No timing is asserted; CI machines are too different for thresholds.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -36,7 +36,6 @@ test('bench --quick: a row for every system and scenario, and every message arri
     assert.equal(r.quick, true);
     assert.deepEqual(r.errors, []);
     assert.deepEqual(r.systems.map((s) => s.name).sort(), [...SYSTEMS].sort());
-    assert.equal(r.groups.skipped, true, 'group fan-out is reported as skipped until groups exist');
 
     for (const system of SYSTEMS) {
       const chat = r.chat.find((c) => c.system === system);
@@ -51,6 +50,16 @@ test('bench --quick: a row for every system and scenario, and every message arri
         if (system.startsWith('parley')) assert.equal(s.appAcks, s.sent, `${system}: an ack envelope for every message`);
         assert.equal(s.errors, 0, `${system}: no error envelopes (${s.errorSamples.join(' | ')})`);
         assert.ok(s.p50 !== null && s.p99 !== null, `${system}: latency was measured`);
+      }
+
+      const fan = r.fanout.find((c) => c.system === system);
+      assert.ok(fan, `group fan-out row for ${system}`);
+      assert.ok(fan.steps.length > 0);
+      for (const s of fan.steps) {
+        assert.ok(s.sent > 0 && s.received > 0, `${system} fan-out @${s.ratePerUser}/s: messages went out and arrived`);
+        assert.equal(s.received, s.sent * (r.groups.groupSize - 1), `${system} fan-out: every member got every message`);
+        assert.equal(s.lost, 0);
+        assert.equal(s.errors, 0, `${system} fan-out: no error envelopes (${s.errorSamples.join(' | ')})`);
       }
 
       const drain = r.drain.find((d) => d.system === system);
