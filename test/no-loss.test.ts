@@ -1,63 +1,36 @@
 // Nothing acked is lost: SIGKILL the broker process while a burst is in flight, start it again on the
 // same data, and the offline receiver gets every message whose sender saw an ack (PROTOCOL.md, guarantee 1).
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
-import readline from 'node:readline';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { connectDevice, registerUser, testEnv, type Backend, type TestParley } from './helpers/parley.ts';
-
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+import { killChild, startChild, type ChildParley } from './helpers/child.ts';
+import { connectDevice, PASSWORD, registerUser, testEnv, type Backend, type TestParley } from './helpers/parley.ts';
 
 interface Child {
-  proc: ChildProcess;
+  proc: ChildParley['proc'];
   parley: TestParley;
 }
 
-/** Starts `parley start` as its own process and reads the ports it chose from its start-up log line. */
-async function startChild(env: Record<string, string>): Promise<Child> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'cli/parley.ts'), 'start'], {
-    cwd: repo,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env, PARLEY_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const lines = readline.createInterface({ input: proc.stdout! });
-  const started = await new Promise<{ mqtt: number; http: number }>((resolve, reject) => {
-    proc.once('exit', (code) => reject(new Error(`parley exited with ${code} before it started`)));
-    lines.on('line', (line) => {
-      try {
-        const rec = JSON.parse(line);
-        if (rec.msg === 'parley started') resolve({ mqtt: rec.mqtt, http: rec.http });
-      } catch {
-        /* not a log line */
-      }
-    });
-  });
-  const base = `http://127.0.0.1:${started.http}`;
+/** A child Parley plus an HTTP helper for it. */
+async function startParleyChild(env: Record<string, string>): Promise<Child> {
+  const child = await startChild(env);
+  const base = `http://127.0.0.1:${child.httpPort}`;
   const parley = {
-    running: { mqttPort: started.mqtt, httpPort: started.http },
+    running: { mqttPort: child.mqttPort, httpPort: child.httpPort },
     async http(pathname: string, init: { body?: unknown } = {}) {
       const res = await fetch(base + pathname, { method: init.body ? 'POST' : 'GET', headers: { 'content-type': 'application/json' }, body: JSON.stringify(init.body) });
       const text = await res.text();
       return { status: res.status, body: text ? JSON.parse(text) : null };
     },
   } as unknown as TestParley;
-  return { proc, parley };
+  return { proc: child.proc, parley };
 }
 
-function kill(child: Child): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.proc.exitCode !== null || child.proc.signalCode !== null) return resolve();
-    child.proc.once('exit', () => resolve());
-    child.proc.kill('SIGKILL');
-  });
-}
+const kill = (c: Child) => killChild({ proc: c.proc, mqttPort: 0, httpPort: 0 });
 
 for (const backend of ['embedded', 'real'] as Backend[]) {
   describe(`no loss when the broker is killed, ${backend} adapters`, () => {
-    const env = testEnv(backend);
+    const env = testEnv(backend, {}, { pipeline: backend === 'real' });
     const children: Child[] = [];
     after(async () => {
       for (const c of children) await kill(c);
@@ -65,7 +38,7 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
     });
 
     it('delivers every acked message after a SIGKILL in the middle of a burst', async (t) => {
-      const first = await startChild(env);
+      const first = await startParleyChild(env);
       children.push(first);
       const [alice, bob] = [await registerUser(first.parley), await registerUser(first.parley)];
       const a = await connectDevice(first.parley, 'tcp', alice);
@@ -80,7 +53,7 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       assert.ok(acked.size >= 500 && acked.size <= total);
       t.diagnostic(`${acked.size} of ${total} acked before the kill`);
 
-      const second = await startChild(env);
+      const second = await startParleyChild(env);
       children.push(second);
       const b = await connectDevice(second.parley, 'tcp', bob);
       const got = await b.waitFor(() => {
@@ -91,6 +64,31 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       const order = got.map((m) => cids.indexOf(m.cid));
       for (let i = 1; i < order.length; i++) assert.ok(order[i] > order[i - 1], 'delivered in the order sent');
       assert.equal(new Set(got.map((m) => m.id)).size, got.length, 'no id twice');
+
+      // The archive (outbox → event log → archiver, all killed with the broker) catches up with every acked
+      // message, once each.
+      const ackedIds = new Set(got.filter((m) => acked.has(m.cid)).map((m) => m.id as string));
+      const login = await second.parley.http('/v1/auth/login', { body: { username: bob, password: PASSWORD } });
+      const history = async () => {
+        const ids: string[] = [];
+        let before: string | null = null;
+        do {
+          const res: { messages: { id: string }[]; next: string | null } = await fetch(`http://127.0.0.1:${second.parley.running.httpPort}/v1/conversations/user/${alice}/messages?limit=200${before ? `&before=${before}` : ''}`, {
+            headers: { authorization: `Bearer ${login.body.token}` },
+          }).then((r) => r.json());
+          ids.push(...res.messages.map((m: { id: string }) => m.id));
+          before = res.next;
+        } while (before);
+        return ids;
+      };
+      let ids: string[] = [];
+      for (let i = 0; i < 300; i++) {
+        ids = await history();
+        if ([...ackedIds].every((id) => ids.includes(id))) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.ok([...ackedIds].every((id) => ids.includes(id)), `archive has ${ids.length} messages; every acked one must be there`);
+      assert.equal(new Set(ids).size, ids.length, 'archived once each');
       await b.close();
       await kill(second);
     });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { loadConfig, type Config } from '../../common/config.ts';
 import { createLogger } from '../../common/log.ts';
-import { startParley, type Running } from '../../cli/server.ts';
+import { startParley, type Role, type Running } from '../../cli/server.ts';
 import { loadStackEnv } from '../stack/env.ts';
 
 export type Backend = 'embedded' | 'real';
@@ -62,10 +62,14 @@ export function testEnv(backend: Backend, overrides: Record<string, string> = {}
   return { ...env, ...overrides };
 }
 
-export async function startTestParley(backend: Backend, overrides: Record<string, string> = {}, options: { pipeline?: boolean; s3?: boolean } = {}): Promise<TestParley> {
-  const env = testEnv(backend, overrides, options);
+export async function startTestParley(
+  backend: Backend,
+  overrides: Record<string, string> = {},
+  options: { pipeline?: boolean; s3?: boolean; roles?: Role[]; env?: Record<string, string> } = {},
+): Promise<TestParley> {
+  const env = options.env ?? testEnv(backend, overrides, options);
   const config = loadConfig(env);
-  const running = await startParley(config, createLogger(config.logLevel));
+  const running = await startParley(config, createLogger(config.logLevel), options.roles);
   const base = `http://127.0.0.1:${running.httpPort}`;
   return {
     running,
