@@ -81,7 +81,7 @@ function messageFromRow(row: HBaseRow | undefined): ArchivedMessage | undefined 
 
 const chunks = <T>(items: T[], size: number): T[][] => Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 
-/** One Thrift2 connection, opened on first use and again after a failed open (long-lived state: a class). */
+/** A small pool of Thrift2 connections, opened on first use and again after a failed open (long-lived state: a class). */
 export class HBaseArchive implements Archive {
   readonly adapter = 'hbase';
   readonly namespace: string;
@@ -93,7 +93,7 @@ export class HBaseArchive implements Archive {
   private pool?: Promise<HBaseClient[]>;
   private turn = 0;
   private closed = false;
-  /** Conversation-list updates of concurrent putMessages calls, in series (see updateConversations). */
+  /** Conversation-list updates of concurrent putMessages calls, in series (see conversationWrites). */
   private conversationsTail: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly options: HBaseArchiveOptions) {
@@ -301,7 +301,6 @@ export class HBaseArchive implements Archive {
   async putMetrics(points: readonly MetricPoint[]): Promise<void> {
     const rows = [...planMetrics(points).values()];
     if (rows.length === 0) return;
-    const c = await this.client();
     await this.putRows(this.tables.metrics, rows.map((r) => ({ row: r.key, cells: [{ family: FAMILY, qualifier: 'v', value: r.value }] })));
   }
 
@@ -311,7 +310,7 @@ export class HBaseArchive implements Archive {
     return readMetrics(metric, options.from, options.to, {
       first: async (start, stop) => (await c.scan(table, { startRow: start, stopRow: stop, limit: 1, columns: [FAMILY] }))[0]?.row,
       rows: async (start, stop) =>
-        (await c.scan(table, { startRow: start, stopRow: stop })).map((r) => ({ key: r.row, value: cellValue(r, FAMILY, 'v')?.toString('utf8') ?? 'null' })),
+        (await c.scan(table, { startRow: start, stopRow: stop, columns: [`${FAMILY}:v`] })).map((r) => ({ key: r.row, value: cellValue(r, FAMILY, 'v')!.toString('utf8') })),
     });
   }
 

@@ -1,7 +1,9 @@
 // The archive's tables and row keys, shared by the HBase and the embedded adapter so that both lay the
 // history out the same way (consumers/archive.ts has the port). Analysts reading HBase directly:
 //
-//   table parley:messages        one row per message, one family `m`, pre-split into 16 regions ('01'..'0f')
+//   table parley:messages        one row per message, one family `m` (1 version); created pre-split into 16
+//                                regions at '01'..'0f' where the gateway allows it (not HBase 2.6.1's Thrift2
+//                                over the framed transport, see archive-hbase.ts: then HBase splits it as it grows)
 //     row     {salt}{conversation}0x00{reversed id}
 //             salt          two hex digits, (FNV-1a 32 of the conversation id's UTF-8) mod 16: '00'..'0f'
 //             conversation  `u:{a}:{b}` for 1:1 (the two user ids sorted) or `g:{groupId}`; a 0x00 or 0x01
@@ -20,15 +22,21 @@
 //   table parley:conversations   one row per user, one column per conversation the user takes part in
 //     row     {user}
 //     columns m:{conversation id} = JSON of the conversation's last message (the envelope, without state),
-//             cell timestamp = that message's ts, so an older message arriving late never wins
+//             cell timestamp = that message's ts, so an older message arriving late never wins (two
+//             messages of the same ms are settled by id, the higher wins)
 //
 //   table parley:metrics         windowed metrics from analytics; a rewrite of a window replaces it
 //     row     {metric}0x00{labels}0x00{window start, 13 digits zero-padded ms since the epoch}
 //             labels: JSON of the labels with keys sorted (`{}` for none); metric escaped as above
 //     columns m:v = JSON {value, windowMs, labels}
 //
-// The embedded adapter (classic-level) keeps one sorted key space: {table}0x00{row key} with the tables
-// named `messages`, `inbox`, `metrics`, and {table}0x00{row}0x00{column} for `conversations`.
+// Row keys are at most 32,767 bytes (HBase's limit): longer ids, and ids with lone UTF-16 surrogates (they
+// would encode alike), are refused on write and find nothing on read.
+//
+// The embedded adapter (classic-level) keeps one sorted key space: {table}0x00{row key} for `messages`,
+// `inbox` and `metrics`, and `conversations`0x00{user, escaped}0x00{conversation id} for each conversation
+// cell. Values: a message row is the archived message as JSON (its state included), an inbox row the
+// conversation id, the others as in HBase.
 import { conversationOf, type ArchivedMessage, type MetricPoint, type ReceiptState } from './archive.ts';
 import { EPOCH, ID_PATTERN, compareIds } from '../common/ids.ts';
 import type { Envelope } from '../common/envelope.ts';
@@ -120,11 +128,6 @@ export function messagePrefix(conversation: string): Buffer {
 
 export function messageKey(conversation: string, id: string): Buffer {
   return Buffer.concat([messagePrefix(conversation), Buffer.from(reversed(BigInt(id)))]);
-}
-
-/** The id of a message row key (its last 20 bytes). */
-export function idOfMessageKey(key: Buffer): string {
-  return (MAX_ID - BigInt(key.subarray(key.length - 20).toString('latin1'))).toString();
 }
 
 /** A forward range: `start` inclusive, `stop` exclusive; null when it is empty or names no storable row. */
