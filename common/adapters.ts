@@ -76,7 +76,7 @@ export async function createAdapters(config: Readonly<Config>): Promise<Adapters
     eventLog: config.kafka
       ? new KafkaEventLog(config.kafka.brokers, `parley-${config.nodeId}`, { partitions: config.kafka.partitions, replicationFactor: config.kafka.replication })
       : new EmbeddedEventLog(config.dataDir, { fsync: config.embeddedFsync }),
-    archive: config.hbase ? new HBaseArchive(config.hbase) : new EmbeddedArchive(config.dataDir),
+    archive: config.hbase ? new HBaseArchive(config.hbase) : new EmbeddedArchive(config.dataDir, { fsync: config.embeddedFsync }),
     blobs: config.s3
       ? new MinioBlobStore({ ...config.s3, expireDays: config.attachments.expireDays })
       : new EmbeddedBlobStore({

@@ -41,7 +41,7 @@ export class Archiver {
       else if (m.kind !== 'typing') puts.push({ message: m, participants: event.participants });
     }
     try {
-      await this.archive.putMessages(puts);
+      await this.putAll(puts);
       // Receipts follow their message in the same partition, so the message is archived first.
       for (const r of receipts) await this.archive.setState(r.conversation, r.ref, r.state);
     } catch (err) {
@@ -51,6 +51,26 @@ export class Archiver {
     }
     this.failures = 0;
     this.archived += puts.length + receipts.length;
+  }
+
+  /**
+   * Writes a batch; a message the archive refuses outright (an id it cannot key, RangeError) is logged and
+   * skipped one by one, so one bad record cannot stop the group forever. Anything else fails the batch.
+   */
+  private async putAll(puts: Parameters<Archive['putMessages']>[0]): Promise<void> {
+    try {
+      await this.archive.putMessages(puts);
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+      for (const put of puts) {
+        try {
+          await this.archive.putMessages([put]);
+        } catch (one) {
+          if (!(one instanceof RangeError)) throw one;
+          this.logger.error({ err: one, id: put.message.id }, 'archive refused a message; skipped');
+        }
+      }
+    }
   }
 
   async stop(): Promise<void> {
