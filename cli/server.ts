@@ -11,6 +11,7 @@ import { GroupService } from '../broker/group-service.ts';
 import { OutboxShipper } from '../broker/outbox-shipper.ts';
 import { Recipients } from '../broker/recipients.ts';
 import { Archiver } from '../consumers/archiver.ts';
+import { Notifier } from '../consumers/notifier.ts';
 import { historyRoutes } from '../consumers/history-routes.ts';
 import { tcpServer } from '../broker/transport-tcp.ts';
 import { tlsServer } from '../broker/transport-tls.ts';
@@ -22,8 +23,9 @@ import { IdGenerator } from '../common/ids.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { createMetrics, type Metrics } from '../common/metrics.ts';
 
-export type Role = 'broker' | 'archiver';
-export const ROLES: readonly Role[] = ['broker', 'archiver'];
+export type Role = 'broker' | 'archiver' | 'notifier';
+/** `notifier` runs only when a push webhook is configured. */
+export const ROLES: readonly Role[] = ['broker', 'archiver', 'notifier'];
 
 export interface Running {
   /** 0 when this process runs no broker. */
@@ -33,6 +35,7 @@ export interface Running {
   broker: ParleyBroker | null;
   shipper: OutboxShipper | null;
   archiver: Archiver | null;
+  notifier: Notifier | null;
   ports: Adapters;
   adapters: Record<string, string>;
   close(): Promise<void>;
@@ -62,6 +65,11 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
   await http.listen({ host: config.host, port: config.httpPort });
   const archiver = roles.includes('archiver') ? new Archiver(adapters.eventLog, config.messagesTopic, adapters.archive, log.child({ part: 'archiver' })) : null;
   await archiver?.start();
+  const notifier =
+    roles.includes('notifier') && config.push
+      ? new Notifier(adapters.eventLog, config.messagesTopic, adapters.presence, config.push, log.child({ part: 'notifier' }))
+      : null;
+  await notifier?.start();
 
   const running: Running = {
     mqttPort: broker ? (broker.tcp.address() as AddressInfo).port : 0,
@@ -70,11 +78,13 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
     broker: broker?.broker ?? null,
     shipper: broker?.shipper ?? null,
     archiver,
+    notifier,
     ports: adapters,
     adapters: adapters.describe(),
     async close() {
       await broker?.close();
       await archiver?.stop();
+      await notifier?.stop();
       await http.close();
       await adapters.close();
     },

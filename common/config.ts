@@ -26,6 +26,10 @@ const schema = z.object({
   PARLEY_DEDUPE_TTL_SECONDS: int(1, 30 * 86400).default(86400),
   PARLEY_SELF_REGISTRATION: bool.default(true),
   PARLEY_GROUP_MAX_MEMBERS: int(2, 100_000).default(1024),
+  PARLEY_PUSH_WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
+  PARLEY_PUSH_SECRET: z.string().min(16).optional(),
+  PARLEY_PUSH_MAX_ATTEMPTS: int(1, 100).default(8),
+  PARLEY_PUSH_BACKOFF_MS: int(1, 60_000).default(500),
   PARLEY_PRESENCE_HEARTBEAT_MS: int(100, 600_000).default(5000),
   // Embedded adapters only: false trades the no-loss guarantee for speed (benchmarks say which was used).
   PARLEY_EMBEDDED_FSYNC: bool.default(true),
@@ -108,6 +112,7 @@ export interface Config {
     /** The origin clients reach this server at (embedded store links); the request's own when null. */
     publicUrl: string | null;
   };
+  push: { url: string; secret: string; maxAttempts: number; backoffMs: number } | null;
   s3: { endpoint: string; publicEndpoint?: string; accessKey: string; secretKey: string; bucket: string; region: string } | null;
 }
 
@@ -129,6 +134,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     return set.length === names.length;
   };
   const tls = need(['PARLEY_TLS_CERT', 'PARLEY_TLS_KEY'], 'TLS');
+  const push = need(['PARLEY_PUSH_WEBHOOK_URL', 'PARLEY_PUSH_SECRET'], 'the push webhook');
   const s3 = need(['PARLEY_S3_ENDPOINT', 'PARLEY_S3_ACCESS_KEY', 'PARLEY_S3_SECRET_KEY', 'PARLEY_S3_BUCKET'], 'S3');
   const ldap = need(['PARLEY_LDAP_URL', 'PARLEY_LDAP_BASE_DN', 'PARLEY_LDAP_ADMIN_DN', 'PARLEY_LDAP_ADMIN_PASSWORD'], 'LDAP');
   const brokers = e.PARLEY_KAFKA_BROKERS?.split(',').map((b) => b.trim()).filter(Boolean) ?? [];
@@ -179,6 +185,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       thumbnails: e.PARLEY_ATTACHMENT_THUMBNAILS,
       publicUrl: e.PARLEY_PUBLIC_URL ?? null,
     },
+    push: push ? { url: e.PARLEY_PUSH_WEBHOOK_URL!, secret: e.PARLEY_PUSH_SECRET!, maxAttempts: e.PARLEY_PUSH_MAX_ATTEMPTS, backoffMs: e.PARLEY_PUSH_BACKOFF_MS } : null,
     s3: s3
       ? {
           endpoint: e.PARLEY_S3_ENDPOINT!,
