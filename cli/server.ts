@@ -12,6 +12,7 @@ import { OutboxShipper } from '../broker/outbox-shipper.ts';
 import { Recipients } from '../broker/recipients.ts';
 import { Archiver } from '../consumers/archiver.ts';
 import { Notifier } from '../consumers/notifier.ts';
+import { Analytics } from '../analytics/service.ts';
 import { historyRoutes } from '../consumers/history-routes.ts';
 import { tcpServer } from '../broker/transport-tcp.ts';
 import { tlsServer } from '../broker/transport-tls.ts';
@@ -23,9 +24,9 @@ import { IdGenerator } from '../common/ids.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { createMetrics, type Metrics } from '../common/metrics.ts';
 
-export type Role = 'broker' | 'archiver' | 'notifier';
+export type Role = 'broker' | 'archiver' | 'notifier' | 'analytics';
 /** `notifier` runs only when a push webhook is configured. */
-export const ROLES: readonly Role[] = ['broker', 'archiver', 'notifier'];
+export const ROLES: readonly Role[] = ['broker', 'archiver', 'notifier', 'analytics'];
 
 export interface Running {
   /** 0 when this process runs no broker. */
@@ -36,6 +37,7 @@ export interface Running {
   shipper: OutboxShipper | null;
   archiver: Archiver | null;
   notifier: Notifier | null;
+  analytics: Analytics | null;
   ports: Adapters;
   adapters: Record<string, string>;
   close(): Promise<void>;
@@ -62,6 +64,7 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
   http.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
 
   const broker = roles.includes('broker') ? await startBroker(config, log, metrics, adapters, http) : null;
+  const analytics = roles.includes('analytics') ? new Analytics({ config, log: log.child({ part: 'analytics' }), adapters, http, registry: metrics.registry }) : null;
   await http.listen({ host: config.host, port: config.httpPort });
   const archiver = roles.includes('archiver') ? new Archiver(adapters.eventLog, config.messagesTopic, adapters.archive, log.child({ part: 'archiver' })) : null;
   await archiver?.start();
@@ -70,6 +73,7 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
       ? new Notifier(adapters.eventLog, config.messagesTopic, adapters.presence, config.push, log.child({ part: 'notifier' }))
       : null;
   await notifier?.start();
+  await analytics?.start();
 
   const running: Running = {
     mqttPort: broker ? (broker.tcp.address() as AddressInfo).port : 0,
@@ -79,12 +83,14 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
     shipper: broker?.shipper ?? null,
     archiver,
     notifier,
+    analytics,
     ports: adapters,
     adapters: adapters.describe(),
     async close() {
       await broker?.close();
       await archiver?.stop();
       await notifier?.stop();
+      await analytics?.stop();
       await http.close();
       await adapters.close();
     },

@@ -49,6 +49,22 @@ const schema = z.object({
   PARLEY_HBASE_PORT: int(1, 65535).default(9090),
   PARLEY_HBASE_TRANSPORT: z.enum(['framed', 'buffered']).default('framed'),
   PARLEY_HBASE_NAMESPACE: z.string().regex(/^[A-Za-z0-9_]{1,64}$/).default('parley'),
+  PARLEY_ANALYTICS_LATENESS_MS: int(0, 86_400_000).default(60_000),
+  PARLEY_ANALYTICS_EXACT_DISTINCT: int(1, 1_000_000).default(1000),
+  PARLEY_ANALYTICS_OFFLINE_AFTER_MS: int(1, 86_400_000).default(10_000),
+  PARLEY_ANALYTICS_REFRESH_MS: int(500, 3_600_000).default(5000),
+  PARLEY_ANALYTICS_READERS: z
+    .string()
+    .default('')
+    .transform((text, ctx) => {
+      const list = text.split(',').map((s) => s.trim()).filter(Boolean);
+      const bad = list.find((u) => !/^[a-z0-9][a-z0-9._-]{1,31}$/.test(u));
+      if (bad !== undefined) {
+        ctx.addIssue({ code: 'custom', message: `'${bad}' is not a user id` });
+        return z.NEVER;
+      }
+      return list;
+    }),
   PARLEY_MAX_ATTACHMENT_BYTES: int(1, 5 * 1024 ** 3).default(25 * 1024 * 1024),
   PARLEY_ATTACHMENT_TYPES: z
     .string()
@@ -102,6 +118,18 @@ export interface Config {
   /** Outbox length past which a Kafka outage is logged as an error rather than a warning. */
   outboxWarn: number;
   hbase: { host: string; port: number; transport: 'framed' | 'buffered'; namespace: string } | null;
+  analytics: {
+    /** Allowed lateness: the watermark is the max event time seen minus this. */
+    latenessMs: number;
+    /** Distinct senders counted exactly up to this many per window, by HyperLogLog beyond. */
+    exactDistinct: number;
+    /** A delivery slower than this is counted as one from the offline backlog. */
+    offlineAfterMs: number;
+    /** How often the dashboard reads the series again. */
+    refreshMs: number;
+    /** Users who may read analytics and see every conversation id; empty: every signed-in user, ids masked. */
+    readers: string[];
+  };
   attachments: {
     maxBytes: number;
     types: string[];
@@ -176,6 +204,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     hbase: e.PARLEY_HBASE_HOST
       ? { host: e.PARLEY_HBASE_HOST, port: e.PARLEY_HBASE_PORT, transport: e.PARLEY_HBASE_TRANSPORT, namespace: e.PARLEY_HBASE_NAMESPACE }
       : null,
+    analytics: {
+      latenessMs: e.PARLEY_ANALYTICS_LATENESS_MS,
+      exactDistinct: e.PARLEY_ANALYTICS_EXACT_DISTINCT,
+      offlineAfterMs: e.PARLEY_ANALYTICS_OFFLINE_AFTER_MS,
+      refreshMs: e.PARLEY_ANALYTICS_REFRESH_MS,
+      readers: e.PARLEY_ANALYTICS_READERS,
+    },
     attachments: {
       maxBytes: e.PARLEY_MAX_ATTACHMENT_BYTES,
       types: e.PARLEY_ATTACHMENT_TYPES,

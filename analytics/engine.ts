@@ -1,0 +1,318 @@
+// Runs one job as a consumer group on the event log, in the style of Spark Structured Streaming.
+//
+// State is per partition: each partition has its own watermark (its max event time − allowed lateness)
+// and its own open windows. Kafka gives a partition to one member of the group at a time, so one writer
+// owns each partition's state, and the results do not depend on which instance ran which partition or
+// where a batch was cut: the same records in the same order give the same state.
+//
+// One batch, in this order:
+//   1. every record: late (its 1-minute window is closed: end ≤ watermark) → counted in `late_events` of the
+//      partition's newest windows; a message id already seen in its 1-minute window → dropped (the log is
+//      at least once); otherwise added to its 1-minute and 1-hour windows. Windows whose end the watermark
+//      passes close (their state goes; their partial stays).
+//   2. the partials of every window touched are written (partial rows, versioned by offset);
+//   3. each touched window's metric rows are merged from all partitions' partials and upserted to the
+//      archive, then the partials are read again and the merge redone if another instance wrote meanwhile;
+//   4. the checkpoint (open windows, dedupe ids, watermark, next offset) is written in one row;
+//   5. the handler resolves and the log commits the offsets.
+// A crash anywhere before 4 replays the batch from the previous checkpoint and rewrites identical rows; a
+// crash between 4 and 5 replays it too, and records below the checkpoint's offset are skipped. Nothing is
+// counted twice, and a failed batch drops the partition's in-memory state so the retry starts from the
+// checkpoint.
+//
+// Lateness is decided on the 1-minute window for both lengths, so a 1-hour window is always the sum of its
+// minutes. (Spark would still take an event into an open hour whose minute has closed; here it is late.)
+import type { Archive, MetricPoint } from '../consumers/archive.ts';
+import type { ConsumedRecord, EventLog, Subscription } from '../common/event-log.ts';
+import type { Logger } from '../common/log.ts';
+import { LATE_EVENTS, type AnyJob } from './job.ts';
+import type { StateStore } from './state-store.ts';
+import { HOUR, MINUTE, WINDOWS, toEvent, windowLabel, windowStart, type AnalyticsEvent } from './windows.ts';
+
+export const groupOf = (job: string) => `parley-analytics.${job}`;
+
+/** Prometheus hooks (service.ts); all optional. */
+export interface EngineCounters {
+  event(job: string, outcome: 'accepted' | 'duplicate' | 'late' | 'skipped'): void;
+  watermark(job: string, partition: number, ms: number): void;
+  windowClosed(job: string): void;
+}
+
+export interface EngineOptions {
+  log: EventLog;
+  topic: string;
+  store: StateStore;
+  archive: Archive;
+  logger: Logger;
+  job: AnyJob;
+  latenessMs: number;
+  /** Name of the state rows; the job's name unless replaying into fresh state. */
+  stateName?: string;
+  /** Consumer group; `parley-analytics.{job}` unless replaying. */
+  group?: string;
+  /** Events stamped before this time are ignored entirely (replays). */
+  skipBefore?: number;
+  counters?: EngineCounters;
+  /** Called after each batch's checkpoint (replays follow progress with it). */
+  onBatch?(partition: number, records: readonly ConsumedRecord[]): void;
+}
+
+interface WindowState {
+  ms: number;
+  start: number;
+  /** Late events counted while this was the partition's newest window. */
+  late: number;
+  /** Minute windows: the message ids taken, to drop duplicates. */
+  ids: Set<string> | null;
+  agg: unknown;
+}
+
+interface PartitionState {
+  /** The next offset to take; records below are in the state already. */
+  offset: number;
+  /** Max event time taken; the watermark is this minus the lateness. */
+  maxTs: number | null;
+  windows: Map<string, WindowState>;
+}
+
+interface SavedWindow {
+  ms: number;
+  start: number;
+  late: number;
+  ids?: string[];
+  s: unknown;
+}
+
+interface Checkpoint {
+  v: 1;
+  offset: number;
+  maxTs: number | null;
+  windows: SavedWindow[];
+}
+
+interface Partial {
+  /** The partition's next offset when written: the version compared when merging. */
+  v: number;
+  late: number;
+  p: unknown;
+}
+
+const keyOf = (ms: number, start: number) => `${ms}:${start}`;
+/** Rounds of merge-and-check before a window's rows are left for the next batch to settle. */
+const MERGE_ROUNDS = 5;
+
+export class StreamJob {
+  readonly job: AnyJob;
+  readonly stateName: string;
+  readonly group: string;
+  private readonly parts = new Map<number, PartitionState>();
+  private subscription: Subscription | null = null;
+  private dead = false;
+
+  constructor(private readonly o: EngineOptions) {
+    this.job = o.job;
+    this.stateName = o.stateName ?? o.job.name;
+    this.group = o.group ?? groupOf(o.job.name);
+  }
+
+  async start(): Promise<void> {
+    this.dead = false;
+    this.subscription = await this.o.log.consume({ topic: this.o.topic, group: this.group, fromBeginning: true, handle: (batch) => this.handle(batch) });
+  }
+
+  /** Stops after the batch in hand (its checkpoint and commit). */
+  async stop(): Promise<void> {
+    const s = this.subscription;
+    this.subscription = null;
+    await s?.stop();
+  }
+
+  /**
+   * Stops as a crash would (tests): every write from now on fails, so the batch in hand is neither
+   * checkpointed nor committed, and what was in memory is forgotten.
+   */
+  async kill(): Promise<void> {
+    this.dead = true;
+    await this.stop();
+    this.parts.clear();
+  }
+
+  async handle(batch: ConsumedRecord[]): Promise<void> {
+    if (batch.length === 0) return;
+    const partition = batch[0].partition;
+    try {
+      await this.process(partition, batch);
+    } catch (err) {
+      // The retry starts from the checkpoint, not from what this attempt half did.
+      this.parts.delete(partition);
+      throw err;
+    }
+    this.o.onBatch?.(partition, batch);
+  }
+
+  private io<T>(step: () => Promise<T>): Promise<T> {
+    if (this.dead) return Promise.reject(new Error(`analytics job ${this.job.name} was killed`));
+    return step();
+  }
+
+  private async process(partition: number, batch: ConsumedRecord[]): Promise<void> {
+    const st = await this.partitionState(partition, Number(batch[0].offset));
+    const before = st.offset;
+    const touched = new Map<string, WindowState>();
+    for (const record of batch) {
+      const offset = Number(record.offset);
+      if (offset < st.offset) continue; // in the checkpoint already
+      st.offset = offset + 1;
+      const event = toEvent(record);
+      if (!event || (this.o.skipBefore !== undefined && event.ts < this.o.skipBefore)) {
+        this.o.counters?.event(this.job.name, 'skipped');
+        continue;
+      }
+      this.take(st, event, touched);
+    }
+    if (st.offset === before) {
+      this.parts.set(partition, st);
+      return;
+    }
+    await this.io(() =>
+      this.o.store.putPartials(
+        [...touched.values()].map((w) => ({
+          job: this.stateName,
+          windowMs: w.ms,
+          windowStart: w.start,
+          partition,
+          value: JSON.stringify({ v: st.offset, late: w.late, p: this.job.partial(w.agg, w.ms) } satisfies Partial),
+        })),
+      ),
+    );
+    await this.publish([...touched.values()]);
+    await this.io(() => this.o.store.putCheckpoint(this.stateName, partition, JSON.stringify(save(st, this.job))));
+    this.parts.set(partition, st);
+    if (st.maxTs !== null) this.o.counters?.watermark(this.job.name, partition, st.maxTs - this.o.latenessMs);
+  }
+
+  /** The partition's state for a batch starting at `first`: the one in memory if it ends there, else the checkpoint. */
+  private async partitionState(partition: number, first: number): Promise<PartitionState> {
+    const mine = this.parts.get(partition);
+    if (mine && mine.offset === first) return mine;
+    this.parts.delete(partition);
+    const saved = await this.io(() => this.o.store.checkpoint(this.stateName, partition));
+    if (saved === undefined) return { offset: first, maxTs: null, windows: new Map() };
+    const st = load(JSON.parse(saved) as Checkpoint, this.job);
+    if (st.offset < first) {
+      // Offsets were committed past the checkpoint: not by this code (it checkpoints first), so by an older
+      // group or a reset. The records between are not in the state.
+      this.o.logger.warn({ job: this.job.name, partition, checkpoint: st.offset, first }, 'analytics checkpoint is behind the committed offset; records in between are missing');
+      st.offset = first;
+    }
+    return st;
+  }
+
+  private window(st: PartitionState, ms: number, start: number): WindowState {
+    const key = keyOf(ms, start);
+    let w = st.windows.get(key);
+    if (!w) st.windows.set(key, (w = { ms, start, late: 0, ids: ms === MINUTE ? new Set() : null, agg: this.job.empty(ms) }));
+    return w;
+  }
+
+  private take(st: PartitionState, e: AnalyticsEvent, touched: Map<string, WindowState>): void {
+    const minuteStart = windowStart(e.ts, MINUTE);
+    if (st.maxTs !== null && minuteStart + MINUTE <= st.maxTs - this.o.latenessMs) {
+      // Late: its minute is closed. Counted where the partition is now, in both lengths.
+      for (const ms of WINDOWS) {
+        const w = this.window(st, ms, windowStart(st.maxTs, ms));
+        w.late++;
+        touched.set(keyOf(ms, w.start), w);
+      }
+      this.o.counters?.event(this.job.name, 'late');
+      return;
+    }
+    const minute = this.window(st, MINUTE, minuteStart);
+    if (minute.ids!.has(e.id)) {
+      this.o.counters?.event(this.job.name, 'duplicate');
+      return;
+    }
+    minute.ids!.add(e.id);
+    for (const ms of WINDOWS) {
+      // Open: the minute is open, and an hour ends no earlier than its minutes.
+      const w = this.window(st, ms, windowStart(e.ts, ms));
+      this.job.add(w.agg, e, ms);
+      touched.set(keyOf(ms, w.start), w);
+    }
+    const related = this.job.relatedTime?.(e);
+    if (related !== undefined) {
+      const w = st.windows.get(keyOf(MINUTE, windowStart(related, MINUTE)));
+      if (w && this.job.applyRelated!(w.agg, e)) touched.set(keyOf(MINUTE, w.start), w);
+    }
+    this.o.counters?.event(this.job.name, 'accepted');
+    if (st.maxTs === null || e.ts > st.maxTs) {
+      st.maxTs = e.ts;
+      this.closeWindows(st, touched);
+    }
+  }
+
+  /** Closes every window the watermark has passed, minutes first (a closing minute reports to its hour). */
+  private closeWindows(st: PartitionState, touched: Map<string, WindowState>): void {
+    const watermark = st.maxTs! - this.o.latenessMs;
+    const closing = [...st.windows.values()].filter((w) => w.start + w.ms <= watermark).sort((a, b) => a.ms - b.ms || a.start - b.start);
+    for (const w of closing) {
+      if (w.ms === MINUTE && this.job.closeMinute) {
+        const hour = this.window(st, HOUR, windowStart(w.start, HOUR));
+        this.job.closeMinute(w.agg, hour.agg);
+        touched.set(keyOf(HOUR, hour.start), hour);
+      }
+      st.windows.delete(keyOf(w.ms, w.start));
+      touched.set(keyOf(w.ms, w.start), w);
+      this.o.counters?.windowClosed(this.job.name);
+    }
+  }
+
+  /**
+   * Upserts the merged rows of each window. Another instance may write a partial of the same window
+   * between our read and our write, and our older merge could land last: so the partials are read again
+   * after the write, and the merge is redone until what was merged is still what is stored.
+   */
+  private async publish(windows: WindowState[]): Promise<void> {
+    let pending = windows.map((w) => ({ ms: w.ms, start: w.start }));
+    let seen = await this.io(() => Promise.all(pending.map((w) => this.o.store.partials(this.stateName, w.ms, w.start))));
+    for (let round = 1; pending.length > 0; round++) {
+      const points = pending.flatMap((w, i) => this.merged(w.ms, w.start, seen[i]));
+      await this.io(() => this.o.archive.putMetrics(points));
+      if (round === MERGE_ROUNDS) break;
+      const again = await this.io(() => Promise.all(pending.map((w) => this.o.store.partials(this.stateName, w.ms, w.start))));
+      const changed = pending.map((_, i) => i).filter((i) => versions(again[i]) !== versions(seen[i]));
+      pending = changed.map((i) => pending[i]);
+      seen = changed.map((i) => again[i]);
+    }
+  }
+
+  private merged(ms: number, start: number, rows: { partition: number; value: string }[]): MetricPoint[] {
+    if (rows.length === 0) return [];
+    const partials = rows.map((r) => JSON.parse(r.value) as Partial);
+    const values = this.job.results(this.job.merge(partials.map((p) => p.p), ms), ms);
+    values.push({ metric: LATE_EVENTS, labels: { job: this.job.name }, value: partials.reduce((n, p) => n + p.late, 0) });
+    return values.map((v) => ({ metric: v.metric, windowStart: start, windowMs: ms, value: v.value, labels: { ...v.labels, window: windowLabel(ms) } }));
+  }
+}
+
+function versions(rows: { partition: number; value: string }[]): string {
+  return rows
+    .map((r) => `${r.partition}:${(JSON.parse(r.value) as Partial).v}`)
+    .sort()
+    .join(',');
+}
+
+function save(st: PartitionState, job: AnyJob): Checkpoint {
+  return {
+    v: 1,
+    offset: st.offset,
+    maxTs: st.maxTs,
+    windows: [...st.windows.values()].map((w) => ({ ms: w.ms, start: w.start, late: w.late, ...(w.ids ? { ids: [...w.ids] } : {}), s: job.save(w.agg) })),
+  };
+}
+
+function load(c: Checkpoint, job: AnyJob): PartitionState {
+  const windows = new Map<string, WindowState>();
+  for (const w of c.windows) windows.set(keyOf(w.ms, w.start), { ms: w.ms, start: w.start, late: w.late, ids: w.ids ? new Set(w.ids) : null, agg: job.load(w.s, w.ms) });
+  return { offset: c.offset, maxTs: c.maxTs, windows };
+}

@@ -1,0 +1,53 @@
+// StateStore port: where the analytics jobs keep what must survive a crash, beside the Archive's metric
+// rows (which hold only numbers). Two kinds of rows:
+//   checkpoint  one per (job, partition): the open windows' state, the watermark and the next offset, as
+//               of the last batch handled; overwritten whole (one row, so one atomic write) before the
+//               batch's offsets are committed.
+//   partial     one per (job, window, partition): that partition's mergeable share of a window, versioned
+//               by the partition's offset; the metric rows of a window are merged from all its partials.
+//               Partials expire PARTIAL_TTL_SECONDS after their last write (a window's partitions have
+//               long finished with it by then).
+// HBase table `{namespace}:analytics_state` in production, LevelDB under {dataDir}/analytics embedded.
+
+export const PARTIAL_TTL_SECONDS = 7 * 86400;
+
+export interface PartialRow {
+  job: string;
+  windowMs: number;
+  windowStart: number;
+  partition: number;
+  /** JSON. */
+  value: string;
+}
+
+export interface StateStore {
+  readonly adapter: 'hbase' | 'embedded';
+  ensureSchema(): Promise<void>;
+  checkpoint(job: string, partition: number): Promise<string | undefined>;
+  putCheckpoint(job: string, partition: number, value: string): Promise<void>;
+  putPartials(rows: readonly PartialRow[]): Promise<void>;
+  /** Every partition's partial of one window. */
+  partials(job: string, windowMs: number, windowStart: number): Promise<{ partition: number; value: string }[]>;
+  /** Deletes a job's checkpoints and partials (a finished replay). */
+  dropJob(job: string): Promise<void>;
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+const JOB = /^[A-Za-z0-9._-]{1,100}$/;
+const pad = (n: number, width: number) => String(n).padStart(width, '0');
+
+export function checkJob(job: string): string {
+  if (!JOB.test(job)) throw new RangeError(`invalid analytics job name ${JSON.stringify(job)}`);
+  return job;
+}
+
+// Row keys, shared by both adapters so that they sort the same: fixed-width numbers, 0x00 separators.
+export const checkpointPrefix = (job: string) => `c\u0000${checkJob(job)}\u0000`;
+export const checkpointKey = (job: string, partition: number) => `${checkpointPrefix(job)}${pad(partition, 5)}`;
+export const partialJobPrefix = (job: string) => `w\u0000${checkJob(job)}\u0000`;
+export const partialPrefix = (job: string, windowMs: number, windowStart: number) => `${partialJobPrefix(job)}${pad(windowMs, 10)}\u0000${pad(windowStart, 13)}\u0000`;
+export const partialKey = (r: Pick<PartialRow, 'job' | 'windowMs' | 'windowStart' | 'partition'>) => `${partialPrefix(r.job, r.windowMs, r.windowStart)}${pad(r.partition, 5)}`;
+export const partitionOfKey = (key: string) => Number(key.slice(-5));
+/** The first key after every key starting with `prefix` (which ends in 0x00). */
+export const prefixEnd = (prefix: string) => `${prefix.slice(0, -1)}\u0001`;
