@@ -12,7 +12,8 @@ type LdapConfig = NonNullable<Config['ldap']>;
  */
 export class LdapDirectory implements Directory {
   readonly adapter = 'ldap';
-  private admin: Client | null = null;
+  /** The admin connection, shared; a promise so that concurrent first calls open it once. */
+  private admin: Promise<Client> | null = null;
 
   constructor(private readonly cfg: LdapConfig) {}
 
@@ -24,20 +25,30 @@ export class LdapDirectory implements Directory {
     return new Client({ url: this.cfg.url, timeout: 5000, connectTimeout: 5000 });
   }
 
+  private connectAdmin(): Promise<Client> {
+    const c = this.client();
+    const opened = c.bind(this.cfg.adminDn, this.cfg.adminPassword).then(
+      () => c,
+      async (err) => {
+        await c.unbind().catch(() => undefined);
+        if (this.admin === opened) this.admin = null;
+        throw err;
+      },
+    );
+    return opened;
+  }
+
   /** Runs `fn` on the admin connection, reconnecting once if the connection was lost. */
   private async asAdmin<T>(fn: (c: Client) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
-      if (!this.admin) {
-        const c = this.client();
-        await c.bind(this.cfg.adminDn, this.cfg.adminPassword);
-        this.admin = c;
-      }
+      const admin = (this.admin ??= this.connectAdmin());
+      const c = await admin;
       try {
-        return await fn(this.admin);
+        return await fn(c);
       } catch (err) {
         if (attempt > 0 || !isConnectionError(err)) throw err;
-        await this.admin.unbind().catch(() => undefined);
-        this.admin = null;
+        if (this.admin === admin) this.admin = null;
+        await c.unbind().catch(() => undefined);
       }
     }
   }
@@ -100,8 +111,9 @@ export class LdapDirectory implements Directory {
   }
 
   async close(): Promise<void> {
-    await this.admin?.unbind().catch(() => undefined);
+    const admin = this.admin;
     this.admin = null;
+    if (admin) await admin.then((c) => c.unbind()).catch(() => undefined);
   }
 }
 

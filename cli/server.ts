@@ -12,6 +12,7 @@ import { OutboxShipper } from '../broker/outbox-shipper.ts';
 import { Recipients } from '../broker/recipients.ts';
 import { Archiver } from '../consumers/archiver.ts';
 import { Notifier } from '../consumers/notifier.ts';
+import { webRoutes } from '../web/routes.ts';
 import { Analytics } from '../analytics/service.ts';
 import { historyRoutes } from '../consumers/history-routes.ts';
 import { tcpServer } from '../broker/transport-tcp.ts';
@@ -123,6 +124,7 @@ async function startBroker(config: Readonly<Config>, log: Logger, metrics: Metri
   blobRoutes(http, { auth, attachments, store: adapters.blobs, publicUrl: config.attachments.publicUrl });
   groupRoutes(http, auth, new GroupService(adapters.groups, recipients, config.groupMaxMembers));
   historyRoutes(http, auth, adapters.archive, { isMember: async (group, user) => (await adapters.groups.role(group, user)) !== null });
+  webRoutes(http);
   attachWebSocket(http.server, broker, config.maxBodyBytes * 2 + 64 * 1024);
 
   const tcp = tcpServer(broker);
