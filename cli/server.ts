@@ -123,7 +123,9 @@ async function startBroker(config: Readonly<Config>, log: Logger, metrics: Metri
   authRoutes(http, auth);
   blobRoutes(http, { auth, attachments, store: adapters.blobs, publicUrl: config.attachments.publicUrl });
   groupRoutes(http, auth, new GroupService(adapters.groups, recipients, config.groupMaxMembers));
-  historyRoutes(http, auth, adapters.archive, { isMember: async (group, user) => (await adapters.groups.role(group, user)) !== null });
+  historyRoutes(http, auth, adapters.archive, {
+    joinedAt: async (group, user) => (await adapters.groups.get(group))?.members.find((m) => m.userId === user)?.joinedAt ?? null,
+  });
   webRoutes(http);
   attachWebSocket(http.server, broker, config.maxBodyBytes * 2 + 64 * 1024);
 

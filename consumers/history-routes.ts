@@ -26,8 +26,8 @@ function paging(req: FastifyRequest, cursor: 'before' | 'after'): { cursor?: str
 const page = (messages: ArchivedMessage[], limit: number) => ({ messages, next: messages.length === limit ? messages[messages.length - 1].id : null });
 
 export interface GroupMembership {
-  /** Whether the user may read the group's history (is a member). */
-  isMember(groupId: string, userId: string): Promise<boolean>;
+  /** When the user joined the group (ms since the epoch), or null for a non-member. */
+  joinedAt(groupId: string, userId: string): Promise<number | null>;
 }
 
 export function historyRoutes(app: FastifyInstance, auth: AuthService, archive: Archive, groups: GroupMembership): void {
@@ -50,8 +50,12 @@ export function historyRoutes(app: FastifyInstance, auth: AuthService, archive: 
     const { group } = req.params as { group: string };
     if (!GROUP_ID.test(group)) throw badRequest('not a group id');
     const { cursor, limit } = paging(req, 'before');
-    if (!(await groups.isMember(group, userId))) throw forbidden('not a member of this group');
-    return page(await archive.page(conversationOf({ from: userId, to: userId, group }), { before: cursor, limit }), limit);
+    const joined = await groups.joinedAt(group, userId);
+    if (joined === null) throw forbidden('not a member of this group');
+    // Members see the group's history from when they joined; the page ends there.
+    const messages = await archive.page(conversationOf({ from: userId, to: userId, group }), { before: cursor, limit });
+    const visible = messages.filter((m) => m.ts >= joined);
+    return visible.length < messages.length ? { messages: visible, next: null } : page(visible, limit);
   });
 
   app.get('/v1/sync', async (req) => {
