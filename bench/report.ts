@@ -17,7 +17,7 @@ const label = (s: SystemName) => LABELS[s];
 
 export function chatSummaryTable(r: BenchResults, ladders: BenchResults['chat'] = r.chat): string {
   return table(
-    ['system', 'peak delivered msg/s', 'p50 / p99 / p99.9 at peak (ms)', 'p99 at ~half peak (ms @ msg/s)', 'broker CPU at peak', 'broker RSS (MB)', 'Redis CPU', 'generator CPU', 'other CPU', 'first step past the limit'],
+    ['system', 'peak delivered msg/s', 'p50 / p99 / p99.9 at peak (ms)', 'p99 at ~half peak (ms @ msg/s)', 'broker CPU at peak', 'broker RSS (MB)', 'backend CPU', 'generator CPU', 'other CPU', 'first step past the limit'],
     ladders.map((c) => {
       const p = c.peak;
       const h = c.halfPeak;
@@ -61,19 +61,19 @@ export function chatLadderTable(r: BenchResults, ladders: BenchResults['chat'] =
       ]);
     }
   }
-  return table(['system', 'target msg/s', 'offered', 'delivered', 'received/expected', 'p50 ms', 'p99', 'p99.9', 'max', 'broker CPU', 'RSS MB', 'Redis CPU', 'gen CPU', 'other CPU', 'verdict'], rows);
+  return table(['system', 'target msg/s', 'offered', 'delivered', 'received/expected', 'p50 ms', 'p99', 'p99.9', 'max', 'broker CPU', 'RSS MB', 'backend CPU', 'gen CPU', 'other CPU', 'verdict'], rows);
 }
 
 export function drainTable(r: BenchResults): string {
   return table(
-    ['system', 'queued', 'received', 'drain time (ms)', 'drain msg/s', 'queueing msg/s', 'broker CPU', 'broker RSS (MB)', 'Redis CPU'],
+    ['system', 'queued', 'received', 'drain time (ms)', 'drain msg/s', 'queueing msg/s', 'broker CPU', 'broker RSS (MB)', 'backend CPU'],
     r.drain.map((d) => [label(d.system), int(d.messages), int(d.received), int(d.ms), int(d.perSec), int(d.fillPerSec), pct(d.brokerCpu), String(d.brokerRssMB), d.backendCpu ? pct(d.backendCpu) : '–']),
   );
 }
 
 export function connectionsTable(r: BenchResults): string {
   return table(
-    ['system', 'connected', 'connects/s', 'connect p50 / p99 (ms)', 'RSS before → after (MB)', 'KB per connection', 'broker CPU', 'Redis CPU', 'generator CPU'],
+    ['system', 'connected', 'connects/s', 'connect p50 / p99 (ms)', 'RSS before → after (MB)', 'KB per connection', 'broker CPU', 'backend CPU', 'generator CPU'],
     r.connections.map((c) => [
       label(c.system),
       `${int(c.connected)}/${int(c.target)}`,

@@ -5,7 +5,7 @@ export interface Usage {
   /** % of one core, averaged over the phase (200 = two cores busy). */
   brokerCpu: number;
   brokerRssMB: number;
-  /** Redis for Parley (Redis); 0 for the others. */
+  /** Redis and Kafka for Parley (Redis+Kafka); 0 for the others. */
   backendCpu: number;
   generatorCpu: number;
   /** % of all cores busy on the machine, every process included. */

@@ -30,7 +30,7 @@ const HELP = `npm run bench -- [options]
   --step-seconds S        length of each step's send window (default 5; quick 1)
   --p99-limit MS          a step whose p99 is above this is past the limit (default 50)
   --group-size G          members of the fan-out group, sender included (default 100; quick 10)
-  --group-rates a,b       messages/s of the group's sender for each step (default 10,20,50,100,200,300,400)
+  --group-rates a,b       messages/s of the group's sender for each step (default 10,20,50,100,200,300,400,600,800,1000)
   --drain N               messages queued for the offline user (default 10000; quick 500)
   --connections N         idle connections to open (default 10000; quick 200)
   --source-addresses N    127.0.0.2… addresses the connections come from (default 8)
@@ -42,6 +42,8 @@ const HELP = `npm run bench -- [options]
   --systems a,b           any of ${SYSTEMS.join(', ')} (default all)
   --scenarios a,b         any of ${SCENARIOS.join(', ')} (default all)
   --redis-url URL         Redis for Parley (Redis) (default redis://127.0.0.1:16379, test/stack's)
+  --kafka-brokers H:P     Kafka for Parley (Redis+Kafka) (default 127.0.0.1:19092, test/stack's)
+  --kafka-topic T         its topic (default parley-bench.messages)
   --redis-prefix P        key prefix of the bench in that Redis (default parley-bench:)
   --parley-ref REF        run Parley from this commit (exported to bench/data/src) instead of the working tree
   --cpu-prof              run Parley and bare Aedes under node --cpu-prof and list their hottest functions
@@ -73,6 +75,8 @@ function options(argv: string[]) {
       scenarios: { type: 'string' },
       'redis-url': { type: 'string' },
       'redis-prefix': { type: 'string' },
+      'kafka-brokers': { type: 'string' },
+      'kafka-topic': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
       'parley-ref': { type: 'string' },
       'json-out': { type: 'string' },
@@ -98,7 +102,7 @@ function options(argv: string[]) {
     return known.filter((k) => picked.includes(k));
   };
   const rates = (values.rates ?? (quick ? '2,5' : '1,2,3,5,7.5,10,12.5,15,20,25,30,40')).split(',').map(Number);
-  const groupRates = (values['group-rates'] ?? (quick ? '5,10' : '10,20,50,100,200,300,400')).split(',').map(Number);
+  const groupRates = (values['group-rates'] ?? (quick ? '5,10' : '10,20,50,100,200,300,400,600,800,1000')).split(',').map(Number);
   if ([...rates, ...groupRates].some((r) => !(r > 0))) throw new Error('--rates and --group-rates must be positive numbers');
   return {
     quick,
@@ -120,6 +124,8 @@ function options(argv: string[]) {
     scenarios: list(values.scenarios, SCENARIOS, 'scenarios'),
     redisUrl: values['redis-url'] ?? 'redis://127.0.0.1:16379',
     redisPrefix: values['redis-prefix'] ?? 'parley-bench:',
+    kafkaBrokers: values['kafka-brokers'] ?? '127.0.0.1:19092',
+    kafkaTopic: values['kafka-topic'] ?? 'parley-bench.messages',
     cpuProf: values['cpu-prof'] ?? false,
     parleyRef: values['parley-ref'],
     jsonOut: values['json-out'],
@@ -157,6 +163,8 @@ async function main(): Promise<number> {
     users,
     redisUrl: o.redisUrl,
     redisPrefix: o.redisPrefix,
+    kafkaBrokers: o.kafkaBrokers,
+    kafkaTopic: o.kafkaTopic,
     cpuProfDir: profileDir,
     progress: (line) => log(line),
   };
@@ -217,7 +225,7 @@ async function main(): Promise<number> {
         continue;
       }
       results.systems.push({ name, label: LABELS[name], version: sut.version, notes: sut.notes });
-      log(`   ${sut.version}; pid ${sut.pid}${sut.backendPids.length ? `, redis pid ${sut.backendPids.join(',')}` : ''}`);
+      log(`   ${sut.version}; pid ${sut.pid}${sut.backendPids.length ? `, backend pids ${sut.backendPids.join(",")}` : ''}`);
       try {
         for (const scenario of o.scenarios) {
           try {

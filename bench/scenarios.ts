@@ -266,7 +266,7 @@ function stepLine(what: string, s: ChatStep, again: boolean): string {
   return (
     `  ${what} ${String(s.ratePerUser).padStart(4)}/${what === 'chat' ? 'user' : 'sender'}/s: offered ${String(s.offeredPerSec).padStart(6)} delivered ${String(s.deliveredPerSec).padStart(6)} msg/s  ` +
     `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} ms  broker ${s.brokerCpu.toFixed(0)}% ${s.brokerRssMB} MB  ` +
-    `gen ${s.generatorCpu.toFixed(0)}%${s.backendCpu ? `  redis ${s.backendCpu.toFixed(0)}%` : ''}  other ${s.otherCpu.toFixed(0)}%` +
+    `gen ${s.generatorCpu.toFixed(0)}%${s.backendCpu ? `  backend ${s.backendCpu.toFixed(0)}%` : ''}  other ${s.otherCpu.toFixed(0)}%` +
     (s.broken ? `  ← ${s.broken}${again ? '; once more' : ''}` : '')
   );
 }

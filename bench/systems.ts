@@ -13,7 +13,7 @@ export type SystemName = (typeof SYSTEMS)[number];
 
 export const LABELS: Record<SystemName, string> = {
   'parley-embedded': 'Parley (embedded)',
-  'parley-redis': 'Parley (Redis)',
+  'parley-redis': 'Parley (Redis+Kafka)',
   aedes: 'bare Aedes',
   mosquitto: 'Mosquitto',
 };
@@ -53,6 +53,9 @@ export interface StartContext {
   users: readonly string[];
   redisUrl: string;
   redisPrefix: string;
+  /** Kafka of test/stack for Parley (Redis+Kafka), host:port. */
+  kafkaBrokers: string;
+  kafkaTopic: string;
   /** Write a V8 CPU profile of the broker process into this folder (Parley and bare Aedes). */
   cpuProfDir?: string;
   progress(line: string): void;
@@ -233,7 +236,7 @@ async function startParleyEmbedded(ctx: StartContext): Promise<SystemUnderTest> 
     ctx.progress(`parley-embedded: signing in ${ctx.users.length} users`);
     const tokens = await loginAll(p.base, ctx.users, ctx.progress);
     return parleySystem('parley-embedded', p, tokens, ctx, [], [
-      'embedded adapters: offline queue in an fsync\'d append-only file (PARLEY_EMBEDDED_FSYNC=true, the default), dedupe/presence/tokens in memory',
+      'embedded adapters: offline queue, outbox and event log in fsync\'d files (PARLEY_EMBEDDED_FSYNC=true, the default), archive in classic-level, dedupe/presence/tokens in memory; archiver in the same process',
     ]);
   } catch (err) {
     await stopChild(p.child);
@@ -254,23 +257,42 @@ async function redisAnswers(url: string): Promise<boolean> {
   }
 }
 
-/** The Redis of test/stack (started with its CLI when it is not running), its pid from .stack/redis.pid. */
-async function ensureRedis(ctx: StartContext): Promise<number[]> {
-  if (!(await redisAnswers(ctx.redisUrl))) {
-    ctx.progress('redis: not answering; starting it with test/stack/cli.ts up --only redis');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/stack/cli.ts', 'up', '--only', 'redis'], { cwd: ctx.repo, encoding: 'utf8' });
-    if (r.status !== 0 || !(await redisAnswers(ctx.redisUrl))) throw new Error(`could not start Redis: ${(r.stderr || r.stdout).slice(-2000)}`);
-  }
-  const pidFile = path.join(ctx.repo, '.stack', 'redis.pid');
-  const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8').trim()) : NaN;
+function canReach(hostPort: string): Promise<boolean> {
+  const [host, port] = hostPort.split(':');
+  return new Promise((resolve) => {
+    const sock = net.connect({ host, port: Number(port) });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => resolve(false));
+  });
+}
+
+function stackPid(repo: string, name: string): number[] {
+  const file = path.join(repo, '.stack', `${name}.pid`);
+  const pid = fs.existsSync(file) ? Number(fs.readFileSync(file, 'utf8').trim()) : NaN;
   return Number.isInteger(pid) && fs.existsSync(`/proc/${pid}`) ? [pid] : [];
+}
+
+/** Redis and Kafka of test/stack (started with its CLI when they are not running); their pids from .stack/. */
+async function ensureStack(ctx: StartContext): Promise<number[]> {
+  const missing: string[] = [];
+  if (!(await redisAnswers(ctx.redisUrl))) missing.push('redis');
+  if (!(await canReach(ctx.kafkaBrokers.split(',')[0]))) missing.push('kafka');
+  if (missing.length) {
+    ctx.progress(`${missing.join(' and ')} not answering; starting with test/stack/cli.ts up --only ${missing.join(',')}`);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/stack/cli.ts', 'up', '--only', missing.join(',')], { cwd: ctx.repo, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`could not start ${missing.join(', ')}: ${(r.stderr || r.stdout).slice(-2000)}`);
+  }
+  return [...stackPid(ctx.repo, 'redis'), ...stackPid(ctx.repo, 'kafka')];
 }
 
 /** Removes what earlier runs left under the bench's key prefix, except tokens (kept to skip signing in again). */
 async function clearRedisLeftovers(url: string, prefix: string): Promise<void> {
   const r = new Redis(url, { maxRetriesPerRequest: 2 });
   try {
-    for (const kind of ['offline', 'dedupe', 'presence']) {
+    for (const kind of ['offline', 'dedupe', 'presence', 'outbox']) {
       let cursor = '0';
       do {
         const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}${kind}:*`, 'COUNT', 1000);
@@ -284,9 +306,14 @@ async function clearRedisLeftovers(url: string, prefix: string): Promise<void> {
 }
 
 async function startParleyRedis(ctx: StartContext): Promise<SystemUnderTest> {
-  const backendPids = await ensureRedis(ctx);
+  const backendPids = await ensureStack(ctx);
   await clearRedisLeftovers(ctx.redisUrl, ctx.redisPrefix);
-  const env = { PARLEY_REDIS_URL: ctx.redisUrl, PARLEY_REDIS_KEY_PREFIX: ctx.redisPrefix };
+  const env = {
+    PARLEY_REDIS_URL: ctx.redisUrl,
+    PARLEY_REDIS_KEY_PREFIX: ctx.redisPrefix,
+    PARLEY_KAFKA_BROKERS: ctx.kafkaBrokers,
+    PARLEY_KAFKA_TOPIC: ctx.kafkaTopic,
+  };
   const p = await spawnParley(ctx, 'parley-redis', freshDataDir(ctx, 'parley-redis'), env, true);
   try {
     // Tokens live in Redis for days: keep them in bench/data and sign in only users whose token stopped working.
@@ -302,8 +329,8 @@ async function startParleyRedis(ctx: StartContext): Promise<SystemUnderTest> {
       fs.writeFileSync(cache, JSON.stringify({ prefix: ctx.redisPrefix, tokens: all }));
     }
     return parleySystem('parley-redis', p, tokens, ctx, backendPids, [
-      `Redis adapters (tokens, throttle, dedupe, presence, offline queue) on ${ctx.redisUrl} with key prefix "${ctx.redisPrefix}", appendfsync always; directory embedded (no LDAP)`,
-      'Kafka mirror not part of the message path yet in this build',
+      `Redis adapters (tokens, throttle, dedupe, presence, offline queue, groups, outbox) on ${ctx.redisUrl} with key prefix "${ctx.redisPrefix}", appendfsync always`,
+      `event log on Kafka ${ctx.kafkaBrokers}, topic ${ctx.kafkaTopic}; directory and archive embedded (no LDAP, no HBase); archiver in the same process`,
     ]);
   } catch (err) {
     await stopChild(p.child);
