@@ -23,13 +23,16 @@
 // Lateness is decided on the 1-minute window for both lengths, so a 1-hour window is always the sum of its
 // minutes. (Spark would still take an event into an open hour whose minute has closed; here it is late.)
 import type { Archive, MetricPoint } from '../consumers/archive.ts';
-import type { ConsumedRecord, EventLog, Subscription } from '../common/event-log.ts';
+import { MESSAGES_TOPIC, type ConsumedRecord, type EventLog, type Subscription } from '../common/event-log.ts';
 import type { Logger } from '../common/log.ts';
 import { LATE_EVENTS, type AnyJob } from './job.ts';
 import type { StateStore } from './state-store.ts';
 import { HOUR, MINUTE, WINDOWS, toEvent, windowLabel, windowStart, type AnalyticsEvent } from './windows.ts';
 
-export const groupOf = (job: string) => `parley-analytics.${job}`;
+/** The consumer group of a job: `parley-analytics.{job}`, suffixed with the topic when it is not the default. */
+export const groupOf = (job: string, topic: string = MESSAGES_TOPIC) => (topic === MESSAGES_TOPIC ? `parley-analytics.${job}` : `parley-analytics.${job}.${topic}`);
+/** The name of a job's state rows (checkpoints, partials): the job, suffixed like its group. */
+export const stateNameOf = (job: string, topic: string = MESSAGES_TOPIC) => (topic === MESSAGES_TOPIC ? job : `${job}.${topic}`);
 
 /** Prometheus hooks (service.ts); all optional. */
 export interface EngineCounters {
@@ -46,9 +49,9 @@ export interface EngineOptions {
   logger: Logger;
   job: AnyJob;
   latenessMs: number;
-  /** Name of the state rows; the job's name unless replaying into fresh state. */
+  /** Name of the state rows; stateNameOf(job, topic) unless replaying into fresh state. */
   stateName?: string;
-  /** Consumer group; `parley-analytics.{job}` unless replaying. */
+  /** Consumer group; groupOf(job, topic) unless replaying. */
   group?: string;
   /** Events stamped before this time are ignored entirely (replays). */
   skipBefore?: number;
@@ -111,8 +114,8 @@ export class StreamJob {
 
   constructor(private readonly o: EngineOptions) {
     this.job = o.job;
-    this.stateName = o.stateName ?? o.job.name;
-    this.group = o.group ?? groupOf(o.job.name);
+    this.stateName = o.stateName ?? stateNameOf(o.job.name, o.topic);
+    this.group = o.group ?? groupOf(o.job.name, o.topic);
   }
 
   async start(): Promise<void> {

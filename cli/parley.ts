@@ -6,6 +6,7 @@ import { ConfigError, loadConfig, type Config } from '../common/config.ts';
 import { exportHistory, parseHistoryArgs } from './history.ts';
 import { createLogger } from '../common/log.ts';
 import { ROLES, startParley, type Role } from './server.ts';
+import { ANALYTICS_HELP, analyticsCommand } from '../analytics/cli.ts';
 
 const HELP = `parley — a messenger built around an MQTT broker
 
@@ -13,6 +14,7 @@ Usage:
   parley start [--role all|broker|archiver]   run Parley (default: every role in one process)
   parley history --user U [--peer P | --group G] [--from T] [--to T]
                                          a user's or a conversation's history as NDJSON
+${ANALYTICS_HELP}
   parley --help                          this text
 
 Configuration is environment variables (README.md, "Configuration"); unset backends run embedded,
@@ -30,6 +32,7 @@ async function main(argv: string[]): Promise<number> {
       group: { type: 'string' },
       from: { type: 'string' },
       to: { type: 'string' },
+      job: { type: 'string' },
     },
   });
   const command = positionals[0];
@@ -37,7 +40,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP);
     return values.help ? 0 : 1;
   }
-  if (command !== 'start' && command !== 'history') {
+  if (command !== 'start' && command !== 'history' && command !== 'analytics') {
     console.error(`unknown command: ${command}\n\n${HELP}`);
     return 1;
   }
@@ -57,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   if (command === 'history') return history(config, values);
+  if (command === 'analytics') return analyticsCommand(config, positionals.slice(1), values);
   const log = createLogger(config.logLevel);
   const running = await startParley(config, log, roles);
   const stop = async (signal: string) => {
