@@ -59,10 +59,11 @@ export class HBaseStateStore implements StateStore {
     });
   }
 
-  /** Drops the table (tests, tear-down). */
+  /** Drops the table, and the namespace if nothing else is left in it (tests, tear-down). */
   async dropSchema(): Promise<void> {
     const c = await this.hbase();
     await c.dropTable(this.options.namespace, STATE_TABLE);
+    if (this.options.namespace !== 'default') await c.dropNamespace(this.options.namespace).catch(() => false);
   }
 
   async checkpoint(job: string, partition: number): Promise<string | undefined> {

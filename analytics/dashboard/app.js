@@ -65,6 +65,7 @@
     $('#signout').hidden = true;
     $('#status').textContent = 'signed out';
     $('#login-error').textContent = message || '';
+    $('#login input[name=token]').value = '';
   }
 
   $('#login').addEventListener('submit', async (ev) => {
@@ -73,6 +74,7 @@
     const pasted = String(form.get('token') || '').trim();
     try {
       if (pasted) token = pasted;
+      else if (!form.get('username')) throw new Error('a user and password, or a token');
       else {
         const res = await fetch('/v1/auth/login', {
           method: 'POST',
@@ -162,7 +164,8 @@
         legend: { show: false },
         scales: { x: { time: true } },
         axes: [{}, { size: 56 }],
-        series: [{}, ...panel.series.map((s, i) => ({ label: s.name, stroke: COLORS[i], width: 2, points: { size: 5 } }))],
+        // Gappy series (percentiles) always show their points: a lone window has no line to draw.
+        series: [{}, ...panel.series.map((s, i) => ({ label: s.name, stroke: COLORS[i], width: 2, points: panel.zero ? { size: 5 } : { show: true, size: 6, fill: COLORS[i] } }))],
       }, data, chart);
     } else entry.plot.setData(data);
     // Legend: the latest window that has rows of the metric, and the range total (or max).

@@ -1,0 +1,110 @@
+// The analytics StateStore port, one contract for the embedded (LevelDB) and the HBase adapter: checkpoints
+// overwrite in one row, partials are read back per window with their partition, a job's rows drop
+// together, names that could break a row key are refused. Embedded partials expire by their own sweep.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { EmbeddedStateStore } from '../analytics/state-store-embedded.ts';
+import { HBaseStateStore } from '../analytics/state-store-hbase.ts';
+import { PARTIAL_TTL_SECONDS, type StateStore } from '../analytics/state-store.ts';
+import { rand, requireStack, tempDir } from './contracts/support.ts';
+
+const W = Date.UTC(2025, 0, 1, 12, 0, 0);
+
+function contract(name: string, open: () => Promise<{ store: StateStore; cleanup(): Promise<void> }>) {
+  describe(`analytics StateStore, ${name}`, () => {
+    let store: StateStore;
+    let cleanup: () => Promise<void>;
+    before(async () => {
+      ({ store, cleanup } = await open());
+      await store.ensureSchema();
+    });
+    after(async () => cleanup?.());
+
+    it('keeps one checkpoint per job and partition, the last one written', async () => {
+      assert.equal(await store.checkpoint('traffic', 0), undefined);
+      await store.putCheckpoint('traffic', 0, '{"offset":1}');
+      await store.putCheckpoint('traffic', 0, '{"offset":2,"text":"héllo ✓"}');
+      await store.putCheckpoint('traffic', 11, '{"offset":7}');
+      await store.putCheckpoint('traffic.other', 0, '{"offset":9}');
+      assert.equal(await store.checkpoint('traffic', 0), '{"offset":2,"text":"héllo ✓"}');
+      assert.equal(await store.checkpoint('traffic', 11), '{"offset":7}');
+      assert.equal(await store.checkpoint('traffic.other', 0), '{"offset":9}');
+      assert.equal(await store.checkpoint('users', 0), undefined);
+    });
+
+    it('reads every partition’s partial of one window, and only that window', async () => {
+      await store.putPartials([
+        { job: 'users', windowMs: 60_000, windowStart: W, partition: 0, value: '{"v":1}' },
+        { job: 'users', windowMs: 60_000, windowStart: W, partition: 5, value: '{"v":2}' },
+        { job: 'users', windowMs: 60_000, windowStart: W + 60_000, partition: 0, value: '{"v":3}' },
+        { job: 'users', windowMs: 3_600_000, windowStart: W, partition: 0, value: '{"v":4}' },
+        { job: 'users.x', windowMs: 60_000, windowStart: W, partition: 0, value: '{"v":5}' },
+      ]);
+      await store.putPartials([{ job: 'users', windowMs: 60_000, windowStart: W, partition: 5, value: '{"v":6}' }]);
+      const rows = (await store.partials('users', 60_000, W)).sort((a, b) => a.partition - b.partition);
+      assert.deepEqual(rows, [
+        { partition: 0, value: '{"v":1}' },
+        { partition: 5, value: '{"v":6}' },
+      ]);
+      assert.deepEqual(await store.partials('users', 3_600_000, W), [{ partition: 0, value: '{"v":4}' }]);
+      assert.deepEqual(await store.partials('users', 60_000, W + 120_000), []);
+      await store.putPartials([]);
+    });
+
+    it('drops one job’s checkpoints and partials, leaving the others', async () => {
+      await store.dropJob('users');
+      assert.deepEqual(await store.partials('users', 60_000, W), []);
+      assert.deepEqual(await store.partials('users.x', 60_000, W), [{ partition: 0, value: '{"v":5}' }]);
+      await store.dropJob('traffic');
+      assert.equal(await store.checkpoint('traffic', 0), undefined);
+      assert.equal(await store.checkpoint('traffic.other', 0), '{"offset":9}');
+    });
+
+    it('refuses job names that do not fit a row key', async () => {
+      for (const bad of ['', 'a\u0000b', 'x'.repeat(101), 'sp ace']) await assert.rejects(store.checkpoint(bad, 0), RangeError);
+      assert.equal(await store.ping(), true);
+    });
+  });
+}
+
+contract('embedded (LevelDB)', async () => {
+  const tmp = await tempDir('analytics-state');
+  const store = new EmbeddedStateStore(tmp.dir, { fsync: false });
+  return {
+    store,
+    async cleanup() {
+      await store.close();
+      await tmp.remove();
+    },
+  };
+});
+
+contract('HBase', async () => {
+  const env = requireStack(['PARLEY_HBASE_HOST', 'PARLEY_HBASE_PORT', 'PARLEY_HBASE_TRANSPORT']);
+  const store = new HBaseStateStore({ host: env.PARLEY_HBASE_HOST, port: Number(env.PARLEY_HBASE_PORT), transport: env.PARLEY_HBASE_TRANSPORT as 'framed', namespace: `ts${rand(4)}` });
+  return {
+    store,
+    async cleanup() {
+      await store.dropSchema();
+      await store.close();
+    },
+  };
+});
+
+describe('analytics StateStore, embedded expiry', () => {
+  it(`sweeps partials ${PARTIAL_TTL_SECONDS / 86400} days after their last write, never checkpoints`, async () => {
+    const tmp = await tempDir('analytics-sweep');
+    const store = new EmbeddedStateStore(tmp.dir, { fsync: false });
+    try {
+      await store.putCheckpoint('traffic', 0, '{}');
+      await store.putPartials([{ job: 'traffic', windowMs: 60_000, windowStart: W, partition: 0, value: '{}' }]);
+      assert.equal(await store.sweep(), 0);
+      assert.equal(await store.sweep(Date.now() + PARTIAL_TTL_SECONDS * 1000 + 1000), 1);
+      assert.deepEqual(await store.partials('traffic', 60_000, W), []);
+      assert.equal(await store.checkpoint('traffic', 0), '{}');
+    } finally {
+      await store.close();
+      await tmp.remove();
+    }
+  });
+});

@@ -1,0 +1,161 @@
+// The analytics dashboard in a real headless Chromium while messages flow through a running Parley: the
+// charts draw, and the legend tables show the latest windows' values the test works out from its own acks.
+// A screenshot is kept in test/artifacts/dashboard.png.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { parseId } from '../common/ids.ts';
+import { repo } from './helpers/child.ts';
+import { connectDevice, PASSWORD, registerUser, startTestParley, type TestDevice, type TestParley } from './helpers/parley.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const MINUTE = 60_000;
+
+interface Sent {
+  kind: 'text' | 'receipt';
+  from: string;
+  transport: 'tcp' | 'ws';
+  ts: number;
+  /** Receipts: accept → delivered, from the ids. */
+  latency?: number;
+}
+
+/** What the dashboard should show for `sent`: per 1-minute window, then the latest window and range totals. */
+function expectations(sent: Sent[]) {
+  const latest = Math.max(...sent.map((s) => Math.floor(s.ts / MINUTE) * MINUTE));
+  const inLatest = sent.filter((s) => Math.floor(s.ts / MINUTE) * MINUTE === latest);
+  const count = (list: Sent[], pick: (s: Sent) => boolean) => list.filter(pick).length;
+  const latencies = inLatest.flatMap((s) => (s.latency === undefined ? [] : [s.latency])).sort((a, b) => a - b);
+  const rank = (q: number) => latencies[Math.ceil(q * latencies.length) - 1];
+  return {
+    latest,
+    latestText: count(inLatest, (s) => s.kind === 'text'),
+    latestReceipts: count(inLatest, (s) => s.kind === 'receipt'),
+    latestWs: count(inLatest, (s) => s.transport === 'ws'),
+    latestUsers: new Set(inLatest.map((s) => s.from)).size,
+    latestLatency: latencies.length ? { p50: rank(0.5), p95: rank(0.95), p99: rank(0.99) } : null,
+    totalText: count(sent, (s) => s.kind === 'text'),
+    totalReceipts: count(sent, (s) => s.kind === 'receipt'),
+    totalTcp: count(sent, (s) => s.transport === 'tcp'),
+    totalWs: count(sent, (s) => s.transport === 'ws'),
+  };
+}
+
+const cell = (page: Page, metric: string, labels: string, column: 'latest' | 'range') =>
+  page.getAttribute(`td.${column}[data-metric="${metric}"][data-labels="${labels}"]`, `data-${column}`);
+
+/** Waits until the legend shows `want` for every (metric, labels, column) listed. */
+async function waitForCells(page: Page, want: [string, string, 'latest' | 'range', number][], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = await Promise.all(want.map(([m, l, c]) => cell(page, m, l, c)));
+    const wrong = want.filter((w, i) => got[i] !== String(w[3]));
+    if (wrong.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`dashboard shows ${JSON.stringify(got)} for ${JSON.stringify(want)}`);
+    await page.waitForTimeout(250);
+  }
+}
+
+describe('analytics dashboard in Chromium', () => {
+  let p: TestParley;
+  let browser: Browser;
+  before(async () => {
+    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: npm run stack:up installs Debian's chromium`);
+    p = await startTestParley('embedded', { PARLEY_ANALYTICS_REFRESH_MS: '1000' });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await p?.stop();
+  });
+
+  it('draws live charts whose legends show the latest windows while messages flow', async () => {
+    const [ann, ben] = [await registerUser(p), await registerUser(p)];
+    const a = await connectDevice(p, 'tcp', ann);
+    const b = await connectDevice(p, 'ws', ben);
+    const sent: Sent[] = [];
+    const converse = async (rounds: number) => {
+      for (let i = 0; i < rounds; i++) {
+        const ack = await a.sendAndAck(ben, { body: `ping ${i}` });
+        sent.push({ kind: 'text', from: ann, transport: 'tcp', ts: ack.ts });
+        const r = await b.sendAndAck(ann, { kind: 'receipt', ref: ack.id, state: 'delivered' });
+        sent.push({ kind: 'receipt', from: ben, transport: 'ws', ts: r.ts, latency: r.ts - parseId(ack.id).ts });
+        if (i % 2 === 0) {
+          const reply = await b.sendAndAck(ann, { body: `pong ${i}` });
+          sent.push({ kind: 'text', from: ben, transport: 'ws', ts: reply.ts });
+        }
+      }
+    };
+    await converse(3);
+
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1700 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    await page.goto(`http://127.0.0.1:${p.running.httpPort}/dashboard`);
+    await page.fill('#login input[name=username]', ann);
+    await page.fill('#login input[name=password]', PASSWORD);
+    await page.click('#login button[type=submit]');
+    await page.waitForSelector('#panels:not([hidden]) .uplot canvas', { timeout: 15_000 });
+
+    const check = async () => {
+      const e = expectations(sent);
+      const want: [string, string, 'latest' | 'range', number][] = [
+        ['messages', 'kind=text', 'range', e.totalText],
+        ['messages', 'kind=receipt', 'range', e.totalReceipts],
+        ['messages_by_transport', 'transport=tcp', 'range', e.totalTcp],
+        ['messages_by_transport', 'transport=ws', 'range', e.totalWs],
+        ['messages', 'kind=text', 'latest', e.latestText],
+        ['messages', 'kind=receipt', 'latest', e.latestReceipts],
+        ['messages_by_transport', 'transport=ws', 'latest', e.latestWs],
+        ['active_users', '', 'latest', e.latestUsers],
+      ];
+      if (e.latestLatency) for (const q of ['p50', 'p95', 'p99'] as const) want.push(['delivery_latency_ms', `q=${q}`, 'latest', e.latestLatency[q]]);
+      await waitForCells(page, want);
+      return e;
+    };
+    await check();
+
+    // More messages while the page is open: the charts follow on their next refresh.
+    const before = Number(await page.getAttribute('body', 'data-refreshes'));
+    await converse(4);
+    const e = await check();
+    assert.ok(Number(await page.getAttribute('body', 'data-refreshes')) > before, 'the page refreshed by itself');
+
+    // Top conversations: ann takes part, so she sees the id; the count is the chat messages of the latest
+    // window that has any.
+    const texts = sent.filter((s) => s.kind === 'text').map((s) => Math.floor(s.ts / MINUTE) * MINUTE);
+    const lastText = Math.max(...texts);
+    const pair = ann < ben ? `u:${ann}:${ben}` : `u:${ben}:${ann}`;
+    const top = await page.$$eval('#top-rows tr', (rows) => rows.map((r) => [(r as HTMLElement).dataset.rank, (r as HTMLElement).dataset.conversation, (r as HTMLElement).dataset.count]));
+    assert.deepEqual(top, [['1', pair, String(texts.filter((t) => t === lastText).length)]]);
+    assert.ok(e.totalText > 0);
+    // One chart per panel, drawn with uPlot on canvases.
+    assert.equal(await page.locator('.uplot').count(), 7);
+    assert.equal(await page.textContent('#panel-messages h2'), 'Messages by kind');
+
+    fs.mkdirSync(path.join(repo, 'test/artifacts'), { recursive: true });
+    await page.screenshot({ path: path.join(repo, 'test/artifacts/dashboard.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('asks for a sign-in again when the token stops working', async () => {
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${p.running.httpPort}/dashboard`);
+    await page.fill('#login input[name=token]', 'plt_not-a-token');
+    await page.click('#login button[type=submit]');
+    await page.waitForFunction(() => /sign in again/.test(document.querySelector('#login-error')?.textContent ?? ''));
+    assert.equal(await page.isVisible('#login'), true);
+    assert.equal(await page.isVisible('#panels'), false);
+    await page.fill('#login input[name=username]', 'nobody');
+    await page.fill('#login input[name=password]', 'wrong password');
+    await page.click('#login button[type=submit]');
+    await page.waitForFunction(() => /bad username or password/.test(document.querySelector('#login-error')?.textContent ?? ''));
+  });
+});
