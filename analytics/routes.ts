@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { AuthService } from '../auth/service.ts';
 import type { Archive } from '../consumers/archive.ts';
-import { forbidden } from '../common/errors.ts';
+import { forbidden, unavailable } from '../common/errors.ts';
+import type { Logger } from '../common/log.ts';
 import { parseSeriesQuery, participantViewer, readSeries } from './series.ts';
 
 export interface AnalyticsRouteDeps {
@@ -17,6 +18,7 @@ export interface AnalyticsRouteDeps {
   /** Users who may read analytics and see every conversation id; empty: every signed-in user, ids masked. */
   readers: readonly string[];
   refreshMs: number;
+  log: Logger;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -27,7 +29,16 @@ interface Asset {
   body: string;
 }
 
-function assets(refreshMs: number): Record<string, Asset> {
+/** The dashboard's files, read once; null when this build lacks them (dist/ needs analytics/dashboard copied). */
+function assets(refreshMs: number): Record<string, Asset> | null {
+  try {
+    return readAssets(refreshMs);
+  } catch {
+    return null;
+  }
+}
+
+function readAssets(refreshMs: number): Record<string, Asset> {
   const own = (file: string) => readFileSync(path.join(here, 'dashboard', file), 'utf8');
   const vendor = (file: string) => readFileSync(require.resolve(`uplot/dist/${file}`), 'utf8');
   return {
@@ -52,7 +63,16 @@ export function analyticsRoutes(app: FastifyInstance, deps: AnalyticsRouteDeps):
   });
 
   // The page carries no data: everything comes from the API with the viewer's token.
-  for (const [url, asset] of Object.entries(assets(deps.refreshMs))) {
+  const files = assets(deps.refreshMs);
+  if (!files) {
+    // The jobs and the API work without the page; say what is missing rather than stop the role.
+    deps.log.error({ dir: path.join(here, 'dashboard') }, 'dashboard files are missing from this build; /dashboard answers 503');
+    app.get('/dashboard', async () => {
+      throw unavailable('the dashboard files are missing from this build (copy analytics/dashboard next to analytics/routes.js)');
+    });
+    return;
+  }
+  for (const [url, asset] of Object.entries(files)) {
     app.get(url, async (_req, reply) =>
       reply
         .type(asset.type)

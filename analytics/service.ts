@@ -62,7 +62,7 @@ export class Analytics {
     );
     // Bearer tokens only: the AuthService holds no state of its own that this role would need to share.
     const auth = new AuthService({ config, directory: adapters.directory, tokens: adapters.tokens, throttle: adapters.throttle });
-    analyticsRoutes(http, { auth, archive: adapters.archive, metrics: metricNames(jobs), readers: settings.readers, refreshMs: settings.refreshMs });
+    analyticsRoutes(http, { auth, archive: adapters.archive, metrics: metricNames(jobs), readers: settings.readers, refreshMs: settings.refreshMs, log });
   }
 
   async start(): Promise<void> {
