@@ -35,8 +35,9 @@ export function renderChart(r: BenchResults): string {
   const maxY = Math.pow(10, Math.ceil(Math.log10(Math.max(...lat, 10))));
   const pw = W - M.left - M.right;
   const ph = H - M.top - M.bottom;
-  const sx = (v: number) => M.left + (v / maxX) * pw;
-  const sy = (v: number) => M.top + ph - ((Math.log10(Math.max(v, minY)) - Math.log10(minY)) / (Math.log10(maxY) - Math.log10(minY))) * ph;
+  const r1 = (v: number) => Math.round(v * 10) / 10;
+  const sx = (v: number) => r1(M.left + (v / maxX) * pw);
+  const sy = (v: number) => r1(M.top + ph - ((Math.log10(Math.max(v, minY)) - Math.log10(minY)) / (Math.log10(maxY) - Math.log10(minY))) * ph);
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);

@@ -57,7 +57,7 @@ export function chatLadderTable(r: BenchResults, ladders: BenchResults['chat'] =
         s.backendCpu ? pct(s.backendCpu) : '–',
         pct(s.generatorCpu),
         pct(s.otherCpu),
-        s.broken ? `${s.broken}${s.attempts > 1 ? ` (${s.attempts} runs)` : ''}` : s.attempts > 1 ? `ok (run ${s.attempts})` : 'ok',
+        (s.broken ?? 'ok') + (s.attempts > 1 ? ` (run ${s.attempts}${s.disturbed ? `, ${s.disturbed} disturbed` : ''})` : ''),
       ]);
     }
   }

@@ -42,6 +42,8 @@ export interface ChatStep extends Usage {
   broken: string | null;
   /** Runs of this step: one past the limit is run again (up to --retries times) to rule out a neighbour's burst. */
   attempts: number;
+  /** Of those, runs past the limit while other processes were busy (not counted against --retries). */
+  disturbed: number;
   /** Time spent waiting for a quiet machine before this run. */
   quietWaitMs: number;
 }

@@ -35,6 +35,8 @@ const HELP = `npm run bench -- [options]
   --connections N         idle connections to open (default 10000; quick 200)
   --source-addresses N    127.0.0.2… addresses the connections come from (default 8)
   --retries N             runs again of a step past the limit, against a neighbour's burst (default 2; quick 0)
+  --noisy-cpu PCT         a step past the limit while other processes used > PCT % of a core is run again
+                          without counting as a retry (default 50), at most --max-disturbed times (default 4)
   --quiet-cpu PCT         before each measurement wait until other processes use < PCT % of a core (default 25)
   --quiet-wait S          … but at most S seconds (default 60; quick 0 = do not wait)
   --workers N             load generator processes (default: number of cores, at least 2)
@@ -46,6 +48,8 @@ const HELP = `npm run bench -- [options]
   --kafka-topic T         its topic (default parley-bench.messages)
   --redis-prefix P        key prefix of the bench in that Redis (default parley-bench:)
   --parley-ref REF        run Parley from this commit (exported to bench/data/src) instead of the working tree
+  --parley-role R         parley start --role R: all (default: broker, archiver, notifier and analytics in one
+                          process, as \`npm start\`) or e.g. broker to measure the broker alone
   --cpu-prof              run Parley and bare Aedes under node --cpu-prof and list their hottest functions
   --data-dir DIR          bench state kept between runs: users, tokens, logs (default bench/data)
   --json-out FILE         where to write the results (default bench/results/<timestamp>.json)
@@ -68,6 +72,8 @@ function options(argv: string[]) {
       'source-addresses': { type: 'string' },
       workers: { type: 'string' },
       retries: { type: 'string' },
+      'noisy-cpu': { type: 'string' },
+      'max-disturbed': { type: 'string' },
       'quiet-cpu': { type: 'string' },
       'quiet-wait': { type: 'string' },
       'body-bytes': { type: 'string' },
@@ -79,6 +85,7 @@ function options(argv: string[]) {
       'kafka-topic': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
       'parley-ref': { type: 'string' },
+      'parley-role': { type: 'string' },
       'json-out': { type: 'string' },
       'data-dir': { type: 'string' },
     },
@@ -116,6 +123,8 @@ function options(argv: string[]) {
     connections: num('connections', 10_000, 200),
     sourceAddresses: num('source-addresses', 8, 4),
     retries: num('retries', 2, 0, 0),
+    noisyCpu: num('noisy-cpu', 50, 50, 0),
+    maxDisturbed: num('max-disturbed', 4, 0, 0),
     quietCpu: num('quiet-cpu', 25, 25, 0),
     quietWaitMs: num('quiet-wait', 60, 0, 0) * 1000,
     workers: num('workers', Math.max(2, os.cpus().length), 2),
@@ -128,6 +137,7 @@ function options(argv: string[]) {
     kafkaTopic: values['kafka-topic'] ?? 'parley-bench.messages',
     cpuProf: values['cpu-prof'] ?? false,
     parleyRef: values['parley-ref'],
+    parleyRole: values['parley-role'] ?? 'all',
     jsonOut: values['json-out'],
     dataDir: path.resolve(values['data-dir'] ?? path.join(HERE, 'data')),
   };
@@ -159,6 +169,7 @@ async function main(): Promise<number> {
     repo: REPO,
     parleySrc: exported?.dir ?? REPO,
     parleyCommit: exported?.commit,
+    parleyRole: o.parleyRole,
     dataDir,
     users,
     redisUrl: o.redisUrl,
@@ -205,6 +216,8 @@ async function main(): Promise<number> {
     connections: o.connections,
     sourceAddresses: o.sourceAddresses,
     retries: o.retries,
+    noisyCpu: o.noisyCpu,
+    maxDisturbed: o.maxDisturbed,
     settleMs: o.quick ? 300 : 1000,
     groupSize: o.groupSize,
     groupRates: o.groupRates,

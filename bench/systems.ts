@@ -48,6 +48,8 @@ export interface StartContext {
   parleySrc: string;
   /** The commit of parleySrc when it is an export, for the results. */
   parleyCommit?: string;
+  /** `parley start --role …`: all (the default, every role in one process) or e.g. broker. */
+  parleyRole: string;
   /** bench/data: kept between runs, gitignored. */
   dataDir: string;
   users: readonly string[];
@@ -146,7 +148,7 @@ async function spawnParley(ctx: StartContext, name: string, dataDir: string, ext
     PARLEY_LOG_LEVEL: 'warn',
     ...extraEnv,
   });
-  const args = [...(profile ? nodeArgs(ctx, name) : []), '--import', 'tsx', 'cli/parley.ts', 'start'];
+  const args = [...(profile ? nodeArgs(ctx, name) : []), '--import', 'tsx', 'cli/parley.ts', 'start', '--role', ctx.parleyRole];
   const child = spawnLogged(process.execPath, args, { cwd: ctx.parleySrc, env, log });
   const base = `http://127.0.0.1:${httpPort}`;
   const healthy = async () => (await canConnect(mqttPort)) && (await http(base, '/healthz').then((r) => r.status === 200, () => false));
@@ -162,7 +164,7 @@ export async function ensureUsers(ctx: StartContext): Promise<void> {
   const missing = ctx.users.filter((u) => !known.has(u));
   if (missing.length === 0) return;
   ctx.progress(`registering ${missing.length} bench users (scrypt, ~60 ms of a core each; kept in bench/data/users for later runs)`);
-  const p = await spawnParley(ctx, 'register', master, {}, false);
+  const p = await spawnParley({ ...ctx, parleyRole: 'all' }, 'register', master, {}, false);
   try {
     await registerAll(p.base, missing, ctx.progress);
   } finally {
@@ -181,10 +183,11 @@ function freshDataDir(ctx: StartContext, name: string): string {
 
 function parleyVersion(ctx: StartContext): string {
   const pkg = JSON.parse(fs.readFileSync(path.join(ctx.parleySrc, 'package.json'), 'utf8')) as { version: string };
-  if (ctx.parleyCommit) return `${pkg.version} (commit ${ctx.parleyCommit.slice(0, 10)}, exported with --parley-ref)`;
+  const role = `parley start --role ${ctx.parleyRole}`;
+  if (ctx.parleyCommit) return `${pkg.version} (commit ${ctx.parleyCommit.slice(0, 10)}, exported with --parley-ref; ${role})`;
   const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ctx.repo, encoding: 'utf8' }).stdout.trim();
   const dirty = spawnSync('git', ['status', '--porcelain', '--', 'broker', 'common', 'auth', 'cli'], { cwd: ctx.repo, encoding: 'utf8' }).stdout.trim();
-  return `${pkg.version} (working tree at ${commit || 'no git'}${dirty ? ', with uncommitted changes' : ''})`;
+  return `${pkg.version} (working tree at ${commit || 'no git'}${dirty ? ', with uncommitted changes' : ''}; ${role})`;
 }
 
 /**
