@@ -139,6 +139,16 @@ describe('analytics dashboard in Chromium', () => {
     assert.equal(await page.locator('.uplot').count(), 7);
     assert.equal(await page.textContent('#panel-messages h2'), 'Messages by kind');
 
+    // The same messages in 1-hour windows over two days: the range totals do not change.
+    await page.selectOption('#window', '1h');
+    await waitForCells(page, [
+      ['messages', 'kind=text', 'range', e.totalText],
+      ['messages', 'kind=receipt', 'range', e.totalReceipts],
+      ['messages_by_transport', 'transport=ws', 'range', e.totalWs],
+    ]);
+    await page.selectOption('#window', '1m');
+    await waitForCells(page, [['messages', 'kind=text', 'range', e.totalText]]);
+
     fs.mkdirSync(path.join(repo, 'test/artifacts'), { recursive: true });
     await page.screenshot({ path: path.join(repo, 'test/artifacts/dashboard.png'), fullPage: true });
     assert.deepEqual(errors, []);
