@@ -95,6 +95,7 @@ export interface SystemInfo {
 }
 
 export interface ProfileEntry {
+  /** Share of the busy time (self time, or inclusive time in `parley` lists). */
   selfPercent: number;
   selfMs: number;
   fn: string;
@@ -117,7 +118,8 @@ export interface BenchResults {
   /** Notes on the group scenario (skipped systems, settings). */
   groups: { groupSize: number; notes: string[] };
   ratios: Ratios;
-  profiles: Partial<Record<SystemName, ProfileEntry[]>>;
+  /** With --cpu-prof: per system, the top functions by self time and Parley's own by inclusive time. */
+  profiles: Partial<Record<SystemName, { self: ProfileEntry[]; parley: ProfileEntry[] }>>;
   errors: { system: string; scenario: string; message: string }[];
 }
 

@@ -26,11 +26,11 @@ const HELP = `npm run bench -- [options]
 
   --quick                 small numbers, < 1 minute: proves the harness works (CI); no thresholds
   --users N               users online in the 1:1 scenario (default 1000; quick 20)
-  --rates a,b,c           messages/s per user for each step (default 1,2,3,5,7.5,10,12.5,15,20,25,30,40)
+  --rates a,b,c           messages/s per user for each step (default 0.25,0.5,1,2,3,5,7.5,10,12.5,15,20,25,30,40)
   --step-seconds S        length of each step's send window (default 5; quick 1)
   --p99-limit MS          a step whose p99 is above this is past the limit (default 50)
   --group-size G          members of the fan-out group, sender included (default 100; quick 10)
-  --group-rates a,b       messages/s of the group's sender for each step (default 10,20,50,100,200,300,400,600,800,1000)
+  --group-rates a,b       messages/s of the group's sender for each step (default 2,5,10,20,50,100,200,300,400,600,800,1000)
   --drain N               messages queued for the offline user (default 10000; quick 500)
   --connections N         idle connections to open (default 10000; quick 200)
   --source-addresses N    127.0.0.2… addresses the connections come from (default 8)
@@ -108,8 +108,8 @@ function options(argv: string[]) {
     if (bad.length) throw new Error(`--${name}: unknown ${bad.join(', ')}; known: ${known.join(', ')}`);
     return known.filter((k) => picked.includes(k));
   };
-  const rates = (values.rates ?? (quick ? '2,5' : '1,2,3,5,7.5,10,12.5,15,20,25,30,40')).split(',').map(Number);
-  const groupRates = (values['group-rates'] ?? (quick ? '5,10' : '10,20,50,100,200,300,400,600,800,1000')).split(',').map(Number);
+  const rates = (values.rates ?? (quick ? '2,5' : '0.25,0.5,1,2,3,5,7.5,10,12.5,15,20,25,30,40')).split(',').map(Number);
+  const groupRates = (values['group-rates'] ?? (quick ? '5,10' : '2,5,10,20,50,100,200,300,400,600,800,1000')).split(',').map(Number);
   if ([...rates, ...groupRates].some((r) => !(r > 0))) throw new Error('--rates and --group-rates must be positive numbers');
   return {
     quick,
@@ -260,7 +260,7 @@ async function main(): Promise<number> {
   }
   if (profileDir) {
     const file = busiestProfile(path.join(profileDir, 'generator0'));
-    if (file) log(`   CPU profile of generator 0: ${path.relative(process.cwd(), file)}; heaviest functions (self time):\n${profileText(summarizeProfile(file).slice(0, 15))}`);
+    if (file) log(`   CPU profile of generator 0: ${path.relative(process.cwd(), file)}; heaviest functions (self time):\n${profileText(summarizeProfile(file).self.slice(0, 15))}`);
   }
 
   save();
@@ -289,10 +289,12 @@ async function runScenario(scenario: Scenario, name: SystemName, sut: Awaited<Re
 function reportProfile(dir: string, name: SystemName, results: BenchResults): void {
   const file = busiestProfile(path.join(dir, name));
   if (!file) return;
-  const top = summarizeProfile(file);
-  results.profiles[name] = top;
-  fs.writeFileSync(file.replace(/\.cpuprofile$/, '.top.txt'), profileText(top) + '\n');
-  log(`   CPU profile of ${LABELS[name]}: ${path.relative(process.cwd(), file)}; heaviest functions (self time, % of busy time):\n${profileText(top.slice(0, 15))}`);
+  const summary = summarizeProfile(file);
+  results.profiles[name] = summary;
+  const text = `self time:\n${profileText(summary.self)}\n\nParley's functions, inclusive time:\n${profileText(summary.parley)}\n`;
+  fs.writeFileSync(file.replace(/\.cpuprofile$/, '.top.txt'), text);
+  log(`   CPU profile of ${LABELS[name]}: ${path.relative(process.cwd(), file)}; heaviest functions (% of busy time), self:\n${profileText(summary.self.slice(0, 15))}`);
+  if (summary.parley.length) log(`   …and Parley's own functions, inclusive:\n${profileText(summary.parley.slice(0, 15))}`);
 }
 
 main().then(
