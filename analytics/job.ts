@@ -43,7 +43,6 @@ export interface Job<S, P> {
   results(merged: P, windowMs: number): MetricValue[];
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyJob = Job<any, any>;
 
 /** Identity helper that keeps S and P checked inside a job's definition. */
