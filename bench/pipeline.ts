@@ -71,7 +71,10 @@ async function users(p: Running, prefix: string, n: number): Promise<{ id: strin
 }
 
 /** Senders publish `perSender` messages each, paced to `rate` msg/s in all (0 = as fast as acks allow). */
+let phase = 0;
+
 async function send(p: Running, senders: { id: string; token: string }[], to: string, perSender: number, rate: number): Promise<Map<string, number>> {
+  const tag = `p${++phase}`; // cids unique per phase: a repeated (sender, cid) is a resend and not stored again
   const ackedAt = new Map<string, number>();
   await Promise.all(
     senders.map(async (s) => {
@@ -96,7 +99,7 @@ async function send(p: Running, senders: { id: string; token: string }[], to: st
         } else if (i % 200 === 199) {
           await new Promise((r) => setImmediate(r));
         }
-        c.publish(`send/user/${to}`, JSON.stringify({ cid: `c${i}`, body: `pipeline message ${i} from ${s.id}` }), { qos: 1 });
+        c.publish(`send/user/${to}`, JSON.stringify({ cid: `${tag}_${i}`, body: `pipeline message ${i} from ${s.id}` }), { qos: 1 });
       }
       await done;
       await c.endAsync();
