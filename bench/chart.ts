@@ -1,5 +1,5 @@
 // Throughput against latency for every system, as a self-contained SVG (no dependency): delivered msg/s
-// on x, latency on a log y axis; solid lines are p99, dashed p50; a cross marks the step past the limit.
+// on a log x axis, latency on a log y axis; solid lines are p99, dashed p50; a cross marks the step past the limit.
 import type { BenchResults } from './results.ts';
 import { LABELS } from './systems.ts';
 
@@ -16,28 +16,25 @@ const M = { left: 70, right: 210, top: 50, bottom: 60 };
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
-function niceStep(range: number, ticks: number): number {
-  const raw = range / ticks;
-  const p = Math.pow(10, Math.floor(Math.log10(raw)));
-  const f = raw / p;
-  return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p;
-}
-
 export function renderChart(r: BenchResults): string {
   const series = r.chat.map((c) => ({
     system: c.system,
     points: c.steps.filter((s) => s.p50 !== null && s.p99 !== null).map((s) => ({ x: s.deliveredPerSec, p50: s.p50!, p99: s.p99!, broken: s.broken !== null })),
   }));
   const all = series.flatMap((s) => s.points);
-  const maxX = Math.max(1000, ...all.map((p) => p.x)) * 1.05;
+  const xs = all.map((p) => p.x).filter((x) => x > 0);
+  // Both axes logarithmic: Parley's peaks and Mosquitto's are an order of magnitude apart.
+  const minX = Math.pow(10, Math.floor(Math.log10(Math.max(1, Math.min(...xs, 1000)))));
+  const maxX = Math.pow(10, Math.ceil(Math.log10(Math.max(...xs, 10_000) * 1.05)));
   const lat = all.flatMap((p) => [p.p50, p.p99]);
   const minY = Math.pow(10, Math.floor(Math.log10(Math.max(0.01, Math.min(...lat, 1)))));
   const maxY = Math.pow(10, Math.ceil(Math.log10(Math.max(...lat, 10))));
   const pw = W - M.left - M.right;
   const ph = H - M.top - M.bottom;
   const r1 = (v: number) => Math.round(v * 10) / 10;
-  const sx = (v: number) => r1(M.left + (v / maxX) * pw);
+  const sx = (v: number) => r1(M.left + ((Math.log10(Math.max(v, minX)) - Math.log10(minX)) / (Math.log10(maxX) - Math.log10(minX))) * pw);
   const sy = (v: number) => r1(M.top + ph - ((Math.log10(Math.max(v, minY)) - Math.log10(minY)) / (Math.log10(maxY) - Math.log10(minY))) * ph);
+  const label = (v: number) => (v >= 1000 ? `${v / 1000}k` : v >= 1 ? String(v) : v.toFixed(2).replace(/0+$/, ''));
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
@@ -45,22 +42,30 @@ export function renderChart(r: BenchResults): string {
   out.push(`<text x="${M.left}" y="22" font-size="15" font-weight="bold">${esc(title)}</text>`);
   const m = r.machine as { cores?: number; model?: string };
   out.push(`<text x="${M.left}" y="40" fill="#555">${esc(`${r.startedAt.slice(0, 10)} · ${m.cores ?? '?'} cores ${m.model ?? ''} · solid p99, dashed p50, × = step past the limit${r.quick ? ' · QUICK MODE' : ''}`)}</text>`);
-  // Grid and axes.
-  const step = niceStep(maxX, 8);
-  for (let v = 0; v <= maxX; v += step) {
-    out.push(`<line x1="${sx(v)}" y1="${M.top}" x2="${sx(v)}" y2="${M.top + ph}" stroke="#eee"/>`);
-    out.push(`<text x="${sx(v)}" y="${M.top + ph + 18}" text-anchor="middle">${v >= 1000 ? `${v / 1000}k` : v}</text>`);
+  // Grid and axes: 1-2-5 steps on both.
+  for (let d = minX; d <= maxX * 1.0001; d *= 10) {
+    for (const k of [1, 2, 5]) {
+      const v = d * k;
+      if (v > maxX * 1.0001) break;
+      out.push(`<line x1="${sx(v)}" y1="${M.top}" x2="${sx(v)}" y2="${M.top + ph}" stroke="${k === 1 ? '#ddd' : '#f3f3f3'}"/>`);
+      out.push(`<text x="${sx(v)}" y="${M.top + ph + 18}" text-anchor="middle">${label(v)}</text>`);
+    }
   }
   for (let d = minY; d <= maxY * 1.0001; d *= 10) {
     for (const k of [1, 2, 5]) {
       const v = d * k;
       if (v > maxY * 1.0001) break;
       out.push(`<line x1="${M.left}" y1="${sy(v)}" x2="${M.left + pw}" y2="${sy(v)}" stroke="${k === 1 ? '#ddd' : '#f3f3f3'}"/>`);
-      out.push(`<text x="${M.left - 6}" y="${sy(v) + 4}" text-anchor="end">${v >= 1 ? v : v.toFixed(2).replace(/0+$/, '')}</text>`);
+      out.push(`<text x="${M.left - 6}" y="${sy(v) + 4}" text-anchor="end">${label(v)}</text>`);
     }
   }
+  const limit = Number((r.options as { p99LimitMs?: number }).p99LimitMs ?? 0);
+  if (limit > minY && limit < maxY) {
+    out.push(`<line x1="${M.left}" y1="${sy(limit)}" x2="${M.left + pw}" y2="${sy(limit)}" stroke="#888" stroke-dasharray="2 3"/>`);
+    out.push(`<text x="${M.left + pw - 4}" y="${sy(limit) - 4}" text-anchor="end" fill="#666">p99 limit ${limit} ms</text>`);
+  }
   out.push(`<rect x="${M.left}" y="${M.top}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`);
-  out.push(`<text x="${M.left + pw / 2}" y="${H - 18}" text-anchor="middle">delivered messages/s</text>`);
+  out.push(`<text x="${M.left + pw / 2}" y="${H - 18}" text-anchor="middle">delivered messages/s (log scale)</text>`);
   out.push(`<text transform="translate(18 ${M.top + ph / 2}) rotate(-90)" text-anchor="middle">end-to-end latency (ms, log scale)</text>`);
   // Series.
   series.forEach((s, i) => {

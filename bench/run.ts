@@ -52,6 +52,9 @@ const HELP = `npm run bench -- [options]
                           process, as \`npm start\`) or e.g. broker to measure the broker alone
   --cpu-prof              run Parley and bare Aedes under node --cpu-prof and list their hottest functions
   --data-dir DIR          bench state kept between runs: users, tokens, logs (default bench/data)
+  --report FILE           print the tables of an earlier results file and redraw its chart (.svg beside it;
+                          bench/charts/latest.svg too with --update-chart); runs nothing
+  --update-chart          with --report: also write bench/charts/latest.svg
   --json-out FILE         where to write the results (default bench/results/<timestamp>.json)
 `;
 
@@ -88,6 +91,8 @@ function options(argv: string[]) {
       'parley-role': { type: 'string' },
       'json-out': { type: 'string' },
       'data-dir': { type: 'string' },
+      report: { type: 'string' },
+      'update-chart': { type: 'boolean' },
     },
   });
   if (values.help) {
@@ -139,6 +144,8 @@ function options(argv: string[]) {
     parleyRef: values['parley-ref'],
     parleyRole: values['parley-role'] ?? 'all',
     jsonOut: values['json-out'],
+    report: values.report,
+    updateChart: values['update-chart'] ?? false,
     dataDir: path.resolve(values['data-dir'] ?? path.join(HERE, 'data')),
   };
 }
@@ -152,6 +159,7 @@ function log(line: string): void {
 
 async function main(): Promise<number> {
   const o = options(process.argv.slice(2));
+  if (o.report) return reprint(path.resolve(o.report), o.updateChart);
   const started = new Date();
   const resultsDir = path.join(HERE, 'results');
   fs.mkdirSync(resultsDir, { recursive: true });
@@ -272,6 +280,15 @@ async function main(): Promise<number> {
   console.log('\n' + fullReport(results) + '\n');
   log(`results: ${path.relative(process.cwd(), jsonOut)}; chart: ${path.relative(process.cwd(), svgOut)}${complete ? ' (and bench/charts/latest.svg)' : ''}`);
   return results.errors.length ? 1 : 0;
+}
+
+function reprint(file: string, updateChart: boolean): number {
+  const results = JSON.parse(fs.readFileSync(file, 'utf8')) as BenchResults;
+  const svg = renderChart(results);
+  fs.writeFileSync(file.replace(/\.json$/, '') + '.svg', svg);
+  if (updateChart) fs.writeFileSync(path.join(HERE, 'charts', 'latest.svg'), svg);
+  console.log(fullReport(results));
+  return 0;
 }
 
 async function runScenario(scenario: Scenario, name: SystemName, sut: Awaited<ReturnType<typeof startSystem>>, gens: Generators, o: ScenarioOptions, results: BenchResults) {

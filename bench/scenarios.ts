@@ -170,6 +170,8 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
       const ownFault = s.lost > 0 || s.errors > 0 || s.disconnects > 0;
       const noisy = s.otherCpu > o.noisyCpu && disturbed < o.maxDisturbed;
       const again = s.broken !== null && !ownFault && (noisy || failures < o.retries);
+      // Out of reruns on a busy machine: say so, the limit may be the neighbours' rather than the system's.
+      if (s.broken && !again && s.otherCpu > o.noisyCpu) s.broken += ` while other processes used ${s.otherCpu.toFixed(0)}% of a core`;
       o.progress(stepLine(l.what, s, again ? (noisy ? `disturbed (other processes ${s.otherCpu.toFixed(0)}%); once more` : 'once more') : ''));
       if (!again) break;
       if (noisy) disturbed++;
