@@ -5,12 +5,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from './helpers/browser.ts';
 import { parseId } from '../common/ids.ts';
 import { repo } from './helpers/child.ts';
 import { connectDevice, PASSWORD, registerUser, startTestParley, type TestDevice, type TestParley } from './helpers/parley.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const MINUTE = 60_000;
 
 interface Sent {
@@ -62,12 +62,8 @@ describe('analytics dashboard in Chromium', () => {
   let p: TestParley;
   let browser: Browser;
   before(async () => {
-    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: npm run stack:up installs Debian's chromium`);
     p = await startTestParley('embedded', { PARLEY_ANALYTICS_REFRESH_MS: '1000' });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

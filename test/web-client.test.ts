@@ -4,22 +4,18 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from './helpers/browser.ts';
 import { repo } from './helpers/child.ts';
 import { connectDevice, PASSWORD, registerUser, startTestParley, type TestParley } from './helpers/parley.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 
 describe('web client in Chromium', () => {
   let p: TestParley;
   let browser: Browser;
   before(async () => {
-    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: npm run stack:up installs Debian's chromium`);
     p = await startTestParley('embedded');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
