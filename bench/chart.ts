@@ -10,9 +10,9 @@ const COLORS: Record<string, string> = {
   mosquitto: '#2ca02c',
 };
 
-const W = 860;
+const W = 900;
 const H = 520;
-const M = { left: 70, right: 210, top: 50, bottom: 60 };
+const M = { left: 70, right: 250, top: 50, bottom: 60 };
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 

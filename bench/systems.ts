@@ -239,7 +239,7 @@ async function startParleyEmbedded(ctx: StartContext): Promise<SystemUnderTest> 
     ctx.progress(`parley-embedded: signing in ${ctx.users.length} users`);
     const tokens = await loginAll(p.base, ctx.users, ctx.progress);
     return parleySystem('parley-embedded', p, tokens, ctx, [], [
-      'embedded adapters: offline queue, outbox and event log in fsync\'d files (PARLEY_EMBEDDED_FSYNC=true, the default), archive in classic-level, dedupe/presence/tokens in memory; archiver in the same process',
+      `embedded adapters: offline queue, outbox and event log in fsync'd files (PARLEY_EMBEDDED_FSYNC=true, the default), archive in classic-level, dedupe/presence/tokens in memory; roles in the process: ${ctx.parleyRole}`,
     ]);
   } catch (err) {
     await stopChild(p.child);
@@ -333,7 +333,7 @@ async function startParleyRedis(ctx: StartContext): Promise<SystemUnderTest> {
     }
     return parleySystem('parley-redis', p, tokens, ctx, backendPids, [
       `Redis adapters (tokens, throttle, dedupe, presence, offline queue, groups, outbox) on ${ctx.redisUrl} with key prefix "${ctx.redisPrefix}", appendfsync always`,
-      `event log on Kafka ${ctx.kafkaBrokers}, topic ${ctx.kafkaTopic}; directory and archive embedded (no LDAP, no HBase); archiver in the same process`,
+      `event log on Kafka ${ctx.kafkaBrokers}, topic ${ctx.kafkaTopic}; directory and archive embedded (no LDAP, no HBase); roles in the process: ${ctx.parleyRole}`,
     ]);
   } catch (err) {
     await stopChild(p.child);
