@@ -10,14 +10,11 @@ export class RedisOfflineQueue implements OfflineQueue {
   ) {}
 
   async push(batch: readonly { userId: string; message: QueuedMessage }[]): Promise<void> {
-    if (batch.length === 0) return;
-    const p = this.redis.pipeline();
-    for (const { userId, message } of batch) {
-      p.rpush(key(userId), encode(message));
-      p.ltrim(key(userId), -this.max, -1);
-    }
-    const results = await p.exec();
-    for (const [err] of results ?? []) if (err) throw err;
+    // Plain commands, not a pipeline() per call: auto-pipelining sends every push of one event-loop turn
+    // (many messages, many senders) in one write.
+    await Promise.all(
+      batch.flatMap(({ userId, message }) => [this.redis.rpush(key(userId), encode(message)), this.redis.ltrim(key(userId), -this.max, -1)]),
+    );
   }
 
   async list(userId: string, limit: number): Promise<QueuedMessage[]> {
