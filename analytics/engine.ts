@@ -49,6 +49,8 @@ export interface EngineOptions {
   logger: Logger;
   job: AnyJob;
   latenessMs: number;
+  /** Lets records gather this long between a partition's batches (EventLog lingerMs); 0: batch at once. */
+  lingerMs?: number;
   /** Name of the state rows; stateNameOf(job, topic) unless replaying into fresh state. */
   stateName?: string;
   /** Consumer group; groupOf(job, topic) unless replaying. */
@@ -120,7 +122,7 @@ export class StreamJob {
 
   async start(): Promise<void> {
     this.dead = false;
-    this.subscription = await this.o.log.consume({ topic: this.o.topic, group: this.group, fromBeginning: true, handle: (batch) => this.handle(batch) });
+    this.subscription = await this.o.log.consume({ topic: this.o.topic, group: this.group, fromBeginning: true, lingerMs: this.o.lingerMs, handle: (batch) => this.handle(batch) });
   }
 
   /** Stops after the batch in hand (its checkpoint and commit). */

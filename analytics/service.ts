@@ -57,6 +57,7 @@ export class Analytics {
           logger: log,
           job,
           latenessMs: settings.latenessMs,
+          lingerMs: settings.lingerMs,
           counters,
         }),
     );

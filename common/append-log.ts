@@ -1,14 +1,26 @@
-// An append-only file of text records with group commit: records appended in the same turn of the event
-// loop are written with one write() and made durable with one fdatasync() before any of their promises
-// resolve. Used by the embedded adapters, whose promise is the same as Redis with appendfsync always.
+// An append-only file of text records with group commit. Records appended while the previous commit is on
+// its way to disk are written together with one write() and made durable with one fdatasync() before any of
+// their promises resolve. The write goes to the page cache on the main thread (so records stay in append
+// order); the fdatasync runs on libuv's thread pool, so the event loop keeps serving while the disk works,
+// and the busier the log, the more records share one sync. Used by the embedded adapters, whose promise is
+// the same as Redis with appendfsync always.
 import fs from 'node:fs';
 import path from 'node:path';
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
 
 export class AppendLog {
   private fd: number;
   private pending: string[] = [];
-  private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private waiters: Waiter[] = [];
   private scheduled = false;
+  /** A commit whose fdatasync is in flight: the next one waits for it, and so does closing its fd. */
+  private syncing = false;
+  /** Descriptors replaced by rewrite() while a sync on them was in flight: closed when it ends. */
+  private retired: number[] = [];
   private closed = false;
   /** Records in the file, live or dead; the owner compacts when most are dead. */
   records = 0;
@@ -50,22 +62,57 @@ export class AppendLog {
     this.records += records.length;
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
-      if (!this.scheduled) {
+      if (!this.scheduled && !this.syncing) {
         this.scheduled = true;
-        setImmediate(() => this.flush());
+        // Let the rest of this turn's records join the commit.
+        setImmediate(() => {
+          this.scheduled = false;
+          this.commit();
+        });
       }
     });
   }
 
-  private flush(): void {
-    this.scheduled = false;
+  /** Writes what is pending and starts its fdatasync; the next commit starts when this one ends. */
+  private commit(): void {
+    if (this.syncing || this.pending.length === 0) return;
+    const waiters = this.write();
+    if (!waiters) return;
+    if (!this.fsync) {
+      for (const w of waiters) w.resolve();
+      return;
+    }
+    this.syncing = true;
+    fs.fdatasync(this.fd, (err) => {
+      this.syncing = false;
+      for (const fd of this.retired.splice(0)) fs.closeSync(fd);
+      for (const w of waiters) (err ? w.reject(err) : w.resolve());
+      if (this.closed) return;
+      this.commit();
+    });
+  }
+
+  /** Writes the pending records to the page cache; answers their waiters, or null when the write failed. */
+  private write(): Waiter[] | null {
     const records = this.pending;
     const waiters = this.waiters;
     this.pending = [];
     this.waiters = [];
-    if (records.length === 0) return;
     try {
       fs.writeSync(this.fd, records.join('\n') + '\n');
+      return waiters;
+    } catch (err) {
+      for (const w of waiters) w.reject(err as Error);
+      return null;
+    }
+  }
+
+  /** Writes and syncs what is pending on the calling thread (for rewrite and close). */
+  private commitNow(): void {
+    if (this.pending.length === 0) return;
+    const waiters = this.write();
+    if (!waiters) return;
+    try {
       if (this.fsync) fs.fdatasyncSync(this.fd);
       for (const w of waiters) w.resolve();
     } catch (err) {
@@ -75,7 +122,7 @@ export class AppendLog {
 
   /** Replaces the file with `records` (the live state), atomically: temp file, fsync, rename, fsync dir. */
   rewrite(records: Iterable<string>): void {
-    this.flush();
+    this.commitNow();
     const tmp = `${this.file}.tmp`;
     const fd = fs.openSync(tmp, 'w');
     let count = 0;
@@ -95,15 +142,18 @@ export class AppendLog {
     const dir = fs.openSync(path.dirname(this.file), 'r');
     fs.fsyncSync(dir);
     fs.closeSync(dir);
-    fs.closeSync(this.fd);
+    if (this.syncing) this.retired.push(this.fd);
+    else fs.closeSync(this.fd);
     this.fd = fs.openSync(this.file, 'a');
     this.records = count;
   }
 
   close(): void {
     if (this.closed) return;
-    this.flush();
+    this.commitNow();
     this.closed = true;
-    fs.closeSync(this.fd);
+    // A sync in flight still uses the descriptor: it is closed when that sync ends.
+    if (this.syncing) this.retired.push(this.fd);
+    else fs.closeSync(this.fd);
   }
 }

@@ -53,6 +53,7 @@ const schema = z.object({
   PARLEY_ANALYTICS_EXACT_DISTINCT: int(1, 1_000_000).default(1000),
   PARLEY_ANALYTICS_OFFLINE_AFTER_MS: int(1, 86_400_000).default(10_000),
   PARLEY_ANALYTICS_REFRESH_MS: int(500, 3_600_000).default(5000),
+  PARLEY_ANALYTICS_LINGER_MS: int(0, 60_000).default(1000),
   PARLEY_ANALYTICS_READERS: z
     .string()
     .default('')
@@ -127,6 +128,8 @@ export interface Config {
     offlineAfterMs: number;
     /** How often the dashboard reads the series again. */
     refreshMs: number;
+    /** How long a job lets records gather before its next batch (its checkpoint and merge are per batch). */
+    lingerMs: number;
     /** Users who may read analytics and see every conversation id; empty: every signed-in user, ids masked. */
     readers: string[];
   };
@@ -209,6 +212,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       exactDistinct: e.PARLEY_ANALYTICS_EXACT_DISTINCT,
       offlineAfterMs: e.PARLEY_ANALYTICS_OFFLINE_AFTER_MS,
       refreshMs: e.PARLEY_ANALYTICS_REFRESH_MS,
+      lingerMs: e.PARLEY_ANALYTICS_LINGER_MS,
       readers: e.PARLEY_ANALYTICS_READERS,
     },
     attachments: {

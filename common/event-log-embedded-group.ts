@@ -44,11 +44,15 @@ export class ConsumerGroup {
   readonly members: EmbeddedSubscription[] = [];
   private readonly busy = new Set<number>();
   private readonly retries = new Map<number, Retry>();
+  /** With a linger: when each partition may next be handed out with less than a full batch waiting. */
+  private readonly lingering = new Map<number, number>();
 
   constructor(
     readonly name: string,
     private readonly topic: TopicState,
     private readonly settings: ConsumerSettings,
+    /** The group's linger (ConsumeOptions.lingerMs), set by its first member. */
+    private readonly lingerMs = 0,
   ) {}
 
   join(member: EmbeddedSubscription): void {
@@ -84,9 +88,11 @@ export class ConsumerGroup {
       const partition = mine[(after + 1 + k) % mine.length];
       if (this.busy.has(partition)) continue;
       const from = this.position(partition);
-      if (from >= this.topic.partitions[partition].end) continue;
+      const available = this.topic.partitions[partition].end - from;
+      if (available <= 0) continue;
       const retry = this.retries.get(partition);
       if (retry && retry.at > now) continue;
+      if (!retry && available < this.settings.maxBatch && (this.lingering.get(partition) ?? 0) > now) continue;
       this.busy.add(partition);
       const limit = retry && retry.end > from ? retry.end - from : this.settings.maxBatch;
       return { partition, from, limit: Math.min(limit, this.settings.maxBatch) };
@@ -94,14 +100,17 @@ export class ConsumerGroup {
     return null;
   }
 
-  /** Milliseconds until one of the member's partitions leaves its backoff; undefined when none waits. */
+  /** Milliseconds until one of the member's partitions leaves its backoff or its linger; undefined when none waits. */
   nextRetryIn(member: EmbeddedSubscription): number | undefined {
     let soonest: number | undefined;
+    const now = Date.now();
     for (const p of this.assigned(member)) {
       const retry = this.retries.get(p);
-      if (retry && (soonest === undefined || retry.at < soonest)) soonest = retry.at;
+      const linger = this.lingering.get(p);
+      const at = retry ? retry.at : linger !== undefined && linger > now && this.position(p) < this.topic.partitions[p].end ? linger : undefined;
+      if (at !== undefined && (soonest === undefined || at < soonest)) soonest = at;
     }
-    return soonest === undefined ? undefined : Math.max(0, soonest - Date.now());
+    return soonest === undefined ? undefined : Math.max(0, soonest - now);
   }
 
   failed(partition: number, end: number): void {
@@ -116,6 +125,7 @@ export class ConsumerGroup {
 
   release(partition: number): void {
     this.busy.delete(partition);
+    if (this.lingerMs > 0) this.lingering.set(partition, Date.now() + this.lingerMs);
     this.topic.notify();
   }
 }

@@ -222,10 +222,10 @@ export class EmbeddedEventLog implements EventLog {
 
   async consume(options: ConsumeOptions): Promise<Subscription> {
     this.assertOpen();
-    const { topic: name, group: groupName, fromBeginning, handle } = options;
+    const { topic: name, group: groupName, fromBeginning, handle, lingerMs } = options;
     const t = this.topic(name, this.opts.partitions);
     let group = t.groups.get(groupName);
-    if (!group) t.groups.set(groupName, (group = new ConsumerGroup(groupName, t, this.consumer)));
+    if (!group) t.groups.set(groupName, (group = new ConsumerGroup(groupName, t, this.consumer, lingerMs)));
     if (!fromBeginning && group.members.length === 0) {
       // A group new to a partition starts at its end as of now; committed, so a restart or another member agrees.
       await Promise.all(t.partitions.map((p, i) => (t.offsets.get(groupName, i) === undefined ? t.offsets.commit(groupName, i, p.end) : undefined)));

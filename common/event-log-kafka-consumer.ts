@@ -38,7 +38,8 @@ export class KafkaSubscription implements Subscription {
       sessionTimeout: this.opts.sessionTimeout,
       rebalanceTimeout: this.opts.rebalanceTimeout,
       heartbeatInterval: this.opts.heartbeatInterval,
-      maxWaitTimeInMs: this.opts.maxWaitTimeMs,
+      // A linger asks the broker to hold the fetch until a good batch (1 MB) is there or the linger ends.
+      ...(this.options.lingerMs ? { minBytes: 1 << 20, maxWaitTimeInMs: Math.max(this.opts.maxWaitTimeMs, this.options.lingerMs) } : { maxWaitTimeInMs: this.opts.maxWaitTimeMs }),
       allowAutoTopicCreation: false,
       retry: { initialRetryTime: 200, maxRetryTime: 5000, retries: 8 },
     });

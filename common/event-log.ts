@@ -28,6 +28,12 @@ export interface ConsumeOptions {
    * committed; when it throws, the batch is delivered again (at least once).
    */
   handle(batch: ConsumedRecord[]): Promise<void>;
+  /**
+   * For consumers whose cost is per batch (checkpoints, merges): after a partition's batch, wait up to this
+   * long for records to gather before handing out its next one, unless a full batch is waiting. Like Kafka's
+   * fetch.min.bytes with fetch.max.wait.ms; 0 or unset hands records out as soon as they are durable.
+   */
+  lingerMs?: number;
 }
 
 export interface Subscription {

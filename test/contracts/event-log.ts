@@ -284,6 +284,24 @@ export function eventLogContract(name: string, make: EventLogFactory): void {
       }
     });
 
+    it('with a linger, lets records appended one by one gather into a few batches, and loses none', async () => {
+      const t = topic();
+      await log.ensureTopic(t, PARTITIONS);
+      const c = collector();
+      const sub = await log.consume({ topic: t, group: group(), fromBeginning: true, lingerMs: 1500, handle: c.handle });
+      subs.push(sub);
+      const sent = records(30, 1, 'l');
+      for (const r of sent) {
+        await log.append(t, [r]);
+        await sleep(20);
+      }
+      await until('every lingering record', () => c.records.length >= sent.length);
+      await sleep(200);
+      assert.deepEqual(c.values(), sent.map((r) => r.value), 'all of them, once, in order');
+      // Without a linger each append (20 ms apart, ~0.7 s in all) is its own batch; with 1.5 s, a few hold them all.
+      assert.ok(c.batches.length <= 4, `${c.batches.length} batches for ${sent.length} appends`);
+    });
+
     it('keeps records and committed offsets across a restart', async (ctx) => {
       if (!f.reopen) return ctx.skip('this backend has no reopen');
       const t = topic();
