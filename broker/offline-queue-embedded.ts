@@ -70,8 +70,9 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
 
   async remove(userId: string, message: QueuedMessage): Promise<void> {
     if (!this.delete(userId, message.id)) return;
-    // A lost removal only means one redelivery, which clients drop by id; still written in the same group commit.
-    await this.log.append([`- ${userId} ${message.id}`]);
+    // A lost removal only means one redelivery, which clients drop by id (PROTOCOL.md, guarantee 2): it is
+    // written at once but not waited on to reach the disk; the next durable commit takes it along.
+    await this.log.append([`- ${userId} ${message.id}`], false);
     this.compactIfSparse();
   }
 

@@ -35,7 +35,8 @@ export class EmbeddedOutbox implements Outbox {
     const n = Math.min(count, this.records.length - this.head);
     if (n <= 0) return;
     this.head += n;
-    await this.log.append([`- ${n}`]);
+    // A lost drop ships those records again: the event log is at least once, its consumers drop repeats.
+    await this.log.append([`- ${n}`], false);
     if (this.head > 10_000 && this.head * 2 > this.records.length) this.compact();
   }
 

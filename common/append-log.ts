@@ -10,6 +10,7 @@ import path from 'node:path';
 interface Waiter {
   resolve: () => void;
   reject: (e: Error) => void;
+  durable: boolean;
 }
 
 export class AppendLog {
@@ -55,13 +56,18 @@ export class AppendLog {
     return log;
   }
 
-  /** Appends records (no newlines inside); resolves once they are on disk. */
-  append(records: readonly string[]): Promise<void> {
+  /**
+   * Appends records (no newlines inside); resolves once they are on disk. With `durable` false it resolves
+   * once they are written (in append order, in the page cache): they reach the disk with the next durable
+   * commit, at close, or when the kernel writes back. For records whose loss in a crash only repeats work
+   * (a queue removal: the message is delivered again; a consumed offset: the batch is handled again).
+   */
+  append(records: readonly string[], durable = true): Promise<void> {
     if (this.closed) return Promise.reject(new Error(`append log ${this.file} is closed`));
     for (const r of records) this.pending.push(r);
     this.records += records.length;
     return new Promise((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
+      this.waiters.push({ resolve, reject, durable });
       if (!this.scheduled && !this.syncing) {
         this.scheduled = true;
         // Let the rest of this turn's records join the commit.
@@ -78,7 +84,7 @@ export class AppendLog {
     if (this.syncing || this.pending.length === 0) return;
     const waiters = this.write();
     if (!waiters) return;
-    if (!this.fsync) {
+    if (!this.fsync || !waiters.some((w) => w.durable)) {
       for (const w of waiters) w.resolve();
       return;
     }
@@ -113,7 +119,7 @@ export class AppendLog {
     const waiters = this.write();
     if (!waiters) return;
     try {
-      if (this.fsync) fs.fdatasyncSync(this.fd);
+      if (this.fsync && waiters.some((w) => w.durable)) fs.fdatasyncSync(this.fd);
       for (const w of waiters) w.resolve();
     } catch (err) {
       for (const w of waiters) w.reject(err as Error);
@@ -151,6 +157,8 @@ export class AppendLog {
   close(): void {
     if (this.closed) return;
     this.commitNow();
+    // What was appended without waiting for the disk gets there now.
+    if (this.fsync) fs.fdatasyncSync(this.fd);
     this.closed = true;
     // A sync in flight still uses the descriptor: it is closed when that sync ends.
     if (this.syncing) this.retired.push(this.fd);

@@ -177,8 +177,7 @@ export class EmbeddedEventLog implements EventLog {
     const timestamp = Date.now();
     for (const r of records) {
       const p = t.partitions[partitionOf(r.key, t.partitions.length)];
-      // JSON escapes newlines and lone surrogates, so every string comes back exactly and one line is one record.
-      p.push(JSON.stringify([timestamp, r.key, r.value]));
+      p.push(timestamp, r.key, r.value);
       this.dirty.set(p, t);
     }
     return new Promise<void>((resolve, reject) => {

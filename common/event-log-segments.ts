@@ -25,6 +25,9 @@ interface Segment {
 }
 
 const INDEX_EVERY = 64;
+/** The newest records of a partition are also kept in memory, so consumers that keep up never read the files. */
+const TAIL_RECORDS = 8192;
+const TAIL_BYTES = 4 * 1024 * 1024;
 const NEWLINE = 0x0a;
 const READ_CHUNK = 256 * 1024;
 const fdatasync = promisify(fs.fdatasync);
@@ -34,6 +37,11 @@ export class PartitionLog {
   private readonly segments: Segment[] = [];
   private fd: number;
   private pending: string[] = [];
+  private pendingRecords: Omit<StoredRecord, 'offset'>[] = [];
+  /** The newest records written, oldest first: tail[i] has offset tailBase + i. */
+  private tail: Omit<StoredRecord, 'offset'>[] = [];
+  private tailBase = 0;
+  private tailBytes = 0;
   /** Records written to the file (durable or not). */
   private written: number;
   /** Records made durable: offsets below are readable. */
@@ -78,9 +86,11 @@ export class PartitionLog {
     return this.segments[0].base;
   }
 
-  /** Queues a line for the next `write`. */
-  push(line: string): void {
-    this.pending.push(line);
+  /** Queues a record for the next `write`. */
+  push(timestamp: number, key: string, value: string): void {
+    // JSON escapes newlines and lone surrogates, so every string comes back exactly and one line is one record.
+    this.pending.push(JSON.stringify([timestamp, key, value]));
+    this.pendingRecords.push({ timestamp, key, value });
   }
 
   get dirty(): boolean {
@@ -93,7 +103,9 @@ export class PartitionLog {
     let active = this.segments[this.segments.length - 1];
     if (active.size >= this.segmentBytes && active.count > 0) active = this.roll();
     const lines = this.pending;
+    const records = this.pendingRecords;
     this.pending = [];
+    this.pendingRecords = [];
     let pos = active.size;
     let n = active.count;
     for (const line of lines) {
@@ -111,8 +123,31 @@ export class PartitionLog {
     }
     active.size = pos;
     active.count = n;
+    this.remember(this.written, records);
     this.written = active.base + n;
     return this.written;
+  }
+
+  /** Adds records written from offset `first` to the in-memory tail, dropping its oldest past the bounds. */
+  private remember(first: number, records: Omit<StoredRecord, 'offset'>[]): void {
+    if (this.tail.length === 0 || this.tailBase + this.tail.length !== first) {
+      this.tail = [];
+      this.tailBase = first;
+      this.tailBytes = 0;
+    }
+    for (const r of records) {
+      this.tail.push(r);
+      this.tailBytes += r.key.length + r.value.length;
+    }
+    let drop = 0;
+    while (this.tail.length - drop > 1 && (this.tail.length - drop > TAIL_RECORDS || this.tailBytes > TAIL_BYTES)) {
+      const r = this.tail[drop++];
+      this.tailBytes -= r.key.length + r.value.length;
+    }
+    if (drop > 0) {
+      this.tail = this.tail.slice(drop);
+      this.tailBase += drop;
+    }
   }
 
   /** Makes everything written so far durable, then readable. */
@@ -136,6 +171,7 @@ export class PartitionLog {
   /** Up to `max` durable records from `from` (within one segment), stopping past `maxBytes`. */
   async read(from: number, max: number, maxBytes: number): Promise<StoredRecord[]> {
     if (from < this.start) from = this.start;
+    if (from >= this.tailBase && from < this.tailBase + this.tail.length) return this.readTail(from, max, maxBytes);
     const seg = this.segmentOf(from);
     const limit = Math.min(max, this.end - from, seg.base + seg.count - from);
     if (limit <= 0) return [];
@@ -169,6 +205,19 @@ export class PartitionLog {
       }
     } finally {
       await fh.close();
+    }
+    return out;
+  }
+
+  /** read() of records still in the in-memory tail. */
+  private readTail(from: number, max: number, maxBytes: number): StoredRecord[] {
+    const limit = Math.min(max, this.end - from);
+    const out: StoredRecord[] = [];
+    let bytes = 0;
+    for (let i = from - this.tailBase; out.length < limit && bytes < maxBytes && i < this.tail.length; i++) {
+      const r = this.tail[i];
+      out.push({ offset: this.tailBase + i, timestamp: r.timestamp, key: r.key, value: r.value });
+      bytes += r.key.length + r.value.length;
     }
     return out;
   }

@@ -62,6 +62,18 @@ describe('AppendLog', () => {
     await tmp.remove();
   });
 
+  it('writes a non-durable record in order with the others, and close makes it durable', async () => {
+    const tmp = await tempDir('append-log');
+    const file = `${tmp.dir}/d.log`;
+    const log = AppendLog.open(file, true, () => undefined);
+    await Promise.all([log.append(['x']), log.append(['y'], false), log.append(['z'])]);
+    await log.append(['w'], false);
+    assert.deepEqual(lines(file), ['x', 'y', 'z', 'w'], 'written at once, in append order');
+    log.close();
+    assert.deepEqual(reopen(file), ['x', 'y', 'z', 'w']);
+    await tmp.remove();
+  });
+
   it('drops a record torn by a crash (no newline) and keeps the rest', async () => {
     const tmp = await tempDir('append-log');
     const file = `${tmp.dir}/c.log`;

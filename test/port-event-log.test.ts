@@ -171,6 +171,19 @@ describe('EmbeddedEventLog files', () => {
     await log.close();
   });
 
+  it('reads a partition whose oldest records have left the in-memory tail: files first, then memory, no seam', async () => {
+    const dir = path.join(tmp.dir, 'tail');
+    const log = open(dir, { segmentBytes: 64 * 1024, maxBatch: 500, fsync: false });
+    await log.ensureTopic('t', 1);
+    // More records than the tail keeps (8,192), so a group from the beginning reads both.
+    const sent = recs(12_000, 'k');
+    for (let i = 0; i < sent.length; i += 1000) await log.append('t', sent.slice(i, i + 1000));
+    const all = await readAll(log, 't', sent.length);
+    assert.deepEqual(all.map((r) => r.value), sent.map((r) => r.value));
+    assert.deepEqual(all.map((r) => r.offset), sent.map((_, i) => String(i)));
+    await log.close();
+  });
+
   it('deletes segments every group has committed past, when asked to', async () => {
     const dir = path.join(tmp.dir, 'delete');
     const log = open(dir, { segmentBytes: 2048, deleteConsumed: true, fsync: false });
