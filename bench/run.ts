@@ -48,6 +48,8 @@ const HELP = `npm run bench -- [options]
   --kafka-topic T         its topic (default parley-bench.messages)
   --redis-prefix P        key prefix of the bench in that Redis (default parley-bench:)
   --parley-ref REF        run Parley from this commit (exported to bench/data/src) instead of the working tree
+  --parley-env K=V,…      extra PARLEY_* settings for the measured Parley processes (e.g. PARLEY_EMBEDDED_FSYNC=false
+                          to see what the disk costs); recorded in the results
   --parley-role R         parley start --role R: all (default: broker, archiver, notifier and analytics in one
                           process, as \`npm start\`) or e.g. broker to measure the broker alone
   --cpu-prof              run Parley and bare Aedes under node --cpu-prof and list their hottest functions
@@ -89,6 +91,7 @@ function options(argv: string[]) {
       'cpu-prof': { type: 'boolean' },
       'parley-ref': { type: 'string' },
       'parley-role': { type: 'string' },
+      'parley-env': { type: 'string' },
       'json-out': { type: 'string' },
       'data-dir': { type: 'string' },
       report: { type: 'string' },
@@ -143,11 +146,23 @@ function options(argv: string[]) {
     cpuProf: values['cpu-prof'] ?? false,
     parleyRef: values['parley-ref'],
     parleyRole: values['parley-role'] ?? 'all',
+    parleyEnv: parleyEnv(values['parley-env']),
     jsonOut: values['json-out'],
     report: values.report,
     updateChart: values['update-chart'] ?? false,
     dataDir: path.resolve(values['data-dir'] ?? path.join(HERE, 'data')),
   };
+}
+
+/** `K=V,K=V` of PARLEY_* settings for the measured Parley processes (experiments: what a setting costs). */
+function parleyEnv(text: string | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of (text ?? '').split(',').filter(Boolean)) {
+    const m = /^(PARLEY_[A-Z0-9_]+)=(.*)$/.exec(pair.trim());
+    if (!m) throw new Error(`--parley-env takes PARLEY_NAME=value pairs separated by commas, not ${JSON.stringify(pair)}`);
+    env[m[1]] = m[2];
+  }
+  return env;
 }
 
 const stamp = () => new Date().toISOString().replace(/[:.]/g, '-');
@@ -178,6 +193,7 @@ async function main(): Promise<number> {
     parleySrc: exported?.dir ?? REPO,
     parleyCommit: exported?.commit,
     parleyRole: o.parleyRole,
+    parleyEnv: o.parleyEnv,
     dataDir,
     users,
     redisUrl: o.redisUrl,

@@ -50,6 +50,8 @@ export interface StartContext {
   parleyCommit?: string;
   /** `parley start --role …`: all (the default, every role in one process) or e.g. broker. */
   parleyRole: string;
+  /** Extra PARLEY_* settings for the measured Parley processes (--parley-env). */
+  parleyEnv: Record<string, string>;
   /** bench/data: kept between runs, gitignored. */
   dataDir: string;
   users: readonly string[];
@@ -120,6 +122,11 @@ async function stopChild(child: ChildProcess, timeoutMs = 20_000): Promise<void>
   clearTimeout(timer);
 }
 
+const settingsNote = (ctx: StartContext) => {
+  const pairs = Object.entries(ctx.parleyEnv).map(([k, v]) => `${k}=${v}`);
+  return pairs.length ? `; settings ${pairs.join(' ')}` : '';
+};
+
 /** The environment without any PARLEY_* of the caller's shell: each system gets exactly the settings given here. */
 function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -147,6 +154,7 @@ async function spawnParley(ctx: StartContext, name: string, dataDir: string, ext
     PARLEY_DATA_DIR: dataDir,
     PARLEY_LOG_LEVEL: 'warn',
     ...extraEnv,
+    ...(profile ? ctx.parleyEnv : {}),
   });
   const args = [...(profile ? nodeArgs(ctx, name) : []), '--import', 'tsx', 'cli/parley.ts', 'start', '--role', ctx.parleyRole];
   const child = spawnLogged(process.execPath, args, { cwd: ctx.parleySrc, env, log });
@@ -239,7 +247,7 @@ async function startParleyEmbedded(ctx: StartContext): Promise<SystemUnderTest> 
     ctx.progress(`parley-embedded: signing in ${ctx.users.length} users`);
     const tokens = await loginAll(p.base, ctx.users, ctx.progress);
     return parleySystem('parley-embedded', p, tokens, ctx, [], [
-      `embedded adapters: offline queue, outbox and event log in fsync'd files (PARLEY_EMBEDDED_FSYNC=true, the default), archive in classic-level, dedupe/presence/tokens in memory; roles in the process: ${ctx.parleyRole}`,
+      `embedded adapters: offline queue, outbox and event log in fsync'd files (PARLEY_EMBEDDED_FSYNC=true, the default), archive in classic-level, dedupe/presence/tokens in memory; roles in the process: ${ctx.parleyRole}${settingsNote(ctx)}`,
     ]);
   } catch (err) {
     await stopChild(p.child);
@@ -333,7 +341,7 @@ async function startParleyRedis(ctx: StartContext): Promise<SystemUnderTest> {
     }
     return parleySystem('parley-redis', p, tokens, ctx, backendPids, [
       `Redis adapters (tokens, throttle, dedupe, presence, offline queue, groups, outbox) on ${ctx.redisUrl} with key prefix "${ctx.redisPrefix}", appendfsync always`,
-      `event log on Kafka ${ctx.kafkaBrokers}, topic ${ctx.kafkaTopic}; directory and archive embedded (no LDAP, no HBase); roles in the process: ${ctx.parleyRole}`,
+      `event log on Kafka ${ctx.kafkaBrokers}, topic ${ctx.kafkaTopic}; directory and archive embedded (no LDAP, no HBase); roles in the process: ${ctx.parleyRole}${settingsNote(ctx)}`,
     ]);
   } catch (err) {
     await stopChild(p.child);

@@ -23,6 +23,8 @@ export class OutboxShipper {
     private readonly logger: Logger,
     private readonly onBacklog: (length: number) => void = () => {},
     private readonly warnAt = 100_000,
+    /** After a quiet spell, lets records gather this long before shipping: one log append (and its fsyncs) for many messages. */
+    private readonly lingerMs = 0,
   ) {}
 
   start(): void {
@@ -58,6 +60,7 @@ export class OutboxShipper {
       if (batch.length < BATCH) {
         this.onBacklog(await this.outbox.length().catch(() => -1));
         await this.sleep(1000);
+        if (this.lingerMs > 0 && !this.stopped) await new Promise((r) => setTimeout(r, this.lingerMs));
       }
     }
   }

@@ -67,7 +67,7 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
   const broker = roles.includes('broker') ? await startBroker(config, log, metrics, adapters, http) : null;
   const analytics = roles.includes('analytics') ? new Analytics({ config, log: log.child({ part: 'analytics' }), adapters, http, registry: metrics.registry }) : null;
   await http.listen({ host: config.host, port: config.httpPort });
-  const archiver = roles.includes('archiver') ? new Archiver(adapters.eventLog, config.messagesTopic, adapters.archive, log.child({ part: 'archiver' })) : null;
+  const archiver = roles.includes('archiver') ? new Archiver(adapters.eventLog, config.messagesTopic, adapters.archive, log.child({ part: 'archiver' }), config.archiveLingerMs) : null;
   await archiver?.start();
   const notifier =
     roles.includes('notifier') && config.push
@@ -104,7 +104,7 @@ async function startBroker(config: Readonly<Config>, log: Logger, metrics: Metri
   const auth = new AuthService({ config, directory: adapters.directory, tokens: adapters.tokens, throttle: adapters.throttle });
   const recipients = new Recipients(adapters.directory);
   const attachments = new AttachmentService({ store: adapters.blobs, settings: config.attachments, log: log.child({ part: 'blob' }) });
-  const shipper = new OutboxShipper(adapters.outbox, adapters.eventLog, config.messagesTopic, log.child({ part: 'outbox' }), (n) => metrics.outboxLength.set(n), config.outboxWarn);
+  const shipper = new OutboxShipper(adapters.outbox, adapters.eventLog, config.messagesTopic, log.child({ part: 'outbox' }), (n) => metrics.outboxLength.set(n), config.outboxWarn, config.outboxLingerMs);
   const broker = await ParleyBroker.create({
     config,
     log,

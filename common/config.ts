@@ -45,6 +45,8 @@ const schema = z.object({
   PARLEY_KAFKA_PARTITIONS: int(1, 10_000).default(6),
   PARLEY_KAFKA_REPLICATION: int(1, 16).default(1),
   PARLEY_OUTBOX_WARN: int(1, 100_000_000).default(100_000),
+  PARLEY_ARCHIVE_LINGER_MS: int(0, 60_000).default(50),
+  PARLEY_OUTBOX_LINGER_MS: int(0, 10_000).default(10),
   PARLEY_HBASE_HOST: optional,
   PARLEY_HBASE_PORT: int(1, 65535).default(9090),
   PARLEY_HBASE_TRANSPORT: z.enum(['framed', 'buffered']).default('framed'),
@@ -116,6 +118,10 @@ export interface Config {
   kafka: { brokers: string[]; partitions: number; replication: number } | null;
   /** The event-log topic every accepted message is mirrored to. */
   messagesTopic: string;
+  /** How long the archiver lets records gather between batches of a partition. */
+  archiveLingerMs: number;
+  /** How long the outbox shipper lets records gather before it ships them after a quiet spell. */
+  outboxLingerMs: number;
   /** Outbox length past which a Kafka outage is logged as an error rather than a warning. */
   outboxWarn: number;
   hbase: { host: string; port: number; transport: 'framed' | 'buffered'; namespace: string } | null;
@@ -203,6 +209,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       : null,
     kafka: brokers.length ? { brokers, partitions: e.PARLEY_KAFKA_PARTITIONS, replication: e.PARLEY_KAFKA_REPLICATION } : null,
     outboxWarn: e.PARLEY_OUTBOX_WARN,
+    archiveLingerMs: e.PARLEY_ARCHIVE_LINGER_MS,
+    outboxLingerMs: e.PARLEY_OUTBOX_LINGER_MS,
     messagesTopic: e.PARLEY_KAFKA_TOPIC,
     hbase: e.PARLEY_HBASE_HOST
       ? { host: e.PARLEY_HBASE_HOST, port: e.PARLEY_HBASE_PORT, transport: e.PARLEY_HBASE_TRANSPORT, namespace: e.PARLEY_HBASE_NAMESPACE }

@@ -39,7 +39,7 @@ export class KafkaSubscription implements Subscription {
       rebalanceTimeout: this.opts.rebalanceTimeout,
       heartbeatInterval: this.opts.heartbeatInterval,
       // A linger asks the broker to hold the fetch until a good batch (1 MB) is there or the linger ends.
-      ...(this.options.lingerMs ? { minBytes: 1 << 20, maxWaitTimeInMs: Math.max(this.opts.maxWaitTimeMs, this.options.lingerMs) } : { maxWaitTimeInMs: this.opts.maxWaitTimeMs }),
+      ...(this.options.lingerMs ? { minBytes: 1 << 20, maxWaitTimeInMs: this.options.lingerMs } : { maxWaitTimeInMs: this.opts.maxWaitTimeMs }),
       allowAutoTopicCreation: false,
       retry: { initialRetryTime: 200, maxRetryTime: 5000, retries: 8 },
     });
@@ -56,7 +56,7 @@ export class KafkaSubscription implements Subscription {
     let fetchedOnce!: () => void;
     const fetched = new Promise<void>((resolve) => (fetchedOnce = resolve));
     const off = consumer.on(consumer.events.FETCH, () => fetchedOnce());
-    const timer = setTimeout(() => fetchedOnce(), this.opts.maxWaitTimeMs + 5000);
+    const timer = setTimeout(() => fetchedOnce(), Math.max(this.opts.maxWaitTimeMs, this.options.lingerMs ?? 0) + 5000);
     try {
       await consumer.connect();
       await consumer.subscribe({ topics: [topic], fromBeginning });

@@ -21,10 +21,12 @@ export class Archiver {
     private readonly topic: string,
     private readonly archive: Archive,
     private readonly logger: Logger,
+    /** Lets records gather between batches (EventLog lingerMs): each batch costs reads and one synced write. */
+    private readonly lingerMs = 0,
   ) {}
 
   async start(): Promise<void> {
-    this.subscription = await this.log.consume({ topic: this.topic, group: archiverGroup(this.topic), fromBeginning: true, handle: (batch) => this.handle(batch) });
+    this.subscription = await this.log.consume({ topic: this.topic, group: archiverGroup(this.topic), fromBeginning: true, lingerMs: this.lingerMs, handle: (batch) => this.handle(batch) });
   }
 
   async handle(batch: ConsumedRecord[]): Promise<void> {
