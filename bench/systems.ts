@@ -153,6 +153,8 @@ async function spawnParley(ctx: StartContext, name: string, dataDir: string, ext
     PARLEY_HTTP_PORT: String(httpPort),
     PARLEY_DATA_DIR: dataDir,
     PARLEY_LOG_LEVEL: 'warn',
+    // As `npm start` runs it (package.json).
+    UV_THREADPOOL_SIZE: '16',
     ...extraEnv,
     ...(profile ? ctx.parleyEnv : {}),
   });
