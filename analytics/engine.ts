@@ -13,7 +13,9 @@
 //   2. the partials of every window touched are written (partial rows, versioned by offset);
 //   3. each touched window's metric rows are merged from all partitions' partials and upserted to the
 //      archive, then the partials are read again and the merge redone if another instance wrote meanwhile;
-//   4. the checkpoint (open windows, dedupe ids, watermark, next offset) is written in one row;
+//   4. the ids this batch took into each open 1-minute window are written as rows of their own, keyed by
+//      the batch's end offset (the duplicate filter grows by the batch, it is not rewritten whole), then the
+//      checkpoint (open windows, watermark, next offset) in one row; it owns the id rows up to its offset;
 //   5. the handler resolves and the log commits the offsets.
 // A crash anywhere before 4 replays the batch from the previous checkpoint and rewrites identical rows; a
 // crash between 4 and 5 replays it too, and records below the checkpoint's offset are skipped. Nothing is
@@ -69,6 +71,8 @@ interface WindowState {
   late: number;
   /** Minute windows: the message ids taken, to drop duplicates. */
   ids: Set<string> | null;
+  /** Minute windows: ids taken since the last checkpoint (written as a seen row with it). */
+  fresh: string[] | null;
   agg: unknown;
 }
 
@@ -84,12 +88,13 @@ interface SavedWindow {
   ms: number;
   start: number;
   late: number;
+  /** Checkpoints of version 1 held a minute window's ids here; version 2 keeps them in seen rows. */
   ids?: string[];
   s: unknown;
 }
 
 interface Checkpoint {
-  v: 1;
+  v: 1 | 2;
   offset: number;
   maxTs: number | null;
   windows: SavedWindow[];
@@ -179,6 +184,7 @@ export class StreamJob {
       this.parts.set(partition, st);
       return;
     }
+    const closed = [...touched.values()].filter((w) => w.ms === MINUTE && !st.windows.has(keyOf(w.ms, w.start)));
     await this.io(() =>
       this.o.store.putPartials(
         [...touched.values()].map((w) => ({
@@ -191,8 +197,20 @@ export class StreamJob {
       ),
     );
     await this.publish([...touched.values()]);
+    const seen = [...st.windows.values()]
+      .filter((w) => w.fresh && w.fresh.length > 0)
+      .map((w) => ({ job: this.stateName, partition, windowStart: w.start, offset: st.offset, ids: w.fresh! }));
+    await this.io(() => this.o.store.putSeen(seen));
     await this.io(() => this.o.store.putCheckpoint(this.stateName, partition, JSON.stringify(save(st, this.job))));
+    for (const w of st.windows.values()) if (w.fresh) w.fresh = [];
     this.parts.set(partition, st);
+    // Closed windows' ids are no longer needed. Not fatal: rows left behind (a failure here, a crash) are
+    // never read again and expire with the partials.
+    for (const w of closed) {
+      await this.io(() => this.o.store.dropSeen(this.stateName, partition, w.start)).catch((err: Error) => {
+        this.o.logger.warn({ job: this.job.name, partition, window: w.start, err: err.message }, 'could not drop a closed window\'s seen ids; they will expire');
+      });
+    }
     if (st.maxTs !== null) this.o.counters?.watermark(this.job.name, partition, st.maxTs - this.o.latenessMs);
   }
 
@@ -203,7 +221,14 @@ export class StreamJob {
     this.parts.delete(partition);
     const saved = await this.io(() => this.o.store.checkpoint(this.stateName, partition));
     if (saved === undefined) return { offset: first, maxTs: null, windows: new Map() };
-    const st = load(JSON.parse(saved) as Checkpoint, this.job);
+    const checkpoint = JSON.parse(saved) as Checkpoint;
+    const st = load(checkpoint, this.job);
+    if (checkpoint.v === 2) {
+      for (const w of st.windows.values()) {
+        if (w.ms !== MINUTE) continue;
+        for (const id of await this.io(() => this.o.store.seen(this.stateName, partition, w.start, checkpoint.offset))) w.ids!.add(id);
+      }
+    }
     if (st.offset < first) {
       // Offsets were committed past the checkpoint: not by this code (it checkpoints first), so by an older
       // group or a reset. The records between are not in the state.
@@ -216,7 +241,7 @@ export class StreamJob {
   private window(st: PartitionState, ms: number, start: number): WindowState {
     const key = keyOf(ms, start);
     let w = st.windows.get(key);
-    if (!w) st.windows.set(key, (w = { ms, start, late: 0, ids: ms === MINUTE ? new Set() : null, agg: this.job.empty(ms) }));
+    if (!w) st.windows.set(key, (w = { ms, start, late: 0, ids: ms === MINUTE ? new Set() : null, fresh: ms === MINUTE ? [] : null, agg: this.job.empty(ms) }));
     return w;
   }
 
@@ -238,6 +263,7 @@ export class StreamJob {
       return;
     }
     minute.ids!.add(e.id);
+    minute.fresh!.push(e.id);
     for (const ms of WINDOWS) {
       // Open: the minute is open, and an hour ends no earlier than its minutes.
       const w = this.window(st, ms, windowStart(e.ts, ms));
@@ -309,15 +335,19 @@ function versions(rows: { partition: number; value: string }[]): string {
 
 function save(st: PartitionState, job: AnyJob): Checkpoint {
   return {
-    v: 1,
+    v: 2,
     offset: st.offset,
     maxTs: st.maxTs,
-    windows: [...st.windows.values()].map((w) => ({ ms: w.ms, start: w.start, late: w.late, ...(w.ids ? { ids: [...w.ids] } : {}), s: job.save(w.agg) })),
+    windows: [...st.windows.values()].map((w) => ({ ms: w.ms, start: w.start, late: w.late, s: job.save(w.agg) })),
   };
 }
 
+/** A checkpoint's state; a version-1 checkpoint's ids become fresh, so the next checkpoint writes them as seen rows. */
 function load(c: Checkpoint, job: AnyJob): PartitionState {
   const windows = new Map<string, WindowState>();
-  for (const w of c.windows) windows.set(keyOf(w.ms, w.start), { ms: w.ms, start: w.start, late: w.late, ids: w.ids ? new Set(w.ids) : null, agg: job.load(w.s, w.ms) });
+  for (const w of c.windows) {
+    const minute = w.ms === MINUTE;
+    windows.set(keyOf(w.ms, w.start), { ms: w.ms, start: w.start, late: w.late, ids: minute ? new Set(w.ids ?? []) : null, fresh: minute ? [...(w.ids ?? [])] : null, agg: job.load(w.s, w.ms) });
+  }
   return { offset: c.offset, maxTs: c.maxTs, windows };
 }

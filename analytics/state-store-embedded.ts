@@ -1,5 +1,6 @@
 // StateStore in the process: LevelDB (classic-level) under {dataDir}/analytics, keys of state-store.ts.
-// Partials carry their write time and are swept once they are PARTIAL_TTL_SECONDS old (at open, then hourly).
+// Partials and seen rows carry their write time and are swept once they are PARTIAL_TTL_SECONDS old (at open,
+// then hourly).
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ClassicLevel } from 'classic-level';
@@ -10,9 +11,14 @@ import {
   partialJobPrefix,
   partialKey,
   partialPrefix,
+  offsetOfSeenKey,
   partitionOfKey,
   prefixEnd,
+  seenKey,
+  seenPrefix,
+  SEEN_SEPARATOR,
   type PartialRow,
+  type SeenRow,
   type StateStore,
 } from './state-store.ts';
 
@@ -81,6 +87,34 @@ export class EmbeddedStateStore implements StateStore {
     const prefix = partialPrefix(job, windowMs, windowStart);
     const rows = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
     return rows.map(([key, value]) => ({ partition: partitionOfKey(key), value: value.slice(value.indexOf(' ') + 1) }));
+  }
+
+  async putSeen(rows: readonly SeenRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.ready();
+    const at = Date.now();
+    await this.db.batch(
+      rows.map((r) => ({ type: 'put' as const, key: seenKey(r), value: `${at} ${r.ids.join(SEEN_SEPARATOR)}` })),
+      this.sync,
+    );
+  }
+
+  async seen(job: string, partition: number, windowStart: number, upTo: number): Promise<string[]> {
+    await this.ready();
+    const prefix = seenPrefix(job, partition, windowStart);
+    const out: string[] = [];
+    for (const [key, value] of await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all()) {
+      if (offsetOfSeenKey(key) > upTo) continue;
+      const ids = value.slice(value.indexOf(' ') + 1);
+      if (ids.length > 0) for (const id of ids.split(SEEN_SEPARATOR)) out.push(id);
+    }
+    return out;
+  }
+
+  async dropSeen(job: string, partition: number, windowStart: number): Promise<void> {
+    await this.ready();
+    const prefix = seenPrefix(job, partition, windowStart);
+    await this.db.clear({ gte: prefix, lt: prefixEnd(prefix) });
   }
 
   async dropJob(job: string): Promise<void> {

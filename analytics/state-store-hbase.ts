@@ -1,6 +1,6 @@
 // StateStore on HBase: table `{namespace}:analytics_state` (beside the archive's tables), row keys of
 // state-store.ts. Checkpoints in family `c` (kept), partials in family `w` with a TTL of
-// PARTIAL_TTL_SECONDS, so HBase expires them itself. One column `s` (the JSON) per row; a put of one row
+// PARTIAL_TTL_SECONDS, so HBase expires them itself; seen rows in `w` too. One column `s` (the JSON) per row; a put of one row
 // is atomic, which is what a checkpoint relies on.
 import { cellValue, connect, tableName, type HBaseClient, type HBaseTransport } from '../common/hbase/client.ts';
 import {
@@ -10,9 +10,14 @@ import {
   partialJobPrefix,
   partialKey,
   partialPrefix,
+  offsetOfSeenKey,
   partitionOfKey,
   prefixEnd,
+  seenKey,
+  seenPrefix,
+  SEEN_SEPARATOR,
   type PartialRow,
+  type SeenRow,
   type StateStore,
 } from './state-store.ts';
 
@@ -92,14 +97,39 @@ export class HBaseStateStore implements StateStore {
     });
   }
 
-  async dropJob(job: string): Promise<void> {
+  async putSeen(rows: readonly SeenRow[]): Promise<void> {
+    if (rows.length === 0) return;
     const c = await this.hbase();
-    for (const prefix of [checkpointPrefix(job), partialJobPrefix(job)]) {
-      for (;;) {
-        const rows = await c.scan(this.table, { startRow: prefix, stopRow: prefixEnd(prefix), limit: 1000 });
-        if (rows.length === 0) break;
-        for (const r of rows) await c.deleteRow(this.table, r.row);
-      }
+    await c.putMany(this.table, rows.map((r) => ({ row: seenKey(r), cells: [{ family: 'w', qualifier: 's', value: r.ids.join(SEEN_SEPARATOR) }] })));
+  }
+
+  async seen(job: string, partition: number, windowStart: number, upTo: number): Promise<string[]> {
+    const c = await this.hbase();
+    const prefix = seenPrefix(job, partition, windowStart);
+    const rows = await c.scan(this.table, { startRow: prefix, stopRow: prefixEnd(prefix), columns: ['w:s'] });
+    const out: string[] = [];
+    for (const r of rows) {
+      if (offsetOfSeenKey(r.row.toString('utf8')) > upTo) continue;
+      const ids = cellValue(r, 'w', 's')?.toString('utf8') ?? '';
+      if (ids.length > 0) for (const id of ids.split(SEEN_SEPARATOR)) out.push(id);
+    }
+    return out;
+  }
+
+  async dropSeen(job: string, partition: number, windowStart: number): Promise<void> {
+    await this.deletePrefix(seenPrefix(job, partition, windowStart));
+  }
+
+  async dropJob(job: string): Promise<void> {
+    for (const prefix of [checkpointPrefix(job), partialJobPrefix(job)]) await this.deletePrefix(prefix);
+  }
+
+  private async deletePrefix(prefix: string): Promise<void> {
+    const c = await this.hbase();
+    for (;;) {
+      const rows = await c.scan(this.table, { startRow: prefix, stopRow: prefixEnd(prefix), limit: 1000 });
+      if (rows.length === 0) break;
+      for (const r of rows) await c.deleteRow(this.table, r.row);
     }
   }
 

@@ -7,6 +7,10 @@
 //               by the partition's offset; the metric rows of a window are merged from all its partials.
 //               Partials expire PARTIAL_TTL_SECONDS after their last write (a window's partitions have
 //               long finished with it by then).
+//   seen        the message ids one batch took into a partition's open 1-minute window, keyed by the
+//               offset the batch ended at, so the window's duplicate filter is written once per id rather
+//               than whole in every checkpoint; a checkpoint at offset o owns the rows with offsets ≤ o.
+//               Dropped when the window closes; they expire like partials if a crash leaves some behind.
 // HBase table `{namespace}:analytics_state` in production, LevelDB under {dataDir}/analytics embedded.
 
 export const PARTIAL_TTL_SECONDS = 7 * 86400;
@@ -20,6 +24,15 @@ export interface PartialRow {
   value: string;
 }
 
+export interface SeenRow {
+  job: string;
+  partition: number;
+  windowStart: number;
+  /** The partition's next offset after the batch that took these ids. */
+  offset: number;
+  ids: readonly string[];
+}
+
 export interface StateStore {
   readonly adapter: 'hbase' | 'embedded';
   ensureSchema(): Promise<void>;
@@ -28,7 +41,13 @@ export interface StateStore {
   putPartials(rows: readonly PartialRow[]): Promise<void>;
   /** Every partition's partial of one window. */
   partials(job: string, windowMs: number, windowStart: number): Promise<{ partition: number; value: string }[]>;
-  /** Deletes a job's checkpoints and partials (a finished replay). */
+  /** Stores the ids each batch took into a window (one row per window and batch end offset). */
+  putSeen(rows: readonly SeenRow[]): Promise<void>;
+  /** The ids of one partition's window, from rows whose offset is at most `upTo`. */
+  seen(job: string, partition: number, windowStart: number, upTo: number): Promise<string[]>;
+  /** Deletes one partition's rows of a window (it closed). */
+  dropSeen(job: string, partition: number, windowStart: number): Promise<void>;
+  /** Deletes a job's checkpoints, partials and seen rows (a finished replay). */
   dropJob(job: string): Promise<void>;
   ping(): Promise<boolean>;
   close(): Promise<void>;
@@ -49,5 +68,12 @@ export const partialJobPrefix = (job: string) => `w\u0000${checkJob(job)}\u0000`
 export const partialPrefix = (job: string, windowMs: number, windowStart: number) => `${partialJobPrefix(job)}${pad(windowMs, 10)}\u0000${pad(windowStart, 13)}\u0000`;
 export const partialKey = (r: Pick<PartialRow, 'job' | 'windowMs' | 'windowStart' | 'partition'>) => `${partialPrefix(r.job, r.windowMs, r.windowStart)}${pad(r.partition, 5)}`;
 export const partitionOfKey = (key: string) => Number(key.slice(-5));
+// Seen rows sort under the job's partial prefix (so dropJob and the partial TTL cover them) but after every
+// partial window: `s` sorts after the digits of a window length.
+export const seenPrefix = (job: string, partition: number, windowStart: number) => `${partialJobPrefix(job)}s\u0000${pad(partition, 5)}\u0000${pad(windowStart, 13)}\u0000`;
+export const seenKey = (r: Pick<SeenRow, 'job' | 'partition' | 'windowStart' | 'offset'>) => `${seenPrefix(r.job, r.partition, r.windowStart)}${pad(r.offset, 20)}`;
+export const offsetOfSeenKey = (key: string) => Number(key.slice(-20));
+/** Ids never hold a comma (message ids are Snowflake digits; the engine checks). */
+export const SEEN_SEPARATOR = ',';
 /** The first key after every key starting with `prefix` (which ends in 0x00). */
 export const prefixEnd = (prefix: string) => `${prefix.slice(0, -1)}\u0001`;

@@ -51,6 +51,34 @@ function contract(name: string, open: () => Promise<{ store: StateStore; cleanup
       await store.putPartials([]);
     });
 
+    it('keeps the ids of each batch as seen rows, read back up to a checkpoint offset, dropped per window', async () => {
+      const job = 'seen-test';
+      await store.putSeen([
+        { job, partition: 0, windowStart: W, offset: 10, ids: ['101', '102'] },
+        { job, partition: 0, windowStart: W, offset: 20, ids: ['103'] },
+        { job, partition: 0, windowStart: W + 60_000, offset: 20, ids: ['201'] },
+        { job, partition: 3, windowStart: W, offset: 12, ids: ['301'] },
+      ]);
+      await store.putSeen([{ job, partition: 0, windowStart: W, offset: 30, ids: ['104', '105'] }]);
+      await store.putSeen([]);
+      const sorted = (ids: string[]) => [...ids].sort();
+      // A checkpoint at offset 20 owns the rows up to 20: a batch that failed before its checkpoint is not in it.
+      assert.deepEqual(sorted(await store.seen(job, 0, W, 20)), ['101', '102', '103']);
+      assert.deepEqual(sorted(await store.seen(job, 0, W, 30)), ['101', '102', '103', '104', '105']);
+      assert.deepEqual(await store.seen(job, 0, W, 9), []);
+      assert.deepEqual(await store.seen(job, 3, W, 100), ['301']);
+      assert.deepEqual(await store.seen(job, 0, W + 60_000, 100), ['201']);
+      // Seen rows are no window's partials.
+      assert.deepEqual(await store.partials(job, 60_000, W), []);
+      await store.dropSeen(job, 0, W);
+      assert.deepEqual(await store.seen(job, 0, W, 100), []);
+      assert.deepEqual(await store.seen(job, 3, W, 100), ['301'], 'other partitions keep theirs');
+      assert.deepEqual(await store.seen(job, 0, W + 60_000, 100), ['201'], 'other windows keep theirs');
+      await store.dropJob(job);
+      assert.deepEqual(await store.seen(job, 3, W, 100), []);
+      assert.deepEqual(await store.seen(job, 0, W + 60_000, 100), []);
+    });
+
     it('drops one job’s checkpoints and partials, leaving the others', async () => {
       await store.dropJob('users');
       assert.deepEqual(await store.partials('users', 60_000, W), []);
