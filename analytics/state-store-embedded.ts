@@ -11,10 +11,10 @@ import {
   partialJobPrefix,
   partialKey,
   partialPrefix,
-  offsetOfSeenKey,
   partitionOfKey,
   prefixEnd,
   seenKey,
+  seenIds,
   seenPrefix,
   SEEN_SEPARATOR,
   type PartialRow,
@@ -102,13 +102,8 @@ export class EmbeddedStateStore implements StateStore {
   async seen(job: string, partition: number, windowStart: number, upTo: number): Promise<string[]> {
     await this.ready();
     const prefix = seenPrefix(job, partition, windowStart);
-    const out: string[] = [];
-    for (const [key, value] of await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all()) {
-      if (offsetOfSeenKey(key) > upTo) continue;
-      const ids = value.slice(value.indexOf(' ') + 1);
-      if (ids.length > 0) for (const id of ids.split(SEEN_SEPARATOR)) out.push(id);
-    }
-    return out;
+    const rows = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
+    return seenIds(rows.map(([key, value]) => [key, value.slice(value.indexOf(' ') + 1)] as const), upTo);
   }
 
   async dropSeen(job: string, partition: number, windowStart: number): Promise<void> {

@@ -10,10 +10,10 @@ import {
   partialJobPrefix,
   partialKey,
   partialPrefix,
-  offsetOfSeenKey,
   partitionOfKey,
   prefixEnd,
   seenKey,
+  seenIds,
   seenPrefix,
   SEEN_SEPARATOR,
   type PartialRow,
@@ -107,13 +107,7 @@ export class HBaseStateStore implements StateStore {
     const c = await this.hbase();
     const prefix = seenPrefix(job, partition, windowStart);
     const rows = await c.scan(this.table, { startRow: prefix, stopRow: prefixEnd(prefix), columns: ['w:s'] });
-    const out: string[] = [];
-    for (const r of rows) {
-      if (offsetOfSeenKey(r.row.toString('utf8')) > upTo) continue;
-      const ids = cellValue(r, 'w', 's')?.toString('utf8') ?? '';
-      if (ids.length > 0) for (const id of ids.split(SEEN_SEPARATOR)) out.push(id);
-    }
-    return out;
+    return seenIds(rows.map((r) => [r.row.toString('utf8'), cellValue(r, 'w', 's')?.toString('utf8') ?? ''] as const), upTo);
   }
 
   async dropSeen(job: string, partition: number, windowStart: number): Promise<void> {

@@ -75,5 +75,15 @@ export const seenKey = (r: Pick<SeenRow, 'job' | 'partition' | 'windowStart' | '
 export const offsetOfSeenKey = (key: string) => Number(key.slice(-20));
 /** Ids never hold a comma (message ids are Snowflake digits; the engine checks). */
 export const SEEN_SEPARATOR = ',';
+
+/** The ids of seen rows (key, joined ids) whose offset is at most `upTo`: what both adapters' seen() answer. */
+export function seenIds(rows: Iterable<readonly [key: string, ids: string]>, upTo: number): string[] {
+  const out: string[] = [];
+  for (const [key, ids] of rows) {
+    if (offsetOfSeenKey(key) > upTo || ids.length === 0) continue;
+    for (const id of ids.split(SEEN_SEPARATOR)) out.push(id);
+  }
+  return out;
+}
 /** The first key after every key starting with `prefix` (which ends in 0x00). */
 export const prefixEnd = (prefix: string) => `${prefix.slice(0, -1)}\u0001`;

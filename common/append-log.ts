@@ -113,13 +113,15 @@ export class AppendLog {
     }
   }
 
-  /** Writes and syncs what is pending on the calling thread (for rewrite and close). */
-  private commitNow(): void {
-    if (this.pending.length === 0) return;
-    const waiters = this.write();
+  /**
+   * Writes and syncs what is pending on the calling thread (for rewrite and close); `always` syncs even
+   * when nothing durable is pending, so records appended without waiting reach the disk too.
+   */
+  private commitNow(always = false): void {
+    const waiters = this.pending.length > 0 ? this.write() : [];
     if (!waiters) return;
     try {
-      if (this.fsync && waiters.some((w) => w.durable)) fs.fdatasyncSync(this.fd);
+      if (this.fsync && (always || waiters.some((w) => w.durable))) fs.fdatasyncSync(this.fd);
       for (const w of waiters) w.resolve();
     } catch (err) {
       for (const w of waiters) w.reject(err as Error);
@@ -156,9 +158,8 @@ export class AppendLog {
 
   close(): void {
     if (this.closed) return;
-    this.commitNow();
-    // What was appended without waiting for the disk gets there now.
-    if (this.fsync) fs.fdatasyncSync(this.fd);
+    // What was appended without waiting for the disk gets there now, with the rest.
+    this.commitNow(true);
     this.closed = true;
     // A sync in flight still uses the descriptor: it is closed when that sync ends.
     if (this.syncing) this.retired.push(this.fd);
