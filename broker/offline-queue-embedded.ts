@@ -1,20 +1,33 @@
 import path from 'node:path';
-import { AppendLog } from '../common/append-log.ts';
+import type { Journal, JournalChannel } from '../common/journal.ts';
 import type { OfflineQueue, QueuedMessage } from './offline-queue.ts';
 
 /**
- * Queues in memory, made durable by an fsync'd append-only file per process (`offline-queue-{node}.log`):
- * `+ user id payload` and `- user id` records, replayed at start, compacted when most records are dead.
+ * Queues in memory, made durable in the node's journal (channel `q`, shared with the outbox so a message
+ * costs one fsync): `+ user id payload` and `- user id` records, replayed at start, compacted with the
+ * journal when most records are dead. A queue file of an earlier version (`offline-queue-{node}.log`) is
+ * folded into the journal at start.
  */
 export class EmbeddedOfflineQueue implements OfflineQueue {
   readonly adapter = 'embedded';
   private readonly queues = new Map<string, Map<string, string>>();
-  private readonly log: AppendLog;
+  private readonly log: JournalChannel;
   private live = 0;
 
-  constructor(dataDir: string, nodeId: number, private readonly max: number, fsync = true) {
-    this.log = AppendLog.open(path.join(dataDir, `offline-queue-${nodeId}.log`), fsync, (record) => this.apply(record));
-    this.compactIfSparse();
+  constructor(journal: Journal, nodeId: number, private readonly max: number) {
+    const queues = this.queues;
+    const legacy = path.join(path.dirname(journal.file), `offline-queue-${nodeId}.log`);
+    this.log = journal.channel(
+      'q',
+      {
+        live: function* () {
+          for (const [userId, q] of queues) for (const [id, payload] of q) yield `+ ${userId} ${id} ${payload}`;
+        },
+        liveCount: () => this.live,
+      },
+      (record) => this.apply(record),
+      legacy,
+    );
   }
 
   private apply(record: string): void {
@@ -73,22 +86,11 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
     // A lost removal only means one redelivery, which clients drop by id (PROTOCOL.md, guarantee 2): it is
     // written at once but not waited on to reach the disk; the next durable commit takes it along.
     await this.log.append([`- ${userId} ${message.id}`], false);
-    this.compactIfSparse();
+    this.log.compactIfSparse();
   }
 
   async length(userId: string): Promise<number> {
     return this.queues.get(userId)?.size ?? 0;
-  }
-
-  private compactIfSparse(): void {
-    if (this.log.records > 10_000 && this.log.records > this.live * 4) {
-      const queues = this.queues;
-      this.log.rewrite(
-        (function* () {
-          for (const [userId, q] of queues) for (const [id, payload] of q) yield `+ ${userId} ${id} ${payload}`;
-        })(),
-      );
-    }
   }
 
   async close(): Promise<void> {

@@ -1,25 +1,42 @@
 import path from 'node:path';
-import { AppendLog } from '../common/append-log.ts';
 import type { LogRecord } from '../common/event-log.ts';
+import type { Journal, JournalChannel } from '../common/journal.ts';
 import type { Outbox } from './outbox.ts';
 
-/** An fsync'd append-only file `outbox-{node}.log`: `+ key\tvalue` records and `- count` drops. */
+/**
+ * Records in memory, made durable in the node's journal (channel `o`, shared with the offline queue so a
+ * message costs one fsync): `+ key\tvalue` records and `- count` drops. An outbox file of an earlier
+ * version (`outbox-{node}.log`) is folded into the journal at start.
+ */
 export class EmbeddedOutbox implements Outbox {
   readonly adapter = 'embedded';
   private records: LogRecord[] = [];
   private head = 0;
-  private readonly log: AppendLog;
+  private readonly log: JournalChannel;
 
-  constructor(dataDir: string, nodeId: number, fsync = true) {
-    this.log = AppendLog.open(path.join(dataDir, `outbox-${nodeId}.log`), fsync, (line) => {
-      if (line.startsWith('+ ')) {
-        const tab = line.indexOf('\t');
-        this.records.push({ key: line.slice(2, tab), value: line.slice(tab + 1) });
-      } else if (line.startsWith('- ')) {
-        this.head = Math.min(this.records.length, this.head + Number(line.slice(2)));
-      }
-    });
-    this.compact();
+  constructor(journal: Journal, nodeId: number) {
+    const legacy = path.join(path.dirname(journal.file), `outbox-${nodeId}.log`);
+    this.log = journal.channel(
+      'o',
+      {
+        live: () => this.live(),
+        liveCount: () => this.records.length - this.head,
+      },
+      (line) => {
+        if (line.startsWith('+ ')) {
+          const tab = line.indexOf('\t');
+          this.records.push({ key: line.slice(2, tab), value: line.slice(tab + 1) });
+        } else if (line.startsWith('- ')) {
+          this.head = Math.min(this.records.length, this.head + Number(line.slice(2)));
+        }
+      },
+      legacy,
+    );
+    this.trim();
+  }
+
+  private *live(): Iterable<string> {
+    for (let i = this.head; i < this.records.length; i++) yield `+ ${this.records[i].key}\t${this.records[i].value}`;
   }
 
   append(records: readonly LogRecord[]): Promise<void> {
@@ -37,20 +54,18 @@ export class EmbeddedOutbox implements Outbox {
     this.head += n;
     // A lost drop ships those records again: the event log is at least once, its consumers drop repeats.
     await this.log.append([`- ${n}`], false);
-    if (this.head > 10_000 && this.head * 2 > this.records.length) this.compact();
+    if (this.head > 10_000 && this.head * 2 > this.records.length) this.trim();
+    this.log.compactIfSparse();
   }
 
   async length(): Promise<number> {
     return this.records.length - this.head;
   }
 
-  private compact(): void {
+  /** Forgets the dropped records kept in memory. */
+  private trim(): void {
     this.records = this.records.slice(this.head);
     this.head = 0;
-    const live = this.records;
-    this.log.rewrite((function* () {
-      for (const r of live) yield `+ ${r.key}\t${r.value}`;
-    })());
   }
 
   async close(): Promise<void> {

@@ -25,6 +25,7 @@ import { EmbeddedGroups } from '../broker/groups-embedded.ts';
 import { RedisGroups } from '../broker/groups-redis.ts';
 import type { Outbox } from '../broker/outbox.ts';
 import { EmbeddedOutbox } from '../broker/outbox-embedded.ts';
+import { Journal } from './journal.ts';
 import { RedisOutbox } from '../broker/outbox-redis.ts';
 import type { Presence } from '../broker/presence.ts';
 import { EmbeddedPresence } from '../broker/presence-embedded.ts';
@@ -62,6 +63,8 @@ export async function createAdapters(config: Readonly<Config>): Promise<Adapters
   const redis = config.redis ? createRedis(config.redis) : null;
   if (redis) await redis.ping();
   const directory: Directory = config.ldap ? new LdapDirectory(config.ldap) : new EmbeddedDirectory(config.dataDir);
+  // The embedded queue and outbox share one journal: a message's records in both cost one fsync.
+  const journal = redis ? null : Journal.open(config.dataDir, config.nodeId, config.embeddedFsync);
   const a = {
     directory,
     tokens: redis ? new RedisTokenStore(redis) : new EmbeddedTokenStore(),
@@ -70,9 +73,9 @@ export async function createAdapters(config: Readonly<Config>): Promise<Adapters
     presence: redis ? new RedisPresence(redis, config.nodeId, config.presenceHeartbeatMs) : new EmbeddedPresence(),
     queue: redis
       ? new RedisOfflineQueue(redis, config.offlineMax)
-      : new EmbeddedOfflineQueue(config.dataDir, config.nodeId, config.offlineMax, config.embeddedFsync),
+      : new EmbeddedOfflineQueue(journal!, config.nodeId, config.offlineMax),
     groups: redis ? new RedisGroups(redis) : new EmbeddedGroups(config.dataDir),
-    outbox: redis ? new RedisOutbox(redis, config.nodeId) : new EmbeddedOutbox(config.dataDir, config.nodeId, config.embeddedFsync),
+    outbox: redis ? new RedisOutbox(redis, config.nodeId) : new EmbeddedOutbox(journal!, config.nodeId),
     eventLog: config.kafka
       ? new KafkaEventLog(config.kafka.brokers, `parley-${config.nodeId}`, { partitions: config.kafka.partitions, replicationFactor: config.kafka.replication })
       : new EmbeddedEventLog(config.dataDir, { fsync: config.embeddedFsync }),

@@ -1,5 +1,5 @@
 // The OfflineQueue contract against the embedded append-only file and the real Redis of test/stack, and
-// what only one adapter promises: the embedded file survives a torn write and compacts; Redis keeps each
+// what only one adapter promises: the embedded journal survives a torn write and compacts; Redis keeps each
 // queue in the list `offline:{userId}` that operators read.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -9,19 +9,23 @@ import { EmbeddedOfflineQueue } from '../broker/offline-queue-embedded.ts';
 import { RedisOfflineQueue } from '../broker/offline-queue-redis.ts';
 import type { QueuedMessage } from '../broker/offline-queue.ts';
 import { IdGenerator } from '../common/ids.ts';
+import { Journal } from '../common/journal.ts';
 import { offlineQueueContract } from './contracts/offline-queue.ts';
 import { rand, redisSandbox, tempDir, type RedisSandbox } from './contracts/support.ts';
 
 const NODE = 1;
 
-offlineQueueContract('embedded (append-only file, fsync)', async ({ max }) => {
+/** An embedded queue on its own journal in `dir`, as a process that opens only the queue would have it. */
+const openQueue = (dir: string, node: number, max: number) => new EmbeddedOfflineQueue(Journal.open(dir, node, true), node, max);
+
+offlineQueueContract('embedded (journal, fsync)', async ({ max }) => {
   const tmp = await tempDir('offline-queue');
-  let current = new EmbeddedOfflineQueue(tmp.dir, NODE, max, true);
+  let current = openQueue(tmp.dir, NODE, max);
   return {
     adapter: current,
     reopen: async () => {
       await current.close();
-      return (current = new EmbeddedOfflineQueue(tmp.dir, NODE, max, true));
+      return (current = openQueue(tmp.dir, NODE, max));
     },
     cleanup: async () => {
       await current.close();
@@ -48,9 +52,9 @@ const msg = (body = `hello ${rand()}`): QueuedMessage => {
 const user = () => `u${rand()}`;
 const lines = (file: string) => fs.readFileSync(file, 'utf8').split('\n');
 
-describe('EmbeddedOfflineQueue log file', () => {
+describe('EmbeddedOfflineQueue journal', () => {
   let tmp: { dir: string; remove(): Promise<void> };
-  const logFile = (node: number) => path.join(tmp.dir, `offline-queue-${node}.log`);
+  const logFile = (node: number) => path.join(tmp.dir, `journal-${node}.log`);
   before(async () => {
     tmp = await tempDir('offline-queue-file');
   });
@@ -61,30 +65,30 @@ describe('EmbeddedOfflineQueue log file', () => {
   it('ignores a torn last record on reopen, and appends cleanly after it', async () => {
     const u = user();
     const [m1, m2, m3] = [msg(), msg('ünï 🌸'), msg()];
-    let q = new EmbeddedOfflineQueue(tmp.dir, 2, 100, true);
+    let q = openQueue(tmp.dir, 2, 100);
     await q.push([{ userId: u, message: m1 }, { userId: u, message: m2 }]);
     await q.remove(u, m1);
     await q.close();
     // A crash in the middle of a write: half a record, cut inside a multi-byte character, no newline.
-    const torn = Buffer.from(`+ ${u} ${ids.next().id} {"body":"🌸🌸`);
+    const torn = Buffer.from(`q + ${u} ${ids.next().id} {"body":"🌸🌸`);
     fs.appendFileSync(logFile(2), torn.subarray(0, torn.length - 2));
 
-    q = new EmbeddedOfflineQueue(tmp.dir, 2, 100, true);
+    q = openQueue(tmp.dir, 2, 100);
     assert.deepEqual(await q.list(u, 100), [m2]);
     await q.push([{ userId: u, message: m3 }]);
     await q.close();
 
-    q = new EmbeddedOfflineQueue(tmp.dir, 2, 100, true);
+    q = openQueue(tmp.dir, 2, 100);
     assert.deepEqual(await q.list(u, 100), [m2, m3], 'the record after the torn one is intact');
     await q.close();
     const text = fs.readFileSync(logFile(2), 'utf8');
     assert.ok(text.endsWith('\n'));
-    for (const line of text.slice(0, -1).split('\n')) assert.match(line, /^[+-] /, `no torn bytes left: ${JSON.stringify(line.slice(0, 60))}`);
+    for (const line of text.slice(0, -1).split('\n')) assert.match(line, /^q [+-] /, `no torn bytes left: ${JSON.stringify(line.slice(0, 60))}`);
   });
 
   it('compacts a log of mostly removed messages to the live set', async () => {
     const u = user();
-    let q = new EmbeddedOfflineQueue(tmp.dir, 3, 20_000, true);
+    let q = openQueue(tmp.dir, 3, 20_000);
     const ms = Array.from({ length: 12_000 }, () => msg());
     await q.push(ms.map((message) => ({ userId: u, message })));
     const live = ms.filter((_, i) => i % 20 === 0);
@@ -94,16 +98,34 @@ describe('EmbeddedOfflineQueue log file', () => {
     // Uncompacted it would hold 12,000 pushes and 11,400 removals.
     assert.ok(records.length < 4 * live.length + 1000, `compacted to ${records.length} records`);
     assert.equal(fs.existsSync(`${logFile(3)}.tmp`), false, 'no temp file left behind');
-    q = new EmbeddedOfflineQueue(tmp.dir, 3, 20_000, true);
+    q = openQueue(tmp.dir, 3, 20_000);
     assert.deepEqual(await q.list(u, 1_000_000), live);
+    await q.close();
+  });
+
+  it('folds the queue file of an earlier version into the journal, once', async () => {
+    const [u, v] = [user(), user()];
+    const [m1, m2, m3] = [msg(), msg('ünï'), msg()];
+    // offline-queue-{node}.log as versions before the journal wrote it: m2 was delivered and removed.
+    const legacy = path.join(tmp.dir, 'offline-queue-6.log');
+    fs.writeFileSync(legacy, [`+ ${u} ${m1.id} ${m1.payload}`, `+ ${u} ${m2.id} ${m2.payload}`, `+ ${v} ${m3.id} ${m3.payload}`, `- ${u} ${m2.id}`, ''].join('\n'));
+    let q = openQueue(tmp.dir, 6, 100);
+    assert.equal(fs.existsSync(legacy), false, 'the old file is gone once its state is in the journal');
+    assert.deepEqual(await q.list(u, 10), [m1]);
+    assert.deepEqual(await q.list(v, 10), [m3]);
+    await q.remove(v, m3);
+    await q.close();
+    q = openQueue(tmp.dir, 6, 100);
+    assert.deepEqual(await q.list(u, 10), [m1], 'read back from the journal alone');
+    assert.deepEqual(await q.list(v, 10), []);
     await q.close();
   });
 
   it('keeps one file per node: two nodes in one data dir do not see each other', async () => {
     const u = user();
     const [m1, m2] = [msg(), msg()];
-    const n4 = new EmbeddedOfflineQueue(tmp.dir, 4, 100, true);
-    const n5 = new EmbeddedOfflineQueue(tmp.dir, 5, 100, true);
+    const n4 = openQueue(tmp.dir, 4, 100);
+    const n5 = openQueue(tmp.dir, 5, 100);
     await n4.push([{ userId: u, message: m1 }]);
     await n5.push([{ userId: u, message: m2 }]);
     assert.deepEqual(await n4.list(u, 10), [m1]);

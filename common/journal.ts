@@ -1,0 +1,105 @@
+// One group-committed file (`journal-{node}.log`) shared by the embedded stores written on the ack path: the
+// offline queue and the outbox. A message leaves a record in both; sharing the file makes them one write()
+// and one fdatasync() instead of two of each, and the ack waits for one disk flush, not the slower of two.
+//
+// Each record starts with its channel's tag and a space (`q + alice 123 {...}`, `o - 50`). A channel replays
+// its records when it joins, and its live records when the journal is compacted; records of a tag no channel
+// has claimed (a store this process does not open) are carried over as they are.
+import fs from 'node:fs';
+import path from 'node:path';
+import { AppendLog } from './append-log.ts';
+
+export interface ChannelState {
+  /** The records that rebuild the channel's present state, oldest first (without the tag). */
+  live(): Iterable<string>;
+  /** How many records live() yields. */
+  liveCount(): number;
+}
+
+export interface JournalChannel {
+  /** Appends records of this channel; see AppendLog.append for `durable`. */
+  append(records: readonly string[], durable?: boolean): Promise<void>;
+  /** Rewrites the journal to its live records when most of the file is dead. */
+  compactIfSparse(): void;
+  /** Leaves the journal; the file closes when its last channel leaves. */
+  close(): void;
+}
+
+const COMPACT_MIN_RECORDS = 10_000;
+
+export class Journal {
+  private readonly channels = new Map<string, ChannelState>();
+  /** Replayed records whose channel has not joined yet, by tag. */
+  private readonly unclaimed = new Map<string, string[]>();
+  private open = 0;
+
+  private constructor(private readonly log: AppendLog) {}
+
+  /** Opens (creating) the journal of a node in `dataDir`. */
+  static open(dataDir: string, nodeId: number, fsync: boolean): Journal {
+    const unclaimed = new Map<string, string[]>();
+    const log = AppendLog.open(path.join(dataDir, `journal-${nodeId}.log`), fsync, (record) => {
+      const space = record.indexOf(' ');
+      if (space <= 0) return; // not written by this code: dropped at the next compaction
+      const tag = record.slice(0, space);
+      let list = unclaimed.get(tag);
+      if (!list) unclaimed.set(tag, (list = []));
+      list.push(record.slice(space + 1));
+    });
+    const journal = new Journal(log);
+    for (const [tag, records] of unclaimed) journal.unclaimed.set(tag, records);
+    return journal;
+  }
+
+  get file(): string {
+    return this.log.file;
+  }
+
+  /**
+   * Joins the journal as `tag`: `replay` gets the channel's records in order, first those of `legacy` (the
+   * file the store used before the journal, if it is still there), then the journal's. A legacy file is
+   * folded in by a compaction and then removed; a crash in between replays it once more, which the stores
+   * absorb (queue entries are keyed by id; the outbox ships at least once).
+   */
+  channel(tag: string, state: ChannelState, replay: (record: string) => void, legacy?: string): JournalChannel {
+    if (!/^[a-z]+$/.test(tag)) throw new Error(`journal tag must be lowercase letters: ${JSON.stringify(tag)}`);
+    if (this.channels.has(tag)) throw new Error(`journal channel ${tag} is open already`);
+    const legacyFile = legacy && fs.existsSync(legacy) ? legacy : null;
+    if (legacyFile) AppendLog.open(legacyFile, false, replay).close();
+    for (const record of this.unclaimed.get(tag) ?? []) replay(record);
+    this.unclaimed.delete(tag);
+    this.channels.set(tag, state);
+    this.open++;
+    if (legacyFile) {
+      this.compact();
+      fs.unlinkSync(legacyFile);
+    }
+    let closed = false;
+    return {
+      append: (records, durable = true) => this.log.append(records.map((r) => `${tag} ${r}`), durable),
+      compactIfSparse: () => this.compactIfSparse(),
+      close: () => {
+        if (closed) return;
+        closed = true;
+        if (--this.open === 0) this.log.close();
+      },
+    };
+  }
+
+  private compactIfSparse(): void {
+    let live = 0;
+    for (const state of this.channels.values()) live += state.liveCount();
+    for (const records of this.unclaimed.values()) live += records.length;
+    if (this.log.records > COMPACT_MIN_RECORDS && this.log.records > live * 4) this.compact();
+  }
+
+  private compact(): void {
+    const { channels, unclaimed } = this;
+    this.log.rewrite(
+      (function* () {
+        for (const [tag, state] of channels) for (const r of state.live()) yield `${tag} ${r}`;
+        for (const [tag, records] of unclaimed) for (const r of records) yield `${tag} ${r}`;
+      })(),
+    );
+  }
+}

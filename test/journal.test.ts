@@ -1,0 +1,129 @@
+// The journal the embedded offline queue and outbox share: what a message leaves in both goes to disk in one
+// write and one fdatasync; each store reads back only its own records; a compaction keeps every store's live
+// records, including those of a store this process did not open; files of the versions before the journal
+// are folded in at start.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { EmbeddedOfflineQueue } from '../broker/offline-queue-embedded.ts';
+import { EmbeddedOutbox } from '../broker/outbox-embedded.ts';
+import { Journal } from '../common/journal.ts';
+import { tempDir } from './contracts/support.ts';
+
+const NODE = 3;
+const message = (n: number) => ({ id: `9000000000000${n}`, payload: `{"id":"9000000000000${n}","body":"m${n}"}` });
+
+function openBoth(dir: string) {
+  const journal = Journal.open(dir, NODE, true);
+  return { journal, queue: new EmbeddedOfflineQueue(journal, NODE, 100_000), outbox: new EmbeddedOutbox(journal, NODE) };
+}
+
+async function closeBoth(s: { queue: EmbeddedOfflineQueue; outbox: EmbeddedOutbox }) {
+  await s.queue.close();
+  await s.outbox.close();
+}
+
+/** Counts fs.fdatasync calls made while `work` runs. */
+async function countSyncs(work: () => Promise<unknown>): Promise<number> {
+  const original = fs.fdatasync;
+  let calls = 0;
+  fs.fdatasync = ((fd: number, cb: fs.NoParamCallback) => {
+    calls++;
+    return original(fd, cb);
+  }) as typeof fs.fdatasync;
+  try {
+    await work();
+  } finally {
+    fs.fdatasync = original;
+  }
+  return calls;
+}
+
+describe('Journal (embedded queue + outbox)', () => {
+  it('makes a message durable in the queue and the outbox with one fdatasync', async () => {
+    const tmp = await tempDir('journal');
+    const s = openBoth(tmp.dir);
+    // As storeForRecipients does it: both appends in the same turn.
+    const syncs = await countSyncs(() => Promise.all([s.queue.push([{ userId: 'bob', message: message(1) }]), s.outbox.append([{ key: 'alice:bob', value: '{"v":1}' }])]));
+    assert.equal(syncs, 1, 'one commit for both stores');
+    const lines = fs.readFileSync(path.join(tmp.dir, `journal-${NODE}.log`), 'utf8').split('\n').filter(Boolean);
+    assert.deepEqual(lines, [`q + bob ${message(1).id} ${message(1).payload}`, 'o + alice:bob\t{"v":1}']);
+    assert.deepEqual(await fs.promises.readdir(tmp.dir), [`journal-${NODE}.log`], 'no other file');
+    await closeBoth(s);
+    await tmp.remove();
+  });
+
+  it('gives each store only its own records back after a restart', async () => {
+    const tmp = await tempDir('journal');
+    let s = openBoth(tmp.dir);
+    await s.queue.push([{ userId: 'bob', message: message(1) }, { userId: 'carol', message: message(2) }]);
+    await s.outbox.append([{ key: 'k1', value: 'v1' }, { key: 'k2', value: 'v2 with spaces and a - sign' }]);
+    await s.queue.remove('bob', message(1));
+    await s.outbox.drop(1);
+    await closeBoth(s);
+    s = openBoth(tmp.dir);
+    assert.deepEqual(await s.queue.list('bob', 10), []);
+    assert.deepEqual(await s.queue.list('carol', 10), [message(2)]);
+    assert.deepEqual(await s.outbox.peek(10), [{ key: 'k2', value: 'v2 with spaces and a - sign' }]);
+    await closeBoth(s);
+    await tmp.remove();
+  });
+
+  it('compacts to both stores\' live records, and keeps records of a store this process did not open', async () => {
+    const tmp = await tempDir('journal');
+    const file = path.join(tmp.dir, `journal-${NODE}.log`);
+    let s = openBoth(tmp.dir);
+    await s.outbox.append([{ key: 'kept', value: 'outbox record' }]);
+    await closeBoth(s);
+    // A process with only the queue: the outbox's record must survive its compactions.
+    const journal = Journal.open(tmp.dir, NODE, true);
+    const queue = new EmbeddedOfflineQueue(journal, NODE, 100_000);
+    const all = Array.from({ length: 12_000 }, (_, i) => message(i));
+    await queue.push(all.map((m) => ({ userId: 'bob', message: m })));
+    for (const m of all.slice(0, 11_900)) await queue.remove('bob', m);
+    await queue.close();
+    const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    // Without compaction 24,001 records; the journal rewrites itself once past 10,000 records mostly dead.
+    assert.ok(lines.length <= 10_001, `compacted: ${lines.length} records`);
+    assert.ok(lines.includes('o + kept\toutbox record'), 'the unclaimed outbox record is carried over');
+    s = openBoth(tmp.dir);
+    assert.deepEqual(await s.queue.list('bob', 1_000), all.slice(11_900));
+    assert.deepEqual(await s.outbox.peek(10), [{ key: 'kept', value: 'outbox record' }]);
+    await closeBoth(s);
+    await tmp.remove();
+  });
+
+  it('folds an outbox file of an earlier version in, in order before the journal\'s own records', async () => {
+    const tmp = await tempDir('journal');
+    const legacy = path.join(tmp.dir, `outbox-${NODE}.log`);
+    fs.writeFileSync(legacy, ['+ a\tfirst', '+ b\tsecond', '- 1', '+ c\tthird', ''].join('\n'));
+    let s = openBoth(tmp.dir);
+    assert.equal(fs.existsSync(legacy), false);
+    assert.deepEqual(await s.outbox.peek(10), [
+      { key: 'b', value: 'second' },
+      { key: 'c', value: 'third' },
+    ]);
+    await s.outbox.append([{ key: 'd', value: 'fourth' }]);
+    await closeBoth(s);
+    s = openBoth(tmp.dir);
+    assert.deepEqual(
+      (await s.outbox.peek(10)).map((r) => r.key),
+      ['b', 'c', 'd'],
+    );
+    await closeBoth(s);
+    await tmp.remove();
+  });
+
+  it('refuses a second channel of the same tag and tags that could break a record', async () => {
+    const tmp = await tempDir('journal');
+    const journal = Journal.open(tmp.dir, NODE, true);
+    const queue = new EmbeddedOfflineQueue(journal, NODE, 10);
+    assert.throws(() => new EmbeddedOfflineQueue(journal, NODE, 10), /channel q is open already/);
+    const state = { live: () => [], liveCount: () => 0 };
+    assert.throws(() => journal.channel('a b', state, () => {}), /lowercase letters/);
+    assert.throws(() => journal.channel('', state, () => {}), /lowercase letters/);
+    await queue.close();
+    await tmp.remove();
+  });
+});
