@@ -3,17 +3,38 @@ import type { Group, Groups, Member, Role } from './groups.ts';
 
 // group:{id}          hash  name, owner, createdAt
 // group:{id}:members  hash  userId → "{role}:{joinedAt}"
+
+/** Creates the group whole or not at all; 0 when the id is taken. ARGV: name, owner, createdAt, then member/value pairs. */
+const CREATE = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'name', ARGV[1], 'owner', ARGV[2], 'createdAt', ARGV[3])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return 1`;
+
+/** Adds or re-roles a member of an existing group; the member count after, or 0 when there is no such group. */
+const ADD_MEMBER = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return redis.call('HLEN', KEYS[2])`;
+
+type Scripts = {
+  groupCreate(info: string, members: string, ...args: (string | number)[]): Promise<number>;
+  groupAddMember(info: string, members: string, userId: string, value: string): Promise<number>;
+};
+
 export class RedisGroups implements Groups {
   readonly adapter = 'redis';
-  constructor(private readonly redis: Redis) {}
+  private readonly redis: Redis & Scripts;
+
+  constructor(redis: Redis) {
+    redis.defineCommand('groupCreate', { numberOfKeys: 2, lua: CREATE });
+    redis.defineCommand('groupAddMember', { numberOfKeys: 2, lua: ADD_MEMBER });
+    this.redis = redis as Redis & Scripts;
+  }
 
   async create(group: Group): Promise<boolean> {
-    const created = await this.redis.hsetnx(`group:${group.id}`, 'name', group.name);
-    if (!created) return false;
-    const m = this.redis.multi().hset(`group:${group.id}`, { owner: group.owner, createdAt: group.createdAt });
-    if (group.members.length) m.hset(`group:${group.id}:members`, Object.fromEntries(group.members.map((x) => [x.userId, `${x.role}:${x.joinedAt}`])));
-    await m.exec();
-    return true;
+    const members = group.members.flatMap((x) => [x.userId, `${x.role}:${x.joinedAt}`]);
+    return (await this.redis.groupCreate(`group:${group.id}`, `group:${group.id}:members`, group.name, group.owner, group.createdAt, ...members)) === 1;
   }
 
   async get(id: string): Promise<Group | null> {
@@ -37,9 +58,8 @@ export class RedisGroups implements Groups {
     return v ? parseMember(userId, v).role : null;
   }
 
-  async addMember(id: string, member: Member): Promise<number> {
-    const res = await this.redis.multi().hset(`group:${id}:members`, member.userId, `${member.role}:${member.joinedAt}`).hlen(`group:${id}:members`).exec();
-    return res?.[1][1] as number;
+  addMember(id: string, member: Member): Promise<number> {
+    return this.redis.groupAddMember(`group:${id}`, `group:${id}:members`, member.userId, `${member.role}:${member.joinedAt}`);
   }
 
   async removeMember(id: string, userId: string): Promise<boolean> {

@@ -25,7 +25,7 @@ export interface Groups {
   /** The member ids (empty when the group does not exist). */
   members(id: string): Promise<string[]>;
   role(id: string, userId: string): Promise<Role | null>;
-  /** Adds (or re-roles) a member; returns the member count after. */
+  /** Adds (or re-roles) a member; returns the member count after, or 0 when the group does not exist. */
   addMember(id: string, member: Member): Promise<number>;
   /** False when the user was not a member. */
   removeMember(id: string, userId: string): Promise<boolean>;

@@ -4,7 +4,10 @@ import type { LogRecord } from '../common/event-log.ts';
 
 export interface Outbox {
   readonly adapter: 'redis' | 'embedded';
-  /** Appends records at the tail; durable once the promise resolves. */
+  /**
+   * Appends records at the tail; durable once the promise resolves. Keys hold no tab and values no newline
+   * (keys are conversation ids, values JSON), which the embedded journal's line format relies on.
+   */
   append(records: readonly LogRecord[]): Promise<void>;
   /** Up to `limit` records from the head, oldest first. */
   peek(limit: number): Promise<LogRecord[]>;

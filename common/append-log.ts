@@ -64,6 +64,7 @@ export class AppendLog {
    */
   append(records: readonly string[], durable = true): Promise<void> {
     if (this.closed) return Promise.reject(new Error(`append log ${this.file} is closed`));
+    if (records.length === 0) return Promise.resolve();
     for (const r of records) this.pending.push(r);
     this.records += records.length;
     return new Promise((resolve, reject) => {

@@ -36,13 +36,14 @@ export function outboxContract(name: string, make: OutboxFactory): void {
     let outbox: Outbox;
     const ids = new IdGenerator(11);
     const users = ['alice', 'bob', 'carol.b', 'd-4_x', '0z'];
-    let n = 0;
+    let seq = 0;
 
     /** A record as eventRecord() builds it, for a 1:1 conversation or a group. */
     const record = (body = `hello ${rand()}`, group?: string): LogRecord => {
       const { id, ts } = ids.next();
-      n++;
-      const [from, to] = [users[n % users.length], users[(n + 1 + (n % 3)) % users.length]];
+      seq++;
+      // Two different users, varying from record to record.
+      const [from, to] = [users[seq % users.length], users[(seq + 1 + (seq % 3)) % users.length]];
       const key = group ? `g:${group}` : from < to ? `u:${from}:${to}` : `u:${to}:${from}`;
       const message = JSON.stringify({ id, from, to: group ?? to, ...(group ? { group } : {}), ts, cid: `c-${rand()}`, kind: 'text', body });
       const head = JSON.stringify({ v: 1, type: 'message', transport: 'tcp', participants: [from, to] });
@@ -86,6 +87,8 @@ export function outboxContract(name: string, make: OutboxFactory): void {
       assert.equal(await outbox.length(), 300);
     });
 
+    // Embedded: AppendLog.append queues a waiter even for no records, and commit() returns early when nothing
+    // is pending (common/append-log.ts), so the promise waits for the next non-empty append. Redis returns.
     it('resolves an append of no records, and adds nothing', async () => {
       const before = records(2);
       await outbox.append(before);
