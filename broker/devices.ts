@@ -3,6 +3,7 @@
 // the queue. A device that subscribes to its inbox first receives the queue in order; live messages that
 // arrive meanwhile are held and follow it.
 import type { Client } from 'aedes';
+import mqttPacket from 'mqtt-packet';
 import type { Logger } from '../common/log.ts';
 import type { OfflineQueue } from './offline-queue.ts';
 import { inboxTopic } from './topics.ts';
@@ -57,9 +58,15 @@ export class Device {
     else this.write(d);
   }
 
-  /** Acks and errors: at QoS 0, never queued, never held behind the queue. */
+  /**
+   * Acks and errors: at QoS 0, never queued, never held behind the queue. Written now rather than a turn
+   * later (Aedes's deliver0 waits for setImmediate): an ack then goes out in the same turn as Aedes's PUBACK
+   * of the publish it answers, and mqtt-packet's cork makes the two one socket write.
+   */
   notify(payload: Buffer): void {
-    (this.client as InternalClient).deliver0({ cmd: 'publish', topic: inboxTopic(this.userId), payload, qos: 0, retain: false, dup: false }, noop);
+    const c = this.client as InternalClient;
+    if (!c.connected) return;
+    mqttPacket.writeToStream({ cmd: 'publish', topic: inboxTopic(this.userId), payload, qos: 0, retain: false, dup: false }, c.conn);
   }
 
   private write(d: Delivery): void {
