@@ -10,6 +10,11 @@ import { hashToken, newToken, TOKEN_PREFIX, type TokenStore } from './token-stor
 /** Why a sign-in failed, which each door maps to its own answer (HTTP 401/429, CONNACK 4/5). */
 export type SignInFailure = 'wrong_password' | 'unknown' | 'throttled';
 
+/** A live connection that logout of its token closes (an Aedes Client). */
+export interface Session {
+  close(): void;
+}
+
 export class SignInError extends Error {
   constructor(readonly reason: SignInFailure) {
     super(reason === 'throttled' ? 'too many failed sign-ins; try again later' : 'bad username or password');
@@ -31,7 +36,7 @@ export interface AuthDeps {
 
 export class AuthService {
   /** Live sessions per token on this node, closed when the token is revoked. */
-  private readonly sessions = new Map<string, Set<() => void>>();
+  private readonly sessions = new Map<string, Set<Session>>();
 
   constructor(private readonly deps: AuthDeps) {}
 
@@ -107,7 +112,7 @@ export class AuthService {
     await this.deps.tokens.revoke(tokenHash);
     const closers = this.sessions.get(tokenHash);
     this.sessions.delete(tokenHash);
-    for (const close of closers ?? []) close();
+    for (const session of closers ?? []) session.close();
   }
 
   async me(userId: string): Promise<DirectoryUser> {
@@ -116,14 +121,15 @@ export class AuthService {
     return user;
   }
 
-  /** Remembers a session signed in with a token; returns the function that forgets it. */
-  track(tokenHash: string, close: () => void): () => void {
+  /** Remembers a session signed in with a token (closed on logout); forget it with untrack. */
+  track(tokenHash: string, session: Session): void {
     let set = this.sessions.get(tokenHash);
     if (!set) this.sessions.set(tokenHash, (set = new Set()));
-    set.add(close);
-    return () => {
-      set.delete(close);
-      if (set.size === 0 && this.sessions.get(tokenHash) === set) this.sessions.delete(tokenHash);
-    };
+    set.add(session);
+  }
+
+  untrack(tokenHash: string, session: Session): void {
+    const set = this.sessions.get(tokenHash);
+    if (set && set.delete(session) && set.size === 0) this.sessions.delete(tokenHash);
   }
 }

@@ -3,6 +3,7 @@
 // and presence.
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import bl from 'bl';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { AuthService } from '../auth/service.ts';
 import { SignInError } from '../auth/service.ts';
@@ -46,7 +47,6 @@ export class ParleyBroker {
   readonly devices: DeviceRegistry;
   readonly acceptor: Acceptor;
   private readonly transports = new WeakMap<object, Transport>();
-  private readonly untrack = new WeakMap<Client, () => void>();
   private readonly emptyPersistentId = new WeakSet<Client>();
   private heartbeat: NodeJS.Timeout | null = null;
 
@@ -90,8 +90,23 @@ export class ParleyBroker {
 
   /** Serves one MQTT connection (a TCP or TLS socket, or a WebSocket stream). */
   handle(stream: Duplex, transport: Transport, req?: IncomingMessage): void {
-    this.transports.set(stream, transport);
+    // TCP is the default: only TLS and WebSocket streams need an entry.
+    if (transport !== 'tcp') this.transports.set(stream, transport);
     this.aedes.handle(stream as never, req);
+    // mqtt-packet's parser keeps its unparsed bytes in a BufferListStream, a readable-stream Duplex (~1 KB
+    // with its states and listeners); it only uses the BufferList methods, so a plain BufferList will do.
+    const client = (stream as unknown as { client?: { _parser?: { _list: unknown }; _eos?: () => void } }).client;
+    // onConnClose finds the client there; without it devices would never retire. Loud, not a silent leak,
+    // should an Aedes upgrade stop setting it.
+    if (!client) throw new Error('Aedes did not attach its client to the connection stream');
+    if (client._parser) client._parser._list = new bl.BufferList();
+    // Aedes watches the stream with stream.finished() (eight closures and their listeners, ~0.7 KB); it
+    // already closes the client on 'end' and 'error', so one shared 'close' listener covers the rest.
+    if (client._eos) {
+      client._eos();
+      client._eos = noop;
+    }
+    stream.on('close', this.onConnClose);
   }
 
   private preConnect(client: Client, packet: { clientId: string; clean?: boolean }, cb: (err: Error | null, ok: boolean) => void): void {
@@ -108,14 +123,19 @@ export class ParleyBroker {
     if (!username || !password) return cb(connackError(Connack.badUsernameOrPassword, 'username and password are required') as AuthenticateError, null);
     const conn = (client as unknown as { conn: object }).conn;
     const address = (conn as { remoteAddress?: string }).remoteAddress ?? client.req?.socket?.remoteAddress ?? 'unknown';
-    this.deps.auth.signIn(username, password.toString('utf8'), address).then(
+    // net.Socket caches {address, family, port} in _peername on first read; an idle connection need not keep it.
+    if ((conn as { _peername?: unknown })._peername) (conn as { _peername?: unknown })._peername = undefined;
+    const secret = password.toString('utf8');
+    // mqtt-packet keeps the CONNECT packet as its parser's `settings` for the connection's lifetime; the
+    // password (and the read buffer it points into) need not stay with it.
+    const settings = (client as unknown as { _parser?: { settings?: { password?: unknown } } })._parser?.settings;
+    if (settings?.password === password) settings.password = undefined;
+    this.deps.auth.signIn(username, secret, address).then(
       (signedIn) => {
-        // The device exists before the CONNACK: a SUBSCRIBE may be handled before 'clientReady' fires.
-        const device = this.devices.add(signedIn.userId, client, this.transports.get(conn) ?? 'tcp');
-        if (signedIn.tokenHash) this.untrack.set(client, this.deps.auth.track(signedIn.tokenHash, () => client.close()));
-        (conn as NodeJS.EventEmitter).once('close', () => setImmediate(() => this.retire(client)));
-        this.deps.metrics.connections.inc({ transport: device.transport });
-        this.deps.metrics.signIns.inc({ door: 'mqtt', result: 'ok' });
+        // Long-lived registrations happen in signedIn(), whose closures do not share this scope: a closure
+        // made here would keep `cb`, and through it Aedes's CONNECT state (packet, password), for the
+        // connection's lifetime.
+        this.signedIn(client, conn, signedIn);
         cb(null, true);
       },
       (err) => {
@@ -126,6 +146,26 @@ export class ParleyBroker {
       },
     );
   }
+
+  private signedIn(client: Client, conn: object, signedIn: { userId: string; tokenHash?: string }): void {
+    // The device exists before the CONNACK: a SUBSCRIBE may be handled before 'clientReady' fires.
+    const device = this.devices.add(signedIn.userId, client, this.transports.get(conn) ?? 'tcp');
+    if (signedIn.tokenHash) {
+      device.tokenHash = signedIn.tokenHash;
+      this.deps.auth.track(signedIn.tokenHash, client);
+    }
+    this.deps.metrics.connections.inc({ transport: device.transport });
+    this.deps.metrics.signIns.inc({ door: 'mqtt', result: 'ok' });
+  }
+
+  /** The 'close' listener of every connection: `this` is the stream, and Aedes set its `client`. */
+  private readonly onConnClose = ((broker: ParleyBroker) =>
+    function (this: { client?: Client }) {
+      const client = this.client;
+      if (!client) return;
+      client.close(); // a no-op when Aedes closed it already
+      setImmediate(() => broker.retire(client));
+    })(this);
 
   private authorizePublish(client: Client, packet: PublishPacket, cb: (err?: Error | null) => void): void {
     const device = this.devices.of(client);
@@ -198,7 +238,7 @@ export class ParleyBroker {
   private retire(client: Client): void {
     const device = this.devices.of(client);
     if (!device || !this.devices.remove(device)) return;
-    this.untrack.get(client)?.();
+    if (device.tokenHash) this.deps.auth.untrack(device.tokenHash, client);
     this.deps.metrics.connections.dec({ transport: device.transport });
     if (!device.presenceUp) return;
     const now = Date.now();

@@ -24,6 +24,8 @@ interface InternalClient extends Client {
 }
 
 const noop = () => {};
+/** Shared by every idle device: a Promise per device costs 48 bytes each. */
+const RESOLVED: Promise<void> = Promise.resolve();
 
 export type Transport = 'tcp' | 'tls' | 'ws';
 
@@ -31,15 +33,18 @@ export class Device {
   /** Subscribed to its inbox: only then is the device online for delivery (PROTOCOL.md, "device"). */
   inboxQos: 0 | 1 | null = null;
   /** The last accepted publish of this device: acks and deliveries complete in the order sent. */
-  tail: Promise<void> = Promise.resolve();
+  tail: Promise<void> = RESOLVED;
+  /** The token this device signed in with, when it did (logout closes it). */
+  tokenHash?: string;
   /** Counted in Presence (from 'clientReady' on). */
   presenceUp = false;
   /** Resolves when the last accepted publish has been handed to the offline queue. */
-  storeTurn: Promise<void> = Promise.resolve();
-  private readonly inflight = new Map<number, Delivery>();
+  storeTurn: Promise<void> = RESOLVED;
+  /** Created on the first QoS 1 delivery: most idle devices never get one. */
+  private inflight: Map<number, Delivery> | null = null;
   private nextMid = 1;
   private draining = false;
-  private held: Delivery[] = [];
+  private held: Delivery[] | null = null;
 
   constructor(
     readonly key: string,
@@ -49,12 +54,12 @@ export class Device {
   ) {}
 
   get inflightCount(): number {
-    return this.inflight.size;
+    return this.inflight?.size ?? 0;
   }
 
   /** Sends one envelope on the device's inbox topic, now or after the offline queue, keeping order. */
   deliver(d: Delivery): void {
-    if (this.draining) this.held.push(d);
+    if (this.draining) (this.held ??= []).push(d);
     else this.write(d);
   }
 
@@ -78,7 +83,7 @@ export class Device {
       return;
     }
     packet.messageId = this.allocate();
-    this.inflight.set(packet.messageId, d);
+    (this.inflight ??= new Map()).set(packet.messageId, d);
     // Aedes keeps a packet id it is given [MQTT-2.3.1-2]; owning the ids is how a PUBACK names the message.
     c.deliverQoS(packet, noop);
   }
@@ -87,15 +92,15 @@ export class Device {
     for (let i = 0; i < 65535; i++) {
       const mid = this.nextMid;
       this.nextMid = mid === 65535 ? 1 : mid + 1;
-      if (!this.inflight.has(mid)) return mid;
+      if (!this.inflight?.has(mid)) return mid;
     }
     throw new Error('65535 messages in flight to one device');
   }
 
   /** The device PUBACKed `messageId`; returns what it confirmed. */
   acked(messageId: number): Delivery | undefined {
-    const d = this.inflight.get(messageId);
-    if (d) this.inflight.delete(messageId);
+    const d = this.inflight?.get(messageId);
+    if (d) this.inflight!.delete(messageId);
     return d;
   }
 
@@ -108,9 +113,9 @@ export class Device {
         sent.add(m.id);
         this.write({ id: m.id, text: m.payload, payload: Buffer.from(m.payload), queued: true, qos: 1 });
       }
-      for (const d of this.held) if (!sent.has(d.id)) this.write(d);
+      for (const d of this.held ?? []) if (!sent.has(d.id)) this.write(d);
     } finally {
-      this.held = [];
+      this.held = null;
       this.draining = false;
     }
   }
