@@ -73,14 +73,15 @@ export function drainTable(r: BenchResults): string {
 
 export function connectionsTable(r: BenchResults): string {
   return table(
-    ['system', 'connected', 'connects/s', 'connect p50 / p99 (ms)', 'RSS before → after (MB)', 'KB per connection', 'broker CPU', 'backend CPU', 'generator CPU'],
+    ['system', 'connected', 'connects/s', 'connect p50 / p99 (ms)', 'RSS before → half → after (MB)', 'KB per connection', 'KB per connection, second half', 'broker CPU', 'backend CPU', 'generator CPU'],
     r.connections.map((c) => [
       label(c.system),
       `${int(c.connected)}/${int(c.target)}`,
       int(c.perSec),
       `${ms(c.connectP50)} / ${ms(c.connectP99)}`,
-      `${c.rssBeforeMB} → ${c.rssAfterMB}`,
+      `${c.rssBeforeMB} → ${c.rssMiddleMB ?? '–'} → ${c.rssAfterMB}`,
       (c.bytesPerConnection / 1024).toFixed(1),
+      c.marginalBytesPerConnection === undefined ? '–' : (c.marginalBytesPerConnection / 1024).toFixed(1),
       pct(c.brokerCpu),
       c.backendCpu ? pct(c.backendCpu) : '–',
       pct(c.generatorCpu),
@@ -96,6 +97,7 @@ export function ratiosTable(r: BenchResults): string {
     ['group fan-out peak deliveries/s', r.ratios.fanoutPeak, 'higher is better'],
     ['offline drain time', r.ratios.drainMs, 'lower is better'],
     ['memory per idle connection', r.ratios.bytesPerConnection, 'lower is better'],
+    ['memory per idle connection, second half', r.ratios.marginalBytesPerConnection ?? {}, 'lower is better'],
     ['connects/s', r.ratios.connectPerSec, 'higher is better'],
   ];
   return table(

@@ -82,8 +82,13 @@ export interface ConnectionsResult extends Usage {
   connectP50: number | null;
   connectP99: number | null;
   rssBeforeMB: number;
+  /** After the first half of the connections (absent in results of earlier versions). */
+  rssMiddleMB?: number;
   rssAfterMB: number;
+  /** (RSS after − before) / connections: fixed costs of the burst included. */
   bytesPerConnection: number;
+  /** (RSS after − after the first half) / the second half: what one more connection costs. */
+  marginalBytesPerConnection?: number;
   sourceAddresses: number;
 }
 
@@ -135,6 +140,7 @@ export interface Ratios {
   fanoutPeak: Partial<Record<SystemName, Ratio>>;
   drainMs: Partial<Record<SystemName, Ratio>>;
   bytesPerConnection: Partial<Record<SystemName, Ratio>>;
+  marginalBytesPerConnection: Partial<Record<SystemName, Ratio>>;
   connectPerSec: Partial<Record<SystemName, Ratio>>;
 }
 
@@ -154,7 +160,7 @@ export function summarizeChat(steps: ChatStep[]): { peak: ChatStep | null; halfP
 const ratio = (a: number | null | undefined, b: number | null | undefined) => (a == null || b == null || b === 0 ? null : a / b);
 
 export function computeRatios(r: Pick<BenchResults, 'chat' | 'fanout' | 'drain' | 'connections'>): Ratios {
-  const out: Ratios = { chatPeak: {}, chatP99AtHalfPeak: {}, fanoutPeak: {}, drainMs: {}, bytesPerConnection: {}, connectPerSec: {} };
+  const out: Ratios = { chatPeak: {}, chatP99AtHalfPeak: {}, fanoutPeak: {}, drainMs: {}, bytesPerConnection: {}, marginalBytesPerConnection: {}, connectPerSec: {} };
   const parleys: SystemName[] = ['parley-embedded', 'parley-redis'];
   const chat = (s: SystemName) => r.chat.find((c) => c.system === s);
   const fan = (s: SystemName) => r.fanout.find((c) => c.system === s);
@@ -173,6 +179,7 @@ export function computeRatios(r: Pick<BenchResults, 'chat' | 'fanout' | 'drain' 
     if (drain(p)) out.drainMs[p] = both(drain, (d) => d?.ms, p);
     if (conn(p)) {
       out.bytesPerConnection[p] = both(conn, (c) => c?.bytesPerConnection, p);
+      out.marginalBytesPerConnection[p] = both(conn, (c) => c?.marginalBytesPerConnection, p);
       out.connectPerSec[p] = both(conn, (c) => c?.perSec, p);
     }
   }

@@ -124,6 +124,14 @@ async function connectAll(sut: SystemUnderTest, gens: Generators, specs: ClientS
   };
 }
 
+/** Two connect bursts as one: counts and latencies added, time summed (the pause between is not counted). */
+function joinBursts(a: Awaited<ReturnType<typeof connectAll>>, b: Awaited<ReturnType<typeof connectAll>>): Awaited<ReturnType<typeof connectAll>> {
+  const hist = newHistogram();
+  merge(hist, a.hist);
+  merge(hist, b.hist);
+  return { ms: a.ms + b.ms, ok: a.ok + b.ok, failed: a.failed + b.failed, firstError: a.firstError ?? b.firstError, hist };
+}
+
 /** A ladder of rising rates over clients that are already connected. */
 interface Ladder {
   what: string;
@@ -389,7 +397,14 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
   await quiet(sut, gens, o);
   const before = sampleProcess(sut.pid)?.rssBytes ?? 0;
   const usage = meter(sut, gens);
-  const c = await connectAll(sut, gens, shares(specs, gens.size), o, 64);
+  // Two halves: what the whole burst added (fixed costs included: a young generation growing to its limit,
+  // caches filled once) and what the second half added (the cost of one more connection).
+  const half = Math.floor(specs.length / 2);
+  const first = await connectAll(sut, gens, shares(specs.slice(0, half), gens.size), o, 64);
+  await sleep(o.settleMs);
+  const middle = sampleProcess(sut.pid)?.rssBytes ?? 0;
+  const second = await connectAll(sut, gens, shares(specs.slice(half), gens.size), o, 64);
+  const c = joinBursts(first, second);
   const u = usage();
   // Let the broker settle (timers, GC) before reading its memory.
   await sleep(o.settleMs * 2);
@@ -406,14 +421,17 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
     connectP50: quantileMs(c.hist, 0.5),
     connectP99: quantileMs(c.hist, 0.99),
     rssBeforeMB: mb(before),
+    rssMiddleMB: mb(middle),
     rssAfterMB: mb(after),
     bytesPerConnection: c.ok > 0 ? Math.round((after - before) / c.ok) : 0,
+    marginalBytesPerConnection: second.ok > 0 ? Math.round((after - middle) / second.ok) : 0,
     sourceAddresses: o.sourceAddresses,
     ...u,
   };
   o.progress(
     `  connections: ${c.ok}/${o.connections} in ${(c.ms / 1000).toFixed(1)} s (${result.perSec}/s, p99 ${fmt(result.connectP99)} ms)  ` +
-      `RSS ${result.rssBeforeMB} → ${result.rssAfterMB} MB = ${(result.bytesPerConnection / 1024).toFixed(1)} KB/connection  broker ${u.brokerCpu.toFixed(0)}% cpu` +
+      `RSS ${result.rssBeforeMB} → ${result.rssMiddleMB} → ${result.rssAfterMB} MB = ${(result.bytesPerConnection / 1024).toFixed(1)} KB/connection ` +
+      `(second half ${((result.marginalBytesPerConnection ?? 0) / 1024).toFixed(1)} KB)  broker ${u.brokerCpu.toFixed(0)}% cpu` +
       (c.failed ? `  (${c.failed} failed: ${c.firstError})` : ''),
   );
   await sleep(o.settleMs);
