@@ -1,9 +1,12 @@
-// The `analytics` role: one StreamJob per job (each its own consumer group), the state store they
-// checkpoint to, the series API and the dashboard, and the jobs' counters on /metrics.
+// The `analytics` role: one StreamJob per job (each its own consumer group) and the state store they
+// checkpoint to (AnalyticsJobs, in the consumer thread or inline), the jobs' counters on /metrics, and the
+// series API and the dashboard (registerAnalyticsRoutes, beside the rest of the HTTP API).
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { AuthService } from '../auth/service.ts';
 import type { Adapters } from '../common/adapters.ts';
+import type { EventLog } from '../common/event-log.ts';
+import type { Archive } from '../consumers/archive.ts';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/log.ts';
 import { StreamJob, type EngineCounters } from './engine.ts';
@@ -29,31 +32,30 @@ export function engineCounters(registry: Registry): EngineCounters {
   };
 }
 
-export interface AnalyticsDeps {
+export interface AnalyticsJobsDeps {
   config: Readonly<Config>;
   log: Logger;
-  adapters: Pick<Adapters, 'eventLog' | 'archive' | 'directory' | 'tokens' | 'throttle'>;
-  http: FastifyInstance;
+  eventLog: EventLog;
+  archive: Archive;
   registry: Registry;
 }
 
-export class Analytics {
+/** The jobs and their state store: what runs in the consumer thread (or inline). */
+export class AnalyticsJobs {
   readonly store: StateStore;
   readonly jobs: StreamJob[];
 
-  /** Registers the routes (before the server listens); start() starts the jobs. */
-  constructor({ config, log, adapters, http, registry }: AnalyticsDeps) {
+  constructor({ config, log, eventLog, archive, registry }: AnalyticsJobsDeps) {
     const settings = config.analytics;
     this.store = createStateStore(config);
-    const jobs = createJobs(settings);
     const counters = engineCounters(registry);
-    this.jobs = jobs.map(
+    this.jobs = createJobs(settings).map(
       (job) =>
         new StreamJob({
-          log: adapters.eventLog,
+          log: eventLog,
           topic: config.messagesTopic,
           store: this.store,
-          archive: adapters.archive,
+          archive,
           logger: log,
           job,
           latenessMs: settings.latenessMs,
@@ -61,9 +63,6 @@ export class Analytics {
           counters,
         }),
     );
-    // Bearer tokens only: the AuthService holds no state of its own that this role would need to share.
-    const auth = new AuthService({ config, directory: adapters.directory, tokens: adapters.tokens, throttle: adapters.throttle });
-    analyticsRoutes(http, { auth, archive: adapters.archive, metrics: metricNames(jobs), readers: settings.readers, refreshMs: settings.refreshMs, log });
   }
 
   async start(): Promise<void> {
@@ -75,4 +74,15 @@ export class Analytics {
     for (const job of this.jobs) await job.stop();
     await this.store.close();
   }
+}
+
+/** The series API and the dashboard: served wherever the HTTP API is, reading the metric rows of `adapters.archive`. */
+export function registerAnalyticsRoutes(
+  http: FastifyInstance,
+  { config, log, adapters }: { config: Readonly<Config>; log: Logger; adapters: Pick<Adapters, 'archive' | 'directory' | 'tokens' | 'throttle'> },
+): void {
+  const settings = config.analytics;
+  // Bearer tokens only: the AuthService holds no state of its own that this role would need to share.
+  const auth = new AuthService({ config, directory: adapters.directory, tokens: adapters.tokens, throttle: adapters.throttle });
+  analyticsRoutes(http, { auth, archive: adapters.archive, metrics: metricNames(createJobs(settings)), readers: settings.readers, refreshMs: settings.refreshMs, log });
 }

@@ -10,10 +10,11 @@ import { groupRoutes } from '../broker/group-routes.ts';
 import { GroupService } from '../broker/group-service.ts';
 import { OutboxShipper } from '../broker/outbox-shipper.ts';
 import { Recipients } from '../broker/recipients.ts';
-import { Archiver } from '../consumers/archiver.ts';
 import { Notifier } from '../consumers/notifier.ts';
 import { webRoutes } from '../web/routes.ts';
-import { Analytics } from '../analytics/service.ts';
+import { registerAnalyticsRoutes } from '../analytics/service.ts';
+import { createConsumers, type ConsumerRole, type Consumers } from '../consumers/consumers.ts';
+import { ConsumerThread } from '../consumers/thread.ts';
 import { historyRoutes } from '../consumers/history-routes.ts';
 import { tcpServer } from '../broker/transport-tcp.ts';
 import { tlsServer } from '../broker/transport-tls.ts';
@@ -36,9 +37,11 @@ export interface Running {
   tlsPort: number | null;
   broker: ParleyBroker | null;
   shipper: OutboxShipper | null;
-  archiver: Archiver | null;
+  /** The archiver and the analytics jobs, in their thread or inline; null when this process runs neither. */
+  consumers: Consumers | null;
+  /** The consumer thread, when they run in one. */
+  consumerThread: ConsumerThread | null;
   notifier: Notifier | null;
-  analytics: Analytics | null;
   ports: Adapters;
   adapters: Record<string, string>;
   close(): Promise<void>;
@@ -50,9 +53,13 @@ export interface Running {
  * /metrics on the HTTP port.
  */
 export async function startParley(config: Readonly<Config>, log: Logger = createLogger(config.logLevel), roles: readonly Role[] = ROLES): Promise<Running> {
-  const adapters = await createAdapters(config);
+  const consumerRoles = roles.filter((r): r is ConsumerRole => r === 'archiver' || r === 'analytics');
+  const thread = config.consumerThread && consumerRoles.length > 0 ? new ConsumerThread(config, log, consumerRoles) : null;
+  // With the thread, the embedded archive is the thread's (one LevelDB, one opener) and read from here over RPC.
+  const adapters = await createAdapters(config, { archive: thread?.archive ?? undefined });
   const metrics = createMetrics();
   await adapters.eventLog.ensureTopic(config.messagesTopic, config.kafka?.partitions ?? 6);
+  thread?.start(adapters.eventLog);
   await adapters.archive.ensureSchema();
   await adapters.blobs.ensureBucket();
   const http = createHttp(log);
@@ -62,19 +69,30 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
     const ok = Object.values(checks).every(Boolean);
     return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'unavailable', checks, adapters: adapters.describe() });
   });
-  http.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  let consumers: Consumers | null = null;
+  http.get('/metrics', async (_req, reply) => {
+    const own = await metrics.registry.metrics();
+    // The consumer thread's counters (its own registry, disjoint names) follow this thread's.
+    const theirs = (await consumers?.metrics()) ?? '';
+    return reply.type(metrics.registry.contentType).send(theirs ? `${own}${theirs}` : own);
+  });
 
   const broker = roles.includes('broker') ? await startBroker(config, log, metrics, adapters, http) : null;
-  const analytics = roles.includes('analytics') ? new Analytics({ config, log: log.child({ part: 'analytics' }), adapters, http, registry: metrics.registry }) : null;
+  if (roles.includes('analytics')) registerAnalyticsRoutes(http, { config, log: log.child({ part: 'analytics' }), adapters });
   await http.listen({ host: config.host, port: config.httpPort });
-  const archiver = roles.includes('archiver') ? new Archiver(adapters.eventLog, config.messagesTopic, adapters.archive, log.child({ part: 'archiver' }), config.archiveLingerMs) : null;
-  await archiver?.start();
+  if (thread) {
+    await thread.startConsumers();
+    consumers = thread;
+  } else if (consumerRoles.length > 0) {
+    const inline = createConsumers({ config, log, eventLog: adapters.eventLog, archive: adapters.archive, registry: metrics.registry, roles: consumerRoles });
+    await inline.start();
+    consumers = inline;
+  }
   const notifier =
     roles.includes('notifier') && config.push
       ? new Notifier(adapters.eventLog, config.messagesTopic, adapters.presence, config.push, log.child({ part: 'notifier' }))
       : null;
   await notifier?.start();
-  await analytics?.start();
 
   const running: Running = {
     mqttPort: broker ? (broker.tcp.address() as AddressInfo).port : 0,
@@ -82,21 +100,20 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
     tlsPort: broker?.tls ? (broker.tls.address() as AddressInfo).port : null,
     broker: broker?.broker ?? null,
     shipper: broker?.shipper ?? null,
-    archiver,
+    consumers,
+    consumerThread: thread,
     notifier,
-    analytics,
     ports: adapters,
     adapters: adapters.describe(),
     async close() {
       await broker?.close();
-      await archiver?.stop();
+      await consumers?.stop();
       await notifier?.stop();
-      await analytics?.stop();
       await http.close();
       await adapters.close();
     },
   };
-  log.info({ roles, mqtt: running.mqttPort, http: running.httpPort, tls: running.tlsPort, adapters: running.adapters, dataDir: config.dataDir, node: config.nodeId }, 'parley started');
+  log.info({ roles, consumers: thread ? 'thread' : 'inline', mqtt: running.mqttPort, http: running.httpPort, tls: running.tlsPort, adapters: running.adapters, dataDir: config.dataDir, node: config.nodeId }, 'parley started');
   return running;
 }
 

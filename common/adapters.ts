@@ -59,7 +59,22 @@ export interface Adapters {
   close(): Promise<void>;
 }
 
-export async function createAdapters(config: Readonly<Config>): Promise<Adapters> {
+/** The Kafka event log (config.kafka must be set); each thread that consumes opens its own client. */
+export function kafkaEventLog(config: Readonly<Config>, clientId: string): KafkaEventLog {
+  const kafka = config.kafka!;
+  return new KafkaEventLog(kafka.brokers, clientId, { partitions: kafka.partitions, replicationFactor: kafka.replication });
+}
+
+export function createArchive(config: Readonly<Config>): Archive {
+  return config.hbase ? new HBaseArchive(config.hbase) : new EmbeddedArchive(config.dataDir, { fsync: config.embeddedFsync });
+}
+
+export interface AdapterOptions {
+  /** The archive to use instead of opening one (the consumer thread's, when it owns the embedded one). */
+  archive?: Archive;
+}
+
+export async function createAdapters(config: Readonly<Config>, options: AdapterOptions = {}): Promise<Adapters> {
   const redis = config.redis ? createRedis(config.redis) : null;
   if (redis) await redis.ping();
   const directory: Directory = config.ldap ? new LdapDirectory(config.ldap) : new EmbeddedDirectory(config.dataDir);
@@ -76,10 +91,8 @@ export async function createAdapters(config: Readonly<Config>): Promise<Adapters
       : new EmbeddedOfflineQueue(journal!, config.nodeId, config.offlineMax),
     groups: redis ? new RedisGroups(redis) : new EmbeddedGroups(config.dataDir),
     outbox: redis ? new RedisOutbox(redis, config.nodeId) : new EmbeddedOutbox(journal!, config.nodeId),
-    eventLog: config.kafka
-      ? new KafkaEventLog(config.kafka.brokers, `parley-${config.nodeId}`, { partitions: config.kafka.partitions, replicationFactor: config.kafka.replication })
-      : new EmbeddedEventLog(config.dataDir, { fsync: config.embeddedFsync }),
-    archive: config.hbase ? new HBaseArchive(config.hbase) : new EmbeddedArchive(config.dataDir, { fsync: config.embeddedFsync }),
+    eventLog: config.kafka ? kafkaEventLog(config, `parley-${config.nodeId}`) : new EmbeddedEventLog(config.dataDir, { fsync: config.embeddedFsync }),
+    archive: options.archive ?? createArchive(config),
     blobs: config.s3
       ? new MinioBlobStore({ ...config.s3, expireDays: config.attachments.expireDays })
       : new EmbeddedBlobStore({

@@ -46,6 +46,8 @@ const schema = z.object({
   PARLEY_KAFKA_REPLICATION: int(1, 16).default(1),
   PARLEY_OUTBOX_WARN: int(1, 100_000_000).default(100_000),
   PARLEY_ARCHIVE_LINGER_MS: int(0, 60_000).default(50),
+  // The archiver and analytics jobs on a thread of their own (true) or on the broker's event loop.
+  PARLEY_CONSUMER_THREAD: bool.default(true),
   PARLEY_OUTBOX_LINGER_MS: int(0, 10_000).default(10),
   PARLEY_HBASE_HOST: optional,
   PARLEY_HBASE_PORT: int(1, 65535).default(9090),
@@ -120,6 +122,8 @@ export interface Config {
   messagesTopic: string;
   /** How long the archiver lets records gather between batches of a partition. */
   archiveLingerMs: number;
+  /** The archiver and the analytics jobs run in a worker thread rather than on the broker's event loop. */
+  consumerThread: boolean;
   /** How long the outbox shipper lets records gather before it ships them after a quiet spell. */
   outboxLingerMs: number;
   /** Outbox length past which a Kafka outage is logged as an error rather than a warning. */
@@ -210,6 +214,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     kafka: brokers.length ? { brokers, partitions: e.PARLEY_KAFKA_PARTITIONS, replication: e.PARLEY_KAFKA_REPLICATION } : null,
     outboxWarn: e.PARLEY_OUTBOX_WARN,
     archiveLingerMs: e.PARLEY_ARCHIVE_LINGER_MS,
+    consumerThread: e.PARLEY_CONSUMER_THREAD,
     outboxLingerMs: e.PARLEY_OUTBOX_LINGER_MS,
     messagesTopic: e.PARLEY_KAFKA_TOPIC,
     hbase: e.PARLEY_HBASE_HOST

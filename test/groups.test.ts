@@ -71,13 +71,13 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       const annT = await token(p, ann);
       const g = (await p.http('/v1/groups', { body: { name: 'History', members: [ben] }, token: annT })).body;
       const a = await connectDevice(p, 'tcp', ann);
-      const start = p.running.archiver!.archived;
+      const start = (await p.running.consumers!.archived());
       const early = await a.waitForAnswer(a.send(g.id, { body: 'before cat' }, `send/group/${g.id}`));
       await sleep(5); // a later millisecond than cat's join
       assert.equal((await p.http(`/v1/groups/${g.id}/members`, { body: { userId: cat }, token: annT })).status, 200);
       await sleep(5);
       const late = await a.waitForAnswer(a.send(g.id, { body: 'after cat' }, `send/group/${g.id}`));
-      for (let i = 0; i < 100 && p.running.archiver!.archived < start + 2; i++) await sleep(100);
+      for (let i = 0; i < 100 && (await p.running.consumers!.archived()) < start + 2; i++) await sleep(100);
       const asBen = await p.http(`/v1/conversations/group/${g.id}/messages`, { token: await token(p, ben) });
       assert.deepEqual(asBen.body.messages.map((m: any) => m.id), [late.id, early.id]);
       assert.ok(asBen.body.messages.every((m: any) => m.to === g.id && m.group === g.id));

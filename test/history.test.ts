@@ -14,8 +14,8 @@ async function token(p: TestParley, user: string): Promise<string> {
 /** Waits until the archiver has written `n` records in all. */
 async function archived(p: TestParley, n: number, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (p.running.archiver!.archived < n) {
-    if (Date.now() > deadline) throw new Error(`archive has ${p.running.archiver!.archived} of ${n} records`);
+  while ((await p.running.consumers!.archived()) < n) {
+    if (Date.now() > deadline) throw new Error(`archive has ${(await p.running.consumers!.archived())} of ${n} records`);
     await sleep(100);
   }
 }
@@ -107,7 +107,7 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       const [ann, ben] = [await registerUser(p), await registerUser(p)];
       const a = await connectDevice(p, 'tcp', ann);
       const b = await connectDevice(p, 'tcp', ben);
-      const before = p.running.archiver!.archived;
+      const before = (await p.running.consumers!.archived());
       const ack = await a.sendAndAck(ben, { body: 'did you read this?' });
       await b.waitForInbox(1);
       await b.sendAndAck(ann, { kind: 'receipt', ref: ack.id, state: 'delivered', body: undefined });
@@ -122,7 +122,7 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
     it('shows a conversation only to its participants and refuses junk paging', async () => {
       const [ann, ben, eve] = [await registerUser(p), await registerUser(p), await registerUser(p)];
       const a = await connectDevice(p, 'tcp', ann);
-      const before = p.running.archiver!.archived;
+      const before = (await p.running.consumers!.archived());
       await a.sendAndAck(ben, { body: 'secret' });
       await archived(p, before + 1);
       const eveT = await token(p, eve);

@@ -10,10 +10,11 @@ import { IdGenerator } from '../common/ids.ts';
 import type { Envelope } from '../common/envelope.ts';
 import { conversationOf } from '../consumers/archive.ts';
 import { EmbeddedArchive } from '../consumers/archive-embedded.ts';
+import { RpcArchive, serveArchive } from '../consumers/archive-rpc.ts';
 import { HBaseArchive } from '../consumers/archive-hbase.ts';
 import { inboxKey, messageKey, metricKey, saltOf } from '../consumers/archive-keys.ts';
 import { archiveContract } from './contracts/archive.ts';
-import { rand, tempDir } from './contracts/support.ts';
+import { rand, rpcPair, tempDir } from './contracts/support.ts';
 import { loadStackEnv } from './stack/env.ts';
 
 const HBASE_KEYS = ['PARLEY_HBASE_HOST', 'PARLEY_HBASE_PORT', 'PARLEY_HBASE_TRANSPORT'] as const;
@@ -46,6 +47,37 @@ archiveContract('embedded (classic-level)', async () => {
     },
     cleanup: async () => {
       await current.close();
+      await tmp.remove();
+    },
+  };
+});
+
+// The consumer thread's embedded archive as the broker thread's routes see it: every call cloned across a
+// MessagePort, errors by class, scans in chunks.
+archiveContract('embedded over RPC (consumer thread → broker thread)', async () => {
+  const tmp = await tempDir('archive-rpc');
+  let inner = new EmbeddedArchive(tmp.dir);
+  let pair = rpcPair();
+  let served = serveArchive(pair.serving, inner);
+  const open = () => new RpcArchive(() => pair.calling, 'embedded');
+  const shut = async () => {
+    await served.stop();
+    pair.close();
+    await inner.close();
+  };
+  return {
+    adapter: open(),
+    reopen: async () => {
+      await shut();
+      inner = new EmbeddedArchive(tmp.dir);
+      pair = rpcPair();
+      served = serveArchive(pair.serving, inner);
+      const next = open();
+      await next.ensureSchema();
+      return next;
+    },
+    cleanup: async () => {
+      await shut();
       await tmp.remove();
     },
   };

@@ -9,10 +9,11 @@ import { after, before, describe, it } from 'node:test';
 import kafkajs from 'kafkajs';
 import { EmbeddedEventLog, partitionOf, type EmbeddedEventLogOptions } from '../common/event-log-embedded.ts';
 import { KafkaEventLog } from '../common/event-log-kafka.ts';
+import { RpcEventLog, serveEventLog } from '../common/event-log-rpc.ts';
 import type { LogRecord } from '../common/event-log.ts';
 import { createLogger } from '../common/log.ts';
 import { collector, eventLogContract, until } from './contracts/event-log.ts';
-import { rand, sleep, tempDir } from './contracts/support.ts';
+import { rand, rpcPair, sleep, tempDir } from './contracts/support.ts';
 import { loadStackEnv } from './stack/env.ts';
 
 const logger = createLogger(process.env.PARLEY_TEST_LOG ?? 'silent', 'event-log-test');
@@ -29,6 +30,36 @@ eventLogContract('embedded (segmented files, fsync)', async () => {
     },
     cleanup: async () => {
       await current.close();
+      await tmp.remove();
+    },
+  };
+});
+
+// The broker thread's embedded log as the consumer thread sees it: appends, consumes and each batch's
+// handler cross a MessagePort; a batch is committed only after the far handler has finished.
+eventLogContract('embedded over RPC (broker thread → consumer thread)', async () => {
+  const tmp = await tempDir('event-log-rpc');
+  let inner = new EmbeddedEventLog(tmp.dir, { fsync: true, logger, retryMinMs: 50 });
+  let pair = rpcPair();
+  let served = serveEventLog(pair.serving, inner);
+  let current = new RpcEventLog(pair.calling, 'embedded');
+  const shut = async () => {
+    await current.close();
+    await served.stop();
+    pair.close();
+    await inner.close();
+  };
+  return {
+    adapter: current,
+    reopen: async () => {
+      await shut();
+      inner = new EmbeddedEventLog(tmp.dir, { fsync: true, logger, retryMinMs: 50 });
+      pair = rpcPair();
+      served = serveEventLog(pair.serving, inner);
+      return (current = new RpcEventLog(pair.calling, 'embedded'));
+    },
+    cleanup: async () => {
+      await shut();
       await tmp.remove();
     },
   };

@@ -1,12 +1,14 @@
 // What the port contract suites share: the fixture shape every adapter factory returns, the real servers'
 // settings (a missing setting fails the suite, it never skips it), a Redis sandbox under a random key prefix,
-// and temporary data directories for the embedded adapters.
+// temporary data directories for the embedded adapters, and joined RPC endpoints for the cross-thread ones.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { MessageChannel } from 'node:worker_threads';
 import { Redis } from 'ioredis';
 import { createRedis } from '../../common/redis.ts';
+import { RpcEndpoint } from '../../common/rpc.ts';
 import { loadStackEnv } from '../stack/env.ts';
 
 /** One adapter under test. `reopen` closes it and opens a new instance on the same storage. */
@@ -78,4 +80,24 @@ export async function redisSandbox(): Promise<RedisSandbox> {
     throw new Error(`Redis at ${url} (from .stack.env) does not answer: ${(err as Error).message}; is the stack up?`);
   }
   return sandbox;
+}
+
+/**
+ * Two RPC endpoints joined by a MessageChannel: what the broker thread and the consumer thread hold, with
+ * the same structured cloning between them, in one thread so that a contract suite can drive both ends.
+ */
+export function rpcPair(): { serving: RpcEndpoint; calling: RpcEndpoint; close(): void } {
+  const { port1, port2 } = new MessageChannel();
+  const serving = new RpcEndpoint(port1);
+  const calling = new RpcEndpoint(port2);
+  return {
+    serving,
+    calling,
+    close() {
+      serving.close();
+      calling.close();
+      port1.close();
+      port2.close();
+    },
+  };
 }

@@ -1,0 +1,115 @@
+// The archiver and the analytics jobs on their own thread (the default) and inline: both archive every
+// message and count it on /metrics; the thread owns the embedded archive and the broker thread reads it
+// over RPC; a thread that dies is started again and archives what was acked while it was gone.
+import assert from 'node:assert/strict';
+import { threadId } from 'node:worker_threads';
+import { after, before, describe, it } from 'node:test';
+import { RpcArchive } from '../consumers/archive-rpc.ts';
+import { connectDevice, PASSWORD, registerUser, sleep, startTestParley, type TestParley } from './helpers/parley.ts';
+
+async function token(p: TestParley, user: string): Promise<string> {
+  return (await p.http('/v1/auth/login', { body: { username: user, password: PASSWORD } })).body.token;
+}
+
+/** The conversation's history as the HTTP API serves it, once it holds `n` messages. */
+async function historyOf(p: TestParley, reader: string, peer: string, n: number, timeoutMs = 30_000): Promise<any[]> {
+  const t = await token(p, reader);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await p.http(`/v1/conversations/user/${peer}/messages?limit=200`, { token: t });
+    if (res.status === 200 && res.body.messages.length >= n) return res.body.messages;
+    if (Date.now() > deadline) throw new Error(`history has ${res.status === 200 ? res.body.messages.length : `status ${res.status}`} of ${n} messages`);
+    await sleep(100);
+  }
+}
+
+async function metricsText(p: TestParley): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${p.running.httpPort}/metrics`);
+  assert.equal(res.status, 200);
+  return res.text();
+}
+
+/** The summed value of a counter's samples (all label sets). */
+function counter(text: string, name: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return sum;
+}
+
+for (const mode of ['thread', 'inline'] as const) {
+  describe(`consumers ${mode === 'thread' ? 'on their own thread' : 'inline on the broker loop'}, embedded adapters`, () => {
+    let p: TestParley;
+    before(async () => {
+      p = await startTestParley('embedded', { PARLEY_CONSUMER_THREAD: mode === 'thread' ? 'true' : 'false', PARLEY_ANALYTICS_LINGER_MS: '50' });
+    });
+    after(async () => {
+      await p?.stop();
+    });
+
+    it('runs where configured and owns the archive there', () => {
+      const thread = p.running.consumerThread;
+      if (mode === 'thread') {
+        assert.ok(thread?.current, 'a consumer thread is running');
+        assert.notEqual(thread.current.threadId, threadId);
+        assert.ok(p.running.ports.archive instanceof RpcArchive, 'the broker thread reads the thread-owned archive over RPC');
+      } else {
+        assert.equal(thread, null);
+        assert.ok(!(p.running.ports.archive instanceof RpcArchive));
+      }
+    });
+
+    it('archives every message, serves it as history, and shows both threads’ counters on /metrics', async () => {
+      const [ann, ben] = [await registerUser(p), await registerUser(p)];
+      const a = await connectDevice(p, 'tcp', ann);
+      const sent = [];
+      for (let i = 0; i < 25; i++) sent.push((await a.sendAndAck(ben, { body: `m${i}` })).id);
+      const history = await historyOf(p, ann, ben, 25);
+      assert.deepEqual(history.map((m) => m.id).sort(), [...sent].sort());
+      assert.ok((await p.running.consumers!.archived()) >= 25);
+      const deadline = Date.now() + 20_000;
+      let text = await metricsText(p);
+      while (counter(text, 'parley_analytics_events_total') < 25 && Date.now() < deadline) {
+        await sleep(200);
+        text = await metricsText(p);
+      }
+      assert.ok(counter(text, 'parley_messages_accepted_total') >= 25, 'the broker thread’s counters');
+      assert.ok(counter(text, 'parley_analytics_events_total') >= 25, 'the analytics jobs’ counters');
+      assert.equal(text.split('\n').filter((l) => l.startsWith('# TYPE parley_analytics_events_total ')).length, 1, 'each metric once');
+      await a.close();
+    });
+
+    it('refuses junk history paging through whichever thread holds the archive', async () => {
+      const [ann, ben] = [await registerUser(p), await registerUser(p)];
+      const res = await p.http(`/v1/conversations/user/${ben}/messages?before=not-an-id`, { token: await token(p, ann) });
+      assert.equal(res.status, 400);
+      assert.equal(res.body.error.code, 'bad_request');
+    });
+
+    if (mode === 'thread') {
+      it('starts the thread again when it dies, and archives what was acked meanwhile', async () => {
+        const [ann, ben] = [await registerUser(p), await registerUser(p)];
+        const a = await connectDevice(p, 'tcp', ann);
+        const thread = p.running.consumerThread!;
+        const ids: string[] = [];
+        for (let i = 0; i < 10; i++) ids.push((await a.sendAndAck(ben, { body: `before ${i}` })).id);
+        // The thread ends mid-stream: whatever batch it held was not committed.
+        const dying = thread.current!;
+        const exited = new Promise((resolve) => dying.once('exit', resolve));
+        const sending = (async () => {
+          for (let i = 0; i < 30; i++) ids.push((await a.sendAndAck(ben, { body: `during ${i}` })).id);
+        })();
+        await dying.terminate();
+        await exited;
+        await sending;
+        // While it is gone, history reads fail cleanly (503) rather than hang.
+        const down = await p.http(`/v1/conversations/user/${ben}/messages`, { token: await token(p, ann) });
+        assert.ok(down.status === 503 || (down.status === 200 && thread.current), `history while the thread is down: ${down.status}`);
+        const history = await historyOf(p, ann, ben, ids.length, 60_000);
+        assert.equal(thread.restarts, 1);
+        assert.notEqual(thread.current, dying);
+        assert.deepEqual(history.map((m) => m.id).sort(), [...ids].sort(), 'every acked message, once');
+        await a.close();
+      });
+    }
+  });
+}
