@@ -31,12 +31,10 @@ import type { Presence } from '../broker/presence.ts';
 import { EmbeddedPresence } from '../broker/presence-embedded.ts';
 import { RedisPresence } from '../broker/presence-redis.ts';
 import type { Archive } from '../consumers/archive.ts';
-import { EmbeddedArchive } from '../consumers/archive-embedded.ts';
-import { HBaseArchive } from '../consumers/archive-hbase.ts';
 import type { Config } from './config.ts';
 import type { EventLog } from './event-log.ts';
 import { EmbeddedEventLog } from './event-log-embedded.ts';
-import { KafkaEventLog } from './event-log-kafka.ts';
+import { createArchive, kafkaEventLog } from './pipeline-adapters.ts';
 import { createRedis } from './redis.ts';
 
 export interface Adapters {
@@ -57,16 +55,6 @@ export interface Adapters {
   /** Every configured backend answers. */
   ready(): Promise<Record<string, boolean>>;
   close(): Promise<void>;
-}
-
-/** The Kafka event log (config.kafka must be set); each thread that consumes opens its own client. */
-export function kafkaEventLog(config: Readonly<Config>, clientId: string): KafkaEventLog {
-  const kafka = config.kafka!;
-  return new KafkaEventLog(kafka.brokers, clientId, { partitions: kafka.partitions, replicationFactor: kafka.replication });
-}
-
-export function createArchive(config: Readonly<Config>): Archive {
-  return config.hbase ? new HBaseArchive(config.hbase) : new EmbeddedArchive(config.dataDir, { fsync: config.embeddedFsync });
 }
 
 export interface AdapterOptions {

@@ -3,7 +3,7 @@
 // writing the archive they own (embedded, served back to the broker thread) or HBase.
 import { Registry } from 'prom-client';
 import { parentPort, workerData } from 'node:worker_threads';
-import { createArchive, kafkaEventLog } from '../common/adapters.ts';
+import { createArchive, kafkaEventLog } from '../common/pipeline-adapters.ts';
 import { RpcEventLog } from '../common/event-log-rpc.ts';
 import { createLogger } from '../common/log.ts';
 import { RpcEndpoint } from '../common/rpc.ts';
