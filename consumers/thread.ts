@@ -21,6 +21,7 @@ const ENTRY = new URL(`./thread-worker${path.extname(here)}`, import.meta.url).h
 const BOOT = new URL('./thread-boot.mjs', import.meta.url);
 const RESTART_MIN_MS = 1000;
 const RESTART_MAX_MS = 30_000;
+const STOP_TIMEOUT_MS = 30_000;
 
 export interface ThreadData {
   config: Readonly<Config>;
@@ -80,10 +81,18 @@ export class ConsumerThread implements Consumers {
     clearTimeout(this.restartTimer);
     const worker = this.worker;
     if (!worker) return;
+    // Its consumers finish their batches and it closes what it opened; a thread stuck past the limit is
+    // ended anyway (what it had not committed comes back on the next start).
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer in ${STOP_TIMEOUT_MS} ms`)), STOP_TIMEOUT_MS);
+    });
     try {
-      await this.rpc.call('consumers.stop');
+      await Promise.race([this.rpc.call('consumers.stop'), limit]);
     } catch (err) {
       this.log.warn({ err }, 'consumer thread did not stop cleanly');
+    } finally {
+      clearTimeout(timer);
     }
     await this.served?.stop();
     await worker.terminate();
