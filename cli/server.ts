@@ -58,6 +58,7 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
   // With the thread, the embedded archive is the thread's (one LevelDB, one opener) and read from here over RPC.
   const adapters = await createAdapters(config, { archive: thread?.archive ?? undefined });
   const metrics = createMetrics();
+  if (adapters.journal) adapters.journal.onSync = (seconds) => metrics.journalFsyncSeconds.observe(seconds);
   await adapters.eventLog.ensureTopic(config.messagesTopic, config.kafka?.partitions ?? 6);
   thread?.start(adapters.eventLog);
   await adapters.archive.ensureSchema();

@@ -50,6 +50,8 @@ export interface Adapters {
   archive: Archive;
   blobs: BlobStore;
   redis: Redis | null;
+  /** The embedded queue's and outbox's journal (null on Redis). */
+  journal: Journal | null;
   /** Port → adapter, for the start-up log and /readyz. */
   describe(): Record<string, string>;
   /** Every configured backend answers. */
@@ -93,6 +95,7 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
   return {
     ...a,
     redis,
+    journal,
     describe: () => ({
       directory: a.directory.adapter,
       tokens: a.tokens.adapter,

@@ -25,6 +25,8 @@ export class AppendLog {
   private closed = false;
   /** Records in the file, live or dead; the owner compacts when most are dead. */
   records = 0;
+  /** Told how long each group commit's fdatasync took, in seconds (the owner's latency metric). */
+  onSync: ((seconds: number) => void) | null = null;
 
   private constructor(
     readonly file: string,
@@ -90,8 +92,10 @@ export class AppendLog {
       return;
     }
     this.syncing = true;
+    const started = process.hrtime.bigint();
     fs.fdatasync(this.fd, (err) => {
       this.syncing = false;
+      if (!err) this.onSync?.(Number(process.hrtime.bigint() - started) / 1e9);
       for (const fd of this.retired.splice(0)) fs.closeSync(fd);
       for (const w of waiters) (err ? w.reject(err) : w.resolve());
       if (this.closed) return;

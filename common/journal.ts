@@ -55,6 +55,11 @@ export class Journal {
     return this.log.file;
   }
 
+  /** Told how long each group commit's fdatasync took (seconds): every ack waits for one. */
+  set onSync(observe: ((seconds: number) => void) | null) {
+    this.log.onSync = observe;
+  }
+
   /**
    * Joins the journal as `tag`: `replay` gets the channel's records in order, first those of `legacy` (the
    * file the store used before the journal, if it is still there), then the journal's. A legacy file is

@@ -13,6 +13,12 @@ export function createMetrics() {
     outboxLength: new Gauge({ name: 'parley_outbox_length', help: 'Accepted messages not yet in the event log', registers: [registry] }),
     connections: new Gauge({ name: 'parley_mqtt_connections', help: 'Signed-in MQTT connections', labelNames: ['transport'], registers: [registry] }),
     signIns: new Counter({ name: 'parley_sign_ins_total', help: 'Sign-in attempts', labelNames: ['door', 'result'], registers: [registry] }),
+    journalFsyncSeconds: new Histogram({
+      name: 'parley_journal_fsync_seconds',
+      help: 'fdatasync of one group commit of the embedded journal (offline queue and outbox): every ack waits for one',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    }),
     acceptSeconds: new Histogram({
       name: 'parley_accept_seconds',
       help: 'Publish received to ack sent',

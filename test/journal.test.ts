@@ -54,6 +54,26 @@ describe('Journal (embedded queue + outbox)', () => {
     await tmp.remove();
   });
 
+  it('reports each commit\'s fdatasync time to its observer (parley_journal_fsync_seconds)', async () => {
+    const tmp = await tempDir('journal-sync-time');
+    const s = openBoth(tmp.dir);
+    const seen: number[] = [];
+    s.journal.onSync = (seconds) => seen.push(seconds);
+    const syncs = await countSyncs(async () => {
+      await Promise.all([s.queue.push([{ userId: 'bob', message: message(1) }]), s.outbox.append([{ key: 'alice:bob', value: '{"v":1}' }])]);
+      await s.queue.push([{ userId: 'bob', message: message(2) }]);
+    });
+    assert.equal(seen.length, syncs, 'one observation per fdatasync');
+    assert.equal(seen.length, 2);
+    for (const t of seen) assert.ok(t > 0 && t < 10, `a duration in seconds: ${t}`);
+    // Records that need no durability start no fdatasync, so nothing is observed for them.
+    await s.queue.remove('bob', message(1));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(seen.length, 2);
+    await closeBoth(s);
+    await tmp.remove();
+  });
+
   it('gives each store only its own records back after a restart', async () => {
     const tmp = await tempDir('journal');
     let s = openBoth(tmp.dir);
