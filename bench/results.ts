@@ -1,4 +1,5 @@
 // The shape of bench/results/<timestamp>.json, and the summaries derived from it (peak, ratios).
+import type { StepPauses } from './pauses.ts';
 import type { SystemName } from './systems.ts';
 
 export interface Usage {
@@ -46,6 +47,8 @@ export interface ChatStep extends Usage {
   disturbed: number;
   /** Time spent waiting for a quiet machine before this run. */
   quietWaitMs: number;
+  /** Parley only: its GC pauses, journal fdatasyncs and longest event-loop delay during the step. */
+  pauses?: StepPauses;
 }
 
 export interface ChatResult {

@@ -6,6 +6,7 @@ import os from 'node:os';
 import { RawClient, encodeTopic } from './client.ts';
 import { Generators, shares } from './generators.ts';
 import { maxMs, merge, newHistogram, quantileMs } from './histogram.ts';
+import { pausesBetween, pausesText, readMetrics } from './pauses.ts';
 import { CpuMeter, sampleProcess } from './procstat.ts';
 import type { ClientSpec, Connected, Ran } from './protocol.ts';
 import { summarizeChat, type ChatResult, type ChatStep, type ConnectionsResult, type DrainResult, type Usage } from './results.ts';
@@ -146,6 +147,7 @@ interface Ladder {
 async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions, l: Ladder): Promise<ChatStep[]> {
   const steps: ChatStep[] = [];
   const runStep = async (step: number, rate: number, durationMs: number) => {
+    const before = sut.metricsUrl ? await readMetrics(sut.metricsUrl) : null;
     const usage = meter(sut, gens);
     const replies = await gens.all<Ran>((i) => ({
       type: 'run',
@@ -156,7 +158,9 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
       bodyBytes: o.bodyBytes,
       expectReceived: l.expectFor?.(i, rate, durationMs),
     }));
-    return { replies, usage: usage() };
+    const measured = usage();
+    const after = before && sut.metricsUrl ? await readMetrics(sut.metricsUrl) : null;
+    return { replies, usage: measured, pauses: before && after ? pausesBetween(before, after) : undefined };
   };
   // Every run gets its own tag, so a straggler of an earlier run is never counted in a later one.
   let tag = 0;
@@ -167,8 +171,9 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
     let disturbed = 0;
     for (let run = 1; ; run++) {
       const waited = await quiet(sut, gens, o);
-      const { replies, usage } = await runStep(++tag, rate, o.stepMs);
+      const { replies, usage, pauses } = await runStep(++tag, rate, o.stepMs);
       s = stepResult(rate, replies, usage, o, l);
+      if (pauses) s.pauses = pauses;
       s.attempts = run;
       s.disturbed = disturbed;
       s.quietWaitMs = waited;
@@ -288,6 +293,7 @@ function stepLine(what: string, s: ChatStep, again: string): string {
     `  ${what} ${String(s.ratePerUser).padStart(4)}/${what === 'chat' ? 'user' : 'sender'}/s: offered ${String(s.offeredPerSec).padStart(6)} delivered ${String(s.deliveredPerSec).padStart(6)} msg/s  ` +
     `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} ms  broker ${s.brokerCpu.toFixed(0)}% ${s.brokerRssMB} MB  ` +
     `gen ${s.generatorCpu.toFixed(0)}%${s.backendCpu ? `  backend ${s.backendCpu.toFixed(0)}%` : ''}  other ${s.otherCpu.toFixed(0)}%` +
+    (s.pauses ? `  ${pausesText(s.pauses)}` : '') +
     (s.broken ? `  ← ${s.broken}${again ? `; ${again}` : ''}` : '')
   );
 }

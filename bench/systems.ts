@@ -37,6 +37,8 @@ export interface SystemUnderTest {
   credentials(user: string): Credentials;
   /** The topic a client publishes to for a message to `user`. */
   sendTopic(user: string): string;
+  /** Parley only: its Prometheus endpoint, read around each step for GC, fsync and event-loop pauses. */
+  metricsUrl?: string;
   /** Parley only: a group owned by `owner`, through POST /v1/groups. */
   createGroup?(owner: string, name: string, members: string[]): Promise<{ ok: true; id: string } | { ok: false; reason: string }>;
   stop(): Promise<void>;
@@ -228,6 +230,7 @@ function parleySystem(name: SystemName, p: ParleyProcess, tokens: Map<string, st
     parley: true,
     host: '127.0.0.1',
     port: p.mqttPort,
+    metricsUrl: `${p.base}/metrics`,
     pid: p.child.pid!,
     backendPids,
     version: parleyVersion(ctx),

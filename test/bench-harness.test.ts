@@ -1,5 +1,6 @@
 // The benchmark harness works: `bench/run.ts --quick` runs every scenario (1:1 chat, group fan-out,
-// offline drain, idle connections) against every system and every message sent arrives. No timing is asserted; CI machines are too different for thresholds.
+// offline drain, idle connections) against every system and every message sent arrives, and reads Parley's
+// GC, fsync and event-loop figures around each step. No timing is asserted; CI machines are too different for thresholds.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -9,6 +10,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { parseMetrics, pausesBetween, pausesText } from '../bench/pauses.ts';
 import type { BenchResults } from '../bench/results.ts';
 import { SYSTEMS } from '../bench/systems.ts';
 
@@ -50,6 +52,14 @@ test('bench --quick: a row for every system and scenario, and every message arri
         if (system.startsWith('parley')) assert.equal(s.appAcks, s.sent, `${system}: an ack envelope for every message`);
         assert.equal(s.errors, 0, `${system}: no error envelopes (${s.errorSamples.join(' | ')})`);
         assert.ok(s.p50 !== null && s.p99 !== null, `${system}: latency was measured`);
+        if (!system.startsWith('parley')) assert.equal(s.pauses, undefined, `${system} has no /metrics to read`);
+        else {
+          assert.ok(s.pauses, `${system}: its GC, fsync and event-loop figures were read around the step`);
+          assert.ok(s.pauses.gcMs >= 0 && s.pauses.minorGcs >= 0 && s.pauses.loopMaxMs > 0);
+          // Embedded acks wait for the journal's fdatasync; on Redis there is no journal.
+          if (system === 'parley-embedded') assert.ok(s.pauses.fsyncs > 0 && s.pauses.fsyncMaxMs !== null, 'journal fdatasyncs were timed');
+          else assert.equal(s.pauses.fsyncs, 0);
+        }
       }
 
       const fan = r.fanout.find((c) => c.system === system);
@@ -82,6 +92,31 @@ test('bench --quick: a row for every system and scenario, and every message arri
     await removeKeys(prefix).catch(() => undefined);
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+});
+
+test('bench pauses: GC, fsync and event-loop figures of one step from two /metrics reads', () => {
+  const text = (minorSum: number, minorCount: number, majorCount: number, buckets: number[], loopMax: number) =>
+    [
+      '# TYPE parley_process_nodejs_gc_duration_seconds histogram',
+      `parley_process_nodejs_gc_duration_seconds_sum{kind="minor"} ${minorSum}`,
+      `parley_process_nodejs_gc_duration_seconds_count{kind="minor"} ${minorCount}`,
+      `parley_process_nodejs_gc_duration_seconds_sum{kind="major"} ${majorCount * 0.03}`,
+      `parley_process_nodejs_gc_duration_seconds_count{kind="major"} ${majorCount}`,
+      ...['0.001', '0.01', '0.1', '+Inf'].map((le, i) => `parley_journal_fsync_seconds_bucket{le="${le}"} ${buckets[i]}`),
+      `parley_journal_fsync_seconds_count ${buckets[3]}`,
+      `parley_process_nodejs_eventloop_lag_max_seconds ${loopMax}`,
+    ].join('\n');
+  const before = parseMetrics(text(0.1, 10, 1, [50, 60, 60, 60], 0.011));
+  // In the step: 20 scavenges (0.12 s), one major GC (0.03 s), 100 fsyncs of which 98 under 1 ms, 1 under 10 ms, 1 under 100 ms.
+  const after = parseMetrics(text(0.22, 30, 2, [148, 159, 160, 160], 0.0457));
+  const p = pausesBetween(before, after);
+  assert.deepEqual(p, { gcMs: 150, minorGcs: 20, majorGcs: 1, fsyncs: 100, fsyncP99Ms: 10, fsyncMaxMs: 100, loopMaxMs: 45.7 });
+  assert.match(pausesText(p), /gc 150 ms \(20 minor, 1 major\)  fsync 100 p99≤10 max≤100 ms  loop max 45.7 ms/);
+  // No journal (Redis): no fsync figures, and the text says nothing about them.
+  const none = pausesBetween(parseMetrics(text(0, 0, 0, [0, 0, 0, 0], 0)), parseMetrics(text(0, 0, 0, [0, 0, 0, 0], 0.01)));
+  assert.equal(none.fsyncs, 0);
+  assert.equal(none.fsyncMaxMs, null);
+  assert.doesNotMatch(pausesText(none), /fsync/);
 });
 
 /** The run's Redis keys (tokens, presence, dedupe, queues) under its own prefix. */

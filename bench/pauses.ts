@@ -1,0 +1,106 @@
+// What Parley's own /metrics says about one bench step: how long its garbage collector paused it, how long
+// the journal's fdatasyncs took (every ack waits for one), and the longest event-loop delay. Read before
+// and after each step (prom-client resets its event-loop histogram at every read), so that a slow step
+// can be told apart: GC, the disk, or neither (a neighbour, the scheduler). The relays have no /metrics.
+
+export interface MetricsSample {
+  /** Sum and count of GC pauses by kind (minor, major, incremental, weakcb). */
+  gc: Map<string, { sum: number; count: number }>;
+  /** Cumulative fdatasync bucket counts by upper bound (s), and their count. */
+  fsyncBuckets: Map<number, number>;
+  fsyncCount: number;
+  /** prom-client's event-loop delay max since the last read, in seconds. */
+  loopMax: number;
+}
+
+export interface StepPauses {
+  /** Total GC pause time in the step, ms. */
+  gcMs: number;
+  minorGcs: number;
+  majorGcs: number;
+  /** Journal fdatasyncs in the step (0 with Redis), and the bucket bound (ms) under which 99 % / all of them ended. */
+  fsyncs: number;
+  fsyncP99Ms: number | null;
+  fsyncMaxMs: number | null;
+  /** Longest event-loop delay in the step, ms (prom-client samples every 10 ms, so ~10 ms is "none"). */
+  loopMaxMs: number;
+}
+
+const SAMPLE = /^([a-z_]+)(?:\{([^}]*)\})? ([0-9.e+-]+|\+Inf|NaN)$/;
+
+function labels(text: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of (text ?? '').matchAll(/([a-z_]+)="([^"]*)"/g)) out[m[1]] = m[2];
+  return out;
+}
+
+/** The samples this module reads, from Prometheus text. */
+export function parseMetrics(text: string): MetricsSample {
+  const s: MetricsSample = { gc: new Map(), fsyncBuckets: new Map(), fsyncCount: 0, loopMax: 0 };
+  for (const line of text.split('\n')) {
+    const m = SAMPLE.exec(line);
+    if (!m) continue;
+    const [, name, rawLabels, rawValue] = m;
+    const value = Number(rawValue);
+    if (name === 'parley_process_nodejs_gc_duration_seconds_sum' || name === 'parley_process_nodejs_gc_duration_seconds_count') {
+      const kind = labels(rawLabels).kind ?? 'unknown';
+      const entry = s.gc.get(kind) ?? { sum: 0, count: 0 };
+      if (name.endsWith('_sum')) entry.sum = value;
+      else entry.count = value;
+      s.gc.set(kind, entry);
+    } else if (name === 'parley_journal_fsync_seconds_bucket') {
+      const le = labels(rawLabels).le;
+      s.fsyncBuckets.set(le === '+Inf' ? Infinity : Number(le), value);
+    } else if (name === 'parley_journal_fsync_seconds_count') {
+      s.fsyncCount = value;
+    } else if (name === 'parley_process_nodejs_eventloop_lag_max_seconds') {
+      s.loopMax = value;
+    }
+  }
+  return s;
+}
+
+/** The smallest bucket bound (ms) holding `q` of the step's fdatasyncs, from the two cumulative snapshots. */
+function bucketQuantileMs(before: MetricsSample, after: MetricsSample, q: number): number | null {
+  const n = after.fsyncCount - before.fsyncCount;
+  if (n <= 0) return null;
+  const bounds = [...after.fsyncBuckets.keys()].sort((a, b) => a - b);
+  for (const le of bounds) {
+    const inStep = (after.fsyncBuckets.get(le) ?? 0) - (before.fsyncBuckets.get(le) ?? 0);
+    if (inStep >= q * n) return le === Infinity ? Infinity : Math.round(le * 1e6) / 1e3;
+  }
+  return null;
+}
+
+export function pausesBetween(before: MetricsSample, after: MetricsSample): StepPauses {
+  const gc = (kind: string, field: 'sum' | 'count') => (after.gc.get(kind)?.[field] ?? 0) - (before.gc.get(kind)?.[field] ?? 0);
+  let gcSeconds = 0;
+  for (const kind of after.gc.keys()) gcSeconds += gc(kind, 'sum');
+  return {
+    gcMs: Math.round(gcSeconds * 1e4) / 10,
+    minorGcs: gc('minor', 'count'),
+    majorGcs: gc('major', 'count'),
+    fsyncs: after.fsyncCount - before.fsyncCount,
+    fsyncP99Ms: bucketQuantileMs(before, after, 0.99),
+    fsyncMaxMs: bucketQuantileMs(before, after, 1),
+    loopMaxMs: Math.round(after.loopMax * 1e4) / 10,
+  };
+}
+
+/** Reads the broker's /metrics; null when it does not answer within a second (the step is measured anyway). */
+export async function readMetrics(url: string): Promise<MetricsSample | null> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    if (!res.ok) return null;
+    return parseMetrics(await res.text());
+  } catch {
+    return null;
+  }
+}
+
+const ms = (v: number | null) => (v === null ? '–' : v === Infinity ? '>1 s' : v < 1 ? v.toFixed(2) : String(v));
+
+export function pausesText(p: StepPauses): string {
+  const fsync = p.fsyncs > 0 ? `  fsync ${p.fsyncs} p99≤${ms(p.fsyncP99Ms)} max≤${ms(p.fsyncMaxMs)} ms` : '';
+  return `gc ${p.gcMs} ms (${p.minorGcs} minor, ${p.majorGcs} major)${fsync}  loop max ${p.loopMaxMs} ms`;
+}
