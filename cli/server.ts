@@ -61,61 +61,67 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
   if (adapters.journal) adapters.journal.onSync = (seconds) => metrics.journalFsyncSeconds.observe(seconds);
   await adapters.eventLog.ensureTopic(config.messagesTopic, config.kafka?.partitions ?? 6);
   thread?.start(adapters.eventLog);
-  await adapters.archive.ensureSchema();
-  await adapters.blobs.ensureBucket();
-  const http = createHttp(log);
-  http.get('/healthz', async () => ({ status: 'ok', roles }));
-  http.get('/readyz', async (_req, reply) => {
-    const checks = await adapters.ready();
-    const ok = Object.values(checks).every(Boolean);
-    return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'unavailable', checks, adapters: adapters.describe() });
-  });
-  let consumers: Consumers | null = null;
-  http.get('/metrics', async (_req, reply) => {
-    const own = await metrics.registry.metrics();
-    // The consumer thread's counters (its own registry, disjoint names) follow this thread's.
-    const theirs = (await consumers?.metrics()) ?? '';
-    return reply.type(metrics.registry.contentType).send(theirs ? `${own}${theirs}` : own);
-  });
+  try {
+    await adapters.archive.ensureSchema();
+    await adapters.blobs.ensureBucket();
+    const http = createHttp(log);
+    http.get('/healthz', async () => ({ status: 'ok', roles }));
+    http.get('/readyz', async (_req, reply) => {
+      const checks = await adapters.ready();
+      const ok = Object.values(checks).every(Boolean);
+      return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'unavailable', checks, adapters: adapters.describe() });
+    });
+    let consumers: Consumers | null = null;
+    http.get('/metrics', async (_req, reply) => {
+      const own = await metrics.registry.metrics();
+      // The consumer thread's counters (its own registry, disjoint names) follow this thread's.
+      const theirs = (await consumers?.metrics()) ?? '';
+      return reply.type(metrics.registry.contentType).send(theirs ? `${own}${theirs}` : own);
+    });
 
-  const broker = roles.includes('broker') ? await startBroker(config, log, metrics, adapters, http) : null;
-  if (roles.includes('analytics')) registerAnalyticsRoutes(http, { config, log: log.child({ part: 'analytics' }), adapters });
-  await http.listen({ host: config.host, port: config.httpPort });
-  if (thread) {
-    await thread.startConsumers();
-    consumers = thread;
-  } else if (consumerRoles.length > 0) {
-    const inline = createConsumers({ config, log, eventLog: adapters.eventLog, archive: adapters.archive, registry: metrics.registry, roles: consumerRoles });
-    await inline.start();
-    consumers = inline;
+    const broker = roles.includes('broker') ? await startBroker(config, log, metrics, adapters, http) : null;
+    if (roles.includes('analytics')) registerAnalyticsRoutes(http, { config, log: log.child({ part: 'analytics' }), adapters });
+    await http.listen({ host: config.host, port: config.httpPort });
+    if (thread) {
+      await thread.startConsumers();
+      consumers = thread;
+    } else if (consumerRoles.length > 0) {
+      const inline = createConsumers({ config, log, eventLog: adapters.eventLog, archive: adapters.archive, registry: metrics.registry, roles: consumerRoles });
+      await inline.start();
+      consumers = inline;
+    }
+    const notifier =
+      roles.includes('notifier') && config.push
+        ? new Notifier(adapters.eventLog, config.messagesTopic, adapters.presence, config.push, log.child({ part: 'notifier' }))
+        : null;
+    await notifier?.start();
+
+    const running: Running = {
+      mqttPort: broker ? (broker.tcp.address() as AddressInfo).port : 0,
+      httpPort: (http.server.address() as AddressInfo).port,
+      tlsPort: broker?.tls ? (broker.tls.address() as AddressInfo).port : null,
+      broker: broker?.broker ?? null,
+      shipper: broker?.shipper ?? null,
+      consumers,
+      consumerThread: thread,
+      notifier,
+      ports: adapters,
+      adapters: adapters.describe(),
+      async close() {
+        await broker?.close();
+        await consumers?.stop();
+        await notifier?.stop();
+        await http.close();
+        await adapters.close();
+      },
+    };
+    log.info({ roles, consumers: thread ? 'thread' : 'inline', mqtt: running.mqttPort, http: running.httpPort, tls: running.tlsPort, adapters: running.adapters, dataDir: config.dataDir, node: config.nodeId }, 'parley started');
+    return running;
+  } catch (err) {
+    // A start that fails half-way (a port in use, a backend down) leaves no thread behind it.
+    await thread?.stop();
+    throw err;
   }
-  const notifier =
-    roles.includes('notifier') && config.push
-      ? new Notifier(adapters.eventLog, config.messagesTopic, adapters.presence, config.push, log.child({ part: 'notifier' }))
-      : null;
-  await notifier?.start();
-
-  const running: Running = {
-    mqttPort: broker ? (broker.tcp.address() as AddressInfo).port : 0,
-    httpPort: (http.server.address() as AddressInfo).port,
-    tlsPort: broker?.tls ? (broker.tls.address() as AddressInfo).port : null,
-    broker: broker?.broker ?? null,
-    shipper: broker?.shipper ?? null,
-    consumers,
-    consumerThread: thread,
-    notifier,
-    ports: adapters,
-    adapters: adapters.describe(),
-    async close() {
-      await broker?.close();
-      await consumers?.stop();
-      await notifier?.stop();
-      await http.close();
-      await adapters.close();
-    },
-  };
-  log.info({ roles, consumers: thread ? 'thread' : 'inline', mqtt: running.mqttPort, http: running.httpPort, tls: running.tlsPort, adapters: running.adapters, dataDir: config.dataDir, node: config.nodeId }, 'parley started');
-  return running;
 }
 
 async function startBroker(config: Readonly<Config>, log: Logger, metrics: Metrics, adapters: Adapters, http: FastifyInstance) {

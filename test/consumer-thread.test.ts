@@ -2,10 +2,12 @@
 // message and count it on /metrics; the thread owns the embedded archive and the broker thread reads it
 // over RPC; a thread that dies is started again and archives what was acked while it was gone.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
 import { threadId } from 'node:worker_threads';
 import { after, before, describe, it } from 'node:test';
 import { RpcArchive } from '../consumers/archive-rpc.ts';
-import { connectDevice, PASSWORD, registerUser, sleep, startTestParley, type TestParley } from './helpers/parley.ts';
+import { connectDevice, PASSWORD, registerUser, sleep, startTestParley, testEnv, type TestParley } from './helpers/parley.ts';
 
 async function token(p: TestParley, user: string): Promise<string> {
   return (await p.http('/v1/auth/login', { body: { username: user, password: PASSWORD } })).body.token;
@@ -114,3 +116,23 @@ for (const mode of ['thread', 'inline'] as const) {
     }
   });
 }
+
+describe('a start that fails half-way, consumer thread already running', () => {
+  it('ends the thread before it reports the failure', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as net.AddressInfo).port;
+    const env = testEnv('embedded', { PARLEY_HTTP_PORT: String(port) });
+    // OS threads of this process: a Worker is one; the thread pool is already up from the suites above.
+    const threads = () => fs.readdirSync('/proc/self/task').length;
+    const before = threads();
+    try {
+      await assert.rejects(startTestParley('embedded', {}, { env, roles: ['archiver', 'analytics'] }), /EADDRINUSE/);
+      for (let i = 0; i < 50 && threads() > before; i++) await sleep(100);
+      assert.equal(threads(), before, 'no consumer thread left running');
+    } finally {
+      blocker.close();
+      fs.rmSync(env.PARLEY_DATA_DIR, { recursive: true, force: true });
+    }
+  });
+});
