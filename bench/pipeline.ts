@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import mqtt from 'mqtt';
 import { startParley, type Running } from '../cli/server.ts';
 import { loadConfig } from '../common/config.ts';
 import { conversationOf, type Envelope } from '../common/envelope.ts';
@@ -15,6 +14,7 @@ import { IdGenerator } from '../common/ids.ts';
 import { createLogger } from '../common/log.ts';
 import { Archiver } from '../consumers/archiver.ts';
 import { loadStackEnv } from '../test/stack/env.ts';
+import { http as httpAt, send as sendAt, users as usersAt } from './chat-client.ts';
 import { newHistogram, quantileMs, record } from './histogram.ts';
 
 const { values } = parseArgs({
@@ -27,7 +27,6 @@ const { values } = parseArgs({
 });
 const quick = values.quick!;
 const progress = (msg: string) => process.stderr.write(`[pipeline] ${msg}\n`);
-const PASSWORD = 'bench-password-1';
 
 function env(): Record<string, string> {
   const tag = Math.random().toString(36).slice(2, 8);
@@ -52,61 +51,11 @@ function env(): Record<string, string> {
   return e;
 }
 
-async function http(p: Running, pathname: string, body?: unknown, token?: string): Promise<any> {
-  const headers: Record<string, string> = {};
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(`http://127.0.0.1:${p.httpPort}${pathname}`, { method: body === undefined ? 'GET' : 'POST', headers, body: JSON.stringify(body) });
-  return res.status === 204 ? null : res.json();
-}
-
-async function users(p: Running, prefix: string, n: number): Promise<{ id: string; token: string }[]> {
-  const out = [];
-  for (let i = 0; i < n; i++) {
-    const id = `${prefix}${i}`;
-    await http(p, '/v1/auth/register', { username: id, password: PASSWORD });
-    out.push({ id, token: (await http(p, '/v1/auth/login', { username: id, password: PASSWORD })).token });
-  }
-  return out;
-}
-
-/** Senders publish `perSender` messages each, paced to `rate` msg/s in all (0 = as fast as acks allow). */
-let phase = 0;
-
-async function send(p: Running, senders: { id: string; token: string }[], to: string, perSender: number, rate: number): Promise<Map<string, number>> {
-  const tag = `p${++phase}`; // cids unique per phase: a repeated (sender, cid) is a resend and not stored again
-  const ackedAt = new Map<string, number>();
-  await Promise.all(
-    senders.map(async (s) => {
-      const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${p.mqttPort}`, { username: s.id, password: s.token, reconnectPeriod: 0 });
-      let acks = 0;
-      const done = new Promise<void>((resolve) =>
-        c.on('message', (_t, payload) => {
-          const m = JSON.parse(payload.toString());
-          if (m.kind !== 'ack') return;
-          ackedAt.set(m.id, performance.now());
-          if (++acks === perSender) resolve();
-        }),
-      );
-      await c.subscribeAsync(`inbox/${s.id}`, { qos: 1 });
-      const gap = rate > 0 ? (1000 * senders.length) / rate : 0;
-      const start = performance.now();
-      for (let i = 0; i < perSender; i++) {
-        if (gap > 0) {
-          const due = start + i * gap;
-          const wait = due - performance.now();
-          if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-        } else if (i % 200 === 199) {
-          await new Promise((r) => setImmediate(r));
-        }
-        c.publish(`send/user/${to}`, JSON.stringify({ cid: `${tag}_${i}`, body: `pipeline message ${i} from ${s.id}` }), { qos: 1 });
-      }
-      await done;
-      await c.endAsync();
-    }),
-  );
-  return ackedAt;
-}
+const base = (p: Running) => `http://127.0.0.1:${p.httpPort}`;
+const http = (p: Running, pathname: string, body?: unknown, token?: string) => httpAt(base(p), pathname, body, token);
+const users = (p: Running, prefix: string, n: number) => usersAt(base(p), prefix, n);
+const send = (p: Running, senders: { id: string; token: string }[], to: string, perSender: number, rate: number) =>
+  sendAt({ base: base(p), mqttPort: p.mqttPort }, senders, to, perSender, rate);
 
 const pct = (h: number[]) => ({ p50: quantileMs(h, 0.5), p99: quantileMs(h, 0.99) });
 

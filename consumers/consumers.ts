@@ -2,7 +2,7 @@
 // of their own by default (consumers/thread.ts), so that their parsing, archive writes and window
 // arithmetic take the second core rather than the broker's event loop; or inline (PARLEY_CONSUMER_THREAD
 // =false). The same composition serves both: the thread runs exactly what inline would.
-import type { Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
 import { AnalyticsJobs } from '../analytics/service.ts';
 import type { Config } from '../common/config.ts';
 import type { EventLog } from '../common/event-log.ts';
@@ -32,6 +32,16 @@ export interface ConsumerDeps {
 /** Builds the consumers of `roles`; `start()` subscribes them. */
 export function createConsumers({ config, log, eventLog, archive, registry, roles }: ConsumerDeps) {
   const archiver = roles.includes('archiver') ? new Archiver(eventLog, config.messagesTopic, archive, log.child({ part: 'archiver' }), config.archiveLingerMs) : null;
+  if (archiver) {
+    new Gauge({
+      name: 'parley_archiver_archived',
+      help: 'Messages and receipts the archiver has archived since it started',
+      registers: [registry],
+      collect() {
+        this.set(archiver.archived);
+      },
+    });
+  }
   const analytics = roles.includes('analytics') ? new AnalyticsJobs({ config, log: log.child({ part: 'analytics' }), eventLog, archive, registry }) : null;
   return {
     archiver,

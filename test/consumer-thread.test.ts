@@ -77,6 +77,7 @@ for (const mode of ['thread', 'inline'] as const) {
       assert.ok(counter(text, 'parley_messages_accepted_total') >= 25, 'the broker thread’s counters');
       assert.ok(counter(text, 'parley_journal_fsync_seconds_count') >= 1, 'each ack waited for a journal fdatasync, timed');
       assert.ok(counter(text, 'parley_analytics_events_total') >= 25, 'the analytics jobs’ counters');
+      assert.ok(counter(text, 'parley_archiver_archived') >= 25, 'the archiver’s progress');
       assert.equal(text.split('\n').filter((l) => l.startsWith('# TYPE parley_analytics_events_total ')).length, 1, 'each metric once');
       await a.close();
     });
