@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
-import { http, send, users, type Endpoint } from './chat-client.ts';
+import { runBench, send, users, type Endpoint } from './chat-client.ts';
 import { maxMs, newHistogram, quantileMs, record } from './histogram.ts';
 
 const { values } = parseArgs({
@@ -135,15 +135,7 @@ async function round(thread: boolean) {
 async function main() {
   const results = [];
   for (let k = 0; k < ROUNDS; k++) for (const thread of [false, true]) results.push(await round(thread));
-  const text = JSON.stringify({ date: new Date().toISOString(), machine: { cpus: os.cpus().length }, results }, null, 2);
-  if (values['json-out']) fs.writeFileSync(values['json-out'], text);
-  console.log(text);
+  return { date: new Date().toISOString(), machine: { cpus: os.cpus().length }, results };
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main, values['json-out']);

@@ -1,5 +1,6 @@
 // Chat-protocol clients for the in-process benches (bench:pipeline, bench:backlog): users registered and
 // signed in over HTTP, and mqtt.js senders that publish at a pace and note when each message was acked.
+import fs from 'node:fs';
 import mqtt from 'mqtt';
 
 export const PASSWORD = 'bench-password-1';
@@ -68,4 +69,20 @@ export async function send(at: Endpoint, senders: { id: string; token: string }[
     }),
   );
   return ackedAt;
+}
+
+/** Runs an in-process bench: its results go to stdout as JSON (and to `jsonOut` when given); exit 1 on failure. */
+export function runBench(main: () => Promise<unknown>, jsonOut?: string): void {
+  main().then(
+    (results) => {
+      const text = JSON.stringify(results, null, 2);
+      if (jsonOut) fs.writeFileSync(jsonOut, text);
+      console.log(text);
+      process.exit(0);
+    },
+    (err) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
 }

@@ -14,7 +14,7 @@ import { IdGenerator } from '../common/ids.ts';
 import { createLogger } from '../common/log.ts';
 import { Archiver } from '../consumers/archiver.ts';
 import { loadStackEnv } from '../test/stack/env.ts';
-import { http as httpAt, send as sendAt, users as usersAt } from './chat-client.ts';
+import { http as httpAt, runBench, send as sendAt, users as usersAt } from './chat-client.ts';
 import { newHistogram, quantileMs, record } from './histogram.ts';
 
 const { values } = parseArgs({
@@ -146,15 +146,7 @@ async function main() {
     await p.close();
     if (!values.stack) fs.rmSync(e.PARLEY_DATA_DIR, { recursive: true, force: true });
   }
-  const text = JSON.stringify(results, null, 2);
-  if (values['json-out']) fs.writeFileSync(values['json-out'], text);
-  console.log(text);
+  return results;
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main, values['json-out']);
