@@ -108,7 +108,13 @@ export class RpcEndpoint {
     try {
       this.port.postMessage(out);
     } catch (err) {
-      this.port.postMessage({ rpc: 'fail', id, error: toWire(err) } satisfies Frame);
+      // A result that cannot be cloned: the caller gets the reason instead. If even that cannot be posted,
+      // the port is gone and so is the caller.
+      try {
+        this.port.postMessage({ rpc: 'fail', id, error: toWire(err) } satisfies Frame);
+      } catch {
+        this.close();
+      }
     }
   }
 }
