@@ -30,7 +30,7 @@ export interface ConsumerDeps {
 }
 
 /** Builds the consumers of `roles`; `start()` subscribes them. */
-export function createConsumers({ config, log, eventLog, archive, registry, roles }: ConsumerDeps) {
+export function createConsumers({ config, log, eventLog, archive, registry, roles }: ConsumerDeps): Consumers & { start(): Promise<void> } {
   const archiver = roles.includes('archiver') ? new Archiver(eventLog, config.messagesTopic, archive, log.child({ part: 'archiver' }), config.archiveLingerMs) : null;
   if (archiver) {
     new Gauge({
@@ -44,8 +44,6 @@ export function createConsumers({ config, log, eventLog, archive, registry, role
   }
   const analytics = roles.includes('analytics') ? new AnalyticsJobs({ config, log: log.child({ part: 'analytics' }), eventLog, archive, registry }) : null;
   return {
-    archiver,
-    analytics,
     async start(): Promise<void> {
       await archiver?.start();
       await analytics?.start();
@@ -62,5 +60,3 @@ export function createConsumers({ config, log, eventLog, archive, registry, role
     },
   };
 }
-
-export type RunningConsumers = ReturnType<typeof createConsumers>;

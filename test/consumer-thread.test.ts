@@ -82,11 +82,14 @@ for (const mode of ['thread', 'inline'] as const) {
       await a.close();
     });
 
-    it('refuses junk history paging through whichever thread holds the archive', async () => {
+    it('refuses junk history paging with 400 and keeps serving', async () => {
       const [ann, ben] = [await registerUser(p), await registerUser(p)];
       const res = await p.http(`/v1/conversations/user/${ben}/messages?before=not-an-id`, { token: await token(p, ann) });
       assert.equal(res.status, 400);
       assert.equal(res.body.error.code, 'bad_request');
+      const next = await p.http(`/v1/conversations/user/${ben}/messages`, { token: await token(p, ann) });
+      assert.equal(next.status, 200);
+      assert.deepEqual(next.body.messages, []);
     });
 
     if (mode === 'thread') {
