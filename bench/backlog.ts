@@ -7,7 +7,6 @@
 //   npm run bench:backlog [-- --messages N] [--rate R] [--seconds S] [--rounds K] [--json-out FILE]
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +14,7 @@ import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { runBench, send, users, type Endpoint } from './chat-client.ts';
 import { maxMs, newHistogram, quantileMs, record } from './histogram.ts';
+import { freePort, stopChild } from './systems.ts';
 
 const { values } = parseArgs({
   options: {
@@ -33,14 +33,6 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const progress = (msg: string) => process.stderr.write(`[backlog] ${new Date().toISOString().slice(11, 19)} ${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 /** Parley as `npm start` runs it, in a child process, with the given roles; resolves once /healthz answers. */
 async function startChild(dataDir: string, thread: boolean, role: string): Promise<{ child: ChildProcess; at: Endpoint }> {
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
@@ -53,13 +45,6 @@ async function startChild(dataDir: string, thread: boolean, role: string): Promi
     await sleep(100);
   }
   throw new Error('parley did not answer /healthz in 30 s');
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
 }
 
 /** The archiver's and the analytics jobs' progress, from the process's counters. */

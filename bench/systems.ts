@@ -115,7 +115,7 @@ function spawnLogged(command: string, args: string[], opts: { cwd: string; env: 
   return child;
 }
 
-async function stopChild(child: ChildProcess, timeoutMs = 20_000): Promise<void> {
+export async function stopChild(child: ChildProcess, timeoutMs = 20_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGINT');
