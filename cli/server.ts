@@ -48,6 +48,14 @@ export interface Running {
 }
 
 /**
+ * Partitions of the messages topic on the embedded event log. One process reads it, so partitions buy no
+ * parallelism there; each one only costs its own fsync per append and its own batch, offset commit and RPC
+ * per consumer group (7 groups). One partition cut the broker's CPU at 1,000 msg/s by about a fifth
+ * (BENCHMARKS.md, round 4). A data directory made with more keeps its count.
+ */
+export const EMBEDDED_PARTITIONS = 1;
+
+/**
  * Starts the given roles in this process: `broker` (MQTT, the HTTP API, the outbox shipper) and
  * `archiver` (the event-log consumer that fills the archive). Every role serves /healthz, /readyz and
  * /metrics on the HTTP port.
@@ -59,7 +67,7 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
   const adapters = await createAdapters(config, { archive: thread?.archive ?? undefined });
   const metrics = createMetrics();
   if (adapters.journal) adapters.journal.onSync = (seconds) => metrics.journalFsyncSeconds.observe(seconds);
-  await adapters.eventLog.ensureTopic(config.messagesTopic, config.kafka?.partitions ?? 6);
+  await adapters.eventLog.ensureTopic(config.messagesTopic, config.kafka?.partitions ?? EMBEDDED_PARTITIONS);
   thread?.start(adapters.eventLog);
   try {
     await adapters.archive.ensureSchema();

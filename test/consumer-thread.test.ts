@@ -4,8 +4,10 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { after, before, describe, it } from 'node:test';
+import { EMBEDDED_PARTITIONS } from '../cli/server.ts';
 import { RpcArchive } from '../consumers/archive-rpc.ts';
 import { connectDevice, PASSWORD, registerUser, sleep, startTestParley, testEnv, type TestParley } from './helpers/parley.ts';
 
@@ -58,6 +60,13 @@ for (const mode of ['thread', 'inline'] as const) {
         assert.equal(thread, null);
         assert.ok(!(p.running.ports.archive instanceof RpcArchive));
       }
+    });
+
+    it('gives the embedded messages topic one partition: one fsync per append, one batch per consumer group', () => {
+      const meta = JSON.parse(fs.readFileSync(path.join(p.config.dataDir, 'event-log', p.config.messagesTopic, 'meta.json'), 'utf8'));
+      assert.equal(EMBEDDED_PARTITIONS, 1);
+      assert.equal(meta.partitions, 1);
+      assert.deepEqual(fs.readdirSync(path.join(p.config.dataDir, 'event-log', p.config.messagesTopic)).filter((f) => /^\d+$/.test(f)), ['0']);
     });
 
     it('archives every message, serves it as history, and shows both threads’ counters on /metrics', async () => {
