@@ -18,7 +18,7 @@ import { freePort, stopChild } from './systems.ts';
 
 const { values } = parseArgs({
   options: {
-    messages: { type: 'string', default: '200000' },
+    messages: { type: 'string', default: '100000' },
     rate: { type: 'string', default: '500' },
     seconds: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '2' },
