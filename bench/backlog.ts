@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { runBench, send, users, type Endpoint } from './chat-client.ts';
 import { maxMs, newHistogram, quantileMs, record } from './histogram.ts';
-import { freePort, stopChild } from './systems.ts';
+import { freePort, stopChild, waitFor } from './systems.ts';
 
 const { values } = parseArgs({
   options: {
@@ -39,12 +39,8 @@ async function startChild(dataDir: string, thread: boolean, role: string): Promi
   const env = { ...process.env, PARLEY_HOST: '127.0.0.1', PARLEY_MQTT_PORT: String(mqttPort), PARLEY_HTTP_PORT: String(httpPort), PARLEY_TLS_PORT: '0', PARLEY_DATA_DIR: dataDir, PARLEY_LOG_LEVEL: 'warn', PARLEY_OFFLINE_MAX: '10000000', PARLEY_CONSUMER_THREAD: String(thread), UV_THREADPOOL_SIZE: '16' };
   const child = spawn(process.execPath, ['--max-semi-space-size=32', '--import', 'tsx', 'cli/parley.ts', 'start', '--role', role], { cwd: REPO, env, stdio: ['ignore', 'inherit', 'inherit'] });
   const base = `http://127.0.0.1:${httpPort}`;
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`parley exited with ${child.exitCode}`);
-    if (await fetch(`${base}/healthz`).then((r) => r.ok, () => false)) return { child, at: { base, mqttPort } };
-    await sleep(100);
-  }
-  throw new Error('parley did not answer /healthz in 30 s');
+  await waitFor(`Parley (${role})`, () => fetch(`${base}/healthz`).then((r) => r.ok, () => false), child);
+  return { child, at: { base, mqttPort } };
 }
 
 /** The archiver's and the analytics jobs' progress, from the process's counters. */

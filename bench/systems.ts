@@ -89,14 +89,17 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, child: ChildProcess, log: string, timeoutMs = 60_000): Promise<void> {
+/** Polls `check` until it holds; fails early if the child exits. `log`: its output file (absent when inherited). */
+export async function waitFor(what: string, check: () => Promise<boolean>, child: ChildProcess, log?: string, timeoutMs = 60_000): Promise<void> {
+  // The log's tail as of the failure.
+  const where = () => (log ? `; log ${log}:\n${tail(log)}` : '');
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode} during start-up; log ${log}:\n${tail(log)}`);
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode} during start-up${where()}`);
     if (await check()) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${what} did not start within ${timeoutMs / 1000} s; log ${log}:\n${tail(log)}`);
+  throw new Error(`${what} did not start within ${timeoutMs / 1000} s${where()}`);
 }
 
 function tail(file: string, lines = 30): string {
