@@ -73,15 +73,16 @@ export function drainTable(r: BenchResults): string {
 
 export function connectionsTable(r: BenchResults): string {
   return table(
-    ['system', 'connected', 'connects/s', 'connect p50 / p99 (ms)', 'RSS before → half → after (MB)', 'KB per connection', 'KB per connection, second half', 'broker CPU', 'backend CPU', 'generator CPU'],
+    ['system', 'connected', 'connects/s', 'connect p50 / p99 (ms)', 'RSS before → half → after → settled (MB)', 'KB per connection', 'KB per connection, second half', 'KB per connection, settled', 'broker CPU', 'backend CPU', 'generator CPU'],
     r.connections.map((c) => [
       label(c.system),
       `${int(c.connected)}/${int(c.target)}`,
       int(c.perSec),
       `${ms(c.connectP50)} / ${ms(c.connectP99)}`,
-      `${c.rssBeforeMB} → ${c.rssMiddleMB ?? '–'} → ${c.rssAfterMB}`,
+      `${c.rssBeforeMB} → ${c.rssMiddleMB ?? '–'} → ${c.rssAfterMB} → ${c.rssSettledMB ?? '–'}`,
       (c.bytesPerConnection / 1024).toFixed(1),
       c.marginalBytesPerConnection === undefined ? '–' : (c.marginalBytesPerConnection / 1024).toFixed(1),
+      c.settledBytesPerConnection === undefined ? '–' : (c.settledBytesPerConnection / 1024).toFixed(1),
       pct(c.brokerCpu),
       c.backendCpu ? pct(c.backendCpu) : '–',
       pct(c.generatorCpu),
@@ -98,6 +99,7 @@ export function ratiosTable(r: BenchResults): string {
     ['offline drain time', r.ratios.drainMs, 'lower is better'],
     ['memory per idle connection', r.ratios.bytesPerConnection, 'lower is better'],
     ['memory per idle connection, second half', r.ratios.marginalBytesPerConnection ?? {}, 'lower is better'],
+    ['memory per idle connection, settled', r.ratios.settledBytesPerConnection ?? {}, 'lower is better; what idle connections hold'],
     ['connects/s', r.ratios.connectPerSec, 'higher is better'],
   ];
   return table(

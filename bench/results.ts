@@ -92,6 +92,10 @@ export interface ConnectionsResult extends Usage {
   bytesPerConnection: number;
   /** (RSS after − after the first half) / the second half: what one more connection costs. */
   marginalBytesPerConnection?: number;
+  /** RSS after a full GC with every connection open (Node brokers; Mosquitto's RSS as it is). */
+  rssSettledMB?: number;
+  /** (settled RSS − before) / connections, before also read after a full GC: what idle connections hold. */
+  settledBytesPerConnection?: number;
   sourceAddresses: number;
 }
 
@@ -144,6 +148,7 @@ export interface Ratios {
   drainMs: Partial<Record<SystemName, Ratio>>;
   bytesPerConnection: Partial<Record<SystemName, Ratio>>;
   marginalBytesPerConnection: Partial<Record<SystemName, Ratio>>;
+  settledBytesPerConnection?: Partial<Record<SystemName, Ratio>>;
   connectPerSec: Partial<Record<SystemName, Ratio>>;
 }
 
@@ -163,7 +168,7 @@ export function summarizeChat(steps: ChatStep[]): { peak: ChatStep | null; halfP
 const ratio = (a: number | null | undefined, b: number | null | undefined) => (a == null || b == null || b === 0 ? null : a / b);
 
 export function computeRatios(r: Pick<BenchResults, 'chat' | 'fanout' | 'drain' | 'connections'>): Ratios {
-  const out: Ratios = { chatPeak: {}, chatP99AtHalfPeak: {}, fanoutPeak: {}, drainMs: {}, bytesPerConnection: {}, marginalBytesPerConnection: {}, connectPerSec: {} };
+  const out: Ratios = { chatPeak: {}, chatP99AtHalfPeak: {}, fanoutPeak: {}, drainMs: {}, bytesPerConnection: {}, marginalBytesPerConnection: {}, settledBytesPerConnection: {}, connectPerSec: {} };
   const parleys: SystemName[] = ['parley-embedded', 'parley-redis'];
   const chat = (s: SystemName) => r.chat.find((c) => c.system === s);
   const fan = (s: SystemName) => r.fanout.find((c) => c.system === s);
@@ -183,6 +188,7 @@ export function computeRatios(r: Pick<BenchResults, 'chat' | 'fanout' | 'drain' 
     if (conn(p)) {
       out.bytesPerConnection[p] = both(conn, (c) => c?.bytesPerConnection, p);
       out.marginalBytesPerConnection[p] = both(conn, (c) => c?.marginalBytesPerConnection, p);
+      out.settledBytesPerConnection![p] = both(conn, (c) => c?.settledBytesPerConnection, p);
       out.connectPerSec[p] = both(conn, (c) => c?.perSec, p);
     }
   }

@@ -216,7 +216,7 @@ async function main(): Promise<number> {
     connections: [],
     fanout: [],
     groups: { groupSize: o.groupSize, notes: [] },
-    ratios: { chatPeak: {}, chatP99AtHalfPeak: {}, fanoutPeak: {}, drainMs: {}, bytesPerConnection: {}, marginalBytesPerConnection: {}, connectPerSec: {} },
+    ratios: { chatPeak: {}, chatP99AtHalfPeak: {}, fanoutPeak: {}, drainMs: {}, bytesPerConnection: {}, marginalBytesPerConnection: {}, settledBytesPerConnection: {}, connectPerSec: {} },
     profiles: {},
     errors: [],
   };

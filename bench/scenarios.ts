@@ -394,6 +394,26 @@ export async function drain(sut: SystemUnderTest, o: ScenarioOptions): Promise<D
   return result;
 }
 
+/**
+ * The broker's RSS once its garbage is collected: a Node broker runs a full, memory-reducing GC first (V8's
+ * memory reducer does the same by itself 20-60 s into an idle spell); Mosquitto has nothing to collect.
+ */
+async function settledRss(sut: SystemUnderTest, o: ScenarioOptions): Promise<number> {
+  const rss = () => sampleProcess(sut.pid)?.rssBytes ?? 0;
+  if (!sut.collectGarbage) return rss();
+  await sut.collectGarbage();
+  // Freed pages leave RSS over the next seconds, as V8's unmapper releases them on a background thread:
+  // read once RSS holds still (within 1 MB for half a second), at most 10 s on.
+  let last = rss();
+  for (const deadline = performance.now() + 10_000; performance.now() < deadline; ) {
+    await sleep(Math.min(o.settleMs, 500));
+    const now = rss();
+    if (Math.abs(now - last) < 1 << 20) return now;
+    last = now;
+  }
+  return last;
+}
+
 export async function connections(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions): Promise<ConnectionsResult> {
   const specs: ClientSpec[] = Array.from({ length: o.connections }, (_, k) => {
     const user = o.users[k % o.users.length];
@@ -401,7 +421,8 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
   });
   await sleep(o.settleMs);
   await quiet(sut, gens, o);
-  const before = sampleProcess(sut.pid)?.rssBytes ?? 0;
+  // Every reading starts from a settled broker: what earlier work (signing users in) left for the GC is gone.
+  const before = await settledRss(sut, o);
   const usage = meter(sut, gens);
   // Two halves: what the whole burst added (fixed costs included: a young generation growing to its limit,
   // caches filled once) and what the second half added (the cost of one more connection).
@@ -412,9 +433,11 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
   const second = await connectAll(sut, gens, shares(specs.slice(half), gens.size), o, 64);
   const c = joinBursts(first, second);
   const u = usage();
-  // Let the broker settle (timers, GC) before reading its memory.
+  // Let the broker settle (timers) before reading its memory, as the burst left it; then again after a
+  // full GC, which V8 runs on its own once the broker has idled for a while: what the idle connections hold.
   await sleep(o.settleMs * 2);
   const after = sampleProcess(sut.pid)?.rssBytes ?? 0;
+  const settled = await settledRss(sut, o);
   await gens.all(() => ({ type: 'close' }));
   const result: ConnectionsResult = {
     system: sut.name,
@@ -429,15 +452,18 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
     rssBeforeMB: mb(before),
     rssMiddleMB: mb(middle),
     rssAfterMB: mb(after),
+    rssSettledMB: mb(settled),
     bytesPerConnection: c.ok > 0 ? Math.round((after - before) / c.ok) : 0,
     marginalBytesPerConnection: second.ok > 0 ? Math.round((after - middle) / second.ok) : 0,
+    settledBytesPerConnection: c.ok > 0 ? Math.round((settled - before) / c.ok) : 0,
     sourceAddresses: o.sourceAddresses,
     ...u,
   };
   o.progress(
     `  connections: ${c.ok}/${o.connections} in ${(c.ms / 1000).toFixed(1)} s (${result.perSec}/s, p99 ${fmt(result.connectP99)} ms)  ` +
       `RSS ${result.rssBeforeMB} → ${result.rssMiddleMB} → ${result.rssAfterMB} MB = ${(result.bytesPerConnection / 1024).toFixed(1)} KB/connection ` +
-      `(second half ${((result.marginalBytesPerConnection ?? 0) / 1024).toFixed(1)} KB)  broker ${u.brokerCpu.toFixed(0)}% cpu` +
+      `(second half ${((result.marginalBytesPerConnection ?? 0) / 1024).toFixed(1)} KB; settled ${result.rssSettledMB} MB = ` +
+      `${((result.settledBytesPerConnection ?? 0) / 1024).toFixed(1)} KB)  broker ${u.brokerCpu.toFixed(0)}% cpu` +
       (c.failed ? `  (${c.failed} failed: ${c.firstError})` : ''),
   );
   await sleep(o.settleMs);

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { collectGarbage, INSPECT_ON_SIGNAL } from './inspector.ts';
 import { ensureMosquitto, mosquittoConfig, mosquittoVersion } from './mosquitto.ts';
 import { http, knownUsers, loginAll, registerAll, stillValid } from './users.ts';
 
@@ -39,6 +40,11 @@ export interface SystemUnderTest {
   sendTopic(user: string): string;
   /** Parley only: its Prometheus endpoint, read around each step for GC, fsync and event-loop pauses. */
   metricsUrl?: string;
+  /**
+   * Node brokers (Parley, bare Aedes): a full, memory-reducing GC now, as V8 runs on its own after a
+   * while idle, so memory can be read settled. Absent for Mosquitto, which has no garbage collector.
+   */
+  collectGarbage?(): Promise<void>;
   /** Parley only: a group owned by `owner`, through POST /v1/groups. */
   createGroup?(owner: string, name: string, members: string[]): Promise<{ ok: true; id: string } | { ok: false; reason: string }>;
   stop(): Promise<void>;
@@ -164,7 +170,7 @@ async function spawnParley(ctx: StartContext, name: string, dataDir: string, ext
     ...(profile ? ctx.parleyEnv : {}),
   });
   // As `npm start` runs it (package.json): 32 MB semi-spaces, so per-message garbage dies young.
-  const args = [...(profile ? nodeArgs(ctx, name) : []), '--max-semi-space-size=32', '--import', 'tsx', 'cli/parley.ts', 'start', '--role', ctx.parleyRole];
+  const args = [...(profile ? nodeArgs(ctx, name) : []), INSPECT_ON_SIGNAL, '--max-semi-space-size=32', '--import', 'tsx', 'cli/parley.ts', 'start', '--role', ctx.parleyRole];
   const child = spawnLogged(process.execPath, args, { cwd: ctx.parleySrc, env, log });
   const base = `http://127.0.0.1:${httpPort}`;
   const healthy = async () => (await canConnect(mqttPort)) && (await http(base, '/healthz').then((r) => r.status === 200, () => false));
@@ -238,6 +244,7 @@ function parleySystem(name: SystemName, p: ParleyProcess, tokens: Map<string, st
     backendPids,
     version: parleyVersion(ctx),
     notes,
+    collectGarbage: () => collectGarbage(p.child.pid!, p.log),
     credentials: (user) => ({ username: user, password: tokens.get(user) }),
     sendTopic: (user) => `send/user/${user}`,
     async createGroup(owner, name, members) {
@@ -361,7 +368,7 @@ async function startParleyRedis(ctx: StartContext): Promise<SystemUnderTest> {
 async function startAedes(ctx: StartContext): Promise<SystemUnderTest> {
   const port = await freePort();
   const log = path.join(ctx.dataDir, 'logs', 'aedes.log');
-  const child = spawnLogged(process.execPath, [...nodeArgs(ctx, 'aedes'), '--import', 'tsx', 'bench/aedes-relay.ts'], {
+  const child = spawnLogged(process.execPath, [...nodeArgs(ctx, 'aedes'), INSPECT_ON_SIGNAL, '--import', 'tsx', 'bench/aedes-relay.ts'], {
     cwd: ctx.repo,
     env: cleanEnv({ BENCH_PORT: String(port) }),
     log,
@@ -377,6 +384,7 @@ async function startAedes(ctx: StartContext): Promise<SystemUnderTest> {
     backendPids: [],
     version: `aedes ${version} on Node ${process.version}`,
     notes: ['default in-memory persistence, no hooks, TCP_NODELAY'],
+    collectGarbage: () => collectGarbage(child.pid!, log),
     credentials: () => ({}),
     sendTopic: (user) => `inbox/${user}`,
     stop: () => stopChild(child),

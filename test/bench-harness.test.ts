@@ -83,6 +83,9 @@ test('bench --quick: a row for every system and scenario, and every message arri
       assert.ok(conn.connected > 0);
       assert.equal(conn.connected, conn.target, `${system}: every idle connection was accepted (${conn.firstError ?? ''})`);
       assert.equal(conn.failed, 0);
+      // Read again after a full GC (through the inspector for the Node brokers): the settled figures exist.
+      assert.ok(conn.rssSettledMB !== undefined && conn.rssSettledMB > 0, `${system}: settled RSS was read`);
+      assert.equal(typeof conn.settledBytesPerConnection, 'number');
     }
     for (const p of ['parley-embedded', 'parley-redis'] as const) {
       assert.ok(r.ratios.chatPeak[p], `ratios for ${p}`);

@@ -1,0 +1,73 @@
+// The bench reads idle-connection memory after a full GC of the broker, run through the broker's inspector
+// (bench/inspector.ts): SIGUSR1 opens it on a free port, HeapProfiler.collectGarbage runs the GC. Checked
+// here against a real Node process that reports its own major GCs, and against one that cannot be inspected.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { collectGarbage, INSPECT_ON_SIGNAL } from '../bench/inspector.ts';
+
+// Logs every major GC; allocates nothing else while idle.
+const CHILD = `
+const { PerformanceObserver, constants } = require('node:perf_hooks');
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) console.error('major-gc');
+}).observe({ entryTypes: ['gc'] });
+console.error('ready');
+setInterval(() => {}, 1000);
+`;
+
+function start(args: string[], log: string): Promise<ChildProcess> {
+  const fd = fs.openSync(log, 'w');
+  const child = spawn(process.execPath, [...args, '-e', CHILD], { stdio: ['ignore', fd, fd] });
+  fs.closeSync(fd);
+  return new Promise((resolve, reject) => {
+    const poll = setInterval(() => {
+      if (fs.readFileSync(log, 'utf8').includes('ready')) {
+        clearInterval(poll);
+        resolve(child);
+      } else if (child.exitCode !== null) {
+        clearInterval(poll);
+        reject(new Error(`child exited: ${fs.readFileSync(log, 'utf8')}`));
+      }
+    }, 20);
+  });
+}
+
+const majors = (log: string) => fs.readFileSync(log, 'utf8').split('\n').filter((l) => l === 'major-gc').length;
+
+test('collectGarbage runs a full GC in another Node process, again on a second call', { timeout: 30_000 }, async () => {
+  const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'parley-inspector-')), 'child.log');
+  const child = await start([INSPECT_ON_SIGNAL], log);
+  try {
+    const before = majors(log);
+    await collectGarbage(child.pid!, log);
+    await new Promise((r) => setTimeout(r, 200));
+    const once = majors(log);
+    assert.ok(once > before, `a major GC ran (${before} → ${once}):\n${fs.readFileSync(log, 'utf8')}`);
+    // The inspector stays open: the second call reuses the address in the log.
+    await collectGarbage(child.pid!, log);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(majors(log) > once, 'a second major GC ran');
+    assert.equal(fs.readFileSync(log, 'utf8').match(/Debugger listening/g)?.length, 1, 'the inspector was opened once');
+  } finally {
+    child.kill();
+  }
+});
+
+test('collectGarbage gives a clear error when the process never opens its inspector', { timeout: 30_000 }, async () => {
+  const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'parley-inspector-')), 'child.log');
+  // SIGUSR1 is taken by the process itself, so no inspector opens.
+  const handler = path.join(path.dirname(log), 'usr1.cjs');
+  fs.writeFileSync(handler, "process.on('SIGUSR1', () => {});\n");
+  const child = await start(['--require', handler], log);
+  try {
+    await assert.rejects(collectGarbage(child.pid!, log, 500), /did not open its inspector within 500 ms/);
+    assert.equal(child.exitCode, null, 'the process kept running');
+  } finally {
+    child.kill();
+  }
+});
+
