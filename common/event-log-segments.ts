@@ -38,9 +38,13 @@ export class PartitionLog {
   private fd: number;
   private pending: string[] = [];
   private pendingRecords: Omit<StoredRecord, 'offset'>[] = [];
-  /** The newest records written, oldest first: tail[i] has offset tailBase + i. */
-  private tail: Omit<StoredRecord, 'offset'>[] = [];
+  /**
+   * The newest records written, oldest first: tail[i] has offset tailBase + i, and those before tailFirst
+   * were dropped (the array is cut only once as many were dropped as are kept: no copy on every write).
+   */
+  private tail: (Omit<StoredRecord, 'offset'> | undefined)[] = [];
   private tailBase = 0;
+  private tailFirst = 0;
   private tailBytes = 0;
   /** Records written to the file (durable or not). */
   private written: number;
@@ -130,23 +134,25 @@ export class PartitionLog {
 
   /** Adds records written from offset `first` to the in-memory tail, dropping its oldest past the bounds. */
   private remember(first: number, records: Omit<StoredRecord, 'offset'>[]): void {
-    if (this.tail.length === 0 || this.tailBase + this.tail.length !== first) {
+    if (this.tail.length === this.tailFirst || this.tailBase + this.tail.length !== first) {
       this.tail = [];
       this.tailBase = first;
+      this.tailFirst = 0;
       this.tailBytes = 0;
     }
     for (const r of records) {
       this.tail.push(r);
       this.tailBytes += r.key.length + r.value.length;
     }
-    let drop = 0;
-    while (this.tail.length - drop > 1 && (this.tail.length - drop > TAIL_RECORDS || this.tailBytes > TAIL_BYTES)) {
-      const r = this.tail[drop++];
+    while (this.tail.length - this.tailFirst > 1 && (this.tail.length - this.tailFirst > TAIL_RECORDS || this.tailBytes > TAIL_BYTES)) {
+      const r = this.tail[this.tailFirst]!;
+      this.tail[this.tailFirst++] = undefined;
       this.tailBytes -= r.key.length + r.value.length;
     }
-    if (drop > 0) {
-      this.tail = this.tail.slice(drop);
-      this.tailBase += drop;
+    if (this.tailFirst >= Math.max(1024, this.tail.length - this.tailFirst)) {
+      this.tail = this.tail.slice(this.tailFirst);
+      this.tailBase += this.tailFirst;
+      this.tailFirst = 0;
     }
   }
 
@@ -171,7 +177,7 @@ export class PartitionLog {
   /** Up to `max` durable records from `from` (within one segment), stopping past `maxBytes`. */
   async read(from: number, max: number, maxBytes: number): Promise<StoredRecord[]> {
     if (from < this.start) from = this.start;
-    if (from >= this.tailBase && from < this.tailBase + this.tail.length) return this.readTail(from, max, maxBytes);
+    if (from >= this.tailBase + this.tailFirst && from < this.tailBase + this.tail.length) return this.readTail(from, max, maxBytes);
     const seg = this.segmentOf(from);
     const limit = Math.min(max, this.end - from, seg.base + seg.count - from);
     if (limit <= 0) return [];
@@ -215,7 +221,7 @@ export class PartitionLog {
     const out: StoredRecord[] = [];
     let bytes = 0;
     for (let i = from - this.tailBase; out.length < limit && bytes < maxBytes && i < this.tail.length; i++) {
-      const r = this.tail[i];
+      const r = this.tail[i]!;
       out.push({ offset: this.tailBase + i, timestamp: r.timestamp, key: r.key, value: r.value });
       bytes += r.key.length + r.value.length;
     }

@@ -215,6 +215,26 @@ describe('EmbeddedEventLog files', () => {
     await log.close();
   });
 
+  it('keeps the in-memory tail exact over many small appends (records dropped and the tail cut again and again)', async () => {
+    const dir = path.join(tmp.dir, 'tail-small');
+    const log = open(dir, { segmentBytes: 256 * 1024, fsync: false });
+    await log.ensureTopic('t', 1);
+    // A group that keeps up reads from memory while the tail drops its oldest records on every append.
+    const live = collector();
+    const sub = await log.consume({ topic: 't', group: 'live', fromBeginning: true, handle: live.handle });
+    const sent = recs(30_000, 'k');
+    for (let i = 0; i < sent.length; i += 25) await log.append('t', sent.slice(i, i + 25));
+    await until('the live group has all 30,000', () => live.records.length >= sent.length, 30_000);
+    await sub.stop();
+    assert.deepEqual(live.records.map((r) => r.value), sent.map((r) => r.value));
+    assert.deepEqual(live.records.map((r) => r.offset), sent.map((_, i) => String(i)));
+    // A group from the beginning reads the files, then the tail as it stands now.
+    const all = await readAll(log, 't', sent.length);
+    assert.deepEqual(all.map((r) => r.offset), sent.map((_, i) => String(i)));
+    assert.deepEqual(all.map((r) => r.value), sent.map((r) => r.value));
+    await log.close();
+  });
+
   it('deletes segments every group has committed past, when asked to', async () => {
     const dir = path.join(tmp.dir, 'delete');
     const log = open(dir, { segmentBytes: 2048, deleteConsumed: true, fsync: false });
