@@ -169,8 +169,9 @@ async function spawnParley(ctx: StartContext, name: string, dataDir: string, ext
     ...extraEnv,
     ...(profile ? ctx.parleyEnv : {}),
   });
-  // As `npm start` runs it (package.json): 32 MB semi-spaces, so per-message garbage dies young.
-  const args = [...(profile ? nodeArgs(ctx, name) : []), INSPECT_ON_SIGNAL, '--max-semi-space-size=32', '--import', 'tsx', 'cli/parley.ts', 'start', '--role', ctx.parleyRole];
+  // As `npm start` runs it (package.json): 32 MB semi-spaces, so per-message garbage dies young, and an old
+  // generation allowed to double before a major GC.
+  const args = [...(profile ? nodeArgs(ctx, name) : []), INSPECT_ON_SIGNAL, '--max-semi-space-size=32', '--heap-growing-percent=100', '--import', 'tsx', 'cli/parley.ts', 'start', '--role', ctx.parleyRole];
   const child = spawnLogged(process.execPath, args, { cwd: ctx.parleySrc, env, log });
   const base = `http://127.0.0.1:${httpPort}`;
   const healthy = async () => (await canConnect(mqttPort)) && (await http(base, '/healthz').then((r) => r.status === 200, () => false));

@@ -316,7 +316,7 @@ describe('docker/Dockerfile', () => {
     assert.match(hc, /127\.0\.0\.1/);
     assert.match(hc, /\/healthz/);
     assert.doesNotMatch(hc, /\bcurl\b|\bwget\b/, 'the slim image has neither curl nor wget');
-    assert.deepEqual(JSON.parse(last(runtime, 'ENTRYPOINT')!.args), ['node', '--max-semi-space-size=32', 'dist/cli/parley.js']);
+    assert.deepEqual(JSON.parse(last(runtime, 'ENTRYPOINT')!.args), ['node', '--max-semi-space-size=32', '--heap-growing-percent=100', 'dist/cli/parley.js']);
     assert.deepEqual(JSON.parse(last(runtime, 'CMD')!.args), ['start']);
   });
 
