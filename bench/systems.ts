@@ -145,6 +145,17 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
+/**
+ * The Node options `npm start` gives Parley (package.json's start script, between `node` and `--import`):
+ * the bench and `bench:backlog` run Parley with them, so they measure what users run, of the commit measured.
+ */
+export function npmStartNodeFlags(dir: string): string[] {
+  const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const m = /\bnode((?:\s+--[\w-]+(?:=\S+)?)*)\s+--import\b/.exec(pkg.scripts.start);
+  if (!m) throw new Error(`package.json's start script does not run "node [options] --import …": ${pkg.scripts.start}`);
+  return m[1].trim().split(/\s+/).filter(Boolean);
+}
+
 // One folder per process: tsx's loader thread writes a profile of its own next to the main thread's.
 const nodeArgs = (ctx: StartContext, name: string) => (ctx.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', path.join(ctx.cpuProfDir, name)] : []);
 
@@ -169,9 +180,7 @@ async function spawnParley(ctx: StartContext, name: string, dataDir: string, ext
     ...extraEnv,
     ...(profile ? ctx.parleyEnv : {}),
   });
-  // As `npm start` runs it (package.json): 32 MB semi-spaces, so per-message garbage dies young, and an old
-  // generation allowed to double before a major GC.
-  const args = [...(profile ? nodeArgs(ctx, name) : []), INSPECT_ON_SIGNAL, '--max-semi-space-size=32', '--heap-growing-percent=100', '--import', 'tsx', 'cli/parley.ts', 'start', '--role', ctx.parleyRole];
+  const args = [...(profile ? nodeArgs(ctx, name) : []), INSPECT_ON_SIGNAL, ...npmStartNodeFlags(ctx.parleySrc), '--import', 'tsx', 'cli/parley.ts', 'start', '--role', ctx.parleyRole];
   const child = spawnLogged(process.execPath, args, { cwd: ctx.parleySrc, env, log });
   const base = `http://127.0.0.1:${httpPort}`;
   const healthy = async () => (await canConnect(mqttPort)) && (await http(base, '/healthz').then((r) => r.status === 200, () => false));

@@ -50,23 +50,30 @@ export class ExpiringMap<V> {
 
   set(key: string, value: V, ttlMs: number, now = Date.now()): void {
     const existing = this.entries.get(key);
-    if (existing) {
-      existing.value = value;
-      existing.expiresAt = now + ttlMs;
-    } else {
-      if (this.entries.size >= this.maxEntries) this.dropOldest();
-      this.entries.set(key, { key, value, expiresAt: now + ttlMs });
-    }
-    this.writesSinceSweep++;
-    if (now >= this.nextSweep) this.sweep(now);
+    if (!existing) return this.add(key, value, ttlMs, now);
+    existing.value = value;
+    existing.expiresAt = now + ttlMs;
+    this.written(now);
   }
 
   /** Sets only if absent (or expired); returns the value already there otherwise. */
   setIfAbsent(key: string, value: V, ttlMs: number, now = Date.now()): V | undefined {
     const existing = this.get(key, now);
     if (existing !== undefined) return existing;
-    this.set(key, value, ttlMs, now);
+    // get() dropped an expired entry: the key is absent now (one lookup less on the dedupe's per-message path).
+    this.add(key, value, ttlMs, now);
     return undefined;
+  }
+
+  private add(key: string, value: V, ttlMs: number, now: number): void {
+    if (this.entries.size >= this.maxEntries) this.dropOldest();
+    this.entries.set(key, { key, value, expiresAt: now + ttlMs });
+    this.written(now);
+  }
+
+  private written(now: number): void {
+    this.writesSinceSweep++;
+    if (now >= this.nextSweep) this.sweep(now);
   }
 
   /** Remaining lifetime of a key in ms, or 0 when absent. */

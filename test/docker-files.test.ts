@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { basename, delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { npmStartNodeFlags } from '../bench/systems.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dockerDir = join(root, 'docker');
@@ -316,7 +317,10 @@ describe('docker/Dockerfile', () => {
     assert.match(hc, /127\.0\.0\.1/);
     assert.match(hc, /\/healthz/);
     assert.doesNotMatch(hc, /\bcurl\b|\bwget\b/, 'the slim image has neither curl nor wget');
-    assert.deepEqual(JSON.parse(last(runtime, 'ENTRYPOINT')!.args), ['node', '--max-semi-space-size=32', '--heap-growing-percent=100', 'dist/cli/parley.js']);
+    // Node's options as `npm start` gives them (the young and old generation sizing of README, "Running it").
+    const flags = npmStartNodeFlags(root);
+    assert.deepEqual(flags, ['--max-semi-space-size=32', '--heap-growing-percent=100']);
+    assert.deepEqual(JSON.parse(last(runtime, 'ENTRYPOINT')!.args), ['node', ...flags, 'dist/cli/parley.js']);
     assert.deepEqual(JSON.parse(last(runtime, 'CMD')!.args), ['start']);
   });
 
