@@ -37,6 +37,8 @@ export interface AuthDeps {
 export class AuthService {
   /** Live sessions per token on this node, closed when the token is revoked. */
   private readonly sessions = new Map<string, Set<Session>>();
+  /** Told of every logout here, so the other nodes close that token's sessions too. */
+  private readonly loggedOutListeners: ((tokenHash: string) => void)[] = [];
 
   constructor(private readonly deps: AuthDeps) {}
 
@@ -110,6 +112,16 @@ export class AuthService {
 
   async logout(tokenHash: string): Promise<void> {
     await this.deps.tokens.revoke(tokenHash);
+    this.closeSessions(tokenHash);
+    for (const listener of this.loggedOutListeners) listener(tokenHash);
+  }
+
+  onLoggedOut(listener: (tokenHash: string) => void): void {
+    this.loggedOutListeners.push(listener);
+  }
+
+  /** Closes this node's sessions that signed in with the token (revoked here or on another node). */
+  closeSessions(tokenHash: string): void {
     const closers = this.sessions.get(tokenHash);
     this.sessions.delete(tokenHash);
     for (const session of closers ?? []) session.close();

@@ -14,14 +14,15 @@ import type { IdGenerator } from '../common/ids.ts';
 import type { Logger } from '../common/log.ts';
 import type { Metrics } from '../common/metrics.ts';
 import { Acceptor, type AcceptDeps } from './accept.ts';
+import type { ClusterBus, NodeMessage } from './cluster-bus.ts';
 import type { Dedupe } from './dedupe.ts';
-import { DeviceRegistry, type Transport } from './devices.ts';
+import { DeviceRegistry, type Device, type Transport } from './devices.ts';
 import type { Groups } from './groups.ts';
 import type { OfflineQueue } from './offline-queue.ts';
 import type { Outbox } from './outbox.ts';
 import type { Presence } from './presence.ts';
 import { Recipients } from './recipients.ts';
-import { LocalRouter } from './router.ts';
+import { ClusterRouter } from './router.ts';
 import { grantSubscription, inboxTopic, parseSendTopic, presenceTopic, VOID_TOPIC } from './topics.ts';
 
 export interface BrokerDeps {
@@ -36,16 +37,22 @@ export interface BrokerDeps {
   dedupe: Dedupe;
   queue: OfflineQueue;
   presence: Presence;
+  /** To the other broker nodes: deliveries for their devices, presence changes, logouts. */
+  bus: ClusterBus;
   outbox: Outbox;
   outboxFilled(): void;
 }
 
 const EMPTY = Buffer.alloc(0);
+const PRESENCE_PREFIX = presenceTopic('');
 const noop = () => {};
 
 export class ParleyBroker {
   readonly devices: DeviceRegistry;
   readonly acceptor: Acceptor;
+  private readonly router: ClusterRouter;
+  /** Users whose presence this node has published or heard since it started; the others' is read on subscribe. */
+  private readonly presenceKnown = new Set<string>();
   private readonly transports = new WeakMap<object, Transport>();
   private readonly emptyPersistentId = new WeakSet<Client>();
   private heartbeat: NodeJS.Timeout | null = null;
@@ -55,12 +62,13 @@ export class ParleyBroker {
     private readonly deps: BrokerDeps,
   ) {
     this.devices = new DeviceRegistry(deps.queue, deps.log);
+    this.router = new ClusterRouter(this.devices, deps.presence, deps.bus, deps.log);
     this.acceptor = new Acceptor({
       config: deps.config,
       ids: deps.ids,
       dedupe: deps.dedupe,
       queue: deps.queue,
-      router: new LocalRouter(this.devices),
+      router: this.router,
       recipients: deps.recipients,
       attachments: deps.attachments,
       groups: deps.groups,
@@ -84,6 +92,14 @@ export class ParleyBroker {
     });
     self = new ParleyBroker(aedes, deps);
     self.observe();
+    const broker = self;
+    await deps.bus.listen(
+      (message) => broker.fromNode(message),
+      (err) => deps.log.warn({ err }, 'a message from another node could not be handled'),
+    );
+    deps.auth.onLoggedOut((tokenHash) => {
+      deps.bus.broadcast({ type: 'logout', tokenHash }).catch((err) => deps.log.warn({ err }, 'could not tell the other nodes of a logout'));
+    });
     await self.startPresence();
     return self;
   }
@@ -206,18 +222,21 @@ export class ParleyBroker {
     aedes.on('clientReady', (client) => {
       const device = this.devices.of(client);
       if (!device) return client.close();
-      device.presenceUp = true;
-      deps.presence.deviceUp(device.userId, device.key).then(
-        (first) => first && this.publishPresence(device.userId, 'online', Date.now()),
-        (err) => deps.log.warn({ err, user: device.userId }, 'presence update failed'),
-      );
+      this.deviceUp(device);
     });
 
     aedes.on('subscribe', (subs, client) => {
       const device = this.devices.of(client);
-      const inbox = device && subs.find((s) => s.topic === inboxTopic(device.userId));
-      if (!device || !inbox) return;
+      if (!device) return;
+      // Aedes reports refused subscriptions too, with qos 128.
+      for (const s of subs) if ((s.qos as number) !== 128 && s.topic.startsWith(PRESENCE_PREFIX)) this.knowPresence(s.topic.slice(PRESENCE_PREFIX.length));
+      const inbox = subs.find((s) => s.topic === inboxTopic(device.userId));
+      if (!inbox) return;
       device.inboxQos = inbox.qos >= 1 ? 1 : 0;
+      // Registered before the queue is read (a SUBSCRIBE may come before 'clientReady'): both go out on one
+      // Redis connection in this order, so a message stored after the read finds this node in Presence and
+      // is routed here live, and one stored before it is in what the read returns.
+      this.deviceUp(device);
       device.drain(deps.queue, deps.config.offlineMax).catch((err) => {
         deps.log.warn({ err, user: device.userId }, 'offline queue could not be read; the device gets it on its next subscribe');
       });
@@ -234,6 +253,46 @@ export class ParleyBroker {
     aedes.on('connectionError', (_client, err) => deps.log.debug({ err: err.message }, 'connection error'));
   }
 
+  /** Counts the device in Presence, once; the user's first device makes them online. */
+  private deviceUp(device: Device): void {
+    if (device.presenceUp) return;
+    device.presenceUp = true;
+    this.deps.presence.deviceUp(device.userId, device.key).then(
+      (first) => first && this.publishPresence(device.userId, 'online', Date.now()),
+      (err) => this.deps.log.warn({ err, user: device.userId }, 'presence update failed'),
+    );
+  }
+
+  /** What another node sent: a delivery for a device here, a presence change, a revoked token. */
+  private fromNode(message: NodeMessage): void {
+    switch (message.type) {
+      case 'deliver':
+        return this.router.received(message);
+      case 'presence':
+        return this.publishPresenceHere(message.user, message.state, message.ts);
+      case 'logout':
+        return this.deps.auth.closeSessions(message.tokenHash);
+    }
+  }
+
+  /**
+   * A presence topic subscribed here for a user this node has heard nothing of since it started (the user
+   * came online on another node before this one started): the current state is read from Presence and
+   * published as the retained one, unless a change arrived meanwhile.
+   */
+  private knowPresence(userId: string): void {
+    if (this.presenceKnown.has(userId)) return;
+    const { presence, log } = this.deps;
+    Promise.all([presence.isOnline(userId), presence.lastSeen(userId)]).then(
+      ([online, seen]) => {
+        if (this.presenceKnown.has(userId)) return;
+        if (online) this.publishPresenceHere(userId, 'online', Date.now());
+        else if (seen !== null) this.publishPresenceHere(userId, 'offline', seen);
+      },
+      (err) => log.warn({ err, user: userId }, 'presence could not be read'),
+    );
+  }
+
   /** A connection ended (disconnected, or dropped before it was fully connected); safe to call twice. */
   private retire(client: Client): void {
     const device = this.devices.of(client);
@@ -248,8 +307,15 @@ export class ParleyBroker {
     );
   }
 
-  /** Retained, QoS 0, published by the broker only (clients can never publish to presence/). */
+  /** A presence change seen here: published here and on every other node. */
   publishPresence(userId: string, state: 'online' | 'offline', ts: number): void {
+    this.publishPresenceHere(userId, state, ts);
+    this.deps.bus.broadcast({ type: 'presence', user: userId, state, ts }).catch((err) => this.deps.log.warn({ err, user: userId }, 'could not tell the other nodes of a presence change'));
+  }
+
+  /** Retained, QoS 0, published by the broker only (clients can never publish to presence/). */
+  private publishPresenceHere(userId: string, state: 'online' | 'offline', ts: number): void {
+    this.presenceKnown.add(userId);
     const payload = Buffer.from(presenceEnvelope(userId, state, ts));
     this.aedes.publish({ cmd: 'publish', topic: presenceTopic(userId), payload, qos: 0, retain: true, dup: false } as PublishPacket, noop);
   }

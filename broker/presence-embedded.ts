@@ -5,6 +5,11 @@ export class EmbeddedPresence implements Presence {
   readonly adapter = 'embedded';
   private readonly devices = new Map<string, Set<string>>();
   private readonly seen = new Map<string, number>();
+  private readonly here: number[];
+
+  constructor(nodeId = 0) {
+    this.here = [nodeId];
+  }
 
   async deviceUp(userId: string, deviceId: string): Promise<boolean> {
     let set = this.devices.get(userId);
@@ -24,6 +29,10 @@ export class EmbeddedPresence implements Presence {
 
   async isOnline(userId: string): Promise<boolean> {
     return this.devices.has(userId);
+  }
+
+  async nodesOf(userId: string): Promise<number[]> {
+    return this.devices.has(userId) ? [...this.here] : [];
   }
 
   async lastSeen(userId: string): Promise<number | null> {

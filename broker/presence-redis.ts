@@ -74,6 +74,11 @@ export class RedisPresence implements Presence {
     return (await this.r.hlen(`presence:devices:${userId}`)) > 0;
   }
 
+  async nodesOf(userId: string): Promise<number[]> {
+    const nodes = await this.r.hvals(`presence:devices:${userId}`);
+    return [...new Set(nodes)].map(Number);
+  }
+
   async lastSeen(userId: string): Promise<number | null> {
     const v = await this.r.get(`presence:seen:${userId}`);
     return v === null ? null : Number(v);

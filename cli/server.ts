@@ -151,6 +151,7 @@ async function startBroker(config: Readonly<Config>, log: Logger, metrics: Metri
     dedupe: adapters.dedupe,
     queue: adapters.queue,
     presence: adapters.presence,
+    bus: adapters.bus,
   });
   authRoutes(http, auth);
   blobRoutes(http, { auth, attachments, store: adapters.blobs, publicUrl: config.attachments.publicUrl });

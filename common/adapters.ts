@@ -28,6 +28,9 @@ import { EmbeddedOutbox } from '../broker/outbox-embedded.ts';
 import { Journal } from './journal.ts';
 import { RedisOutbox } from '../broker/outbox-redis.ts';
 import type { Presence } from '../broker/presence.ts';
+import type { ClusterBus } from '../broker/cluster-bus.ts';
+import { EmbeddedClusterBus, EmbeddedClusterHub } from '../broker/cluster-bus-embedded.ts';
+import { RedisClusterBus } from '../broker/cluster-bus-redis.ts';
 import { EmbeddedPresence } from '../broker/presence-embedded.ts';
 import { RedisPresence } from '../broker/presence-redis.ts';
 import type { Archive } from '../consumers/archive.ts';
@@ -43,6 +46,8 @@ export interface Adapters {
   throttle: Throttle;
   dedupe: Dedupe;
   presence: Presence;
+  /** Between broker nodes: Redis pub/sub, or (one process) nobody else. */
+  bus: ClusterBus;
   queue: OfflineQueue;
   groups: Groups;
   outbox: Outbox;
@@ -75,7 +80,8 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
     tokens: redis ? new RedisTokenStore(redis) : new EmbeddedTokenStore(),
     throttle: redis ? new RedisThrottle(redis) : new EmbeddedThrottle(),
     dedupe: redis ? new RedisDedupe(redis) : new EmbeddedDedupe(),
-    presence: redis ? new RedisPresence(redis, config.nodeId, config.presenceHeartbeatMs) : new EmbeddedPresence(),
+    presence: redis ? new RedisPresence(redis, config.nodeId, config.presenceHeartbeatMs) : new EmbeddedPresence(config.nodeId),
+    bus: redis ? new RedisClusterBus(redis, config.nodeId) : new EmbeddedClusterBus(config.nodeId, EmbeddedClusterHub.of(config.dataDir)),
     queue: redis
       ? new RedisOfflineQueue(redis, config.offlineMax)
       : new EmbeddedOfflineQueue(journal!, config.nodeId, config.offlineMax),
@@ -102,6 +108,7 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
       throttle: a.throttle.adapter,
       dedupe: a.dedupe.adapter,
       presence: a.presence.adapter,
+      clusterBus: a.bus.adapter,
       offlineQueue: a.queue.adapter,
       groups: a.groups.adapter,
       outbox: a.outbox.adapter,
@@ -115,7 +122,7 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
       return checks;
     },
     close: async () => {
-      await Promise.all([a.queue.close(), a.presence.close(), a.dedupe.close(), a.throttle.close(), a.tokens.close(), a.directory.close()]);
+      await Promise.all([a.bus.close(), a.queue.close(), a.presence.close(), a.dedupe.close(), a.throttle.close(), a.tokens.close(), a.directory.close()]);
       await Promise.all([a.groups.close(), a.outbox.close(), a.eventLog.close(), a.archive.close(), a.blobs.close()]);
       if (redis) await redis.quit().catch(() => redis.disconnect());
     },

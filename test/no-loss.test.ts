@@ -3,42 +3,21 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { killChild, startChild, type ChildParley } from './helpers/child.ts';
-import { connectDevice, PASSWORD, registerUser, testEnv, type Backend, type TestParley } from './helpers/parley.ts';
+import { startParleyProcess, type ParleyProcess } from './helpers/child.ts';
+import { connectDevice, PASSWORD, registerUser, testEnv, type Backend } from './helpers/parley.ts';
 
-interface Child {
-  proc: ChildParley['proc'];
-  parley: TestParley;
-}
-
-/** A child Parley plus an HTTP helper for it. */
-async function startParleyChild(env: Record<string, string>): Promise<Child> {
-  const child = await startChild(env);
-  const base = `http://127.0.0.1:${child.httpPort}`;
-  const parley = {
-    running: { mqttPort: child.mqttPort, httpPort: child.httpPort },
-    async http(pathname: string, init: { body?: unknown } = {}) {
-      const res = await fetch(base + pathname, { method: init.body ? 'POST' : 'GET', headers: { 'content-type': 'application/json' }, body: JSON.stringify(init.body) });
-      const text = await res.text();
-      return { status: res.status, body: text ? JSON.parse(text) : null };
-    },
-  } as unknown as TestParley;
-  return { proc: child.proc, parley };
-}
-
-const kill = (c: Child) => killChild({ proc: c.proc, mqttPort: 0, httpPort: 0 });
 
 for (const backend of ['embedded', 'real'] as Backend[]) {
   describe(`no loss when the broker is killed, ${backend} adapters`, () => {
     const env = testEnv(backend, {}, { pipeline: backend === 'real' });
-    const children: Child[] = [];
+    const children: ParleyProcess[] = [];
     after(async () => {
-      for (const c of children) await kill(c);
+      for (const c of children) await c.kill();
       if (backend === 'embedded') fs.rmSync(env.PARLEY_DATA_DIR, { recursive: true, force: true });
     });
 
     it('delivers every acked message after a SIGKILL in the middle of a burst', async (t) => {
-      const first = await startParleyChild(env);
+      const first = await startParleyProcess(env);
       children.push(first);
       const [alice, bob] = [await registerUser(first.parley), await registerUser(first.parley)];
       const a = await connectDevice(first.parley, 'tcp', alice);
@@ -47,13 +26,13 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       // Kill the broker once some acks are in, while the rest of the burst is still in flight.
       const acks = () => a.received.filter((r) => r.body.kind === 'ack');
       await a.waitFor(() => acks().length >= 500, '500 acks', 60_000);
-      await kill(first);
+      await first.kill();
       const acked = new Set(acks().map((r) => r.body.cid as string));
       a.client.end(true);
       assert.ok(acked.size >= 500 && acked.size <= total);
       t.diagnostic(`${acked.size} of ${total} acked before the kill`);
 
-      const second = await startParleyChild(env);
+      const second = await startParleyProcess(env);
       children.push(second);
       const b = await connectDevice(second.parley, 'tcp', bob);
       const got = await b.waitFor(() => {
@@ -90,7 +69,7 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       assert.ok([...ackedIds].every((id) => ids.includes(id)), `archive has ${ids.length} messages; every acked one must be there`);
       assert.equal(new Set(ids).size, ids.length, 'archived once each');
       await b.close();
-      await kill(second);
+      await second.kill();
     });
   });
 }

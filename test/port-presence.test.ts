@@ -7,12 +7,12 @@ import { RedisPresence } from '../broker/presence-redis.ts';
 import { presenceContract } from './contracts/presence.ts';
 import { rand, redisSandbox, sleep, type RedisSandbox } from './contracts/support.ts';
 
-presenceContract('embedded (in-process)', async () => {
-  const presence = new EmbeddedPresence();
+presenceContract('embedded (in-process)', 7, async () => {
+  const presence = new EmbeddedPresence(7);
   return { adapter: presence, cleanup: () => presence.close() };
 });
 
-presenceContract('redis', async () => {
+presenceContract('redis', 1, async () => {
   const sandbox = await redisSandbox();
   const presence = new RedisPresence(sandbox.client(), 1, 1000);
   return {
@@ -57,6 +57,8 @@ describe('RedisPresence across nodes', () => {
     await b.deviceUp(onB, 'phone');
     assert.equal(await b.deviceUp(both, 'laptop'), false, 'already online through node 1');
     assert.deepEqual((await b.heartbeat(Date.now())).offline, [], 'node 1 is alive');
+    assert.deepEqual((await c.nodesOf(both)).sort(), [1, 2], 'any node sees where each device is');
+    assert.deepEqual(await c.nodesOf(onB), [2]);
 
     // Node 1 stops heartbeating; nodes 2 and 12 keep going.
     await sleep(HEARTBEAT_MS * 3 + 150);
@@ -72,6 +74,8 @@ describe('RedisPresence across nodes', () => {
     }
     assert.equal(await b.isOnline(onB), true, "node 2's own user stays online");
     assert.equal(await b.isOnline(both), true, 'a user with a device on a live node stays online');
+    assert.deepEqual(await c.nodesOf(both), [2], "the dead node's device is gone from where the user is");
+    assert.deepEqual(await c.nodesOf(onA), []);
     assert.equal(await b.lastSeen(both), null);
 
     assert.deepEqual((await b.heartbeat(Date.now())).offline, [], 'not reported a second time');

@@ -5,7 +5,8 @@ import { after, before, describe, it } from 'node:test';
 import type { Presence } from '../../broker/presence.ts';
 import { rand, type Fixture } from './support.ts';
 
-export function presenceContract(name: string, make: () => Promise<Fixture<Presence>>): void {
+/** `nodeId`: the node the adapter under test speaks for. */
+export function presenceContract(name: string, nodeId: number, make: () => Promise<Fixture<Presence>>): void {
   describe(`Presence contract: ${name}`, () => {
     let f: Fixture<Presence>;
     let presence: Presence;
@@ -76,6 +77,20 @@ export function presenceContract(name: string, make: () => Promise<Fixture<Prese
       assert.equal(await presence.deviceDown(user(), device(), tick()), false, 'a user never seen');
     });
 
+    it("names this node as where a user's devices are, once, and no node once they left", async () => {
+      const u = user();
+      const [phone, laptop] = [device(), device()];
+      assert.deepEqual(await presence.nodesOf(u), [], 'never connected');
+      await presence.deviceUp(u, phone);
+      await presence.deviceUp(u, laptop);
+      assert.deepEqual(await presence.nodesOf(u), [nodeId], 'two devices on one node name it once');
+      await presence.deviceDown(u, phone, tick());
+      assert.deepEqual(await presence.nodesOf(u), [nodeId]);
+      await presence.deviceDown(u, laptop, tick());
+      assert.deepEqual(await presence.nodesOf(u), [], 'the last device left');
+      assert.deepEqual(await presence.nodesOf(user()), []);
+    });
+
     it('keeps users independent', async () => {
       const [a, b] = [user(), user()];
       const d = device();
@@ -106,6 +121,7 @@ export function presenceContract(name: string, make: () => Promise<Fixture<Prese
       }
       assert.equal(await presence.lastSeen(gone), left, 'a user already offline keeps their last seen');
       assert.deepEqual(await presence.resetNode(tick()), [], 'nothing left to reset');
+      assert.deepEqual(await presence.nodesOf(a), [], 'no node after the reset');
       assert.equal(await presence.deviceUp(a, device()), true, 'online again after the reset');
     });
 

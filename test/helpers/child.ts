@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { TestParley } from './parley.ts';
 
 export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -40,4 +41,32 @@ export function killChild(child: ChildParley, signal: NodeJS.Signals = 'SIGKILL'
     child.proc.once('exit', () => resolve());
     child.proc.kill(signal);
   });
+}
+
+/** A child Parley with the HTTP helper of an in-process one, for the device helpers of ./parley.ts. */
+export interface ParleyProcess {
+  child: ChildParley;
+  parley: TestParley;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export async function startParleyProcess(env: Record<string, string>, role = 'all'): Promise<ParleyProcess> {
+  const child = await startChild(env, role);
+  const base = `http://127.0.0.1:${child.httpPort}`;
+  const parley = {
+    running: { mqttPort: child.mqttPort, httpPort: child.httpPort },
+    async http(pathname: string, init: { method?: string; body?: unknown; token?: string } = {}) {
+      const headers: Record<string, string> = {};
+      if (init.body !== undefined) headers['content-type'] = 'application/json';
+      if (init.token) headers.authorization = `Bearer ${init.token}`;
+      const res = await fetch(base + pathname, {
+        method: init.method ?? (init.body !== undefined ? 'POST' : 'GET'),
+        headers,
+        body: init.body === undefined ? undefined : JSON.stringify(init.body),
+      });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : null };
+    },
+  } as unknown as TestParley;
+  return { child, parley, kill: (signal) => killChild(child, signal) };
 }

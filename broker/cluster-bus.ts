@@ -1,0 +1,29 @@
+// ClusterBus port: messages between the broker nodes of one deployment (DESIGN.md, "Scaling out"). A node is
+// addressed by its node id; what one node sends to another arrives in the order it was sent; a broadcast
+// reaches every other node. Delivery is at most once: everything the bus carries is already durable
+// elsewhere (a message in its receiver's offline queue, presence in the Presence port, a revoked token in
+// the TokenStore), so a node that is down or restarting misses it and nothing is lost.
+export type NodeMessage =
+  /** A live delivery for the devices of `user` on the receiving node. */
+  | { type: 'deliver'; user: string; id: string; text: string; queued: boolean; qos: 0 | 1 }
+  /** A user's presence changed; every node republishes it on `presence/{user}` for its own subscribers. */
+  | { type: 'presence'; user: string; state: 'online' | 'offline'; ts: number }
+  /** A token was revoked; every node closes the MQTT sessions that signed in with it. */
+  | { type: 'logout'; tokenHash: string };
+
+export type NodeMessageHandler = (message: NodeMessage, fromNode: number) => void;
+
+export interface ClusterBus {
+  readonly adapter: 'redis' | 'embedded';
+  readonly nodeId: number;
+  /**
+   * Starts receiving; once it resolves, whatever is sent to this node (or broadcast) reaches `handler`. A
+   * message that cannot be read, or whose handler throws, is dropped and reported to `onError`.
+   */
+  listen(handler: NodeMessageHandler, onError?: (err: unknown) => void): Promise<void>;
+  /** Sends to one node; resolves once handed to the transport. A node that is not listening misses it. */
+  send(node: number, message: NodeMessage): Promise<void>;
+  /** Sends to every other node that is listening (never back to this one). */
+  broadcast(message: NodeMessage): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,214 @@
+// Several broker processes on one Redis (DESIGN.md, "Scaling out"): a message reaches the receiver's devices
+// on whichever node they are connected, live and in order; presence and logout reach every node; a node
+// killed with SIGKILL loses nothing acked, and its users go offline for the others.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { Redis } from 'ioredis';
+import mqtt from 'mqtt';
+import { after, before, describe, it } from 'node:test';
+import { startParleyProcess, type ParleyProcess } from './helpers/child.ts';
+import { connectDevice, PASSWORD, registerUser, sleep, testEnv, uniqueName, type TestDevice } from './helpers/parley.ts';
+
+const HEARTBEAT_MS = 300; // a node is given up three heartbeats after its last one
+
+describe('a cluster of broker processes on the real Redis', () => {
+  // One deployment: the same Redis key prefix and directory; each node its own id and data folder.
+  const shared = testEnv('real', { PARLEY_PRESENCE_HEARTBEAT_MS: String(HEARTBEAT_MS) });
+  const nodes: ParleyProcess[] = [];
+  const dirs: string[] = [];
+  const devices: TestDevice[] = [];
+  let redis: Redis;
+  let n1: ParleyProcess;
+  let n2: ParleyProcess;
+
+  const startNode = async (id: number) => {
+    const dir = fs.mkdtempSync(`${shared.PARLEY_DATA_DIR}-n${id}-`);
+    dirs.push(dir);
+    const node = await startParleyProcess({ ...shared, PARLEY_NODE_ID: String(id), PARLEY_DATA_DIR: dir }, 'broker');
+    nodes.push(node);
+    return node;
+  };
+  const connect = async (node: ParleyProcess, user: string, opts: Parameters<typeof connectDevice>[3] = {}) => {
+    const d = await connectDevice(node.parley, 'tcp', user, opts);
+    devices.push(d);
+    return d;
+  };
+  const queued = (user: string) => redis.llen(`${shared.PARLEY_REDIS_KEY_PREFIX}offline:${user}`);
+  const waitUntil = async (check: () => Promise<boolean>, what: string, ms = 10_000) => {
+    const end = Date.now() + ms;
+    while (!(await check())) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await sleep(25);
+    }
+  };
+
+  before(async () => {
+    redis = new Redis(shared.PARLEY_REDIS_URL);
+    [n1, n2] = [await startNode(1), await startNode(2)];
+  });
+  after(async () => {
+    for (const d of devices) d.client.end(true);
+    for (const n of nodes) await n.kill();
+    for (const dir of [...dirs, shared.PARLEY_DATA_DIR]) fs.rmSync(dir, { recursive: true, force: true });
+    await redis?.quit();
+  });
+
+  it('delivers a message to a receiver on another node live, acks it, and takes it off the queue after the PUBACK', async () => {
+    const [alice, bob] = [await registerUser(n1.parley), await registerUser(n2.parley)];
+    const a = await connect(n1, alice);
+    const b = await connect(n2, bob);
+    const ack = await a.sendAndAck(bob, { body: 'across' });
+    assert.equal(ack.kind, 'ack');
+    const [got] = await b.waitForInbox(1);
+    assert.equal(got.id, ack.id);
+    assert.equal(got.from, alice);
+    assert.equal(got.body, 'across');
+    await waitUntil(async () => (await queued(bob)) === 0, "bob's queue to empty after his PUBACK");
+    assert.equal(a.inbox().length, 0, 'the sending device gets the ack only');
+  });
+
+  it('keeps a burst from one sender in order across nodes, each message once', async () => {
+    const [alice, bob] = [await registerUser(n1.parley), await registerUser(n1.parley)];
+    const a = await connect(n1, alice);
+    const b = await connect(n2, bob);
+    const cids = Array.from({ length: 300 }, (_, i) => a.send(bob, { body: `m${i}` }));
+    const got = await b.waitForInbox(300, 30_000);
+    assert.deepEqual(got.map((m) => m.cid), cids);
+    await sleep(200);
+    assert.equal(b.inbox().length, 300, 'nothing twice');
+    await waitUntil(async () => (await queued(bob)) === 0, 'the queue to empty');
+  });
+
+  it("reaches every device of the receiver and the sender's other devices, wherever each is connected", async () => {
+    const [alice, bob] = [await registerUser(n1.parley), await registerUser(n1.parley)];
+    const aliceHere = await connect(n1, alice);
+    const aliceThere = await connect(n2, alice);
+    const bobHere = await connect(n1, bob);
+    const bobThere = await connect(n2, bob);
+    const ack = await aliceHere.sendAndAck(bob, { body: 'to all of you' });
+    for (const d of [bobHere, bobThere, aliceThere]) {
+      const [m] = await d.waitForInbox(1);
+      assert.equal(m.id, ack.id);
+    }
+    await sleep(200);
+    assert.equal(aliceHere.inbox().length, 0);
+    for (const d of [bobHere, bobThere, aliceThere]) assert.equal(d.inbox().length, 1, 'once per device');
+  });
+
+  it('carries typing, receipts and group messages across nodes', async () => {
+    const [alice, bob, carol] = [await registerUser(n1.parley), await registerUser(n1.parley), await registerUser(n1.parley)];
+    const a = await connect(n1, alice);
+    const b = await connect(n2, bob);
+    const c = await connect(n1, carol);
+
+    a.send(bob, { kind: 'typing' });
+    const typing = await b.waitFor(() => b.received.find((r) => r.body.kind === 'typing')?.body, 'typing');
+    assert.equal(typing.from, alice);
+
+    const ack = await a.sendAndAck(bob, { body: 'read me' });
+    await b.waitForInbox(1);
+    await b.sendAndAck(alice, { kind: 'receipt', ref: ack.id, state: 'read' });
+    const [receipt] = await a.waitForInbox(1);
+    assert.equal(receipt.kind, 'receipt');
+    assert.equal(receipt.ref, ack.id);
+
+    const login = await n1.parley.http('/v1/auth/login', { body: { username: alice, password: PASSWORD } });
+    const group = await n1.parley.http('/v1/groups', { body: { name: 'both nodes', members: [bob, carol] }, token: login.body.token });
+    assert.equal(group.status, 201);
+    const from = a.received.length;
+    const cid = a.send('', { body: 'hello group' }, `send/group/${group.body.id}`);
+    const groupAck = await a.waitForAnswer(cid, undefined, from);
+    assert.equal(groupAck.kind, 'ack');
+    for (const [d, user] of [[b, bob], [c, carol]] as const) {
+      const m = await d.waitFor(() => d.inbox().find((e) => e.id === groupAck.id), `the group message at ${user}`);
+      assert.equal(m.group, group.body.id);
+      assert.equal(m.to, user);
+    }
+  });
+
+  it('shows presence changes on every node, and the current state on a node started later', async () => {
+    const [watcher, bob] = [await registerUser(n1.parley), await registerUser(n1.parley)];
+    const w = await connect(n1, watcher);
+    await w.client.subscribeAsync(`presence/${bob}`, { qos: 0 });
+    const states = () => w.received.filter((r) => r.topic === `presence/${bob}`).map((r) => r.body.state);
+
+    const b = await connect(n2, bob);
+    await w.waitFor(() => states().includes('online'), 'bob online, seen on node 1');
+
+    const n3 = await startNode(3);
+    const late = await connect(n3, await registerUser(n1.parley));
+    await late.client.subscribeAsync(`presence/${bob}`, { qos: 0 });
+    const seen = await late.waitFor(() => late.received.find((r) => r.topic === `presence/${bob}`)?.body, 'bob online, seen on node 3');
+    assert.equal(seen.state, 'online', 'a node that started after bob came online reads his state');
+
+    await b.close();
+    await w.waitFor(() => states().at(-1) === 'offline', 'bob offline, seen on node 1');
+    await late.waitFor(() => late.received.filter((r) => r.topic === `presence/${bob}`).at(-1)?.body.state === 'offline', 'bob offline, seen on node 3');
+  });
+
+  it("closes a token's MQTT sessions on every node when it is logged out on one", async () => {
+    const bob = await registerUser(n1.parley);
+    const login = await n1.parley.http('/v1/auth/login', { body: { username: bob, password: PASSWORD } });
+    const token = login.body.token as string;
+    const there = await connect(n2, bob, { password: token });
+    const closed = new Promise<void>((resolve) => there.client.once('close', () => resolve()));
+    assert.equal((await n1.parley.http('/v1/auth/logout', { method: 'POST', token })).status, 204);
+    await Promise.race([closed, sleep(5000).then(() => assert.fail('the session on node 2 stayed open'))]);
+    await assert.rejects(
+      mqtt.connectAsync(`mqtt://127.0.0.1:${n2.parley.running.mqttPort}`, { username: bob, password: token, clientId: uniqueName('x-'), reconnectPeriod: 0 }),
+      'the revoked token no longer signs in',
+    );
+  });
+
+  it('a device connecting on one node while messages from another pour in misses none of them', async () => {
+    const [alice, bob] = [await registerUser(n1.parley), await registerUser(n1.parley)];
+    const a = await connect(n1, alice);
+    const total = 600;
+    const cids = Array.from({ length: total }, (_, i) => a.send(bob, { body: `m${i}` }));
+    // Bob comes and goes on node 2 while the burst is accepted, then stays: each connection's subscribe
+    // reads the queue while node 1 may be storing and routing the next message.
+    const seen = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const b = await connect(n2, bob);
+      await sleep(20 + i * 15);
+      for (const m of b.inbox()) seen.add(m.cid);
+      b.client.end(true);
+    }
+    await a.waitFor(() => a.received.filter((r) => r.body.kind === 'ack').length === total, 'every ack', 30_000);
+    const b = await connect(n2, bob);
+    await b.waitFor(() => {
+      for (const m of b.inbox()) seen.add(m.cid);
+      return seen.size === total;
+    }, `all ${total} messages`, 30_000);
+    // The last connection sees what it got in the order sent (redeliveries of the earlier ones come first).
+    const order = b.inbox().map((m) => cids.indexOf(m.cid));
+    for (let i = 1; i < order.length; i++) assert.ok(order[i] > order[i - 1], 'in the order sent');
+    await waitUntil(async () => (await queued(bob)) === 0, 'the queue to empty');
+  });
+
+  it("loses nothing acked when the receiver's node is killed, and its users go offline for the other nodes", async () => {
+    const n4 = await startNode(4);
+    const [alice, bob, watcher] = [await registerUser(n1.parley), await registerUser(n1.parley), await registerUser(n1.parley)];
+    const a = await connect(n1, alice);
+    const w = await connect(n1, watcher);
+    await w.client.subscribeAsync(`presence/${bob}`, { qos: 0 });
+    const b = await connect(n4, bob, { clientId: `${bob}-phone` });
+    await w.waitFor(() => w.received.some((r) => r.topic === `presence/${bob}` && r.body.state === 'online'), 'bob online');
+    b.client.on('error', () => {}); // its node is about to vanish
+
+    await n4.kill('SIGKILL');
+    const cids = Array.from({ length: 50 }, (_, i) => a.send(bob, { body: `while away ${i}` }));
+    await a.waitFor(() => a.received.filter((r) => r.body.kind === 'ack').length === 50, 'every ack');
+    await w.waitFor(
+      () => w.received.some((r) => r.topic === `presence/${bob}` && r.body.state === 'offline'),
+      "bob offline once node 4's heartbeat stops",
+      HEARTBEAT_MS * 3 + 5000,
+    );
+    assert.equal(await queued(bob), 50, 'every acked message waits in his queue');
+
+    const back = await connect(n2, bob);
+    const got = await back.waitForInbox(50, 15_000);
+    assert.deepEqual(got.map((m) => m.cid), cids);
+    await waitUntil(async () => (await queued(bob)) === 0, 'the queue to empty');
+  });
+});
