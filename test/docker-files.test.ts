@@ -386,13 +386,20 @@ describe('docker/k8s', () => {
     }
     const kust = docs.get('kustomization.yaml')?.[0] ?? assert.fail('no kustomization.yaml');
     assert.deepEqual([...kust.resources].sort(), files.filter((f) => f !== 'kustomization.yaml'));
-    assert.deepEqual(find('StatefulSet'), [], 'stateful backends are managed services, not StatefulSets here');
+    const roles = find('StatefulSet').map((o) => roleOf({ command: o.spec.template.spec.containers[0].args }));
+    assert.deepEqual(roles, ['broker'], 'the brokers are the only StatefulSet (for their node ids); backends are managed services');
   });
 
-  test('broker Deployment: 3 replicas, /readyz readiness, /healthz liveness, non-root, configured by the ConfigMap', () => {
-    const [dep] = find('Deployment', (o) => roleOf({ command: o.spec.template.spec.containers[0].args }) === 'broker');
-    assert.ok(dep, 'no broker Deployment');
+  test('broker StatefulSet: 3 replicas, node id = pod ordinal, /readyz readiness, /healthz liveness, non-root, configured by the ConfigMap', () => {
+    const [dep] = find('StatefulSet', (o) => roleOf({ command: o.spec.template.spec.containers[0].args }) === 'broker');
+    assert.ok(dep, 'no broker StatefulSet');
     assert.equal(dep.spec.replicas, 3);
+    // Unique per running broker and the same after a restart: the routing address and the outbox key.
+    const nodeId = dep.spec.template.spec.containers[0].env?.find((e: Json) => e.name === 'PARLEY_NODE_ID');
+    assert.equal(nodeId?.valueFrom?.fieldRef?.fieldPath, "metadata.labels['apps.kubernetes.io/pod-index']");
+    const governing = find('Service', (o) => o.metadata.name === dep.spec.serviceName);
+    assert.equal(governing.length, 1, `no Service ${dep.spec.serviceName} governs the StatefulSet`);
+    assert.equal(governing[0].spec.clusterIP, 'None', 'the governing Service is headless');
     assert.ok(labelsMatch(dep.spec.selector.matchLabels, dep.spec.template.metadata.labels));
     const pod = dep.spec.template.spec;
     assert.equal(pod.securityContext.runAsNonRoot, true);
@@ -403,7 +410,7 @@ describe('docker/k8s', () => {
     for (const probe of [c.readinessProbe, c.livenessProbe]) assert.ok(portNames.has(probe.httpGet.port));
     for (const p of [1883, 8080]) assert.ok(c.ports.some((x: Json) => x.containerPort === p), `no container port ${p}`);
     const configMaps = new Set(find('ConfigMap').map((o) => o.metadata.name));
-    for (const d of find('Deployment')) {
+    for (const d of [...find('Deployment'), ...find('StatefulSet')]) {
       for (const ref of d.spec.template.spec.containers.flatMap((x: Json) => x.envFrom ?? [])) {
         if (ref.configMapRef) assert.ok(configMaps.has(ref.configMapRef.name), `${d.metadata.name}: no ConfigMap ${ref.configMapRef.name}`);
       }
@@ -412,7 +419,7 @@ describe('docker/k8s', () => {
   });
 
   test('Services reach the brokers (MQTT LoadBalancer, HTTP); HPA and PDB target them', () => {
-    const [dep] = find('Deployment', (o) => o.spec.replicas === 3);
+    const [dep] = find('StatefulSet', (o) => o.spec.replicas === 3);
     const labels = dep.spec.template.metadata.labels;
     const portNames = new Set(dep.spec.template.spec.containers[0].ports.map((p: Json) => p.name));
     const services = find('Service');
@@ -424,7 +431,7 @@ describe('docker/k8s', () => {
       for (const p of s.spec.ports) assert.ok(typeof p.targetPort === 'number' || portNames.has(p.targetPort));
     }
     const [hpa] = find('HorizontalPodAutoscaler');
-    assert.deepEqual([hpa.spec.scaleTargetRef.kind, hpa.spec.scaleTargetRef.name], ['Deployment', dep.metadata.name]);
+    assert.deepEqual([hpa.spec.scaleTargetRef.kind, hpa.spec.scaleTargetRef.name], ['StatefulSet', dep.metadata.name]);
     assert.ok(hpa.spec.minReplicas >= 3 && hpa.spec.maxReplicas >= hpa.spec.minReplicas);
     for (const pdb of find('PodDisruptionBudget')) assert.ok(labelsMatch(pdb.spec.selector.matchLabels, labels));
   });
