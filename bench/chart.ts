@@ -6,6 +6,7 @@ import { LABELS } from './systems.ts';
 const COLORS: Record<string, string> = {
   'parley-embedded': '#d62728',
   'parley-redis': '#ff7f0e',
+  'parley-cluster': '#9467bd',
   aedes: '#1f77b4',
   mosquitto: '#2ca02c',
 };

@@ -60,6 +60,24 @@ export function parseMetrics(text: string): MetricsSample {
   return s;
 }
 
+/**
+ * Several processes' samples as one (a cluster's nodes): GC pauses and fdatasyncs added up, bucket by
+ * bucket, so the quantiles are over all of them; the longest event-loop delay of any.
+ */
+export function mergeMetrics(samples: MetricsSample[]): MetricsSample {
+  const out: MetricsSample = { gc: new Map(), fsyncBuckets: new Map(), fsyncCount: 0, loopMax: 0 };
+  for (const s of samples) {
+    for (const [kind, v] of s.gc) {
+      const e = out.gc.get(kind) ?? { sum: 0, count: 0 };
+      out.gc.set(kind, { sum: e.sum + v.sum, count: e.count + v.count });
+    }
+    for (const [le, n] of s.fsyncBuckets) out.fsyncBuckets.set(le, (out.fsyncBuckets.get(le) ?? 0) + n);
+    out.fsyncCount += s.fsyncCount;
+    out.loopMax = Math.max(out.loopMax, s.loopMax);
+  }
+  return out;
+}
+
 /** The smallest bucket bound (ms) holding `q` of the step's fdatasyncs, from the two cumulative snapshots. */
 function bucketQuantileMs(before: MetricsSample, after: MetricsSample, q: number): number | null {
   const n = after.fsyncCount - before.fsyncCount;

@@ -2,6 +2,8 @@
 // child_process IPC channel.
 
 export interface ClientSpec {
+  /** The broker node it connects to (a cluster has several, on the command's host). */
+  port: number;
   clientId: string;
   username?: string;
   password?: string;
@@ -16,7 +18,6 @@ export type Command =
   | {
       type: 'connect';
       host: string;
-      port: number;
       clients: ClientSpec[];
       /** Parley answers each publish with an `ack` envelope on the sender's inbox; relays do not. */
       parley: boolean;

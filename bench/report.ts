@@ -1,5 +1,5 @@
 // The results as Markdown tables: printed at the end of a run and pasted into BENCHMARKS.md.
-import type { BenchResults, ChatStep, Ratio } from './results.ts';
+import { PARLEYS, type BenchResults, type ChatStep, type Ratio } from './results.ts';
 import { LABELS, type SystemName } from './systems.ts';
 
 const ms = (v: number | null | undefined) => (v == null ? '–' : v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0));
@@ -91,7 +91,7 @@ export function connectionsTable(r: BenchResults): string {
 }
 
 export function ratiosTable(r: BenchResults): string {
-  const parleys = (['parley-embedded', 'parley-redis'] as SystemName[]).filter((p) => r.systems.some((s) => s.name === p));
+  const parleys = PARLEYS.filter((p) => r.systems.some((s) => s.name === p));
   const rows: [string, Partial<Record<SystemName, Ratio>>, string][] = [
     ['1:1 peak delivered msg/s', r.ratios.chatPeak, 'higher is better; goal ≥ 1 vs Mosquitto'],
     ['1:1 p99 at half of peak', r.ratios.chatP99AtHalfPeak, 'lower is better'],

@@ -2,6 +2,13 @@
 import type { StepPauses } from './pauses.ts';
 import type { SystemName } from './systems.ts';
 
+/** One broker process of a cluster: its part of the system's brokerCpu and brokerRssMB (which are the sums). */
+export interface NodeUsage {
+  node: string;
+  brokerCpu: number;
+  brokerRssMB: number;
+}
+
 export interface Usage {
   /** % of one core, averaged over the phase (200 = two cores busy). */
   brokerCpu: number;
@@ -16,6 +23,8 @@ export interface Usage {
    * the machine and kernel work (loopback TCP in softirq) not charged to a process.
    */
   otherCpu: number;
+  /** A cluster only: the broker's CPU and RSS per node. */
+  nodes?: NodeUsage[];
 }
 
 export interface ChatStep extends Usage {
@@ -49,12 +58,16 @@ export interface ChatStep extends Usage {
   quietWaitMs: number;
   /** Parley only: its GC pauses, journal fdatasyncs and longest event-loop delay during the step. */
   pauses?: StepPauses;
+  /** A cluster only: each node's pauses; `pauses` is over all of them (times and counts added, the longest loop delay). */
+  nodePauses?: StepPauses[];
 }
 
 export interface ChatResult {
   system: SystemName;
   users: number;
   connectMs: number;
+  /** A cluster only: senders whose receiver is connected to another node (in 1:1 chat: all of them). */
+  crossNode?: number;
   steps: ChatStep[];
   /** The best delivered msg/s of a step that held (no loss, p99 under the limit); null when none held. */
   peak: ChatStep | null;
@@ -97,6 +110,17 @@ export interface ConnectionsResult extends Usage {
   /** (settled RSS − before) / connections, before also read after a full GC: what idle connections hold. */
   settledBytesPerConnection?: number;
   sourceAddresses: number;
+  /** A cluster only: the connections placed on each node and its RSS readings (the fields above are their sums). */
+  nodeRss?: NodeRss[];
+}
+
+export interface NodeRss {
+  node: string;
+  connections: number;
+  rssBeforeMB: number;
+  rssMiddleMB: number;
+  rssAfterMB: number;
+  rssSettledMB: number;
 }
 
 export interface SystemInfo {
@@ -104,6 +128,8 @@ export interface SystemInfo {
   label: string;
   version: string;
   notes: string[];
+  /** Its broker processes (absent in results of earlier versions). */
+  nodes?: { name: string; pid: number; port: number }[];
 }
 
 export interface ProfileEntry {
@@ -130,8 +156,11 @@ export interface BenchResults {
   /** Notes on the group scenario (skipped systems, settings). */
   groups: { groupSize: number; notes: string[] };
   ratios: Ratios;
-  /** With --cpu-prof: per system, the top functions by self time and Parley's own by inclusive time. */
-  profiles: Partial<Record<SystemName, { self: ProfileEntry[]; parley: ProfileEntry[] }>>;
+  /**
+   * With --cpu-prof: per broker process (the system's name, or a cluster node's), the top functions by
+   * self time and Parley's own by inclusive time.
+   */
+  profiles: Record<string, { self: ProfileEntry[]; parley: ProfileEntry[] }>;
   errors: { system: string; scenario: string; message: string }[];
 }
 
@@ -165,11 +194,13 @@ export function summarizeChat(steps: ChatStep[]): { peak: ChatStep | null; halfP
   return { peak, halfPeak };
 }
 
+/** The Parley systems, each compared with the relays in the ratios. */
+export const PARLEYS: readonly SystemName[] = ['parley-embedded', 'parley-redis', 'parley-cluster'];
+
 const ratio = (a: number | null | undefined, b: number | null | undefined) => (a == null || b == null || b === 0 ? null : a / b);
 
 export function computeRatios(r: Pick<BenchResults, 'chat' | 'fanout' | 'drain' | 'connections'>): Ratios {
   const out: Ratios = { chatPeak: {}, chatP99AtHalfPeak: {}, fanoutPeak: {}, drainMs: {}, bytesPerConnection: {}, marginalBytesPerConnection: {}, settledBytesPerConnection: {}, connectPerSec: {} };
-  const parleys: SystemName[] = ['parley-embedded', 'parley-redis'];
   const chat = (s: SystemName) => r.chat.find((c) => c.system === s);
   const fan = (s: SystemName) => r.fanout.find((c) => c.system === s);
   const drain = (s: SystemName) => r.drain.find((c) => c.system === s);
@@ -178,7 +209,7 @@ export function computeRatios(r: Pick<BenchResults, 'chat' | 'fanout' | 'drain' 
     vsMosquitto: ratio(value(get(p)), value(get('mosquitto'))),
     vsAedes: ratio(value(get(p)), value(get('aedes'))),
   });
-  for (const p of parleys) {
+  for (const p of PARLEYS) {
     if (chat(p)) {
       out.chatPeak[p] = both(chat, (c) => c?.peak?.deliveredPerSec, p);
       out.chatP99AtHalfPeak[p] = both(chat, (c) => c?.halfPeak?.p99, p);

@@ -1,4 +1,4 @@
-// `npm run bench`: Parley side by side with Mosquitto and bare Aedes in one run (issue 8).
+// `npm run bench`: Parley (one process, and a cluster of two) side by side with Mosquitto and bare Aedes in one run (issue 8).
 // Every system runs in its own process on loopback; load comes from forked generator processes on raw
 // mqtt-packet sockets. Prints progress per step, a table at the end, and writes
 // bench/results/<timestamp>.json and .svg (and, after a full run, bench/charts/latest.svg).
@@ -43,15 +43,16 @@ const HELP = `npm run bench -- [options]
   --body-bytes N          size of each message body (default 64)
   --systems a,b           any of ${SYSTEMS.join(', ')} (default all)
   --scenarios a,b         any of ${SCENARIOS.join(', ')} (default all)
-  --redis-url URL         Redis for Parley (Redis) (default redis://127.0.0.1:16379, test/stack's)
-  --kafka-brokers H:P     Kafka for Parley (Redis+Kafka) (default 127.0.0.1:19092, test/stack's)
+  --redis-url URL         Redis for Parley (Redis+Kafka) and the cluster (default redis://127.0.0.1:16379, test/stack's)
+  --kafka-brokers H:P     Kafka for them (default 127.0.0.1:19092, test/stack's)
   --kafka-topic T         its topic (default parley-bench.messages)
   --redis-prefix P        key prefix of the bench in that Redis (default parley-bench:)
   --parley-ref REF        run Parley from this commit (exported to bench/data/src) instead of the working tree
   --parley-env K=V,…      extra PARLEY_* settings for the measured Parley processes (e.g. PARLEY_EMBEDDED_FSYNC=false
                           to see what the disk costs); recorded in the results
   --parley-role R         parley start --role R: all (default: broker, archiver, notifier and analytics in one
-                          process, as \`npm start\`) or e.g. broker to measure the broker alone
+                          process, as \`npm start\`) or e.g. broker to measure the broker alone; in the cluster
+                          node 1 runs R, node 2 always the broker alone
   --cpu-prof              run Parley and bare Aedes under node --cpu-prof and list their hottest functions
   --data-dir DIR          bench state kept between runs: users, tokens, logs (default bench/data)
   --report FILE           print the tables of an earlier results file and redraw its chart (.svg beside it;
@@ -261,8 +262,9 @@ async function main(): Promise<number> {
         log(`!! ${LABELS[name]} did not start: ${(err as Error).message}`);
         continue;
       }
-      results.systems.push({ name, label: LABELS[name], version: sut.version, notes: sut.notes });
-      log(`   ${sut.version}; pid ${sut.pid}${sut.backendPids.length ? `, backend pids ${sut.backendPids.join(",")}` : ''}`);
+      const nodes = sut.nodes.map((n) => ({ name: n.name, pid: n.pid, port: n.port }));
+      results.systems.push({ name, label: LABELS[name], version: sut.version, notes: sut.notes, nodes });
+      log(`   ${sut.version}; ${nodes.map((n) => `${n.name} pid ${n.pid} port ${n.port}`).join(', ')}${sut.backendPids.length ? `; backend pids ${sut.backendPids.join(",")}` : ''}`);
       try {
         for (const scenario of o.scenarios) {
           try {
@@ -276,7 +278,8 @@ async function main(): Promise<number> {
       } finally {
         await sut.stop();
       }
-      if (profileDir) reportProfile(profileDir, name, results);
+      // Each broker process wrote its profile as it exited.
+      if (profileDir) for (const node of sut.nodes) reportProfile(profileDir, node.name, results);
       save();
     }
   } finally {
@@ -319,14 +322,15 @@ async function runScenario(scenario: Scenario, name: SystemName, sut: Awaited<Re
   else results.drain.push(await drain(sut, o));
 }
 
-function reportProfile(dir: string, name: SystemName, results: BenchResults): void {
+/** `name`: a broker process, the system's name or a cluster node's. */
+function reportProfile(dir: string, name: string, results: BenchResults): void {
   const file = busiestProfile(path.join(dir, name));
   if (!file) return;
   const summary = summarizeProfile(file);
   results.profiles[name] = summary;
   const text = `self time:\n${profileText(summary.self)}\n\nParley's functions, inclusive time:\n${profileText(summary.parley)}\n`;
   fs.writeFileSync(file.replace(/\.cpuprofile$/, '.top.txt'), text);
-  log(`   CPU profile of ${LABELS[name]}: ${path.relative(process.cwd(), file)}; heaviest functions (% of busy time), self:\n${profileText(summary.self.slice(0, 15))}`);
+  log(`   CPU profile of ${LABELS[name as SystemName] ?? name}: ${path.relative(process.cwd(), file)}; heaviest functions (% of busy time), self:\n${profileText(summary.self.slice(0, 15))}`);
   if (summary.parley.length) log(`   …and Parley's own functions, inclusive:\n${profileText(summary.parley.slice(0, 15))}`);
 }
 

@@ -2,15 +2,18 @@
 //   chat         1:1 QoS 1, every user online, rising per-user rate until latency or delivery breaks
 //   drain        N messages queued for one offline user, time until all arrive after it reconnects
 //   connections  idle connections (CONNECT + SUBSCRIBE to the inbox), broker memory and connect rate
+//   fanout       one sender to a group, rising rate
+// A system of several broker processes (a Parley cluster) gets its clients spread over them (nodeFor), and
+// is measured as the sum of its processes.
 import os from 'node:os';
 import { RawClient, encodeTopic } from './client.ts';
 import { Generators, shares } from './generators.ts';
 import { maxMs, merge, newHistogram, quantileMs } from './histogram.ts';
-import { pausesBetween, pausesText, readMetrics } from './pauses.ts';
+import { mergeMetrics, pausesBetween, pausesText, readMetrics, type MetricsSample } from './pauses.ts';
 import { CpuMeter, sampleProcess } from './procstat.ts';
 import type { ClientSpec, Connected, Ran } from './protocol.ts';
-import { summarizeChat, type ChatResult, type ChatStep, type ConnectionsResult, type DrainResult, type Usage } from './results.ts';
-import type { SystemUnderTest } from './systems.ts';
+import { summarizeChat, type ChatResult, type ChatStep, type ConnectionsResult, type DrainResult, type NodeRss, type Usage } from './results.ts';
+import { nodeFor, type SystemUnderTest } from './systems.ts';
 
 export interface ScenarioOptions {
   users: readonly string[];
@@ -41,25 +44,38 @@ export interface ScenarioOptions {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mb = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+/** A system of several broker processes: a Parley cluster. Its readings are also kept per node. */
+const clustered = (sut: SystemUnderTest) => sut.nodes.length > 1;
 
-/** Meters CPU of the broker, its backends and the generators over one phase. */
+/** RSS of each broker process, in the order of sut.nodes. */
+const rssOf = (sut: SystemUnderTest) => sut.nodes.map((n) => sampleProcess(n.pid)?.rssBytes ?? 0);
+
+/** Meters CPU of the broker (all its processes), its backends and the generators over one phase. */
 function meter(sut: SystemUnderTest, gens: Generators | null) {
-  const broker = new CpuMeter([sut.pid]);
+  // One meter per broker process, read once: the system's CPU is exactly the sum of its nodes'.
+  const brokers = sut.nodes.map((n) => new CpuMeter([n.pid]));
   const backend = new CpuMeter(sut.backendPids);
   const generator = new CpuMeter(gens ? gens.pids : [process.pid]);
   return (): Usage => {
-    const u = { brokerCpu: broker.percent(), backendCpu: backend.percent(), generatorCpu: generator.percent(), machineBusy: broker.machineBusyPercent() };
+    const nodeCpu = brokers.map((m) => m.percent());
+    const u = { brokerCpu: sum(nodeCpu), backendCpu: backend.percent(), generatorCpu: generator.percent(), machineBusy: generator.machineBusyPercent() };
     const other = (u.machineBusy * os.cpus().length) - u.brokerCpu - u.backendCpu - u.generatorCpu;
+    const rss = rssOf(sut);
     return {
       brokerCpu: round(u.brokerCpu),
-      brokerRssMB: mb(sampleProcess(sut.pid)?.rssBytes ?? 0),
+      brokerRssMB: mb(sum(rss)),
       backendCpu: round(u.backendCpu),
       generatorCpu: round(u.generatorCpu),
       machineBusy: round(u.machineBusy),
       otherCpu: round(Math.max(0, other)),
+      ...(clustered(sut) ? { nodes: sut.nodes.map((n, i) => ({ node: n.name, brokerCpu: round(nodeCpu[i]), brokerRssMB: mb(rss[i]) })) } : {}),
     };
   };
 }
+
+/** Broker CPU as printed in progress lines; a cluster's also per node (node 1 + node 2). */
+const brokerCpuText = (u: Usage) => `${u.brokerCpu.toFixed(0)}%${u.nodes ? ` (${u.nodes.map((n) => n.brokerCpu.toFixed(0)).join('+')})` : ''}`;
 
 /**
  * The machine may be shared (other test suites, JVMs): waits until the CPU used outside the broker, its
@@ -91,23 +107,35 @@ function addresses(n: number): string[] {
   return Array.from({ length: n }, (_, i) => `127.0.0.${i + 2}`);
 }
 
-function chatSpecs(sut: SystemUnderTest, share: readonly string[]): ClientSpec[] {
+/** A user and the broker port it connects to. */
+interface Seat {
+  user: string;
+  port: number;
+}
+
+/** The i-th user on node i mod N (nodeFor). */
+const seated = (sut: SystemUnderTest, users: readonly string[], first = 0): Seat[] => users.map((user, i) => ({ user, port: nodeFor(sut, first + i).port }));
+
+function chatSpecs(sut: SystemUnderTest, share: readonly Seat[]): ClientSpec[] {
   // Peers are in the same share (a ring), so each generator sees both ends of its own messages.
-  return share.map((user, i) => ({
+  return share.map(({ user, port }, i) => ({
+    port,
     clientId: `chat-${user}`,
     ...sut.credentials(user),
     clean: true,
     inbox: `inbox/${user}`,
-    sendTo: sut.sendTopic(share[(i + 1) % share.length]),
+    sendTo: sut.sendTopic(share[(i + 1) % share.length].user),
   }));
 }
+
+/** Senders whose peer in the ring is on another node: all of them when shares are even and nodes two. */
+const crossNode = (parts: Seat[][]) => sum(parts.map((share) => share.filter((s, i) => s.port !== share[(i + 1) % share.length].port).length));
 
 async function connectAll(sut: SystemUnderTest, gens: Generators, specs: ClientSpec[][], o: ScenarioOptions, concurrency: number) {
   const t0 = performance.now();
   const replies = await gens.all<Connected>((i) => ({
     type: 'connect',
     host: sut.host,
-    port: sut.port,
     clients: specs[i],
     parley: sut.parley,
     localAddresses: addresses(o.sourceAddresses),
@@ -147,7 +175,7 @@ interface Ladder {
 async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions, l: Ladder): Promise<ChatStep[]> {
   const steps: ChatStep[] = [];
   const runStep = async (step: number, rate: number, durationMs: number) => {
-    const before = sut.metricsUrl ? await readMetrics(sut.metricsUrl) : null;
+    const before = await readAllMetrics(sut);
     const usage = meter(sut, gens);
     const replies = await gens.all<Ran>((i) => ({
       type: 'run',
@@ -159,8 +187,8 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
       expectReceived: l.expectFor?.(i, rate, durationMs),
     }));
     const measured = usage();
-    const after = before && sut.metricsUrl ? await readMetrics(sut.metricsUrl) : null;
-    return { replies, usage: measured, pauses: before && after ? pausesBetween(before, after) : undefined };
+    const after = before.length ? await readAllMetrics(sut) : [];
+    return { replies, usage: measured, ...stepPauses(before, after) };
   };
   // Every run gets its own tag, so a straggler of an earlier run is never counted in a later one.
   let tag = 0;
@@ -171,9 +199,10 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
     let disturbed = 0;
     for (let run = 1; ; run++) {
       const waited = await quiet(sut, gens, o);
-      const { replies, usage, pauses } = await runStep(++tag, rate, o.stepMs);
+      const { replies, usage, pauses, nodePauses } = await runStep(++tag, rate, o.stepMs);
       s = stepResult(rate, replies, usage, o, l);
       if (pauses) s.pauses = pauses;
+      if (nodePauses) s.nodePauses = nodePauses;
       s.attempts = run;
       s.disturbed = disturbed;
       s.quietWaitMs = waited;
@@ -196,15 +225,31 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
   return steps;
 }
 
+/** Every node's /metrics, for the nodes that have one (none for the relays); null where a node did not answer. */
+async function readAllMetrics(sut: SystemUnderTest): Promise<(MetricsSample | null)[]> {
+  return Promise.all(sut.nodes.filter((n) => n.metricsUrl).map((n) => readMetrics(n.metricsUrl!)));
+}
+
+/** A step's pauses over all nodes, and each node's in a cluster; none unless every node answered both times. */
+function stepPauses(before: (MetricsSample | null)[], after: (MetricsSample | null)[]): Pick<ChatStep, 'pauses' | 'nodePauses'> {
+  if (before.length === 0 || after.length !== before.length || [...before, ...after].some((m) => m === null)) return {};
+  const [b, a] = [before as MetricsSample[], after as MetricsSample[]];
+  const pauses = pausesBetween(mergeMetrics(b), mergeMetrics(a));
+  return b.length > 1 ? { pauses, nodePauses: b.map((m, i) => pausesBetween(m, a[i])) } : { pauses };
+}
+
 export async function chat(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions): Promise<ChatResult> {
-  const parts = shares(o.users, gens.size);
+  // User i on node i mod N and sending to user i+1: in a cluster of two, every message crosses nodes.
+  const parts = shares(seated(sut, o.users), gens.size);
   if (parts.some((p) => p.length < 2)) throw new Error(`chat needs at least 2 users per generator (${o.users.length} users, ${gens.size} generators)`);
   const c = await connectAll(sut, gens, parts.map((p) => chatSpecs(sut, p)), o, 50);
   try {
     if (c.failed > 0) throw new Error(`chat: ${c.failed} of ${o.users.length} clients could not connect: ${c.firstError}`);
-    o.progress(`  chat: ${c.ok} users online in ${(c.ms / 1000).toFixed(1)} s`);
+    const crossing = clustered(sut) ? crossNode(parts) : undefined;
+    const where = crossing === undefined ? '' : ` on ${sut.nodes.length} nodes, ${crossing} of ${o.users.length} sending to a user on another node`;
+    o.progress(`  chat: ${c.ok} users online in ${(c.ms / 1000).toFixed(1)} s${where}`);
     const steps = await climb(sut, gens, o, { what: 'chat', rates: o.rates, senders: o.users.length, fanout: 1 });
-    return { system: sut.name, users: o.users.length, connectMs: Math.round(c.ms), steps, ...summarizeChat(steps) };
+    return { system: sut.name, users: o.users.length, connectMs: Math.round(c.ms), ...(crossing === undefined ? {} : { crossNode: crossing }), steps, ...summarizeChat(steps) };
   } finally {
     await gens.all(() => ({ type: 'close' }));
   }
@@ -228,11 +273,12 @@ export async function fanout(sut: SystemUnderTest, gens: Generators, o: Scenario
   } else {
     topic = `group/bench-${Date.now().toString(36)}`;
   }
-  const parts = shares(receivers, gens.size);
+  // Members on node i mod N like every user (the sender, member 0, on the first): a cluster's split evenly.
+  const parts = shares(seated(sut, receivers, 1), gens.size);
   const specs: ClientSpec[][] = parts.map((part) =>
-    part.map((user) => ({ clientId: `fan-${user}`, ...sut.credentials(user), clean: true, inbox: sut.parley ? `inbox/${user}` : topic })),
+    part.map(({ user, port }) => ({ port, clientId: `fan-${user}`, ...sut.credentials(user), clean: true, inbox: sut.parley ? `inbox/${user}` : topic })),
   );
-  specs[0].unshift({ clientId: `fan-${sender}`, ...sut.credentials(sender), clean: true, inbox: `inbox/${sender}`, sendTo: topic });
+  specs[0].unshift({ port: nodeFor(sut, 0).port, clientId: `fan-${sender}`, ...sut.credentials(sender), clean: true, inbox: `inbox/${sender}`, sendTo: topic });
   const c = await connectAll(sut, gens, specs, o, 50);
   try {
     if (c.failed > 0) throw new Error(`fan-out: ${c.failed} of ${members.length} clients could not connect: ${c.firstError}`);
@@ -291,7 +337,7 @@ function stepResult(rate: number, replies: Ran[], usage: Usage, o: ScenarioOptio
 function stepLine(what: string, s: ChatStep, again: string): string {
   return (
     `  ${what} ${String(s.ratePerUser).padStart(4)}/${what === 'chat' ? 'user' : 'sender'}/s: offered ${String(s.offeredPerSec).padStart(6)} delivered ${String(s.deliveredPerSec).padStart(6)} msg/s  ` +
-    `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} ms  broker ${s.brokerCpu.toFixed(0)}% ${s.brokerRssMB} MB  ` +
+    `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} ms  broker ${brokerCpuText(s)} ${s.brokerRssMB} MB  ` +
     `gen ${s.generatorCpu.toFixed(0)}%${s.backendCpu ? `  backend ${s.backendCpu.toFixed(0)}%` : ''}  other ${s.otherCpu.toFixed(0)}%` +
     (s.pauses ? `  ${pausesText(s.pauses)}` : '') +
     (s.broken ? `  ← ${s.broken}${again ? `; ${again}` : ''}` : '')
@@ -313,7 +359,9 @@ const DRAIN_STEP = 999999;
 export async function drain(sut: SystemUnderTest, o: ScenarioOptions): Promise<DrainResult> {
   const [receiver, sender] = o.users;
   const host = sut.host;
-  const port = sut.port;
+  // In a cluster the queue is filled through node 1 and drained through node 2 (it is in the shared Redis).
+  const senderPort = sut.nodes[0].port;
+  const port = sut.nodes[sut.nodes.length - 1].port;
   const inbox = `inbox/${receiver}`;
   // Relays keep messages for an offline client only in a persistent session that subscribed before;
   // Parley queues by user, whatever the session.
@@ -327,7 +375,7 @@ export async function drain(sut: SystemUnderTest, o: ScenarioOptions): Promise<D
     await s.close();
   }
 
-  const s = await RawClient.connect({ host, port, clientId: `drain-${sender}`, clean: true, ...sut.credentials(sender) });
+  const s = await RawClient.connect({ host, port: senderPort, clientId: `drain-${sender}`, clean: true, ...sut.credentials(sender) });
   await s.subscribe(`inbox/${sender}`, 1);
   let appAcks = 0;
   let refused: string | null = null;
@@ -389,55 +437,73 @@ export async function drain(sut: SystemUnderTest, o: ScenarioOptions): Promise<D
   };
   o.progress(
     `  drain: ${received}/${o.drainMessages} queued messages in ${result.ms} ms (${result.perSec} msg/s; queued at ${result.fillPerSec} msg/s)  ` +
-      `broker ${u.brokerCpu.toFixed(0)}% cpu ${u.brokerRssMB} MB`,
+      `broker ${brokerCpuText(u)} cpu ${u.brokerRssMB} MB`,
   );
   return result;
 }
 
 /**
- * The broker's RSS once its garbage is collected: a Node broker runs a full, memory-reducing GC first (V8's
- * memory reducer does the same by itself 20-60 s into an idle spell); Mosquitto has nothing to collect.
+ * The broker's RSS once its garbage is collected, per process: a Node broker runs a full, memory-reducing
+ * GC first (V8's memory reducer does the same by itself 20-60 s into an idle spell), every node of a
+ * cluster at once; Mosquitto has nothing to collect.
  */
-async function settledRss(sut: SystemUnderTest, o: ScenarioOptions): Promise<number> {
-  const rss = () => sampleProcess(sut.pid)?.rssBytes ?? 0;
-  if (!sut.collectGarbage) return rss();
-  await sut.collectGarbage();
+async function settledRss(sut: SystemUnderTest, o: ScenarioOptions): Promise<number[]> {
+  const collecting = sut.nodes.filter((n) => n.collectGarbage);
+  if (collecting.length === 0) return rssOf(sut);
+  await Promise.all(collecting.map((n) => n.collectGarbage!()));
   // Freed pages leave RSS over the next seconds, as V8's unmapper releases them on a background thread:
-  // read once RSS holds still (within 1 MB for half a second), at most 10 s on.
-  let last = rss();
+  // read once RSS (of all nodes) holds still (within 1 MB for half a second), at most 10 s on.
+  let last = rssOf(sut);
   for (const deadline = performance.now() + 10_000; performance.now() < deadline; ) {
     await sleep(Math.min(o.settleMs, 500));
-    const now = rss();
-    if (Math.abs(now - last) < 1 << 20) return now;
+    const now = rssOf(sut);
+    if (Math.abs(sum(now) - sum(last)) < 1 << 20) return now;
     last = now;
   }
   return last;
 }
 
+/** A cluster's readings per node, with the connections placed on each. */
+function nodeRss(sut: SystemUnderTest, specs: ClientSpec[], readings: { before: number[]; middle: number[]; after: number[]; settled: number[] }): NodeRss[] {
+  return sut.nodes.map((n, i) => ({
+    node: n.name,
+    connections: specs.filter((c) => c.port === n.port).length,
+    rssBeforeMB: mb(readings.before[i]),
+    rssMiddleMB: mb(readings.middle[i]),
+    rssAfterMB: mb(readings.after[i]),
+    rssSettledMB: mb(readings.settled[i]),
+  }));
+}
+
 export async function connections(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions): Promise<ConnectionsResult> {
+  // Connection k on node k mod N: a cluster's split evenly.
   const specs: ClientSpec[] = Array.from({ length: o.connections }, (_, k) => {
     const user = o.users[k % o.users.length];
-    return { clientId: `idle-${k}`, ...sut.credentials(user), clean: true, inbox: `inbox/${user}` };
+    return { port: nodeFor(sut, k).port, clientId: `idle-${k}`, ...sut.credentials(user), clean: true, inbox: `inbox/${user}` };
   });
   await sleep(o.settleMs);
   await quiet(sut, gens, o);
   // Every reading starts from a settled broker: what earlier work (signing users in) left for the GC is gone.
-  const before = await settledRss(sut, o);
+  const beforeNodes = await settledRss(sut, o);
+  const before = sum(beforeNodes);
   const usage = meter(sut, gens);
   // Two halves: what the whole burst added (fixed costs included: a young generation growing to its limit,
   // caches filled once) and what the second half added (the cost of one more connection).
   const half = Math.floor(specs.length / 2);
   const first = await connectAll(sut, gens, shares(specs.slice(0, half), gens.size), o, 64);
   await sleep(o.settleMs);
-  const middle = sampleProcess(sut.pid)?.rssBytes ?? 0;
+  const middleNodes = rssOf(sut);
+  const middle = sum(middleNodes);
   const second = await connectAll(sut, gens, shares(specs.slice(half), gens.size), o, 64);
   const c = joinBursts(first, second);
   const u = usage();
   // Let the broker settle (timers) before reading its memory, as the burst left it; then again after a
   // full GC, which V8 runs on its own once the broker has idled for a while: what the idle connections hold.
   await sleep(o.settleMs * 2);
-  const after = sampleProcess(sut.pid)?.rssBytes ?? 0;
-  const settled = await settledRss(sut, o);
+  const afterNodes = rssOf(sut);
+  const after = sum(afterNodes);
+  const settledNodes = await settledRss(sut, o);
+  const settled = sum(settledNodes);
   await gens.all(() => ({ type: 'close' }));
   const result: ConnectionsResult = {
     system: sut.name,
@@ -458,12 +524,14 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
     settledBytesPerConnection: c.ok > 0 ? Math.round((settled - before) / c.ok) : 0,
     sourceAddresses: o.sourceAddresses,
     ...u,
+    ...(clustered(sut) ? { nodeRss: nodeRss(sut, specs, { before: beforeNodes, middle: middleNodes, after: afterNodes, settled: settledNodes }) } : {}),
   };
   o.progress(
     `  connections: ${c.ok}/${o.connections} in ${(c.ms / 1000).toFixed(1)} s (${result.perSec}/s, p99 ${fmt(result.connectP99)} ms)  ` +
       `RSS ${result.rssBeforeMB} → ${result.rssMiddleMB} → ${result.rssAfterMB} MB = ${(result.bytesPerConnection / 1024).toFixed(1)} KB/connection ` +
       `(second half ${((result.marginalBytesPerConnection ?? 0) / 1024).toFixed(1)} KB; settled ${result.rssSettledMB} MB = ` +
-      `${((result.settledBytesPerConnection ?? 0) / 1024).toFixed(1)} KB)  broker ${u.brokerCpu.toFixed(0)}% cpu` +
+      `${((result.settledBytesPerConnection ?? 0) / 1024).toFixed(1)} KB)  broker ${brokerCpuText(u)} cpu` +
+      (result.nodeRss ? `  per node settled ${result.nodeRss.map((n) => `${n.rssBeforeMB} → ${n.rssSettledMB} MB`).join(', ')}` : '') +
       (c.failed ? `  (${c.failed} failed: ${c.firstError})` : ''),
   );
   await sleep(o.settleMs);

@@ -1,20 +1,23 @@
-// The systems under test, each in its own process on loopback: Parley (embedded adapters, and with Redis
-// from test/stack), bare Aedes (bench/aedes-relay.ts) and Mosquitto (Debian package).
+// The systems under test, each in its own process on loopback: Parley (embedded adapters, with Redis and
+// Kafka from test/stack, and two such Parley nodes as one cluster), bare Aedes (bench/aedes-relay.ts) and
+// Mosquitto (Debian package).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { collectGarbage, INSPECT_ON_SIGNAL } from './inspector.ts';
+import { shares } from './generators.ts';
 import { ensureMosquitto, mosquittoConfig, mosquittoVersion } from './mosquitto.ts';
 import { http, knownUsers, loginAll, registerAll, stillValid } from './users.ts';
 
-export const SYSTEMS = ['parley-embedded', 'parley-redis', 'aedes', 'mosquitto'] as const;
+export const SYSTEMS = ['parley-embedded', 'parley-redis', 'parley-cluster', 'aedes', 'mosquitto'] as const;
 export type SystemName = (typeof SYSTEMS)[number];
 
 export const LABELS: Record<SystemName, string> = {
   'parley-embedded': 'Parley (embedded)',
   'parley-redis': 'Parley (Redis+Kafka)',
+  'parley-cluster': 'Parley cluster (2 nodes, Redis+Kafka)',
   aedes: 'bare Aedes',
   mosquitto: 'Mosquitto',
 };
@@ -24,20 +27,13 @@ export interface Credentials {
   password?: string;
 }
 
-export interface SystemUnderTest {
-  name: SystemName;
-  /** Parley speaks the chat protocol (send/user/… → envelope on inbox/…, ack to the sender); the others relay topics. */
-  parley: boolean;
-  host: string;
+/** One broker process of a system: every system has one, except a Parley cluster (one per node). */
+export interface BrokerNode {
+  /** Its name in bench/data/logs/<name>.log, in the CPU profiles' folder and in the results. */
+  name: string;
   port: number;
-  /** The broker process, and the backing services it needs (Redis), for CPU and memory. */
+  /** For CPU and memory. */
   pid: number;
-  backendPids: number[];
-  version: string;
-  notes: string[];
-  credentials(user: string): Credentials;
-  /** The topic a client publishes to for a message to `user`. */
-  sendTopic(user: string): string;
   /** Parley only: its Prometheus endpoint, read around each step for GC, fsync and event-loop pauses. */
   metricsUrl?: string;
   /**
@@ -45,10 +41,32 @@ export interface SystemUnderTest {
    * while idle, so memory can be read settled. Absent for Mosquitto, which has no garbage collector.
    */
   collectGarbage?(): Promise<void>;
+}
+
+export interface SystemUnderTest {
+  name: SystemName;
+  /** Parley speaks the chat protocol (send/user/… → envelope on inbox/…, ack to the sender); the others relay topics. */
+  parley: boolean;
+  host: string;
+  /** The broker processes; the scenarios place clients on them with nodeFor. */
+  nodes: BrokerNode[];
+  /** The backing services the brokers need (Redis, Kafka), for CPU. */
+  backendPids: number[];
+  version: string;
+  notes: string[];
+  credentials(user: string): Credentials;
+  /** The topic a client publishes to for a message to `user`. */
+  sendTopic(user: string): string;
   /** Parley only: a group owned by `owner`, through POST /v1/groups. */
   createGroup?(owner: string, name: string, members: string[]): Promise<{ ok: true; id: string } | { ok: false; reason: string }>;
   stop(): Promise<void>;
 }
+
+/**
+ * Where the i-th client of a scenario connects (the i-th of its users, or of its idle connections): node
+ * i mod N. In a cluster of two, neighbours in the list are on different nodes.
+ */
+export const nodeFor = (sut: SystemUnderTest, i: number): BrokerNode => sut.nodes[i % sut.nodes.length];
 
 export interface StartContext {
   repo: string;
@@ -65,7 +83,7 @@ export interface StartContext {
   users: readonly string[];
   redisUrl: string;
   redisPrefix: string;
-  /** Kafka of test/stack for Parley (Redis+Kafka), host:port. */
+  /** Kafka of test/stack for Parley (Redis+Kafka) and the cluster, host:port. */
   kafkaBrokers: string;
   kafkaTopic: string;
   /** Write a V8 CPU profile of the broker process into this folder (Parley and bare Aedes). */
@@ -160,6 +178,8 @@ export function npmStartNodeFlags(dir: string): string[] {
 const nodeArgs = (ctx: StartContext, name: string) => (ctx.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', path.join(ctx.cpuProfDir, name)] : []);
 
 interface ParleyProcess {
+  name: string;
+  role: string;
   child: ChildProcess;
   base: string;
   mqttPort: number;
@@ -185,7 +205,7 @@ async function spawnParley(ctx: StartContext, name: string, dataDir: string, ext
   const base = `http://127.0.0.1:${httpPort}`;
   const healthy = async () => (await canConnect(mqttPort)) && (await http(base, '/healthz').then((r) => r.status === 200, () => false));
   await waitFor(`Parley (${name})`, healthy, child, log);
-  return { child, base, mqttPort, log };
+  return { name, role: ctx.parleyRole, child, base, mqttPort, log };
 }
 
 /** Registers the bench users that the kept directory lacks, with a Parley of its own on that directory. */
@@ -213,9 +233,10 @@ function freshDataDir(ctx: StartContext, name: string): string {
   return dir;
 }
 
-function parleyVersion(ctx: StartContext): string {
+/** `roles`: `parley start --role …` of each process (a cluster's nodes may differ). */
+function parleyVersion(ctx: StartContext, roles: string[]): string {
   const pkg = JSON.parse(fs.readFileSync(path.join(ctx.parleySrc, 'package.json'), 'utf8')) as { version: string };
-  const role = `parley start --role ${ctx.parleyRole}`;
+  const role = roles.length === 1 ? `parley start --role ${roles[0]}` : roles.map((r, i) => `node ${i + 1}: parley start --role ${r}`).join(', ');
   if (ctx.parleyCommit) return `${pkg.version} (commit ${ctx.parleyCommit.slice(0, 10)}, exported with --parley-ref; ${role})`;
   const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ctx.repo, encoding: 'utf8' }).stdout.trim();
   const dirty = spawnSync('git', ['status', '--porcelain', '--', 'broker', 'common', 'auth', 'cli'], { cwd: ctx.repo, encoding: 'utf8' }).stdout.trim();
@@ -243,26 +264,35 @@ export function exportParley(repo: string, dataDir: string, ref: string): { dir:
   return { dir, commit };
 }
 
-function parleySystem(name: SystemName, p: ParleyProcess, tokens: Map<string, string>, ctx: StartContext, backendPids: number[], notes: string[]): SystemUnderTest {
+const stopAll = async (processes: ParleyProcess[]) => {
+  await Promise.all(processes.map((p) => stopChild(p.child)));
+};
+
+/** `processes`: one, or a cluster's nodes in order (groups are made through the first). */
+function parleySystem(name: SystemName, processes: ParleyProcess[], tokens: Map<string, string>, ctx: StartContext, backendPids: number[], notes: string[]): SystemUnderTest {
+  const first = processes[0];
   return {
     name,
     parley: true,
     host: '127.0.0.1',
-    port: p.mqttPort,
-    metricsUrl: `${p.base}/metrics`,
-    pid: p.child.pid!,
+    nodes: processes.map((p) => ({
+      name: p.name,
+      port: p.mqttPort,
+      pid: p.child.pid!,
+      metricsUrl: `${p.base}/metrics`,
+      collectGarbage: () => collectGarbage(p.child.pid!, p.log),
+    })),
     backendPids,
-    version: parleyVersion(ctx),
+    version: parleyVersion(ctx, processes.map((p) => p.role)),
     notes,
-    collectGarbage: () => collectGarbage(p.child.pid!, p.log),
     credentials: (user) => ({ username: user, password: tokens.get(user) }),
     sendTopic: (user) => `send/user/${user}`,
     async createGroup(owner, name, members) {
-      const res = await http(p.base, '/v1/groups', { token: tokens.get(owner), body: { name, members } });
+      const res = await http(first.base, '/v1/groups', { token: tokens.get(owner), body: { name, members } });
       if (res.status === 201 && typeof res.body?.id === 'string') return { ok: true, id: res.body.id as string };
       return { ok: false, reason: `POST /v1/groups answered ${res.status} ${JSON.stringify(res.body).slice(0, 200)}` };
     },
-    stop: () => stopChild(p.child),
+    stop: () => stopAll(processes),
   };
 }
 
@@ -272,7 +302,7 @@ async function startParleyEmbedded(ctx: StartContext): Promise<SystemUnderTest> 
     // Embedded tokens live in the process: every start signs everyone in again.
     ctx.progress(`parley-embedded: signing in ${ctx.users.length} users`);
     const tokens = await loginAll(p.base, ctx.users, ctx.progress);
-    return parleySystem('parley-embedded', p, tokens, ctx, [], [
+    return parleySystem('parley-embedded', [p], tokens, ctx, [], [
       `embedded adapters: offline queue, outbox and event log in fsync'd files (PARLEY_EMBEDDED_FSYNC=true, the default), archive in classic-level, dedupe/presence/tokens in memory; roles in the process: ${ctx.parleyRole}${settingsNote(ctx)}`,
     ]);
   } catch (err) {
@@ -342,38 +372,83 @@ async function clearRedisLeftovers(url: string, prefix: string): Promise<void> {
   }
 }
 
-async function startParleyRedis(ctx: StartContext): Promise<SystemUnderTest> {
+/** The settings that put Parley on Redis and Kafka of test/stack; every node of a cluster gets the same. */
+const redisKafkaEnv = (ctx: StartContext): Record<string, string> => ({
+  PARLEY_REDIS_URL: ctx.redisUrl,
+  PARLEY_REDIS_KEY_PREFIX: ctx.redisPrefix,
+  PARLEY_KAFKA_BROKERS: ctx.kafkaBrokers,
+  PARLEY_KAFKA_TOPIC: ctx.kafkaTopic,
+});
+
+const redisKafkaNotes = (ctx: StartContext, roles: string): string[] => [
+  `Redis adapters (tokens, throttle, dedupe, presence, offline queue, groups, outbox) on ${ctx.redisUrl} with key prefix "${ctx.redisPrefix}", appendfsync always`,
+  `event log on Kafka ${ctx.kafkaBrokers}, topic ${ctx.kafkaTopic}; directory and archive embedded (no LDAP, no HBase); ${roles}${settingsNote(ctx)}`,
+];
+
+/**
+ * Tokens live in Redis for days: keep them in bench/data and sign in only users whose token stopped
+ * working. Any node's HTTP API will do (they share the token store): a cluster's nodes sign in a share each.
+ */
+async function redisTokens(ctx: StartContext, name: SystemName, processes: ParleyProcess[]): Promise<Map<string, string>> {
+  const cache = path.join(ctx.dataDir, 'redis-tokens.json');
+  const saved = fs.existsSync(cache) ? (JSON.parse(fs.readFileSync(cache, 'utf8')) as { prefix: string; tokens: Record<string, string> }) : null;
+  const previous = new Map(saved?.prefix === ctx.redisPrefix ? Object.entries(saved.tokens).filter(([u]) => ctx.users.includes(u)) : []);
+  const tokens = await stillValid(processes[0].base, previous);
+  const missing = ctx.users.filter((u) => !tokens.has(u));
+  if (missing.length) {
+    ctx.progress(`${name}: signing in ${missing.length} users (${tokens.size} kept tokens still valid)`);
+    const signedIn = await Promise.all(shares(missing, processes.length).map((part, i) => loginAll(processes[i].base, part, ctx.progress)));
+    for (const [u, t] of signedIn.flatMap((m) => [...m])) tokens.set(u, t);
+    const all = { ...(saved?.prefix === ctx.redisPrefix ? saved.tokens : {}), ...Object.fromEntries(tokens) };
+    fs.writeFileSync(cache, JSON.stringify({ prefix: ctx.redisPrefix, tokens: all }));
+  }
+  return tokens;
+}
+
+/** A Parley process to start: its name (log, data folder, results), `parley start --role`, extra settings. */
+interface ParleyPlan {
+  name: string;
+  role: string;
+  env: Record<string, string>;
+}
+
+/** Parley processes on Redis and Kafka of test/stack (nothing left under the bench's prefix by an earlier run). */
+async function startOnRedisKafka(ctx: StartContext, system: SystemName, plans: ParleyPlan[], notes: string[]): Promise<SystemUnderTest> {
   const backendPids = await ensureStack(ctx);
   await clearRedisLeftovers(ctx.redisUrl, ctx.redisPrefix);
-  const env = {
-    PARLEY_REDIS_URL: ctx.redisUrl,
-    PARLEY_REDIS_KEY_PREFIX: ctx.redisPrefix,
-    PARLEY_KAFKA_BROKERS: ctx.kafkaBrokers,
-    PARLEY_KAFKA_TOPIC: ctx.kafkaTopic,
-  };
-  const p = await spawnParley(ctx, 'parley-redis', freshDataDir(ctx, 'parley-redis'), env, true);
+  const started: ParleyProcess[] = [];
   try {
-    // Tokens live in Redis for days: keep them in bench/data and sign in only users whose token stopped working.
-    const cache = path.join(ctx.dataDir, 'redis-tokens.json');
-    const saved = fs.existsSync(cache) ? (JSON.parse(fs.readFileSync(cache, 'utf8')) as { prefix: string; tokens: Record<string, string> }) : null;
-    const previous = new Map(saved?.prefix === ctx.redisPrefix ? Object.entries(saved.tokens).filter(([u]) => ctx.users.includes(u)) : []);
-    const tokens = await stillValid(p.base, previous);
-    const missing = ctx.users.filter((u) => !tokens.has(u));
-    if (missing.length) {
-      ctx.progress(`parley-redis: signing in ${missing.length} users (${tokens.size} kept tokens still valid)`);
-      for (const [u, t] of await loginAll(p.base, missing, ctx.progress)) tokens.set(u, t);
-      const all = { ...(saved?.prefix === ctx.redisPrefix ? saved.tokens : {}), ...Object.fromEntries(tokens) };
-      fs.writeFileSync(cache, JSON.stringify({ prefix: ctx.redisPrefix, tokens: all }));
-    }
-    return parleySystem('parley-redis', p, tokens, ctx, backendPids, [
-      `Redis adapters (tokens, throttle, dedupe, presence, offline queue, groups, outbox) on ${ctx.redisUrl} with key prefix "${ctx.redisPrefix}", appendfsync always`,
-      `event log on Kafka ${ctx.kafkaBrokers}, topic ${ctx.kafkaTopic}; directory and archive embedded (no LDAP, no HBase); roles in the process: ${ctx.parleyRole}${settingsNote(ctx)}`,
-    ]);
+    // One after the other: each picks its free ports while those before it already listen on theirs.
+    for (const p of plans) started.push(await spawnParley({ ...ctx, parleyRole: p.role }, p.name, freshDataDir(ctx, p.name), { ...redisKafkaEnv(ctx), ...p.env }, true));
+    const tokens = await redisTokens(ctx, system, started);
+    return parleySystem(system, started, tokens, ctx, backendPids, notes);
   } catch (err) {
-    await stopChild(p.child);
+    await stopAll(started);
     throw err;
   }
 }
+
+const startParleyRedis = (ctx: StartContext) =>
+  startOnRedisKafka(ctx, 'parley-redis', [{ name: 'parley-redis', role: ctx.parleyRole, env: {} }], redisKafkaNotes(ctx, `roles in the process: ${ctx.parleyRole}`));
+
+/**
+ * Two Parley nodes on the same Redis key prefix (so they share tokens, queues and presence) and Kafka
+ * topic, each with its own node id, ports and data folder. Node 1 runs the roles of --parley-role (all:
+ * broker and consumers); node 2 only the broker: one archiver and one analytics for the deployment is
+ * enough, and a second would only split Kafka's partitions with the first.
+ */
+const startParleyCluster = (ctx: StartContext) =>
+  startOnRedisKafka(
+    ctx,
+    'parley-cluster',
+    [ctx.parleyRole, 'broker'].map((role, i) => ({ name: `parley-cluster-node${i + 1}`, role, env: { PARLEY_NODE_ID: String(i + 1) } })),
+    [
+      ...redisKafkaNotes(ctx, `node 1 (PARLEY_NODE_ID=1) runs the roles ${ctx.parleyRole}, node 2 (PARLEY_NODE_ID=2) the broker alone (one archiver and analytics for both)`),
+      'clients: user i on node i mod 2 (user 0 on node 1); in 1:1 chat user i sends to user i+1, so every message crosses nodes (a Redis pub/sub hop); ' +
+        'offline drain: sender on node 1, receiver reconnects to node 2; idle connections and group members split evenly over the nodes; ' +
+        'broker CPU and RSS are the sum of both processes (per node in the results file)',
+    ],
+  );
 
 async function startAedes(ctx: StartContext): Promise<SystemUnderTest> {
   const port = await freePort();
@@ -389,12 +464,10 @@ async function startAedes(ctx: StartContext): Promise<SystemUnderTest> {
     name: 'aedes',
     parley: false,
     host: '127.0.0.1',
-    port,
-    pid: child.pid!,
+    nodes: [{ name: 'aedes', port, pid: child.pid!, collectGarbage: () => collectGarbage(child.pid!, log) }],
     backendPids: [],
     version: `aedes ${version} on Node ${process.version}`,
     notes: ['default in-memory persistence, no hooks, TCP_NODELAY'],
-    collectGarbage: () => collectGarbage(child.pid!, log),
     credentials: () => ({}),
     sendTopic: (user) => `inbox/${user}`,
     stop: () => stopChild(child),
@@ -415,8 +488,7 @@ async function startMosquitto(ctx: StartContext, queued: number): Promise<System
     name: 'mosquitto',
     parley: false,
     host: '127.0.0.1',
-    port,
-    pid: child.pid!,
+    nodes: [{ name: 'mosquitto', port, pid: child.pid! }],
     backendPids: [],
     version: `mosquitto ${mosquittoVersion(binary)} (Debian package)`,
     notes: [`set_tcp_nodelay true, allow_anonymous true, persistence false, max_queued_messages ${queued}, other settings default (max_inflight_messages 20)`],
@@ -432,6 +504,8 @@ export function startSystem(name: SystemName, ctx: StartContext, opts: { mosquit
       return startParleyEmbedded(ctx);
     case 'parley-redis':
       return startParleyRedis(ctx);
+    case 'parley-cluster':
+      return startParleyCluster(ctx);
     case 'aedes':
       return startAedes(ctx);
     case 'mosquitto':

@@ -74,7 +74,7 @@ async function connect(cmd: Extract<Command, { type: 'connect' }>): Promise<void
     try {
       const client = await RawClient.connect({
         host: cmd.host,
-        port: cmd.port,
+        port: spec.port,
         localAddress: cmd.localAddresses[i % cmd.localAddresses.length],
         clientId: spec.clientId,
         username: spec.username,

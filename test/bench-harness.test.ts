@@ -1,6 +1,8 @@
 // The benchmark harness works: `bench/run.ts --quick` runs every scenario (1:1 chat, group fan-out,
 // offline drain, idle connections) against every system and every message sent arrives, and reads Parley's
-// GC, fsync and event-loop figures around each step. No timing is asserted; CI machines are too different for thresholds.
+// GC, fsync and event-loop figures around each step; the two-node Parley cluster is measured on both of
+// its processes, with every 1:1 message crossing nodes. No timing is asserted; CI machines are too
+// different for thresholds.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -10,8 +12,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { parseMetrics, pausesBetween, pausesText } from '../bench/pauses.ts';
-import type { BenchResults } from '../bench/results.ts';
+import { mergeMetrics, parseMetrics, pausesBetween, pausesText } from '../bench/pauses.ts';
+import { PARLEYS, type BenchResults, type ChatStep, type Usage } from '../bench/results.ts';
 import { SYSTEMS } from '../bench/systems.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -87,7 +89,8 @@ test('bench --quick: a row for every system and scenario, and every message arri
       assert.ok(conn.rssSettledMB !== undefined && conn.rssSettledMB > 0, `${system}: settled RSS was read`);
       assert.equal(typeof conn.settledBytesPerConnection, 'number');
     }
-    for (const p of ['parley-embedded', 'parley-redis'] as const) {
+    assertClusterMeasured(r);
+    for (const p of PARLEYS) {
       assert.ok(r.ratios.chatPeak[p], `ratios for ${p}`);
     }
     assert.ok(fs.existsSync(out.replace(/\.json$/, '.svg')), 'the chart was written next to the results');
@@ -120,7 +123,52 @@ test('bench pauses: GC, fsync and event-loop figures of one step from two /metri
   assert.equal(none.fsyncs, 0);
   assert.equal(none.fsyncMaxMs, null);
   assert.doesNotMatch(pausesText(none), /fsync/);
+  // Two nodes of a cluster as one: their GCs and fsyncs added, bucket by bucket; the longer loop delay.
+  const both = pausesBetween(mergeMetrics([before, parseMetrics(text(0, 0, 0, [0, 0, 0, 0], 0))]), mergeMetrics([after, parseMetrics(text(0.05, 5, 0, [0, 0, 10, 10], 0.02))]));
+  assert.deepEqual(both, { gcMs: 200, minorGcs: 25, majorGcs: 1, fsyncs: 110, fsyncP99Ms: 100, fsyncMaxMs: 100, loopMaxMs: 45.7 });
 });
+
+/** Sums as the results round them (MB and % to one decimal): equal within the rounding of each part. */
+function assertSum(total: number, parts: number[], what: string): void {
+  const sum = parts.reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(total - sum) <= 0.1 * parts.length, `${what}: ${total} is the sum of the nodes' ${parts.join(' + ')}`);
+}
+
+/** Both node processes of the cluster were measured in every scenario, and its system figures are their sums. */
+function assertClusterMeasured(r: BenchResults): void {
+  const nodes = r.systems.find((s) => s.name === 'parley-cluster')?.nodes ?? [];
+  assert.equal(nodes.length, 2, 'the cluster ran as two processes');
+  assert.notEqual(nodes[0].pid, nodes[1].pid);
+  assert.notEqual(nodes[0].port, nodes[1].port);
+  const names = nodes.map((n) => n.name);
+  const perNode = (u: Usage, what: string) => {
+    assert.deepEqual(u.nodes?.map((n) => n.node), names, `${what}: CPU and RSS of each node`);
+    assert.ok(u.nodes!.every((n) => n.brokerRssMB > 0), `${what}: each node's RSS was read`);
+    assertSum(u.brokerRssMB, u.nodes!.map((n) => n.brokerRssMB), `${what} broker RSS`);
+    assertSum(u.brokerCpu, u.nodes!.map((n) => n.brokerCpu), `${what} broker CPU`);
+  };
+  const chat = r.chat.find((c) => c.system === 'parley-cluster')!;
+  assert.equal(chat.crossNode, chat.users, 'in 1:1 chat every sender writes to a user on the other node');
+  const ladders: [string, ChatStep[]][] = [['chat', chat.steps], ['fan-out', r.fanout.find((c) => c.system === 'parley-cluster')!.steps]];
+  for (const [what, steps] of ladders) {
+    for (const s of steps) {
+      perNode(s, `cluster ${what} @${s.ratePerUser}/s`);
+      assert.equal(s.nodePauses?.length, 2, `cluster ${what}: each node's /metrics was read around the step`);
+      assert.ok(s.nodePauses!.every((p) => p.loopMaxMs > 0));
+      assert.equal(s.pauses!.minorGcs, s.nodePauses![0].minorGcs + s.nodePauses![1].minorGcs, "the step's GCs are both nodes'");
+    }
+    // Both processes worked on the messages (a step is short; over the ladder each has CPU time to show).
+    for (const [i, name] of names.entries()) assert.ok(steps.some((s) => s.nodes![i].brokerCpu > 0), `cluster ${what}: ${name} used CPU`);
+  }
+  perNode(r.drain.find((d) => d.system === 'parley-cluster')!, 'cluster drain');
+  const conn = r.connections.find((c) => c.system === 'parley-cluster')!;
+  perNode(conn, 'cluster connections');
+  assert.deepEqual(conn.nodeRss?.map((n) => [n.node, n.connections]), names.map((n) => [n, conn.target / 2]), 'idle connections split evenly over the nodes');
+  // The settled reading ran a full GC in both processes: each has its own, and the system's is their sum.
+  assert.ok(conn.nodeRss!.every((n) => n.rssBeforeMB > 0 && n.rssSettledMB > 0));
+  assertSum(conn.rssSettledMB!, conn.nodeRss!.map((n) => n.rssSettledMB), 'cluster settled RSS');
+  assertSum(conn.rssBeforeMB, conn.nodeRss!.map((n) => n.rssBeforeMB), 'cluster RSS before the burst');
+}
 
 /** The run's Redis keys (tokens, presence, dedupe, queues) under its own prefix. */
 async function removeKeys(prefix: string): Promise<void> {

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { TestParley } from './parley.ts';
+import { httpClient, type TestParley } from './parley.ts';
 
 export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -52,21 +52,9 @@ export interface ParleyProcess {
 
 export async function startParleyProcess(env: Record<string, string>, role = 'all'): Promise<ParleyProcess> {
   const child = await startChild(env, role);
-  const base = `http://127.0.0.1:${child.httpPort}`;
   const parley = {
     running: { mqttPort: child.mqttPort, httpPort: child.httpPort },
-    async http(pathname: string, init: { method?: string; body?: unknown; token?: string } = {}) {
-      const headers: Record<string, string> = {};
-      if (init.body !== undefined) headers['content-type'] = 'application/json';
-      if (init.token) headers.authorization = `Bearer ${init.token}`;
-      const res = await fetch(base + pathname, {
-        method: init.method ?? (init.body !== undefined ? 'POST' : 'GET'),
-        headers,
-        body: init.body === undefined ? undefined : JSON.stringify(init.body),
-      });
-      const text = await res.text();
-      return { status: res.status, body: text ? JSON.parse(text) : null };
-    },
+    http: httpClient(`http://127.0.0.1:${child.httpPort}`),
   } as unknown as TestParley;
   return { child, parley, kill: (signal) => killChild(child, signal) };
 }

@@ -62,6 +62,22 @@ export function testEnv(backend: Backend, overrides: Record<string, string> = {}
   return { ...env, ...overrides };
 }
 
+/** JSON requests to a Parley's HTTP API at `base`, with an optional bearer token. */
+export function httpClient(base: string): TestParley['http'] {
+  return async (pathname, init = {}) => {
+    const headers: Record<string, string> = {};
+    if (init.body !== undefined) headers['content-type'] = 'application/json';
+    if (init.token) headers.authorization = `Bearer ${init.token}`;
+    const res = await fetch(base + pathname, {
+      method: init.method ?? (init.body !== undefined ? 'POST' : 'GET'),
+      headers,
+      body: init.body === undefined ? undefined : JSON.stringify(init.body),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
+  };
+}
+
 export async function startTestParley(
   backend: Backend,
   overrides: Record<string, string> = {},
@@ -75,18 +91,7 @@ export async function startTestParley(
     running,
     config,
     env,
-    async http(pathname, init = {}) {
-      const headers: Record<string, string> = {};
-      if (init.body !== undefined) headers['content-type'] = 'application/json';
-      if (init.token) headers.authorization = `Bearer ${init.token}`;
-      const res = await fetch(base + pathname, {
-        method: init.method ?? (init.body !== undefined ? 'POST' : 'GET'),
-        headers,
-        body: init.body === undefined ? undefined : JSON.stringify(init.body),
-      });
-      const text = await res.text();
-      return { status: res.status, body: text ? JSON.parse(text) : null };
-    },
+    http: httpClient(base),
     async stop() {
       await running.close();
       if (backend === 'embedded') fs.rmSync(env.PARLEY_DATA_DIR, { recursive: true, force: true });
