@@ -120,6 +120,13 @@ export class AuthService {
     this.loggedOutListeners.push(listener);
   }
 
+  /** Closes this node's sessions whose token no longer stands (a logout this node may not have heard of). */
+  async recheckSessions(): Promise<void> {
+    const hashes = [...this.sessions.keys()];
+    const users = await Promise.all(hashes.map((h) => this.deps.tokens.lookup(h)));
+    hashes.forEach((h, i) => users[i] === null && this.closeSessions(h));
+  }
+
   /** Closes this node's sessions that signed in with the token (revoked here or on another node). */
   closeSessions(tokenHash: string): void {
     const closers = this.sessions.get(tokenHash);

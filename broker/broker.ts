@@ -51,8 +51,12 @@ export class ParleyBroker {
   readonly devices: DeviceRegistry;
   readonly acceptor: Acceptor;
   private readonly router: ClusterRouter;
-  /** Users whose presence this node has published or heard since it started; the others' is read on subscribe. */
-  private readonly presenceKnown = new Set<string>();
+  /**
+   * Users who had a device on this node since it started: their presence is retained here (and kept up to
+   * date from the other nodes' changes). Anyone else's is read from Presence when subscribed to, so a node
+   * holds retained presence only for its own users, however large the cluster.
+   */
+  private readonly localPresence = new Set<string>();
   private readonly transports = new WeakMap<object, Transport>();
   private readonly emptyPersistentId = new WeakSet<Client>();
   private heartbeat: NodeJS.Timeout | null = null;
@@ -93,10 +97,10 @@ export class ParleyBroker {
     self = new ParleyBroker(aedes, deps);
     self.observe();
     const broker = self;
-    await deps.bus.listen(
-      (message) => broker.fromNode(message),
-      (err) => deps.log.warn({ err }, 'a message from another node could not be handled'),
-    );
+    await deps.bus.listen((message) => broker.fromNode(message), {
+      onError: (err) => deps.log.warn({ err }, 'a message from another node could not be handled'),
+      onGap: () => broker.recover('the connection to the other nodes was lost and is back'),
+    });
     deps.auth.onLoggedOut((tokenHash) => {
       deps.bus.broadcast({ type: 'logout', tokenHash }).catch((err) => deps.log.warn({ err }, 'could not tell the other nodes of a logout'));
     });
@@ -229,7 +233,12 @@ export class ParleyBroker {
       const device = this.devices.of(client);
       if (!device) return;
       // Aedes reports refused subscriptions too, with qos 128.
-      for (const s of subs) if ((s.qos as number) !== 128 && s.topic.startsWith(PRESENCE_PREFIX)) this.knowPresence(s.topic.slice(PRESENCE_PREFIX.length));
+      for (const s of subs) {
+        if ((s.qos as number) === 128 || !s.topic.startsWith(PRESENCE_PREFIX)) continue;
+        const user = s.topic.slice(PRESENCE_PREFIX.length);
+        // Not retained here: the current state, read now, reaches the new subscriber.
+        if (!this.localPresence.has(user)) this.refreshPresence(user);
+      }
       const inbox = subs.find((s) => s.topic === inboxTopic(device.userId));
       if (!inbox) return;
       device.inboxQos = inbox.qos >= 1 ? 1 : 0;
@@ -259,7 +268,12 @@ export class ParleyBroker {
     device.presenceUp = true;
     this.deps.presence.deviceUp(device.userId, device.key).then(
       (first) => first && this.publishPresence(device.userId, 'online', Date.now()),
-      (err) => this.deps.log.warn({ err, user: device.userId }, 'presence update failed'),
+      (err) => {
+        // Unregistered, no other node would route to it: it connects again (and registers) instead.
+        this.deps.log.warn({ err, user: device.userId }, 'presence update failed; closing the connection');
+        device.presenceUp = false;
+        device.client.close();
+      },
     );
   }
 
@@ -269,28 +283,43 @@ export class ParleyBroker {
       case 'deliver':
         return this.router.received(message);
       case 'presence':
-        return this.publishPresenceHere(message.user, message.state, message.ts);
+        // Changes from different nodes may arrive in any order: what is published is Presence's state.
+        return this.refreshPresence(message.user, message);
       case 'logout':
         return this.deps.auth.closeSessions(message.tokenHash);
     }
   }
 
   /**
-   * A presence topic subscribed here for a user this node has heard nothing of since it started (the user
-   * came online on another node before this one started): the current state is read from Presence and
-   * published as the retained one, unless a change arrived meanwhile.
+   * Publishes the user's state as Presence has it now. `change`: the change that prompted it, whose time is
+   * used while it still holds (Presence keeps no time for coming online).
    */
-  private knowPresence(userId: string): void {
-    if (this.presenceKnown.has(userId)) return;
+  private refreshPresence(userId: string, change?: { state: 'online' | 'offline'; ts: number }): void {
     const { presence, log } = this.deps;
     Promise.all([presence.isOnline(userId), presence.lastSeen(userId)]).then(
       ([online, seen]) => {
-        if (this.presenceKnown.has(userId)) return;
-        if (online) this.publishPresenceHere(userId, 'online', Date.now());
+        if (online) this.publishPresenceHere(userId, 'online', change?.state === 'online' ? change.ts : Date.now());
         else if (seen !== null) this.publishPresenceHere(userId, 'offline', seen);
       },
       (err) => log.warn({ err, user: userId }, 'presence could not be read'),
     );
+  }
+
+  /**
+   * This node may have missed what the others sent (the bus lost its connection, or this node's heartbeat
+   * lapsed and the others stopped routing here): everything the bus carries is durable elsewhere, so it is
+   * read again — each online device's queue (at least once: clients drop ids they have seen), the presence
+   * of this node's users, and whether each token signed in here still stands.
+   */
+  recover(reason: string): void {
+    const { queue, config, log, auth } = this.deps;
+    log.warn({ reason }, "this node may have missed messages from the others; reading its devices' queues, presence and tokens again");
+    for (const device of this.devices.all()) {
+      if (device.inboxQos === null) continue;
+      device.drain(queue, config.offlineMax).catch((err) => log.warn({ err, user: device.userId }, 'offline queue could not be read'));
+    }
+    for (const user of this.localPresence) this.refreshPresence(user);
+    auth.recheckSessions().catch((err) => log.warn({ err }, 'tokens could not be checked again'));
   }
 
   /** A connection ended (disconnected, or dropped before it was fully connected); safe to call twice. */
@@ -307,17 +336,21 @@ export class ParleyBroker {
     );
   }
 
-  /** A presence change seen here: published here and on every other node. */
+  /** A presence change of a device here: published here and on every other node. */
   publishPresence(userId: string, state: 'online' | 'offline', ts: number): void {
+    this.localPresence.add(userId);
     this.publishPresenceHere(userId, state, ts);
     this.deps.bus.broadcast({ type: 'presence', user: userId, state, ts }).catch((err) => this.deps.log.warn({ err, user: userId }, 'could not tell the other nodes of a presence change'));
   }
 
-  /** Retained, QoS 0, published by the broker only (clients can never publish to presence/). */
+  /**
+   * QoS 0, published by the broker only (clients can never publish to presence/); retained for this node's
+   * own users, live only for the others (whose state is read on subscribe).
+   */
   private publishPresenceHere(userId: string, state: 'online' | 'offline', ts: number): void {
-    this.presenceKnown.add(userId);
     const payload = Buffer.from(presenceEnvelope(userId, state, ts));
-    this.aedes.publish({ cmd: 'publish', topic: presenceTopic(userId), payload, qos: 0, retain: true, dup: false } as PublishPacket, noop);
+    const retain = this.localPresence.has(userId);
+    this.aedes.publish({ cmd: 'publish', topic: presenceTopic(userId), payload, qos: 0, retain, dup: false } as PublishPacket, noop);
   }
 
   private async startPresence(): Promise<void> {
@@ -330,7 +363,10 @@ export class ParleyBroker {
       presence.heartbeat(now).then(
         ({ offline, lapsed }) => {
           offline.forEach((u) => this.publishPresence(u, 'offline', now));
-          if (lapsed) this.registerDevicesAgain();
+          if (!lapsed) return;
+          // Registered again first: a queue read after it cannot miss what the others route here next.
+          this.registerDevicesAgain();
+          this.recover('this node had been given up for dead (its heartbeat lapsed)');
         },
         (err) => log.warn({ err }, 'presence heartbeat failed'),
       );

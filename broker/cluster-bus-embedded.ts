@@ -1,4 +1,4 @@
-import type { ClusterBus, NodeMessage, NodeMessageHandler } from './cluster-bus.ts';
+import type { BusEvents, ClusterBus, NodeMessage, NodeMessageHandler } from './cluster-bus.ts';
 
 /** The nodes of one deployment in one process. `npm start` runs one node, so its bus has nobody to talk to. */
 export class EmbeddedClusterHub {
@@ -26,7 +26,8 @@ export class EmbeddedClusterBus implements ClusterBus {
     private readonly hub: EmbeddedClusterHub,
   ) {}
 
-  async listen(handler: NodeMessageHandler, onError: (err: unknown) => void = () => {}): Promise<void> {
+  /** In one process nothing is lost between nodes, so there are no gaps to report. */
+  async listen(handler: NodeMessageHandler, { onError = () => {} }: BusEvents = {}): Promise<void> {
     if (this.hub.nodes.has(this.nodeId)) throw new Error(`node ${this.nodeId} is already listening in this process`);
     const guarded: NodeMessageHandler = (message, from) => {
       try {
@@ -37,6 +38,11 @@ export class EmbeddedClusterBus implements ClusterBus {
     };
     this.handler = guarded;
     this.hub.nodes.set(this.nodeId, guarded);
+  }
+
+  alone(): boolean {
+    const { nodes } = this.hub;
+    return nodes.size === 0 || (nodes.size === 1 && nodes.has(this.nodeId));
   }
 
   async send(node: number, message: NodeMessage): Promise<void> {

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { ClusterBus, NodeMessage, NodeMessageHandler } from './cluster-bus.ts';
+import type { BusEvents, ClusterBus, NodeMessage, NodeMessageHandler } from './cluster-bus.ts';
 
 // Redis pub/sub. Channels are not keys (ioredis's keyPrefix does not apply to them), so the deployment's key
 // prefix is put in front by hand: two deployments on one Redis never hear each other.
@@ -29,10 +29,12 @@ export class RedisClusterBus implements ClusterBus {
     return `${this.prefix}cluster:all`;
   }
 
-  async listen(handler: NodeMessageHandler, onError: (err: unknown) => void = () => {}): Promise<void> {
+  async listen(handler: NodeMessageHandler, { onError = () => {}, onGap = () => {} }: BusEvents = {}): Promise<void> {
     if (this.subscriber) throw new Error('this bus is already listening');
     // A connection in subscriber mode can run no other command; it has no key prefix to apply either.
-    const sub = this.redis.duplicate({ keyPrefix: '', enableAutoPipelining: false });
+    // Named, so an operator (or a test) can find it in CLIENT LIST.
+    const connectionName = `parley-bus-${this.prefix}${this.nodeId}`.replace(/[^\w:.-]/g, '_');
+    const sub = this.redis.duplicate({ keyPrefix: '', enableAutoPipelining: false, connectionName });
     this.subscriber = sub;
     sub.on('message', (_channel: string, text: string) => {
       const space = text.indexOf(' ');
@@ -44,7 +46,20 @@ export class RedisClusterBus implements ClusterBus {
         onError(err); // not thrown at ioredis's event emitter, where it would end the process
       }
     });
-    await sub.subscribe(this.nodeChannel(this.nodeId), this.allChannel);
+    sub.on('error', onError);
+    const channels = [this.nodeChannel(this.nodeId), this.allChannel];
+    await sub.subscribe(...channels);
+    // After a reconnect ioredis subscribes again by itself, but whatever was published meanwhile is gone.
+    // 'ready' comes before that subscribe is sent: the gap is reported once our own (idempotent) SUBSCRIBE
+    // is answered, so what is re-read then cannot miss what is published next.
+    sub.on('ready', () => {
+      sub.subscribe(...channels).then(onGap, onError);
+    });
+  }
+
+  /** Redis cannot tell: another process may start listening at any moment. */
+  alone(): boolean {
+    return false;
   }
 
   async send(node: number, message: NodeMessage): Promise<void> {

@@ -13,14 +13,23 @@ export type NodeMessage =
 
 export type NodeMessageHandler = (message: NodeMessage, fromNode: number) => void;
 
+export interface BusEvents {
+  /** A message that could not be read, or whose handler threw: dropped and reported here. */
+  onError?(err: unknown): void;
+  /**
+   * This node may have missed messages (its connection to the transport was lost and is back): what the
+   * bus would have carried must be read again from where it is durable.
+   */
+  onGap?(): void;
+}
+
 export interface ClusterBus {
   readonly adapter: 'redis' | 'embedded';
   readonly nodeId: number;
-  /**
-   * Starts receiving; once it resolves, whatever is sent to this node (or broadcast) reaches `handler`. A
-   * message that cannot be read, or whose handler throws, is dropped and reported to `onError`.
-   */
-  listen(handler: NodeMessageHandler, onError?: (err: unknown) => void): Promise<void>;
+  /** Starts receiving; once it resolves, whatever is sent to this node (or broadcast) reaches `handler`. */
+  listen(handler: NodeMessageHandler, events?: BusEvents): Promise<void>;
+  /** True when no other node can be listening (one process on its own), so there is nobody to send to. */
+  alone(): boolean;
   /** Sends to one node; resolves once handed to the transport. A node that is not listening misses it. */
   send(node: number, message: NodeMessage): Promise<void>;
   /** Sends to every other node that is listening (never back to this one). */

@@ -104,12 +104,19 @@ export class Device {
     return d;
   }
 
-  /** Sends the user's offline queue, then what arrived live meanwhile, skipping what the queue already had. */
+  /**
+   * Sends the user's offline queue, then what arrived live meanwhile, skipping what the queue already had
+   * and what is in flight to this device already (a queue read again after a gap). A drain under way
+   * covers a second one.
+   */
   async drain(queue: OfflineQueue, limit: number): Promise<void> {
+    if (this.draining) return;
     this.draining = true;
     try {
       const sent = new Set<string>();
+      for (const d of this.inflight?.values() ?? []) sent.add(d.id);
       for (const m of await queue.list(this.userId, limit)) {
+        if (sent.has(m.id)) continue;
         sent.add(m.id);
         this.write({ id: m.id, text: m.payload, payload: Buffer.from(m.payload), queued: true, qos: 1 });
       }

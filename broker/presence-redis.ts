@@ -120,6 +120,9 @@ export class RedisPresence implements Presence {
   }
 
   async close(): Promise<void> {
+    // Only a node that heartbeated says it is gone: a process that never did (an archiver sharing the
+    // node id) must not make the others sweep that broker's devices.
+    if (this.beats === 0) return;
     await this.r.del(`presence:alive:${this.nodeId}`).catch(() => undefined);
   }
 }

@@ -37,6 +37,7 @@ export class ClusterRouter implements Router {
 
   deliver(userId: string, delivery: Delivery, except?: Device): void {
     this.local.deliver(userId, delivery, except);
+    if (this.bus.alone()) return; // `npm start`: no other node to look up, per message
     // Lookups resolve, and publishes leave, in the order they were made: one sender's messages reach
     // another node in the order accepted.
     this.presence.nodesOf(userId).then(

@@ -1,8 +1,12 @@
-// The ClusterBus contract against the in-process hub and the real Redis of test/stack (pub/sub).
+// The ClusterBus contract against the in-process hub and the real Redis of test/stack (pub/sub), and what
+// only each adapter does: the hub knows when a node is alone; Redis reports the gap after a lost connection.
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
 import { EmbeddedClusterBus, EmbeddedClusterHub } from '../broker/cluster-bus-embedded.ts';
 import { RedisClusterBus } from '../broker/cluster-bus-redis.ts';
+import type { NodeMessage } from '../broker/cluster-bus.ts';
 import { clusterBusContract } from './contracts/cluster-bus.ts';
-import { redisSandbox } from './contracts/support.ts';
+import { redisSandbox, sleep } from './contracts/support.ts';
 
 clusterBusContract('embedded (in-process hub)', async () => {
   const hub = new EmbeddedClusterHub();
@@ -13,4 +17,55 @@ clusterBusContract('redis (pub/sub)', async () => {
   // Each deployment is a key prefix; each node its own connection, as separate processes would have.
   const sandbox = await redisSandbox();
   return { node: (id) => new RedisClusterBus(sandbox.client(), id), cleanup: () => sandbox.cleanup() };
+});
+
+describe('EmbeddedClusterBus alone', () => {
+  it('is alone until a second node of its deployment listens, and again once that one closes', async () => {
+    const hub = new EmbeddedClusterHub();
+    const [a, b] = [new EmbeddedClusterBus(1, hub), new EmbeddedClusterBus(2, hub)];
+    await a.listen(() => {});
+    assert.equal(a.alone(), true, 'npm start: one node');
+    assert.equal(new EmbeddedClusterBus(1, new EmbeddedClusterHub()).alone(), true, 'another deployment does not count');
+    await b.listen(() => {});
+    assert.equal(a.alone(), false);
+    await b.close();
+    assert.equal(a.alone(), true);
+    await a.close();
+  });
+});
+
+describe('RedisClusterBus after a lost connection', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const c of cleanups) await c();
+  });
+
+  it('reports the gap once it is subscribed again, and hears what is sent from then on', async () => {
+    const sandbox = await redisSandbox();
+    const [a, b] = [new RedisClusterBus(sandbox.client(), 1), new RedisClusterBus(sandbox.client(), 2)];
+    cleanups.push(async () => {
+      await a.close();
+      await b.close();
+      await sandbox.cleanup();
+    });
+    await a.listen(() => {});
+    const heard: NodeMessage[] = [];
+    let gaps = 0;
+    await b.listen((m) => heard.push(m), { onGap: () => gaps++ });
+    assert.equal(gaps, 0, 'the first subscribe is no gap');
+
+    // Kill node 2's subscriber connection on the server, as a network cut or Redis's output-buffer limit would.
+    const raw = sandbox.raw();
+    const list = (await raw.client('LIST')) as string;
+    const name = `parley-bus-${sandbox.prefix}2`.replace(/[^\w:.-]/g, '_');
+    const line = list.split('\n').find((l) => l.includes(` name=${name} `)) ?? assert.fail(`no connection named ${name}`);
+    await raw.client('KILL', 'ID', /id=(\d+)/.exec(line)![1]);
+
+    const end = Date.now() + 10_000;
+    while (gaps === 0 && Date.now() < end) await sleep(10);
+    assert.equal(gaps, 1, 'the gap is reported once');
+    await a.send(2, { type: 'logout', tokenHash: 'after the gap' });
+    while (heard.length === 0 && Date.now() < end) await sleep(10);
+    assert.deepEqual(heard, [{ type: 'logout', tokenHash: 'after the gap' }], 'subscribed again when the gap is reported');
+  });
 });

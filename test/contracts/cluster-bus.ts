@@ -116,6 +116,15 @@ export function clusterBusContract(name: string, makeCluster: () => Promise<BusC
       assert.deepEqual(heardBack[0].message, { type: 'logout', tokenHash: 'restarted' });
     });
 
+    it('is not alone while another node listens', async () => {
+      const c = await cluster();
+      const [a, b] = [c.node(1), c.node(2)];
+      await listening(a);
+      await listening(b);
+      assert.equal(a.alone(), false);
+      assert.equal(b.alone(), false);
+    });
+
     it('a handler that throws is reported to onError, and the node goes on hearing', async () => {
       const c = await cluster();
       const [a, b] = [c.node(1), c.node(2)];
@@ -126,7 +135,7 @@ export function clusterBusContract(name: string, makeCluster: () => Promise<BusC
         const hash = (message as { tokenHash: string }).tokenHash;
         if (hash === 'bad') throw new Error('handler failed');
         heard.push(hash);
-      }, (err) => errors.push(err));
+      }, { onError: (err) => errors.push(err) });
       for (const tokenHash of ['one', 'bad', 'two']) await a.send(2, { type: 'logout', tokenHash });
       await until(() => heard.length === 2, 'the messages around the failing one');
       assert.deepEqual(heard, ['one', 'two']);
