@@ -44,6 +44,8 @@ export interface BrokerDeps {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** How long a starting node waits for the live nodes' welcome. */
+const GREET_TIMEOUT_MS = 5000;
 const PRESENCE_PREFIX = presenceTopic('');
 const noop = () => {};
 
@@ -97,14 +99,19 @@ export class ParleyBroker {
     self = new ParleyBroker(aedes, deps);
     self.observe();
     const broker = self;
-    await deps.bus.listen((message) => broker.fromNode(message), {
+    await deps.bus.listen((message, from) => broker.fromNode(message, from), {
       onError: (err) => deps.log.warn({ err }, 'a message from another node could not be handled'),
-      onGap: () => broker.recover('the connection to the other nodes was lost and is back'),
+      onGap: () => {
+        // Hellos and byes may have been missed too: the others answer a new hello with a welcome.
+        broker.sayHello();
+        broker.recover('the connection to the other nodes was lost and is back');
+      },
     });
     deps.auth.onLoggedOut((tokenHash) => {
       deps.bus.broadcast({ type: 'logout', tokenHash }).catch((err) => deps.log.warn({ err }, 'could not tell the other nodes of a logout'));
     });
     await self.startPresence();
+    await self.greet();
     return self;
   }
 
@@ -262,6 +269,37 @@ export class ParleyBroker {
     aedes.on('connectionError', (_client, err) => deps.log.debug({ err: err.message }, 'connection error'));
   }
 
+  /** Told of each welcome while greet() waits for them. */
+  private welcomed: (() => void) | null = null;
+
+  private sayHello(): void {
+    this.deps.bus.broadcast({ type: 'hello' }).catch((err) => this.deps.log.warn({ err }, 'could not greet the other nodes'));
+  }
+
+  /**
+   * Says hello and waits, before this node takes connections, for a welcome from every live node: from then
+   * on they look up and route to this node's devices. Nodes that start at the same time greet each other
+   * either way (both listen before they say hello). A live node that stays silent is logged; it routes
+   * here once it hears a hello, and this node's devices get what it sent meanwhile when they connect again.
+   */
+  private async greet(): Promise<void> {
+    const { presence, config, log } = this.deps;
+    this.sayHello();
+    const others = (await presence.liveNodes()).filter((n) => n !== config.nodeId);
+    const missing = () => others.filter((n) => !this.router.hasPeer(n));
+    if (missing().length === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, GREET_TIMEOUT_MS);
+      this.welcomed = () => {
+        if (missing().length > 0) return;
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.welcomed = null;
+    if (missing().length > 0) log.warn({ nodes: missing() }, 'no welcome from these live nodes');
+  }
+
   /** Counts the device in Presence, once; the user's first device makes them online. */
   private deviceUp(device: Device): void {
     if (device.presenceUp) return;
@@ -278,8 +316,17 @@ export class ParleyBroker {
   }
 
   /** What another node sent: a delivery for a device here, a presence change, a revoked token. */
-  private fromNode(message: NodeMessage): void {
+  private fromNode(message: NodeMessage, from: number): void {
     switch (message.type) {
+      case 'hello':
+        this.router.addPeer(from);
+        this.deps.bus.send(from, { type: 'welcome' }).catch((err) => this.deps.log.warn({ err, node: from }, 'could not welcome a node'));
+        return;
+      case 'welcome':
+        this.router.addPeer(from);
+        return this.welcomed?.();
+      case 'bye':
+        return this.router.removePeer(from);
       case 'deliver':
         return this.router.received(message);
       case 'presence':
@@ -388,6 +435,7 @@ export class ParleyBroker {
 
   async close(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.deps.bus.broadcast({ type: 'bye' }).catch(() => undefined);
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
   }
 }

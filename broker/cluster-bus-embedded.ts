@@ -40,11 +40,6 @@ export class EmbeddedClusterBus implements ClusterBus {
     this.hub.nodes.set(this.nodeId, guarded);
   }
 
-  alone(): boolean {
-    const { nodes } = this.hub;
-    return nodes.size === 0 || (nodes.size === 1 && nodes.has(this.nodeId));
-  }
-
   async send(node: number, message: NodeMessage): Promise<void> {
     this.handTo(this.hub.nodes.get(node), JSON.stringify(message));
   }

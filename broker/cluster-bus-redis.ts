@@ -57,11 +57,6 @@ export class RedisClusterBus implements ClusterBus {
     });
   }
 
-  /** Redis cannot tell: another process may start listening at any moment. */
-  alone(): boolean {
-    return false;
-  }
-
   async send(node: number, message: NodeMessage): Promise<void> {
     await this.redis.publish(this.nodeChannel(node), `${this.nodeId} ${JSON.stringify(message)}`);
   }

@@ -9,7 +9,12 @@ export type NodeMessage =
   /** A user's presence changed; every node republishes it on `presence/{user}` for its own subscribers. */
   | { type: 'presence'; user: string; state: 'online' | 'offline'; ts: number }
   /** A token was revoked; every node closes the MQTT sessions that signed in with it. */
-  | { type: 'logout'; tokenHash: string };
+  | { type: 'logout'; tokenHash: string }
+  /** A node is listening (it started, or may have missed messages); every node answers `welcome`. */
+  | { type: 'hello' }
+  | { type: 'welcome' }
+  /** A node is stopping. */
+  | { type: 'bye' };
 
 export type NodeMessageHandler = (message: NodeMessage, fromNode: number) => void;
 
@@ -28,8 +33,6 @@ export interface ClusterBus {
   readonly nodeId: number;
   /** Starts receiving; once it resolves, whatever is sent to this node (or broadcast) reaches `handler`. */
   listen(handler: NodeMessageHandler, events?: BusEvents): Promise<void>;
-  /** True when no other node can be listening (one process on its own), so there is nobody to send to. */
-  alone(): boolean;
   /** Sends to one node; resolves once handed to the transport. A node that is not listening misses it. */
   send(node: number, message: NodeMessage): Promise<void>;
   /** Sends to every other node that is listening (never back to this one). */

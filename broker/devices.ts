@@ -24,6 +24,8 @@ interface InternalClient extends Client {
 }
 
 const noop = () => {};
+/** Long enough for the live copies of what a queue read returned to have arrived, from any node. */
+const DRAINED_KEPT_MS = 10_000;
 /** Shared by every idle device: a Promise per device costs 48 bytes each. */
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -45,6 +47,12 @@ export class Device {
   private nextMid = 1;
   private draining = false;
   private held: Delivery[] | null = null;
+  /**
+   * What the last queue read sent, for a while after it: a live delivery of a message stored just before
+   * that read (its sender's node looked the device up after storing it) may arrive once the read is done,
+   * and is not sent twice.
+   */
+  private drained: Set<string> | null = null;
 
   constructor(
     readonly key: string,
@@ -60,7 +68,7 @@ export class Device {
   /** Sends one envelope on the device's inbox topic, now or after the offline queue, keeping order. */
   deliver(d: Delivery): void {
     if (this.draining) (this.held ??= []).push(d);
-    else this.write(d);
+    else if (!(d.queued && this.drained?.has(d.id))) this.write(d);
   }
 
   /**
@@ -86,6 +94,13 @@ export class Device {
     (this.inflight ??= new Map()).set(packet.messageId, d);
     // Aedes keeps a packet id it is given [MQTT-2.3.1-2]; owning the ids is how a PUBACK names the message.
     c.deliverQoS(packet, noop);
+  }
+
+  private forgetDrainedLater(sent: Set<string>): void {
+    this.drained = sent;
+    setTimeout(() => {
+      if (this.drained === sent) this.drained = null;
+    }, DRAINED_KEPT_MS).unref();
   }
 
   private allocate(): number {
@@ -121,6 +136,7 @@ export class Device {
         this.write({ id: m.id, text: m.payload, payload: Buffer.from(m.payload), queued: true, qos: 1 });
       }
       for (const d of this.held ?? []) if (!sent.has(d.id)) this.write(d);
+      this.forgetDrainedLater(sent);
     } finally {
       this.held = null;
       this.draining = false;

@@ -31,6 +31,10 @@ export class EmbeddedPresence implements Presence {
     return this.devices.has(userId);
   }
 
+  async liveNodes(): Promise<number[]> {
+    return [...this.here];
+  }
+
   async nodesOf(userId: string): Promise<number[]> {
     return this.devices.has(userId) ? [...this.here] : [];
   }

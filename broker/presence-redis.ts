@@ -74,6 +74,12 @@ export class RedisPresence implements Presence {
     return (await this.r.hlen(`presence:devices:${userId}`)) > 0;
   }
 
+  async liveNodes(): Promise<number[]> {
+    const nodes = await this.r.smembers('presence:nodes');
+    const alive = await Promise.all(nodes.map((n) => this.r.exists(`presence:alive:${n}`)));
+    return nodes.filter((_, i) => alive[i] === 1).map(Number);
+  }
+
   async nodesOf(userId: string): Promise<number[]> {
     const nodes = await this.r.hvals(`presence:devices:${userId}`);
     return [...new Set(nodes)].map(Number);

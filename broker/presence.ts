@@ -7,6 +7,8 @@ export interface Presence {
   /** A device left; true when it was the user's last device (last seen is then `now`). */
   deviceDown(userId: string, deviceId: string, now: number): Promise<boolean>;
   isOnline(userId: string): Promise<boolean>;
+  /** The nodes whose heartbeat is current (this one included once it has beaten), in no particular order. */
+  liveNodes(): Promise<number[]>;
   /** The nodes where the user has a device connected, each once, in no particular order. */
   nodesOf(userId: string): Promise<number[]>;
   lastSeen(userId: string): Promise<number | null>;

@@ -22,9 +22,16 @@ export class LocalRouter implements Router {
   }
 }
 
-/** This node's devices at once, then every other node that holds a device of the user, over the bus. */
+/**
+ * This node's devices at once, then every other node that holds a device of the user, over the bus. While
+ * no other node has said hello the lookup is skipped: a single node pays nothing per message. A node that
+ * starts greets the live ones and waits for their welcome before it takes connections, so no device can
+ * be registered on a node that the others do not know yet.
+ */
 export class ClusterRouter implements Router {
   private readonly local: LocalRouter;
+  /** Other nodes that said hello or welcome (and not bye). A dead one stays until it says hello again. */
+  private readonly peers = new Set<number>();
 
   constructor(
     devices: DeviceRegistry,
@@ -37,7 +44,7 @@ export class ClusterRouter implements Router {
 
   deliver(userId: string, delivery: Delivery, except?: Device): void {
     this.local.deliver(userId, delivery, except);
-    if (this.bus.alone()) return; // `npm start`: no other node to look up, per message
+    if (this.peers.size === 0) return;
     // Lookups resolve, and publishes leave, in the order they were made: one sender's messages reach
     // another node in the order accepted.
     this.presence.nodesOf(userId).then(
@@ -51,6 +58,18 @@ export class ClusterRouter implements Router {
   private forward(node: number, userId: string, d: Delivery): void {
     const message: NodeMessage = { type: 'deliver', user: userId, id: d.id, text: d.text, queued: d.queued, qos: d.qos };
     this.bus.send(node, message).catch((err) => this.log.warn({ err, node, user: userId, id: d.id }, 'could not pass a delivery to another node'));
+  }
+
+  addPeer(node: number): void {
+    if (node !== this.bus.nodeId) this.peers.add(node);
+  }
+
+  removePeer(node: number): void {
+    this.peers.delete(node);
+  }
+
+  hasPeer(node: number): boolean {
+    return this.peers.has(node);
   }
 
   /** A delivery another node routed here: to this node's devices of the user. */

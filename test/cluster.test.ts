@@ -253,3 +253,57 @@ describe('a cluster of broker processes on the real Redis', () => {
     await waitUntil(async () => (await queued(bob)) === 0, 'the queue to empty');
   });
 });
+
+describe('a single broker on Redis', () => {
+  // A deployment of its own: its nodes start and stop inside this test.
+  const env = testEnv('real');
+  const nodes: ParleyProcess[] = [];
+  const devices: TestDevice[] = [];
+  let redis: Redis;
+  before(() => {
+    redis = new Redis(env.PARLEY_REDIS_URL);
+  });
+  after(async () => {
+    for (const d of devices) d.client.end(true);
+    for (const n of nodes) await n.kill();
+    await redis?.quit();
+    fs.rmSync(env.PARLEY_DATA_DIR, { recursive: true, force: true });
+  });
+  const start = async (id: number) => {
+    const node = await startParleyProcess({ ...env, PARLEY_NODE_ID: String(id), PARLEY_DATA_DIR: fs.mkdtempSync(`${env.PARLEY_DATA_DIR}-n${id}-`) }, 'broker');
+    nodes.push(node);
+    return node;
+  };
+  /** Routing lookups (HVALS of presence:devices) Redis has served, server-wide. */
+  const lookups = async () => Number(/cmdstat_hvals:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
+  const chat = async (a: TestDevice, b: TestDevice, n: number) => {
+    const before = b.inbox().length;
+    for (let i = 0; i < n; i++) await a.sendAndAck(b.userId);
+    await b.waitForInbox(before + n);
+  };
+
+  it('looks up no routes until a second node says hello, and stops once it says bye', async () => {
+    const one = await start(1);
+    const [alice, bob] = [await registerUser(one.parley), await registerUser(one.parley)];
+    const a = await connectDevice(one.parley, 'tcp', alice);
+    const b = await connectDevice(one.parley, 'tcp', bob);
+    devices.push(a, b);
+    let before = await lookups();
+    await chat(a, b, 20);
+    assert.equal((await lookups()) - before, 0, 'one node: nobody to route to');
+
+    const two = await start(2);
+    const there = await connectDevice(two.parley, 'tcp', bob);
+    devices.push(there);
+    before = await lookups();
+    await chat(a, b, 20);
+    assert.ok((await lookups()) - before >= 20, 'two nodes: a lookup per message');
+    await there.waitForInbox(20); // bob's device on node 2 gets them live
+
+    there.client.end(true);
+    await two.kill('SIGTERM'); // a clean stop says bye
+    before = await lookups();
+    await chat(a, b, 20);
+    assert.equal((await lookups()) - before, 0, 'alone again');
+  });
+});

@@ -1,5 +1,5 @@
 // The ClusterBus contract against the in-process hub and the real Redis of test/stack (pub/sub), and what
-// only each adapter does: the hub knows when a node is alone; Redis reports the gap after a lost connection.
+// only Redis does: it reports the gap after a lost connection.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { EmbeddedClusterBus, EmbeddedClusterHub } from '../broker/cluster-bus-embedded.ts';
@@ -17,21 +17,6 @@ clusterBusContract('redis (pub/sub)', async () => {
   // Each deployment is a key prefix; each node its own connection, as separate processes would have.
   const sandbox = await redisSandbox();
   return { node: (id) => new RedisClusterBus(sandbox.client(), id), cleanup: () => sandbox.cleanup() };
-});
-
-describe('EmbeddedClusterBus alone', () => {
-  it('is alone until a second node of its deployment listens, and again once that one closes', async () => {
-    const hub = new EmbeddedClusterHub();
-    const [a, b] = [new EmbeddedClusterBus(1, hub), new EmbeddedClusterBus(2, hub)];
-    await a.listen(() => {});
-    assert.equal(a.alone(), true, 'npm start: one node');
-    assert.equal(new EmbeddedClusterBus(1, new EmbeddedClusterHub()).alone(), true, 'another deployment does not count');
-    await b.listen(() => {});
-    assert.equal(a.alone(), false);
-    await b.close();
-    assert.equal(a.alone(), true);
-    await a.close();
-  });
 });
 
 describe('RedisClusterBus after a lost connection', () => {

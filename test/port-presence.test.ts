@@ -76,6 +76,7 @@ describe('RedisPresence across nodes', () => {
     assert.equal(await b.isOnline(both), true, 'a user with a device on a live node stays online');
     assert.deepEqual(await c.nodesOf(both), [2], "the dead node's device is gone from where the user is");
     assert.deepEqual(await c.nodesOf(onA), []);
+    assert.deepEqual((await c.liveNodes()).sort((x, y) => x - y), [2, 12], 'a dead node is not live');
     assert.equal(await b.lastSeen(both), null);
 
     assert.deepEqual((await b.heartbeat(Date.now())).offline, [], 'not reported a second time');

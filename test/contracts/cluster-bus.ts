@@ -116,15 +116,6 @@ export function clusterBusContract(name: string, makeCluster: () => Promise<BusC
       assert.deepEqual(heardBack[0].message, { type: 'logout', tokenHash: 'restarted' });
     });
 
-    it('is not alone while another node listens', async () => {
-      const c = await cluster();
-      const [a, b] = [c.node(1), c.node(2)];
-      await listening(a);
-      await listening(b);
-      assert.equal(a.alone(), false);
-      assert.equal(b.alone(), false);
-    });
-
     it('a handler that throws is reported to onError, and the node goes on hearing', async () => {
       const c = await cluster();
       const [a, b] = [c.node(1), c.node(2)];

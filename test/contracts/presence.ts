@@ -132,5 +132,12 @@ export function presenceContract(name: string, nodeId: number, make: () => Promi
       assert.deepEqual(await presence.heartbeat(Date.now()), { offline: [], lapsed: false });
       assert.equal(await presence.isOnline(u), true);
     });
+
+    it('names this node among the live ones once it has heartbeated', async () => {
+      await presence.heartbeat(Date.now());
+      const live = await presence.liveNodes();
+      assert.ok(live.includes(nodeId), `live nodes ${JSON.stringify(live)} include ${nodeId}`);
+      assert.equal(new Set(live).size, live.length, 'each once');
+    });
   });
 }
