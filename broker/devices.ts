@@ -97,6 +97,8 @@ export class Device {
   }
 
   private forgetDrainedLater(sent: Set<string>): void {
+    // Most subscribes find an empty queue: nothing to remember, and no timer per idle device.
+    if (sent.size === 0) return;
     this.drained = sent;
     setTimeout(() => {
       if (this.drained === sent) this.drained = null;
