@@ -4,6 +4,7 @@ import type { Config } from '../common/config.ts';
 import { USER_ID } from '../common/envelope.ts';
 import { badRequest, conflict, forbidden, ParleyError, rateLimited, unauthorized } from '../common/errors.ts';
 import type { Directory, DirectoryUser } from './directory.ts';
+import { ExpiringMap } from '../common/expiring-map.ts';
 import type { Throttle } from './throttle.ts';
 import { hashToken, newToken, TOKEN_PREFIX, type TokenStore } from './token-store.ts';
 
@@ -34,9 +35,17 @@ export interface AuthDeps {
   throttle: Throttle;
 }
 
+/** Far longer than a sign-in's token lookup takes; bounded by the number of logouts in that time. */
+const REVOKED_KEPT_MS = 60_000;
+
 export class AuthService {
   /** Live sessions per token on this node, closed when the token is revoked. */
   private readonly sessions = new Map<string, Set<Session>>();
+  /**
+   * Tokens revoked a moment ago, here or on another node: a sign-in that looked its token up just before the
+   * revocation is tracked just after it, and is closed then instead of staying open.
+   */
+  private readonly justRevoked = new ExpiringMap<true>();
   /** Told of every logout here, so the other nodes close that token's sessions too. */
   private readonly loggedOutListeners: ((tokenHash: string) => void)[] = [];
 
@@ -129,6 +138,7 @@ export class AuthService {
 
   /** Closes this node's sessions that signed in with the token (revoked here or on another node). */
   closeSessions(tokenHash: string): void {
+    this.justRevoked.set(tokenHash, true, REVOKED_KEPT_MS);
     const closers = this.sessions.get(tokenHash);
     this.sessions.delete(tokenHash);
     for (const session of closers ?? []) session.close();
@@ -142,6 +152,7 @@ export class AuthService {
 
   /** Remembers a session signed in with a token (closed on logout); forget it with untrack. */
   track(tokenHash: string, session: Session): void {
+    if (this.justRevoked.get(tokenHash)) return session.close();
     let set = this.sessions.get(tokenHash);
     if (!set) this.sessions.set(tokenHash, (set = new Set()));
     set.add(session);

@@ -1,6 +1,14 @@
 // The sign-in HTTP API (PROTOCOL.md, "HTTP API"), on embedded adapters and on real Redis + OpenLDAP.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { EmbeddedDirectory } from '../auth/directory-embedded.ts';
+import { AuthService } from '../auth/service.ts';
+import { EmbeddedThrottle } from '../auth/throttle-embedded.ts';
+import { EmbeddedTokenStore } from '../auth/token-store-embedded.ts';
+import { loadConfig } from '../common/config.ts';
 import { PASSWORD, registerUser, startTestParley, uniqueName, type Backend, type TestParley } from './helpers/parley.ts';
 
 for (const backend of ['embedded', 'real'] as Backend[]) {
@@ -79,6 +87,31 @@ describe('auth HTTP API with self-registration off', () => {
       assert.equal(res.body.error.code, 'forbidden');
     } finally {
       await p.stop();
+    }
+  });
+});
+
+describe('logout against a sign-in still in flight', () => {
+  it('closes a session tracked just after its token was revoked (here or on another node), and only that one', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-auth-'));
+    try {
+      const config = loadConfig({ PARLEY_DATA_DIR: dir, PARLEY_LOG_LEVEL: 'silent' });
+      const auth = new AuthService({ config, directory: new EmbeddedDirectory(dir), tokens: new EmbeddedTokenStore(), throttle: new EmbeddedThrottle() });
+      const session = () => ({ closed: false, close() { this.closed = true; } });
+      // The token was looked up before the revocation, the session is tracked after it.
+      auth.closeSessions('revoked-elsewhere');
+      const late = session();
+      auth.track('revoked-elsewhere', late);
+      assert.equal(late.closed, true, 'a logout heard from another node');
+      await auth.logout('revoked-here');
+      const lateHere = session();
+      auth.track('revoked-here', lateHere);
+      assert.equal(lateHere.closed, true, 'a logout on this node');
+      const other = session();
+      auth.track('still-good', other);
+      assert.equal(other.closed, false, 'another token is left alone');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
