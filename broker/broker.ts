@@ -321,7 +321,8 @@ export class ParleyBroker {
       case 'hello':
         this.router.addPeer(from);
         this.deps.bus.send(from, { type: 'welcome' }).catch((err) => this.deps.log.warn({ err, node: from }, 'could not welcome a node'));
-        return;
+        // A node starting at the same time may have missed our hello: its own counts as its welcome.
+        return this.welcomed?.();
       case 'welcome':
         this.router.addPeer(from);
         return this.welcomed?.();
