@@ -243,8 +243,8 @@ export class ParleyBroker {
       for (const s of subs) {
         if ((s.qos as number) === 128 || !s.topic.startsWith(PRESENCE_PREFIX)) continue;
         const user = s.topic.slice(PRESENCE_PREFIX.length);
-        // Not retained here: the current state, read now, reaches the new subscriber.
-        if (!this.localPresence.has(user)) this.refreshPresence(user);
+        // Not retained here: the current state, read now, goes to the new subscriber as its retained message.
+        if (!this.localPresence.has(user)) this.refreshPresence(user, undefined, device);
       }
       const inbox = subs.find((s) => s.topic === inboxTopic(device.userId));
       if (!inbox) return;
@@ -339,15 +339,18 @@ export class ParleyBroker {
   }
 
   /**
-   * Publishes the user's state as Presence has it now. `change`: the change that prompted it, whose time is
-   * used while it still holds (Presence keeps no time for coming online).
+   * Publishes the user's state as Presence has it now: here, or to `subscriber` alone as a retained message
+   * (what a new subscriber gets when the state is not retained here). `change`: the change that prompted
+   * it, whose time is used while it still holds (Presence keeps no time for coming online).
    */
-  private refreshPresence(userId: string, change?: { state: 'online' | 'offline'; ts: number }): void {
+  private refreshPresence(userId: string, change?: { state: 'online' | 'offline'; ts: number }, subscriber?: Device): void {
     const { presence, log } = this.deps;
+    const send = (state: 'online' | 'offline', ts: number) =>
+      subscriber ? subscriber.notify(Buffer.from(presenceEnvelope(userId, state, ts)), presenceTopic(userId), true) : this.publishPresenceHere(userId, state, ts);
     Promise.all([presence.isOnline(userId), presence.lastSeen(userId)]).then(
       ([online, seen]) => {
-        if (online) this.publishPresenceHere(userId, 'online', change?.state === 'online' ? change.ts : Date.now());
-        else if (seen !== null) this.publishPresenceHere(userId, 'offline', seen);
+        if (online) send('online', change?.state === 'online' ? change.ts : Date.now());
+        else if (seen !== null) send('offline', seen);
       },
       (err) => log.warn({ err, user: userId }, 'presence could not be read'),
     );
@@ -359,7 +362,7 @@ export class ParleyBroker {
    * read again — each online device's queue (at least once: clients drop ids they have seen), the presence
    * of this node's users, and whether each token signed in here still stands.
    */
-  recover(reason: string): void {
+  private recover(reason: string): void {
     const { queue, config, log, auth } = this.deps;
     log.warn({ reason }, "this node may have missed messages from the others; reading its devices' queues, presence and tokens again");
     for (const device of this.devices.all()) {
@@ -384,9 +387,14 @@ export class ParleyBroker {
     );
   }
 
-  /** A presence change of a device here: published here and on every other node. */
+  /** A presence change of a device here: retained here from now on, and published on every node. */
   publishPresence(userId: string, state: 'online' | 'offline', ts: number): void {
     this.localPresence.add(userId);
+    this.announcePresence(userId, state, ts);
+  }
+
+  /** A presence change seen here, published here and on every other node. */
+  private announcePresence(userId: string, state: 'online' | 'offline', ts: number): void {
     this.publishPresenceHere(userId, state, ts);
     this.deps.bus.broadcast({ type: 'presence', user: userId, state, ts }).catch((err) => this.deps.log.warn({ err, user: userId }, 'could not tell the other nodes of a presence change'));
   }
@@ -410,7 +418,8 @@ export class ParleyBroker {
       const now = Date.now();
       presence.heartbeat(now).then(
         ({ offline, lapsed }) => {
-          offline.forEach((u) => this.publishPresence(u, 'offline', now));
+          // Another node's users: announced, not made this node's own.
+          offline.forEach((u) => this.announcePresence(u, 'offline', now));
           if (!lapsed) return;
           // Registered again first: a queue read after it cannot miss what the others route here next.
           this.registerDevicesAgain();
@@ -427,10 +436,8 @@ export class ParleyBroker {
     this.deps.log.warn('presence heartbeat had lapsed; registering this node\'s devices again');
     for (const device of this.devices.all()) {
       if (!device.presenceUp) continue;
-      this.deps.presence.deviceUp(device.userId, device.key).then(
-        (first) => first && this.publishPresence(device.userId, 'online', Date.now()),
-        (err) => this.deps.log.warn({ err, user: device.userId }, 'presence update failed'),
-      );
+      device.presenceUp = false;
+      this.deviceUp(device);
     }
   }
 

@@ -74,12 +74,13 @@ export class Device {
   /**
    * Acks and errors: at QoS 0, never queued, never held behind the queue. Written now rather than a turn
    * later (Aedes's deliver0 waits for setImmediate): an ack then goes out in the same turn as Aedes's PUBACK
-   * of the publish it answers, and mqtt-packet's cork makes the two one socket write.
+   * of the publish it answers, and mqtt-packet's cork makes the two one socket write. Also a retained
+   * state this device alone is owed on another topic (presence read on subscribe).
    */
-  notify(payload: Buffer): void {
+  notify(payload: Buffer, topic = inboxTopic(this.userId), retain = false): void {
     const c = this.client as InternalClient;
     if (!c.connected) return;
-    mqttPacket.writeToStream({ cmd: 'publish', topic: inboxTopic(this.userId), payload, qos: 0, retain: false, dup: false }, c.conn);
+    mqttPacket.writeToStream({ cmd: 'publish', topic, payload, qos: 0, retain, dup: false }, c.conn);
   }
 
   private write(d: Delivery): void {

@@ -5,11 +5,8 @@ export class EmbeddedPresence implements Presence {
   readonly adapter = 'embedded';
   private readonly devices = new Map<string, Set<string>>();
   private readonly seen = new Map<string, number>();
-  private readonly here: number[];
 
-  constructor(nodeId = 0) {
-    this.here = [nodeId];
-  }
+  constructor(private readonly nodeId = 0) {}
 
   async deviceUp(userId: string, deviceId: string): Promise<boolean> {
     let set = this.devices.get(userId);
@@ -32,11 +29,11 @@ export class EmbeddedPresence implements Presence {
   }
 
   async liveNodes(): Promise<number[]> {
-    return [...this.here];
+    return [this.nodeId];
   }
 
   async nodesOf(userId: string): Promise<number[]> {
-    return this.devices.has(userId) ? [...this.here] : [];
+    return this.devices.has(userId) ? [this.nodeId] : [];
   }
 
   async lastSeen(userId: string): Promise<number | null> {

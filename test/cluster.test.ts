@@ -137,9 +137,19 @@ describe('a cluster of broker processes on the real Redis', () => {
 
     const n3 = await startNode(3);
     const late = await connect(n3, await registerUser(n1.parley));
+    const retainFlags: boolean[] = [];
+    late.client.on('message', (topic, _payload, packet) => topic === `presence/${bob}` && retainFlags.push(packet.retain));
     await late.client.subscribeAsync(`presence/${bob}`, { qos: 0 });
     const seen = await late.waitFor(() => late.received.find((r) => r.topic === `presence/${bob}`)?.body, 'bob online, seen on node 3');
     assert.equal(seen.state, 'online', 'a node that started after bob came online reads his state');
+    assert.deepEqual(retainFlags, [true], "it comes as the topic's retained message, once");
+    // Bob's own node retains it for its subscribers as well.
+    const here = await connect(n2, await registerUser(n1.parley));
+    const hereFlags: boolean[] = [];
+    here.client.on('message', (topic, _payload, packet) => topic === `presence/${bob}` && hereFlags.push(packet.retain));
+    await here.client.subscribeAsync(`presence/${bob}`, { qos: 0 });
+    await here.waitFor(() => hereFlags.length > 0, "bob's retained presence on node 2");
+    assert.deepEqual(hereFlags, [true]);
 
     await b.close();
     await w.waitFor(() => states().at(-1) === 'offline', 'bob offline, seen on node 1');
