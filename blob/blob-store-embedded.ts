@@ -86,7 +86,9 @@ export class EmbeddedBlobStore implements BlobStore {
   async presignedPost(p: UploadPolicy): Promise<PresignedPost> {
     assertBlobKey(p.key);
     if (!isMime(p.mime)) throw badRequest('invalid content type');
-    const signed: SignedPolicy = { key: p.key, mime: p.mime, min: p.minBytes, max: p.maxBytes, owner: p.owner, exp: Math.floor(p.expiresAt.getTime() / 1000) };
+    // Rounded up to the second: a form never expires before the time it was given (rounding down cut up to a
+    // second off, so a one-second form could be expired at once).
+    const signed: SignedPolicy = { key: p.key, mime: p.mime, min: p.minBytes, max: p.maxBytes, owner: p.owner, exp: Math.ceil(p.expiresAt.getTime() / 1000) };
     const policy = Buffer.from(JSON.stringify(signed)).toString('base64url');
     return {
       url: this.basePath,
