@@ -1,7 +1,7 @@
 // GET /v1/analytics/series and the dashboard's files on a running Parley (embedded adapters): events fed
 // straight into its event log come back as points; a token is required, junk gets 400, conversation ids
 // are shown to participants (or to PARLEY_ANALYTICS_READERS) only; the jobs' counters are on /metrics.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import { conversationOf } from '../common/envelope.ts';
 import { EPOCH } from '../common/ids.ts';

@@ -1,6 +1,6 @@
 // The analytics summaries on their own: HyperLogLog accuracy and merging, the exact-then-HLL distinct set,
 // exact-then-bucketed quantiles, top counts; each survives its JSON form unchanged.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { describe, it } from 'node:test';
 import { HyperLogLog } from '../analytics/hll.ts';
 import { DistinctSet, EXACT_SAMPLES, Quantiles, TopCounts } from '../analytics/sketches.ts';

@@ -1,7 +1,7 @@
 // The analytics StateStore port, one contract for the embedded (LevelDB) and the HBase adapter: checkpoints
 // overwrite in one row, partials are read back per window with their partition, a job's rows drop
 // together, names that could break a row key are refused. Embedded partials expire by their own sweep.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import { EmbeddedStateStore } from '../analytics/state-store-embedded.ts';
 import { HBaseStateStore } from '../analytics/state-store-hbase.ts';

@@ -3,7 +3,7 @@
 // partitions' partial windows merge into exact results; a job killed mid-window (in process, and by SIGKILL
 // of `parley start --role analytics` on the real stack) and restarted writes the same values; `parley
 // analytics replay --from T` recomputes windows and clears stale rows.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';

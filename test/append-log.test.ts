@@ -1,7 +1,7 @@
 // The group-commit file under the embedded queue, outbox and offsets: appends made while an earlier commit
 // is syncing join the next one, every promise resolves only after its records are in the file, order is
 // append order, and rewrite/close while a sync is in flight lose nothing.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import { describe, it } from 'node:test';
 import { AppendLog } from '../common/append-log.ts';

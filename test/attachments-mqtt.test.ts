@@ -1,6 +1,6 @@
 // Attachments through the whole messenger: upload with the returned form, send the key over MQTT, the
 // recipient downloads the same bytes; a key that is not the sender's upload is refused with an error envelope.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { getBytes, postForm } from './contracts/blob-store.ts';

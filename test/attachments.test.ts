@@ -6,7 +6,7 @@
 // The server here is a test assembly: auth (embedded adapters) and blob/ routes on one fastify app, and
 // "sending" runs the accept pipeline's attachment steps (blob/accept-step.ts) on the envelope the broker
 // would stamp, until broker/accept.ts calls them over MQTT.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';

@@ -1,5 +1,5 @@
 // The sign-in HTTP API (PROTOCOL.md, "HTTP API"), on embedded adapters and on real Redis + OpenLDAP.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

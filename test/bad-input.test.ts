@@ -1,5 +1,5 @@
 // Bad input gets the contract's answer, changes nothing, and the broker keeps serving everyone else.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';

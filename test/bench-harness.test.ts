@@ -3,7 +3,7 @@
 // GC, fsync and event-loop figures around each step; the two-node Parley cluster is measured on both of
 // its processes, with every 1:1 message crossing nodes. No timing is asserted; CI machines are too
 // different for thresholds.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';

@@ -1,7 +1,7 @@
 // The bench reads idle-connection memory after a full GC of the broker, run through the broker's inspector
 // (bench/inspector.ts): SIGUSR1 opens it on a free port, HeapProfiler.collectGarbage runs the GC. Checked
 // here against a real Node process that reports its own major GCs, and against one that cannot be inspected.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';

@@ -1,6 +1,6 @@
 // The chat scenario of PROTOCOL.md end to end, with real mqtt.js clients over TCP and WebSocket, once
 // on the embedded adapters and once on real Redis + OpenLDAP.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
 import { connectDevice, registerUser, startTestParley, url, type Backend, type TestParley, type Transport } from './helpers/parley.ts';

@@ -1,7 +1,7 @@
 // Several broker processes on one Redis (DESIGN.md, "Scaling out"): a message reaches the receiver's devices
 // on whichever node they are connected, live and in order; presence and logout reach every node; a node
 // killed with SIGKILL loses nothing acked, and its users go offline for the others.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import { Redis } from 'ioredis';
 import mqtt from 'mqtt';

@@ -1,7 +1,7 @@
 // The archiver and the analytics jobs on their own thread (the default) and inline: both archive every
 // message and count it on /metrics; the thread owns the embedded archive and the broker thread reads it
 // over RPC; a thread that dies is started again and archives what was acked while it was gone.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';

@@ -1,7 +1,7 @@
 // The analytics dashboard in a real headless Chromium while messages flow through a running Parley: the
 // charts draw, and the legend tables show the latest windows' values the test works out from its own acks.
 // A screenshot is kept in test/artifacts/dashboard.png.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';

@@ -4,7 +4,7 @@
 //   haproxy         -> `haproxy -c` validates haproxy.cfg
 //   hadolint        -> optional; the Dockerfile lint runs only when it is on PATH
 import { describe, test } from 'node:test';
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // The embedded adapters' ExpiringMap (dedupe, tokens, throttle): expiry on read, an incremental sweep that
 // removes expired entries nobody reads without a pass over the whole map on one write, and a hard bound.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { test } from 'node:test';
 import { ExpiringMap } from '../common/expiring-map.ts';
 

@@ -1,6 +1,6 @@
 // Groups end to end (PROTOCOL.md, `send/group/{id}` and `/v1/groups`): fan-out to every member, live or
 // queued, one ack, copies to the sender's devices, non-members refused, removed members cut off at once.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import { connectDevice, PASSWORD, registerUser, sleep, startTestParley, type Backend, type TestParley } from './helpers/parley.ts';
 

@@ -1,6 +1,6 @@
 // The event pipeline end to end (PROTOCOL.md, history and sync API): every accepted message reaches the
 // archive through the outbox and the event log exactly once, and reads back page by page.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { exportHistory } from '../cli/history.ts';

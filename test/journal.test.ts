@@ -2,7 +2,7 @@
 // write and one fdatasync; each store reads back only its own records; a compaction keeps every store's live
 // records, including those of a store this process did not open; files of the versions before the journal
 // are folded in at start.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';

@@ -1,6 +1,6 @@
 // Nothing acked is lost: SIGKILL the broker process while a burst is in flight, start it again on the
 // same data, and the offline receiver gets every message whose sender saw an ack (PROTOCOL.md, guarantee 1).
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { startParleyProcess, type ParleyProcess } from './helpers/child.ts';

@@ -1,6 +1,6 @@
 // Offline queue across reconnects (PROTOCOL.md, guarantees 1, 2, 4): messages wait in the receiver's
 // queue, arrive in order when a device subscribes, and leave only after a PUBACK.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import { connectDevice, registerUser, sleep, startTestParley, type Backend, type TestParley, type Transport } from './helpers/parley.ts';
 

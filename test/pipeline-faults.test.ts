@@ -1,6 +1,6 @@
 // The event pipeline under faults, on the real stack: the archiver killed mid-stream, Kafka stopped under
 // load, HBase stopped under load. Chat goes on; the archive ends equal to the set of acked messages.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';

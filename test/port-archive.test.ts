@@ -1,7 +1,7 @@
 // The Archive contract against the embedded LevelDB store and the real HBase of test/stack (a random
 // namespace per run, dropped at the end), and what analysts rely on: the rows under the documented keys
 // (consumers/archive-keys.ts), plain UTF-8 columns in HBase, and the same keys in the embedded store.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ClassicLevel } from 'classic-level';

@@ -2,7 +2,7 @@
 // the real MinIO of test/stack (a fresh bucket per run), and what only one adapter promises: MinIO's
 // bucket is made private with Parley's lifecycle rule; the embedded store keeps every path inside its
 // folder, sweeps old objects, and its upload endpoint reads multipart as a stream without trusting it.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';

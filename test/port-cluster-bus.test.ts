@@ -1,6 +1,6 @@
 // The ClusterBus contract against the in-process hub and the real Redis of test/stack (pub/sub), and what
 // only Redis does: it reports the gap after a lost connection.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { after, describe, it } from 'node:test';
 import { EmbeddedClusterBus, EmbeddedClusterHub } from '../broker/cluster-bus-embedded.ts';
 import { RedisClusterBus } from '../broker/cluster-bus-redis.ts';

@@ -2,7 +2,7 @@
 // one adapter promises: the embedded log survives a torn write, rolls and cleans segments, compacts its
 // offsets, keeps one instance per data dir, and hashes keys stably; Kafka topics get the requested
 // partitions and log-append timestamps.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';

@@ -1,7 +1,7 @@
 // The Groups contract against the embedded JSON file and the real Redis of test/stack, and what only one
 // adapter promises: the embedded file is replaced whole on every change (never left half written); Redis
 // keeps a group in the hashes `group:{id}` and `group:{id}:members` that operators read.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';

@@ -1,7 +1,7 @@
 // The OfflineQueue contract against the embedded append-only file and the real Redis of test/stack, and
 // what only one adapter promises: the embedded journal survives a torn write and compacts; Redis keeps each
 // queue in the list `offline:{userId}` that operators read.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';

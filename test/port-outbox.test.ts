@@ -3,7 +3,7 @@
 // survives a torn write and compacts on the outbox's drops without touching the queue's records (folding in
 // files of earlier versions is test/journal.test.ts's); Redis keeps each node's outbox in the list
 // `outbox:{node}` that operators read.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';

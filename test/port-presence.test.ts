@@ -1,6 +1,6 @@
 // The Presence contract against the in-process maps and the real Redis of test/stack, and what only the
 // cluster adapter does: a node whose heartbeat stops has its users taken offline by another node, once.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import { EmbeddedPresence } from '../broker/presence-embedded.ts';
 import { RedisPresence } from '../broker/presence-redis.ts';

@@ -1,5 +1,5 @@
 // The TokenStore contract against the in-process map and the real Redis of test/stack.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { it } from 'node:test';
 import { EmbeddedTokenStore } from '../auth/token-store-embedded.ts';
 import { RedisTokenStore } from '../auth/token-store-redis.ts';

@@ -1,6 +1,6 @@
 // Push for offline users: the notifier posts a signed webhook for a message whose receiver has no device
 // online, once per message, retrying when the webhook answers 500 the first time.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';

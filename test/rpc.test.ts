@@ -1,7 +1,7 @@
 // Calls between threads (common/rpc.ts), over a real MessageChannel: errors keep their class (callers
 // branch on ParleyError codes and RangeError), values that cannot be cloned fail that call with a clear
 // error and nothing else, unknown methods are refused, and a closed endpoint fails pending and later calls.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { after, describe, it } from 'node:test';
 import { ParleyError } from '../common/errors.ts';
 import { rpcPair } from './contracts/support.ts';

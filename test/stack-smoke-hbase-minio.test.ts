@@ -2,7 +2,7 @@
 // through the Thrift2 gateway, and a MinIO put with a presigned GET. Settings come from
 // <repo>/.stack.env (written by `npm run stack:up`); without them the tests are skipped.
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { randomBytes } from 'node:crypto';
 import * as Minio from 'minio';
 import { cellValue, connect, tableName, type HBaseTransport } from '../common/hbase/client.ts';

@@ -1,7 +1,7 @@
 // Proves each real service of test/stack/ is the real thing, through the settings in .stack.env.
 // Skipped for a service whose settings are absent (stack not started: embedded adapters only).
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Client, InvalidCredentialsError } from 'ldapts';

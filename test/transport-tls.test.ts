@@ -1,5 +1,5 @@
 // MQTT over TLS when a certificate is configured (PROTOCOL.md, "Connecting").
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';

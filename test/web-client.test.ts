@@ -1,6 +1,6 @@
 // The web client at / in a real headless Chromium: sign in, open a conversation, send over MQTT/WebSocket,
 // and see a reply from an MQTT app arrive. A screenshot is kept in test/artifacts/.
-import assert from 'node:assert/strict';
+import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';

@@ -2,7 +2,7 @@
 // time-range scans oldest first; receipt states only move forward; sync and the conversation list per
 // participant; metric rows upserted; and ids built to collide (0x00, 0xff, prefixes, very long strings)
 // never reach another conversation's rows. A backend with `reopen` must keep all of it across a restart.
-import assert from 'node:assert/strict';
+import assert from '../helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import type { Archive, ArchivedMessage, MetricPoint } from '../../consumers/archive.ts';
 import { conversationOf } from '../../consumers/archive.ts';

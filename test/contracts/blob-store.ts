@@ -1,7 +1,7 @@
 // The BlobStore contract: the store itself enforces an upload form's key, type, size range and expiry;
 // download URLs give the same bytes until they expire, for their key only; nothing is readable unsigned;
 // grants add up per key and go with the object; every method refuses a key that is not ours.
-import assert from 'node:assert/strict';
+import assert from '../helpers/assert.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import * as Minio from 'minio';

@@ -1,6 +1,6 @@
 // The ClusterBus contract: a message reaches the node it names and no other, in the order sent; a broadcast
 // reaches every other node; nodes that do not listen (down, closed, another deployment) hear nothing.
-import assert from 'node:assert/strict';
+import assert from '../helpers/assert.ts';
 import { after, describe, it } from 'node:test';
 import type { ClusterBus, NodeMessage } from '../../broker/cluster-bus.ts';
 import { sleep } from './support.ts';

@@ -1,5 +1,5 @@
 // The Dedupe contract: a resent (sender, cid) gets the first acceptance back instead of a second delivery.
-import assert from 'node:assert/strict';
+import assert from '../helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import type { Dedupe } from '../../broker/dedupe.ts';
 import { rand, sleep, type Fixture } from './support.ts';

@@ -1,5 +1,5 @@
 // The Directory contract: what sign-in and registration rely on, whichever backend holds the users.
-import assert from 'node:assert/strict';
+import assert from '../helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import type { Directory } from '../../auth/directory.ts';
 import { ParleyError } from '../../common/errors.ts';

@@ -3,7 +3,7 @@
 // a stopped member's share; a group resumes after what it committed; a batch whose handler throws comes
 // again and nothing is skipped. A backend with `reopen` must also keep records and offsets across a restart.
 // Every test uses its own topic and groups.
-import assert from 'node:assert/strict';
+import assert from '../helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import type { ConsumedRecord, EventLog, LogRecord, Subscription } from '../../common/event-log.ts';
 import { rand, sleep, type Fixture } from './support.ts';

@@ -6,7 +6,7 @@
 // broker/group-routes.ts and generated as base64url by broker/group-service.ts) and user ids of USER_ID
 // (`^[a-z0-9][a-z0-9._-]{1,31}$`); names are 1 to 100 characters without control characters. The suite
 // tries the edges of those sets, not ids no caller can pass.
-import assert from 'node:assert/strict';
+import assert from '../helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import type { Group, Groups, Member, Role } from '../../broker/groups.ts';
 import { rand, type Fixture } from './support.ts';

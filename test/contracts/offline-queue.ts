@@ -1,7 +1,7 @@
 // The OfflineQueue contract: every message a receiver has not acked is kept, per user, oldest first,
 // byte-exact, until its removal; past `max` the oldest go. A backend with `reopen` must also keep all of
 // it across a restart.
-import assert from 'node:assert/strict';
+import assert from '../helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import type { OfflineQueue, QueuedMessage } from '../../broker/offline-queue.ts';
 import { IdGenerator } from '../../common/ids.ts';

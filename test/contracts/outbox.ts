@@ -7,7 +7,7 @@
 // (common/event-log.ts, LogRecord), which never holds a raw newline or tab. Both adapters store a record
 // as `key<TAB>value`, one per line in the embedded file, so the suite checks the records the port is given,
 // not arbitrary strings.
-import assert from 'node:assert/strict';
+import assert from '../helpers/assert.ts';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { LogRecord } from '../../common/event-log.ts';
 import type { Outbox } from '../../broker/outbox.ts';

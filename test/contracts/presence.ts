@@ -1,6 +1,6 @@
 // The Presence contract: online is "at least one device connected", offline and last seen are announced
 // once, when the last device leaves or its node is reset.
-import assert from 'node:assert/strict';
+import assert from '../helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import type { Presence } from '../../broker/presence.ts';
 import { rand, type Fixture } from './support.ts';

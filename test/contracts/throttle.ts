@@ -1,5 +1,5 @@
 // The Throttle contract: failures counted per key in a fixed window that starts at the first failure.
-import assert from 'node:assert/strict';
+import assert from '../helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import type { Throttle } from '../../auth/throttle.ts';
 import { rand, sleep, type Fixture } from './support.ts';

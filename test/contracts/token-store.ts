@@ -1,5 +1,5 @@
 // The TokenStore contract: a login token works until it expires or is revoked, and only for its user.
-import assert from 'node:assert/strict';
+import assert from '../helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import { hashToken, newToken, type TokenStore } from '../../auth/token-store.ts';
 import { rand, sleep, type Fixture } from './support.ts';

@@ -1,5 +1,5 @@
 // Debian's Chromium driven by playwright-core, for the browser tests (it downloads no browser of its own).
-import assert from 'node:assert/strict';
+import assert from './assert.ts';
 import fs from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 
