@@ -1,6 +1,6 @@
 // Accepting one chat message: validate → stamp (synchronous, so a burst is numbered in arrival order) →
-// recipients → dedupe → store for every recipient and in the outbox (the event-log mirror) → ack →
-// deliver. Each step is a small named function; a feature adds a step.
+// recipients → dedupe and store for every recipient and in the outbox (the event-log mirror), in one
+// atomic write → ack → deliver. Each step is a small named function; a feature adds a step.
 import type { Config } from '../common/config.ts';
 import {
   ackEnvelope,
@@ -15,13 +15,11 @@ import {
 import { asParleyError, forbidden, ParleyError, unknownRecipient } from '../common/errors.ts';
 import type { IdGenerator } from '../common/ids.ts';
 import type { Logger } from '../common/log.ts';
+import type { AcceptStore } from './accept-store.ts';
 import type { Metrics } from '../common/metrics.ts';
-import type { Dedupe } from './dedupe.ts';
 import type { Device, Delivery } from './devices.ts';
 import { checkAttachment, grantAttachment, type AttachmentGate } from '../blob/accept-step.ts';
 import type { Groups } from './groups.ts';
-import type { OfflineQueue } from './offline-queue.ts';
-import type { Outbox } from './outbox.ts';
 import type { Recipients } from './recipients.ts';
 import type { Router } from './router.ts';
 import type { SendTarget } from './topics.ts';
@@ -29,15 +27,13 @@ import type { SendTarget } from './topics.ts';
 export interface AcceptDeps {
   config: Readonly<Config>;
   ids: IdGenerator;
-  dedupe: Dedupe;
-  queue: OfflineQueue;
+  store: AcceptStore;
   router: Router;
   recipients: Recipients;
   attachments: AttachmentGate['attachments'];
   groups: Groups;
   metrics: Metrics;
   log: Logger;
-  outbox: Outbox;
   /** Told when records entered the outbox, so the shipper need not wait for its idle poll. */
   outboxFilled(): void;
 }
@@ -49,7 +45,6 @@ interface Accepting {
   text: string;
   /** Users whose queues get the message. */
   recipients: string[];
-  claimed: boolean;
   /** Set when (sender, cid) was accepted before: the earlier id and time are acked again. */
   earlier?: { id: string; ts: number };
   started: number;
@@ -76,17 +71,6 @@ async function resolveRecipients(a: Accepting, deps: AcceptDeps): Promise<void> 
   a.recipients = await recipientsOf(a.message.from, a.target, deps);
 }
 
-async function dedupe(a: Accepting, deps: AcceptDeps): Promise<void> {
-  const value = `${a.message.id}:${a.message.ts}`;
-  const earlier = await deps.dedupe.claim(a.message.from, a.message.cid, value, deps.config.dedupeTtlSeconds);
-  if (earlier === null) {
-    a.claimed = true;
-    return;
-  }
-  const [id, ts] = earlier.split(':');
-  a.earlier = { id, ts: Number(ts) };
-}
-
 /**
  * The envelope as one user receives it. A group message is encoded once with the group id as `to` (so it
  * is archived that way); each member's copy names the member as `to`, by replacing that one field —
@@ -105,21 +89,34 @@ function eventRecord(a: Accepting): { key: string; value: string } {
 }
 
 /**
- * Stores the message in every recipient's queue and in the outbox, durably, before the ack. Earlier
- * steps may finish out of order (a directory lookup, a dedupe round trip); these writes must not, so
- * they are handed over in arrival order. Handing over is synchronous in every adapter, so the next
- * message need not wait for this one's fsync or round trip.
+ * Claims (sender, cid) and stores the message in every recipient's queue and in the outbox, in one durable
+ * write, before the ack; a resend gets the earlier id and time instead (PROTOCOL.md, `cid`). Earlier steps
+ * may finish out of order (a directory lookup); these writes must not, so they are handed over in arrival
+ * order. Handing over is synchronous in every adapter, so the next message need not wait for this one's
+ * fsync or round trip.
  */
-async function storeForRecipients(a: Accepting, deps: AcceptDeps): Promise<void> {
+async function dedupeAndStore(a: Accepting, deps: AcceptDeps): Promise<void> {
   await a.turn;
-  const queued = deps.queue.push(a.recipients.map((userId) => ({ userId, message: { id: a.message.id, payload: textFor(a, userId) } })));
-  const mirrored = deps.outbox.append([eventRecord(a)]);
+  const { id, ts, from, cid } = a.message;
+  const stored = deps.store.store({
+    sender: from,
+    cid,
+    claim: `${id}:${ts}`,
+    ttlSeconds: deps.config.dedupeTtlSeconds,
+    queue: a.recipients.map((userId) => ({ userId, message: { id, payload: textFor(a, userId) } })),
+    outbox: [eventRecord(a)],
+  });
   a.passTurn();
-  await Promise.all([queued, mirrored]);
+  const earlier = await stored;
+  if (earlier !== null) {
+    const [firstId, firstTs] = earlier.split(':');
+    a.earlier = { id: firstId, ts: Number(firstTs) };
+    return;
+  }
   deps.outboxFilled();
 }
 
-export const acceptSteps: Step[] = [resolveRecipients, checkAttachment, dedupe, grantAttachment, storeForRecipients];
+export const acceptSteps: Step[] = [resolveRecipients, checkAttachment, grantAttachment, dedupeAndStore];
 
 export class Acceptor {
   constructor(private readonly deps: AcceptDeps) {}
@@ -137,7 +134,7 @@ export class Acceptor {
     let passTurn!: () => void;
     device.storeTurn = new Promise<void>((resolve) => (passTurn = resolve));
     const message = this.stamp(device, target, parsed);
-    const a: Accepting = { device, target, message, text: '', recipients: [], claimed: false, started, turn, passTurn };
+    const a: Accepting = { device, target, message, text: '', recipients: [], started, turn, passTurn };
     a.text = encodeEnvelope(a.message);
     return this.inOrder(device, this.run(a).then(() => () => this.finish(a), (err) => () => this.fail(a, err)));
   }
@@ -197,11 +194,12 @@ export class Acceptor {
     }
   }
 
-  private async fail(a: Accepting, err: unknown): Promise<void> {
+  private fail(a: Accepting, err: unknown): void {
     const error = asParleyError(err);
     if (!(err instanceof ParleyError)) this.deps.log.error({ err, user: a.message.from }, 'message could not be stored');
-    // A refused message does not use up its cid.
-    if (a.claimed) await this.deps.dedupe.release(a.message.from, a.message.cid).catch(() => undefined);
+    // A message refused before the store did not use up its cid. One whose store failed may or may not have
+    // been written (the reply is what failed): its claim stays, so a resend is acked under the first id if
+    // the write happened and stored now if it did not (AcceptStore).
     this.refuse(a.device, error, a.message.cid);
   }
 

@@ -15,11 +15,10 @@ import type { Logger } from '../common/log.ts';
 import type { Metrics } from '../common/metrics.ts';
 import { Acceptor, type AcceptDeps } from './accept.ts';
 import type { ClusterBus, NodeMessage } from './cluster-bus.ts';
-import type { Dedupe } from './dedupe.ts';
+import type { AcceptStore } from './accept-store.ts';
 import { DeviceRegistry, type Device, type Transport } from './devices.ts';
 import type { Groups } from './groups.ts';
 import type { OfflineQueue } from './offline-queue.ts';
-import type { Outbox } from './outbox.ts';
 import type { Presence } from './presence.ts';
 import { Recipients } from './recipients.ts';
 import { ClusterRouter } from './router.ts';
@@ -34,12 +33,12 @@ export interface BrokerDeps {
   recipients: Recipients;
   attachments: AcceptDeps['attachments'];
   groups: Groups;
-  dedupe: Dedupe;
+  /** The accept path's one durable write: dedupe, queues, outbox. */
+  store: AcceptStore;
   queue: OfflineQueue;
   presence: Presence;
   /** To the other broker nodes: deliveries for their devices, presence changes, logouts. */
   bus: ClusterBus;
-  outbox: Outbox;
   outboxFilled(): void;
 }
 
@@ -72,15 +71,13 @@ export class ParleyBroker {
     this.acceptor = new Acceptor({
       config: deps.config,
       ids: deps.ids,
-      dedupe: deps.dedupe,
-      queue: deps.queue,
+      store: deps.store,
       router: this.router,
       recipients: deps.recipients,
       attachments: deps.attachments,
       groups: deps.groups,
       metrics: deps.metrics,
       log: deps.log,
-      outbox: deps.outbox,
       outboxFilled: deps.outboxFilled,
     });
   }

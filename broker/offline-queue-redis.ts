@@ -13,30 +13,30 @@ export class RedisOfflineQueue implements OfflineQueue {
     // Plain commands, not a pipeline() per call: auto-pipelining sends every push of one event-loop turn
     // (many messages, many senders) in one write.
     await Promise.all(
-      batch.flatMap(({ userId, message }) => [this.redis.rpush(key(userId), encode(message)), this.redis.ltrim(key(userId), -this.max, -1)]),
+      batch.flatMap(({ userId, message }) => [this.redis.rpush(queueKey(userId), encodeQueued(message)), this.redis.ltrim(queueKey(userId), -this.max, -1)]),
     );
   }
 
   async list(userId: string, limit: number): Promise<QueuedMessage[]> {
     if (limit <= 0) return []; // LRANGE 0 -1 would be the whole list
-    const rows = await this.redis.lrange(key(userId), 0, limit - 1);
+    const rows = await this.redis.lrange(queueKey(userId), 0, limit - 1);
     return rows.map(decode);
   }
 
   async remove(userId: string, message: QueuedMessage): Promise<void> {
-    await this.redis.lrem(key(userId), 1, encode(message));
+    await this.redis.lrem(queueKey(userId), 1, encodeQueued(message));
   }
 
   length(userId: string): Promise<number> {
-    return this.redis.llen(key(userId));
+    return this.redis.llen(queueKey(userId));
   }
 
   async close(): Promise<void> {}
 }
 
-const key = (userId: string) => `offline:${userId}`;
+export const queueKey = (userId: string) => `offline:${userId}`;
 // The id leads so analysts reading the list see it without parsing JSON.
-const encode = (m: QueuedMessage) => `${m.id} ${m.payload}`;
+export const encodeQueued = (m: QueuedMessage) => `${m.id} ${m.payload}`;
 function decode(row: string): QueuedMessage {
   const i = row.indexOf(' ');
   return { id: row.slice(0, i), payload: row.slice(i + 1) };

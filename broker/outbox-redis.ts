@@ -10,11 +10,11 @@ export class RedisOutbox implements Outbox {
     private readonly redis: Redis,
     nodeId: number,
   ) {
-    this.key = `outbox:${nodeId}`;
+    this.key = outboxKey(nodeId);
   }
   async append(records: readonly LogRecord[]): Promise<void> {
     if (records.length === 0) return;
-    await this.redis.rpush(this.key, ...records.map((r) => `${r.key}\t${r.value}`));
+    await this.redis.rpush(this.key, ...records.map(outboxRow));
   }
   async peek(limit: number): Promise<LogRecord[]> {
     if (limit <= 0) return [];
@@ -31,3 +31,6 @@ export class RedisOutbox implements Outbox {
   }
   async close(): Promise<void> {}
 }
+
+export const outboxKey = (nodeId: number) => `outbox:${nodeId}`;
+export const outboxRow = (r: LogRecord) => `${r.key}\t${r.value}`;

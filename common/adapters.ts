@@ -14,9 +14,9 @@ import { RedisThrottle } from '../auth/throttle-redis.ts';
 import type { TokenStore } from '../auth/token-store.ts';
 import { EmbeddedTokenStore } from '../auth/token-store-embedded.ts';
 import { RedisTokenStore } from '../auth/token-store-redis.ts';
-import type { Dedupe } from '../broker/dedupe.ts';
-import { EmbeddedDedupe } from '../broker/dedupe-embedded.ts';
-import { RedisDedupe } from '../broker/dedupe-redis.ts';
+import type { AcceptStore } from '../broker/accept-store.ts';
+import { EmbeddedAcceptStore } from '../broker/accept-store-embedded.ts';
+import { RedisAcceptStore } from '../broker/accept-store-redis.ts';
 import type { OfflineQueue } from '../broker/offline-queue.ts';
 import { EmbeddedOfflineQueue } from '../broker/offline-queue-embedded.ts';
 import { RedisOfflineQueue } from '../broker/offline-queue-redis.ts';
@@ -44,7 +44,8 @@ export interface Adapters {
   directory: Directory;
   tokens: TokenStore;
   throttle: Throttle;
-  dedupe: Dedupe;
+  /** Dedupe, queues and outbox in one write per message: over `queue` and `outbox`, which read what it writes. */
+  acceptStore: AcceptStore;
   presence: Presence;
   /** Between broker nodes: Redis pub/sub, or (one process) nobody else. */
   bus: ClusterBus;
@@ -79,7 +80,6 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
     directory,
     tokens: redis ? new RedisTokenStore(redis) : new EmbeddedTokenStore(),
     throttle: redis ? new RedisThrottle(redis) : new EmbeddedThrottle(),
-    dedupe: redis ? new RedisDedupe(redis) : new EmbeddedDedupe(),
     presence: redis ? new RedisPresence(redis, config.nodeId, config.presenceHeartbeatMs) : new EmbeddedPresence(config.nodeId),
     bus: redis ? new RedisClusterBus(redis, config.nodeId) : new EmbeddedClusterBus(config.nodeId, EmbeddedClusterHub.of(config.dataDir)),
     queue: redis
@@ -98,15 +98,17 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
           fsync: config.embeddedFsync,
         }),
   };
+  const acceptStore = redis ? new RedisAcceptStore(redis, config.nodeId, config.offlineMax) : new EmbeddedAcceptStore(journal!, a.queue, a.outbox);
   return {
     ...a,
+    acceptStore,
     redis,
     journal,
     describe: () => ({
       directory: a.directory.adapter,
       tokens: a.tokens.adapter,
       throttle: a.throttle.adapter,
-      dedupe: a.dedupe.adapter,
+      acceptStore: acceptStore.adapter,
       presence: a.presence.adapter,
       clusterBus: a.bus.adapter,
       offlineQueue: a.queue.adapter,
@@ -122,7 +124,7 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
       return checks;
     },
     close: async () => {
-      await Promise.all([a.bus.close(), a.queue.close(), a.presence.close(), a.dedupe.close(), a.throttle.close(), a.tokens.close(), a.directory.close()]);
+      await Promise.all([a.bus.close(), a.queue.close(), a.presence.close(), acceptStore.close(), a.throttle.close(), a.tokens.close(), a.directory.close()]);
       await Promise.all([a.groups.close(), a.outbox.close(), a.eventLog.close(), a.archive.close(), a.blobs.close()]);
       if (redis) await redis.quit().catch(() => redis.disconnect());
     },

@@ -82,6 +82,11 @@ export class ExpiringMap<V> {
     return e && e.expiresAt > now ? e.expiresAt - now : 0;
   }
 
+  /** The entries not expired at `now`, in the order first written. */
+  *live(now = Date.now()): Generator<Readonly<Entry<V>>> {
+    for (const e of this.entries.values()) if (e.expiresAt > now) yield e;
+  }
+
   delete(key: string): void {
     this.entries.delete(key);
   }

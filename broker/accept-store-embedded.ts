@@ -1,0 +1,65 @@
+import { ExpiringMap } from '../common/expiring-map.ts';
+import type { Journal, JournalChannel } from '../common/journal.ts';
+import type { AcceptStore, AcceptWrite } from './accept-store.ts';
+import type { OfflineQueue } from './offline-queue.ts';
+import type { Outbox } from './outbox.ts';
+
+/**
+ * Claims in memory, made durable in the node's journal (channel `d`, `{expiresAt} {sender} {cid} {claim}`)
+ * together with the message's queue and outbox records: one write, one fsync. The claim is appended last,
+ * so a write torn by a crash keeps a message without its claim (a resend would store it again) but never a
+ * claim without its message (a resend would be acked for a message that is nowhere). Claims are replayed
+ * at start, so a resend after a restart is acked under its first id; a compaction keeps the unexpired ones.
+ */
+export class EmbeddedAcceptStore implements AcceptStore {
+  readonly adapter = 'embedded';
+  private readonly claims = new ExpiringMap<string>();
+  private readonly log: JournalChannel;
+
+  constructor(
+    journal: Journal,
+    private readonly queue: OfflineQueue,
+    private readonly outbox: Outbox,
+  ) {
+    const claims = this.claims;
+    this.log = journal.channel(
+      'd',
+      {
+        live: function* () {
+          for (const { key, value, expiresAt } of claims.live()) yield `${expiresAt} ${key.replace('\n', ' ')} ${value}`;
+        },
+        liveCount: () => claims.size,
+      },
+      (record) => {
+        const [expiresAt, sender, cid] = record.split(' ', 3);
+        const ttl = Number(expiresAt) - Date.now();
+        if (ttl > 0) claims.set(`${sender}\n${cid}`, record.slice(expiresAt.length + sender.length + cid.length + 3), ttl);
+      },
+    );
+  }
+
+  async store(w: AcceptWrite): Promise<string | null> {
+    const key = `${w.sender}\n${w.cid}`;
+    const ttlMs = w.ttlSeconds * 1000;
+    const earlier = this.claims.setIfAbsent(key, w.claim, ttlMs);
+    if (earlier !== undefined) return earlier;
+    try {
+      // All three hand their records to the journal before their first await: call order is journal order.
+      await Promise.all([
+        this.queue.push(w.queue),
+        this.outbox.append(w.outbox),
+        this.log.append([`${Date.now() + ttlMs} ${w.sender} ${w.cid} ${w.claim}`]),
+      ]);
+    } catch (err) {
+      // The journal did not take the records: the claim goes with them, and a resend stores again.
+      this.claims.delete(key);
+      throw err;
+    }
+    return null;
+  }
+
+  async close(): Promise<void> {
+    this.log.close();
+    this.claims.clear();
+  }
+}

@@ -1,0 +1,133 @@
+// The AcceptStore contract against the embedded journal and the real Redis of test/stack, and what only one
+// adapter promises: the embedded store gives a claim back when the journal refuses its records; Redis writes
+// the claim, the queues and the outbox in one command, under the keys operators read.
+import assert from './helpers/assert.ts';
+import { after, before, describe, it } from 'node:test';
+import { EmbeddedAcceptStore } from '../broker/accept-store-embedded.ts';
+import { RedisAcceptStore } from '../broker/accept-store-redis.ts';
+import { EmbeddedOfflineQueue } from '../broker/offline-queue-embedded.ts';
+import { RedisOfflineQueue } from '../broker/offline-queue-redis.ts';
+import { EmbeddedOutbox } from '../broker/outbox-embedded.ts';
+import { RedisOutbox } from '../broker/outbox-redis.ts';
+import { Journal } from '../common/journal.ts';
+import { ACCEPT_STORE_MAX, acceptStoreContract, type AcceptStoreFixture } from './contracts/accept-store.ts';
+import { rand, redisSandbox, tempDir, type RedisSandbox } from './contracts/support.ts';
+
+const NODE = 3;
+
+/** The store, queue and outbox on one journal in `dir`, as the broker opens them. */
+function openEmbedded(dir: string, max: number) {
+  const journal = Journal.open(dir, NODE, true);
+  const queue = new EmbeddedOfflineQueue(journal, NODE, max);
+  const outbox = new EmbeddedOutbox(journal, NODE);
+  const adapter = new EmbeddedAcceptStore(journal, queue, outbox);
+  return { adapter, queue, outbox, close: () => Promise.all([adapter.close(), queue.close(), outbox.close()]) };
+}
+
+async function embedded(max: number): Promise<AcceptStoreFixture & { dir: string; close(): Promise<unknown> }> {
+  const tmp = await tempDir('accept-store');
+  const opened = openEmbedded(tmp.dir, max);
+  return {
+    ...opened,
+    dir: tmp.dir,
+    cleanup: async () => {
+      await opened.close();
+      await tmp.remove();
+    },
+  };
+}
+
+async function redis(max: number, sandbox?: RedisSandbox): Promise<AcceptStoreFixture & { sandbox: RedisSandbox }> {
+  const s = sandbox ?? (await redisSandbox());
+  const client = s.client();
+  return {
+    adapter: new RedisAcceptStore(client, NODE, max),
+    queue: new RedisOfflineQueue(client, max),
+    outbox: new RedisOutbox(client, NODE),
+    sandbox: s,
+    cleanup: () => s.cleanup(),
+  };
+}
+
+acceptStoreContract('embedded (claims in memory, queue and outbox in the journal)', ({ max }) => embedded(max));
+acceptStoreContract('redis (one Lua script)', ({ max }) => redis(max));
+
+describe('AcceptStore, embedded only', () => {
+  it('remembers its claims across a restart, and forgets the expired ones', async () => {
+    const f = await embedded(ACCEPT_STORE_MAX);
+    const w = (cid: string, claim: string, ttlSeconds: number) => ({ sender: 'alice', cid, claim, ttlSeconds, queue: [{ userId: 'bob', message: { id: claim.split(':')[0], payload: '{}' } }], outbox: [{ key: 'alice:bob', value: '{}' }] });
+    try {
+      assert.equal(await f.adapter.store(w('kept', '1:100 with spaces', 3600)), null);
+      assert.equal(await f.adapter.store(w('short', '2:200', 1)), null);
+      await f.close();
+      await new Promise((r) => setTimeout(r, 1100));
+      const again = openEmbedded(f.dir, ACCEPT_STORE_MAX);
+      try {
+        assert.equal(await again.adapter.store(w('kept', '3:300', 3600)), '1:100 with spaces', 'a resend after the restart gets the first claim');
+        assert.equal(await again.adapter.store(w('short', '4:400', 3600)), null, 'an expired claim is not replayed');
+        assert.deepEqual((await again.queue.list('bob', 10)).map((m) => m.id), ['1', '2', '4']);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await f.cleanup().catch(() => undefined);
+    }
+  });
+
+  it('gives the claim back when the journal refuses the records, so a resend is stored', async () => {
+    const f = await embedded(ACCEPT_STORE_MAX);
+    try {
+      const w = { sender: 'alice', cid: 'c1', claim: '1:2', ttlSeconds: 60, queue: [{ userId: 'bob', message: { id: '1', payload: '{}' } }], outbox: [{ key: 'alice:bob', value: '{}' }] };
+      const push = f.queue.push;
+      f.queue.push = async () => {
+        throw new Error('disk full');
+      };
+      await assert.rejects(f.adapter.store(w), /disk full/);
+      f.queue.push = push;
+      assert.equal(await f.adapter.store({ ...w, claim: '3:4' }), null, 'the resend is stored');
+      assert.equal(await f.adapter.store(w), '3:4');
+    } finally {
+      await f.cleanup();
+    }
+  });
+});
+
+describe('AcceptStore, redis only', () => {
+  let f: AcceptStoreFixture & { sandbox: RedisSandbox };
+  before(async () => {
+    f = await redis(ACCEPT_STORE_MAX);
+  });
+  after(async () => {
+    await f?.cleanup();
+  });
+
+  it('writes the claim, every queue and the outbox in one command, under the operators’ keys', async () => {
+    const raw = f.sandbox.raw();
+    const [alice, bob, carol] = [`u${rand()}`, `u${rand()}`, `u${rand()}`];
+    const monitor = await raw.monitor();
+    const seen: string[][] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args.some((a) => a.includes(alice))) seen.push(args);
+    });
+    const w = {
+      sender: alice,
+      cid: 'c-1',
+      claim: '42:1700000000000',
+      ttlSeconds: 60,
+      queue: [bob, carol].map((userId) => ({ userId, message: { id: '42', payload: `{"to":"${userId}"}` } })),
+      outbox: [{ key: `${alice}:${bob}`, value: '{"v":1}' }],
+    };
+    assert.equal(await f.adapter.store(w), null);
+    await new Promise((r) => setTimeout(r, 200));
+    monitor.disconnect();
+    // MONITOR shows the script's own calls too (as `lua` sourced lines); the client sent one EVAL/EVALSHA.
+    const fromClient = seen.filter((args) => /^eval/i.test(args[0]));
+    assert.equal(fromClient.length, 1, `one script call, saw ${JSON.stringify(seen.map((a) => a[0]))}`);
+    const p = f.sandbox.prefix;
+    assert.equal(await raw.get(`${p}dedupe:${alice}:c-1`), '42:1700000000000');
+    assert.ok((await raw.ttl(`${p}dedupe:${alice}:c-1`)) > 50, 'the claim expires');
+    assert.deepEqual(await raw.lrange(`${p}offline:${bob}`, 0, -1), [`42 {"to":"${bob}"}`]);
+    assert.deepEqual(await raw.lrange(`${p}offline:${carol}`, 0, -1), [`42 {"to":"${carol}"}`]);
+    assert.deepEqual(await raw.lrange(`${p}outbox:${NODE}`, 0, -1), [`${alice}:${bob}\t{"v":1}`]);
+  });
+});
