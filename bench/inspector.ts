@@ -24,26 +24,49 @@ async function inspectorUrl(pid: number, log: string, timeoutMs: number): Promis
   throw new Error(`process ${pid} did not open its inspector within ${timeoutMs} ms (see ${log})`);
 }
 
-/** Runs a full, memory-reducing GC in the Node process `pid`, whose stderr goes to `log`. */
-export async function collectGarbage(pid: number, log: string, timeoutMs = 10_000): Promise<void> {
+/** What the process's main thread holds after the GC (`process.memoryUsage()`, bytes; RSS is read from /proc). */
+export interface HeapReading {
+  /** The main isolate's live JS objects. */
+  heapUsed: number;
+  /** Memory of JS objects held outside the heap (Buffers, ArrayBuffers, native handles that report it). */
+  external: number;
+}
+
+/**
+ * Runs a full, memory-reducing GC in the Node process `pid`, whose stderr goes to `log`, then reads its
+ * main thread's heap: the part of the settled RSS that is JS objects, as against native memory.
+ */
+export async function collectGarbage(pid: number, log: string, timeoutMs = 10_000): Promise<HeapReading> {
   const url = await inspectorUrl(pid, log, timeoutMs);
   const ws = new WebSocket(url);
+  const call = (id: number, method: string, params: object = {}) =>
+    new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${method} in ${pid}: no answer within ${timeoutMs} ms`)), timeoutMs);
+      const onMessage = (data: unknown) => {
+        const answer = JSON.parse(String(data)) as { id?: number; result?: unknown; error?: { message: string } };
+        if (answer.id !== id) return;
+        clearTimeout(timer);
+        ws.off('message', onMessage);
+        if (answer.error) reject(new Error(`${method} in ${pid}: ${answer.error.message}`));
+        else resolve(answer.result);
+      };
+      ws.on('message', onMessage);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`HeapProfiler.collectGarbage in ${pid}: no answer within ${timeoutMs} ms`)), timeoutMs);
-      ws.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-      ws.once('open', () => ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' })));
-      ws.on('message', (data) => {
-        const answer = JSON.parse(String(data)) as { id?: number; error?: { message: string } };
-        if (answer.id !== 1) return;
-        clearTimeout(timer);
-        if (answer.error) reject(new Error(`HeapProfiler.collectGarbage in ${pid}: ${answer.error.message}`));
-        else resolve();
-      });
+      const timer = setTimeout(() => reject(new Error(`inspector of ${pid} at ${url}: not open within ${timeoutMs} ms`)), timeoutMs);
+      ws.once('error', (err) => (clearTimeout(timer), reject(err)));
+      ws.once('open', () => (clearTimeout(timer), resolve()));
     });
+    await call(1, 'HeapProfiler.collectGarbage');
+    const read = (await call(2, 'Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true })) as {
+      result?: { value?: string };
+      exceptionDetails?: unknown;
+    };
+    if (read.exceptionDetails || typeof read.result?.value !== 'string') throw new Error(`process.memoryUsage() in ${pid} failed: ${JSON.stringify(read)}`);
+    const usage = JSON.parse(read.result.value) as NodeJS.MemoryUsage;
+    return { heapUsed: usage.heapUsed, external: usage.external };
   } finally {
     ws.terminate();
   }

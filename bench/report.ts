@@ -73,7 +73,7 @@ export function drainTable(r: BenchResults): string {
 
 export function connectionsTable(r: BenchResults): string {
   return table(
-    ['system', 'connected', 'connects/s', 'connect p50 / p99 (ms)', 'RSS before → half → after → settled (MB)', 'KB per connection', 'KB per connection, second half', 'KB per connection, settled', 'broker CPU', 'backend CPU', 'generator CPU'],
+    ['system', 'connected', 'connects/s', 'connect p50 / p99 (ms)', 'RSS before → half → after → settled (MB)', 'KB per connection', 'KB per connection, second half', 'KB per connection, settled', 'of which JS heap / external (KB)', 'broker CPU', 'backend CPU', 'generator CPU'],
     r.connections.map((c) => [
       label(c.system),
       `${int(c.connected)}/${int(c.target)}`,
@@ -83,6 +83,7 @@ export function connectionsTable(r: BenchResults): string {
       (c.bytesPerConnection / 1024).toFixed(1),
       c.marginalBytesPerConnection === undefined ? '–' : (c.marginalBytesPerConnection / 1024).toFixed(1),
       c.settledBytesPerConnection === undefined ? '–' : (c.settledBytesPerConnection / 1024).toFixed(1),
+      c.settledHeapBytesPerConnection === undefined ? '–' : `${(c.settledHeapBytesPerConnection / 1024).toFixed(1)} / ${((c.settledExternalBytesPerConnection ?? 0) / 1024).toFixed(1)}`,
       pct(c.brokerCpu),
       c.backendCpu ? pct(c.backendCpu) : '–',
       pct(c.generatorCpu),

@@ -109,6 +109,13 @@ export interface ConnectionsResult extends Usage {
   rssSettledMB?: number;
   /** (settled RSS − before) / connections, before also read after a full GC: what idle connections hold. */
   settledBytesPerConnection?: number;
+  /**
+   * Of the settled figure, the main thread's JS heap per connection (heapUsed after the GC, after − before) and
+   * what JS objects hold outside it (`external`: Buffers, ArrayBuffers); the rest is native memory (sockets,
+   * allocator). Node brokers only, since round 7.
+   */
+  settledHeapBytesPerConnection?: number;
+  settledExternalBytesPerConnection?: number;
   sourceAddresses: number;
   /** A cluster only: the connections placed on each node and its RSS readings (the fields above are their sums). */
   nodeRss?: NodeRss[];

@@ -8,6 +8,7 @@
 import os from 'node:os';
 import { RawClient, encodeTopic } from './client.ts';
 import { Generators, shares } from './generators.ts';
+import type { HeapReading } from './inspector.ts';
 import { maxMs, merge, newHistogram, quantileMs } from './histogram.ts';
 import { mergeMetrics, pausesBetween, pausesText, readMetrics, type MetricsSample } from './pauses.ts';
 import { CpuMeter, sampleProcess } from './procstat.ts';
@@ -447,20 +448,21 @@ export async function drain(sut: SystemUnderTest, o: ScenarioOptions): Promise<D
  * GC first (V8's memory reducer does the same by itself 20-60 s into an idle spell), every node of a
  * cluster at once; Mosquitto has nothing to collect.
  */
-async function settledRss(sut: SystemUnderTest, o: ScenarioOptions): Promise<number[]> {
+async function settledRss(sut: SystemUnderTest, o: ScenarioOptions): Promise<{ rss: number[]; heap: HeapReading | null }> {
   const collecting = sut.nodes.filter((n) => n.collectGarbage);
-  if (collecting.length === 0) return rssOf(sut);
-  await Promise.all(collecting.map((n) => n.collectGarbage!()));
+  if (collecting.length === 0) return { rss: rssOf(sut), heap: null };
+  const heaps = await Promise.all(collecting.map((n) => n.collectGarbage!()));
+  const heap = { heapUsed: sum(heaps.map((h) => h.heapUsed)), external: sum(heaps.map((h) => h.external)) };
   // Freed pages leave RSS over the next seconds, as V8's unmapper releases them on a background thread:
   // read once RSS (of all nodes) holds still (within 1 MB for half a second), at most 10 s on.
   let last = rssOf(sut);
   for (const deadline = performance.now() + 10_000; performance.now() < deadline; ) {
     await sleep(Math.min(o.settleMs, 500));
     const now = rssOf(sut);
-    if (Math.abs(sum(now) - sum(last)) < 1 << 20) return now;
+    if (Math.abs(sum(now) - sum(last)) < 1 << 20) return { rss: now, heap };
     last = now;
   }
-  return last;
+  return { rss: last, heap };
 }
 
 /** A cluster's readings per node, with the connections placed on each. */
@@ -484,7 +486,8 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
   await sleep(o.settleMs);
   await quiet(sut, gens, o);
   // Every reading starts from a settled broker: what earlier work (signing users in) left for the GC is gone.
-  const beforeNodes = await settledRss(sut, o);
+  const settledBefore = await settledRss(sut, o);
+  const beforeNodes = settledBefore.rss;
   const before = sum(beforeNodes);
   const usage = meter(sut, gens);
   // Two halves: what the whole burst added (fixed costs included: a young generation growing to its limit,
@@ -502,8 +505,11 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
   await sleep(o.settleMs * 2);
   const afterNodes = rssOf(sut);
   const after = sum(afterNodes);
-  const settledNodes = await settledRss(sut, o);
+  const settledAfter = await settledRss(sut, o);
+  const settledNodes = settledAfter.rss;
   const settled = sum(settledNodes);
+  const heapBefore = settledBefore.heap;
+  const heapAfter = settledAfter.heap;
   await gens.all(() => ({ type: 'close' }));
   const result: ConnectionsResult = {
     system: sut.name,
@@ -522,6 +528,12 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
     bytesPerConnection: c.ok > 0 ? Math.round((after - before) / c.ok) : 0,
     marginalBytesPerConnection: second.ok > 0 ? Math.round((after - middle) / second.ok) : 0,
     settledBytesPerConnection: c.ok > 0 ? Math.round((settled - before) / c.ok) : 0,
+    ...(heapBefore && heapAfter && c.ok > 0
+      ? {
+          settledHeapBytesPerConnection: Math.round((heapAfter.heapUsed - heapBefore.heapUsed) / c.ok),
+          settledExternalBytesPerConnection: Math.round((heapAfter.external - heapBefore.external) / c.ok),
+        }
+      : {}),
     sourceAddresses: o.sourceAddresses,
     ...u,
     ...(clustered(sut) ? { nodeRss: nodeRss(sut, specs, { before: beforeNodes, middle: middleNodes, after: afterNodes, settled: settledNodes }) } : {}),
@@ -530,7 +542,11 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
     `  connections: ${c.ok}/${o.connections} in ${(c.ms / 1000).toFixed(1)} s (${result.perSec}/s, p99 ${fmt(result.connectP99)} ms)  ` +
       `RSS ${result.rssBeforeMB} → ${result.rssMiddleMB} → ${result.rssAfterMB} MB = ${(result.bytesPerConnection / 1024).toFixed(1)} KB/connection ` +
       `(second half ${((result.marginalBytesPerConnection ?? 0) / 1024).toFixed(1)} KB; settled ${result.rssSettledMB} MB = ` +
-      `${((result.settledBytesPerConnection ?? 0) / 1024).toFixed(1)} KB)  broker ${brokerCpuText(u)} cpu` +
+      `${((result.settledBytesPerConnection ?? 0) / 1024).toFixed(1)} KB` +
+      (result.settledHeapBytesPerConnection === undefined
+        ? ''
+        : `, of which JS heap ${(result.settledHeapBytesPerConnection / 1024).toFixed(1)} KB, external ${((result.settledExternalBytesPerConnection ?? 0) / 1024).toFixed(1)} KB`) +
+      `)  broker ${brokerCpuText(u)} cpu` +
       (result.nodeRss ? `  per node settled ${result.nodeRss.map((n) => `${n.rssBeforeMB} → ${n.rssSettledMB} MB`).join(', ')}` : '') +
       (c.failed ? `  (${c.failed} failed: ${c.firstError})` : ''),
   );

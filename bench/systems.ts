@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { collectGarbage, INSPECT_ON_SIGNAL } from './inspector.ts';
+import { collectGarbage, INSPECT_ON_SIGNAL, type HeapReading } from './inspector.ts';
 import { shares } from './generators.ts';
 import { ensureMosquitto, mosquittoConfig, mosquittoVersion } from './mosquitto.ts';
 import { http, knownUsers, loginAll, registerAll, stillValid } from './users.ts';
@@ -38,9 +38,10 @@ export interface BrokerNode {
   metricsUrl?: string;
   /**
    * Node brokers (Parley, bare Aedes): a full, memory-reducing GC now, as V8 runs on its own after a
-   * while idle, so memory can be read settled. Absent for Mosquitto, which has no garbage collector.
+   * while idle, so memory can be read settled; answers with the main thread's heap after it. Absent for
+   * Mosquitto, which has no garbage collector.
    */
-  collectGarbage?(): Promise<void>;
+  collectGarbage?(): Promise<HeapReading>;
 }
 
 export interface SystemUnderTest {

@@ -88,6 +88,9 @@ test('bench --quick: a row for every system and scenario, and every message arri
       // Read again after a full GC (through the inspector for the Node brokers): the settled figures exist.
       assert.ok(conn.rssSettledMB !== undefined && conn.rssSettledMB > 0, `${system}: settled RSS was read`);
       assert.equal(typeof conn.settledBytesPerConnection, 'number');
+      // Node brokers also say how much of it is their JS heap; Mosquitto has none.
+      if (system === 'mosquitto') assert.equal(conn.settledHeapBytesPerConnection, undefined);
+      else assert.equal(typeof conn.settledHeapBytesPerConnection, 'number', `${system}: the heap was read after the GC`);
     }
     assertClusterMeasured(r);
     for (const p of PARLEYS) {

@@ -9,8 +9,10 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { collectGarbage, INSPECT_ON_SIGNAL } from '../bench/inspector.ts';
 
-// Logs every major GC; allocates nothing else while idle.
+// Logs every major GC; allocates nothing else while idle, and keeps 200,000 small objects more on SIGUSR2.
 const CHILD = `
+const kept = [];
+process.on('SIGUSR2', () => { for (let i = 0; i < 200000; i++) kept.push({ i }); console.error('kept ' + kept.length); });
 const { PerformanceObserver, constants } = require('node:perf_hooks');
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) console.error('major-gc');
@@ -52,6 +54,24 @@ test('collectGarbage runs a full GC in another Node process, again on a second c
     await new Promise((r) => setTimeout(r, 200));
     assert.ok(majors(log) > once, 'a second major GC ran');
     assert.equal(fs.readFileSync(log, 'utf8').match(/Debugger listening/g)?.length, 1, 'the inspector was opened once');
+  } finally {
+    child.kill();
+  }
+});
+
+test('collectGarbage answers with the heap the process keeps after the GC', { timeout: 30_000 }, async () => {
+  const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'parley-inspector-')), 'child.log');
+  const child = await start([INSPECT_ON_SIGNAL], log);
+  try {
+    const first = await collectGarbage(child.pid!, log);
+    assert.ok(first.heapUsed > 1 << 20 && first.heapUsed < 200 << 20, `a Node process's heap: ${first.heapUsed} bytes`);
+    assert.ok(first.external >= 0);
+    child.kill('SIGUSR2');
+    for (let i = 0; i < 100 && !fs.readFileSync(log, 'utf8').includes('kept 200000'); i++) await new Promise((r) => setTimeout(r, 50));
+    const second = await collectGarbage(child.pid!, log);
+    // 200,000 objects of one small field: at least 16 bytes each, plus the array that holds them.
+    const grew = second.heapUsed - first.heapUsed;
+    assert.ok(grew > 3_200_000 && grew < 40 << 20, `the heap grew by what the process keeps: ${grew} bytes`);
   } finally {
     child.kill();
   }
