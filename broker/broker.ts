@@ -3,7 +3,6 @@
 // and presence.
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import bl from 'bl';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { AuthService } from '../auth/service.ts';
 import { SignInError } from '../auth/service.ts';
@@ -21,6 +20,7 @@ import type { Groups } from './groups.ts';
 import type { OfflineQueue } from './offline-queue.ts';
 import type { Presence } from './presence.ts';
 import { Recipients } from './recipients.ts';
+import { trimConnect, trimConnection } from './connection-trim.ts';
 import { ClusterRouter } from './router.ts';
 import { grantSubscription, inboxTopic, parseSendTopic, presenceTopic, VOID_TOPIC } from './topics.ts';
 
@@ -117,19 +117,7 @@ export class ParleyBroker {
     // TCP is the default: only TLS and WebSocket streams need an entry.
     if (transport !== 'tcp') this.transports.set(stream, transport);
     this.aedes.handle(stream as never, req);
-    // mqtt-packet's parser keeps its unparsed bytes in a BufferListStream, a readable-stream Duplex (~1 KB
-    // with its states and listeners); it only uses the BufferList methods, so a plain BufferList will do.
-    const client = (stream as unknown as { client?: { _parser?: { _list: unknown }; _eos?: () => void } }).client;
-    // onConnClose finds the client there; without it devices would never retire. Loud, not a silent leak,
-    // should an Aedes upgrade stop setting it.
-    if (!client) throw new Error('Aedes did not attach its client to the connection stream');
-    if (client._parser) client._parser._list = new bl.BufferList();
-    // Aedes watches the stream with stream.finished() (eight closures and their listeners, ~0.7 KB); it
-    // already closes the client on 'end' and 'error', so one shared 'close' listener covers the rest.
-    if (client._eos) {
-      client._eos();
-      client._eos = noop;
-    }
+    trimConnection(stream);
     stream.on('close', this.onConnClose);
   }
 
@@ -150,10 +138,7 @@ export class ParleyBroker {
     // net.Socket caches {address, family, port} in _peername on first read; an idle connection need not keep it.
     if ((conn as { _peername?: unknown })._peername) (conn as { _peername?: unknown })._peername = undefined;
     const secret = password.toString('utf8');
-    // mqtt-packet keeps the CONNECT packet as its parser's `settings` for the connection's lifetime; the
-    // password (and the read buffer it points into) need not stay with it.
-    const settings = (client as unknown as { _parser?: { settings?: { password?: unknown } } })._parser?.settings;
-    if (settings?.password === password) settings.password = undefined;
+    trimConnect(client);
     this.deps.auth.signIn(username, secret, address).then(
       (signedIn) => {
         // Long-lived registrations happen in signedIn(), whose closures do not share this scope: a closure

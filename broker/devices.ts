@@ -55,11 +55,17 @@ export class Device {
   private drained: Set<string> | null = null;
 
   constructor(
-    readonly key: string,
+    /** Numbers this node's connections: a client id may reconnect before its old connection is gone. */
+    private readonly seq: number,
     readonly userId: string,
     readonly client: Client,
     readonly transport: Transport,
   ) {}
+
+  /** The device's name in Presence. Built when asked (at presence changes), not kept: ~90 bytes a device. */
+  get key(): string {
+    return `${this.client.id}#${this.seq}`;
+  }
 
   get inflightCount(): number {
     return this.inflight?.size ?? 0;
@@ -159,8 +165,7 @@ export class DeviceRegistry {
   ) {}
 
   add(userId: string, client: Client, transport: Transport): Device {
-    // A client id may reconnect before its old connection is gone; the key tells the two apart.
-    const device = new Device(`${client.id}#${++this.seq}`, userId, client, transport);
+    const device = new Device(++this.seq, userId, client, transport);
     let set = this.byUser.get(userId);
     if (!set) this.byUser.set(userId, (set = new Set()));
     set.add(device);

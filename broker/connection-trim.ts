@@ -1,0 +1,74 @@
+// What an idle connection need not keep. Aedes, mqtt-packet and bl give every connection objects that
+// Parley does not use once the connection is up, and an idle connection's memory is almost all JS objects
+// (BENCHMARKS.md, round 7). These touch private fields of the versions in package-lock.json: where a
+// field is not as expected the connection simply keeps the memory; the one assumption correctness rests
+// on (Aedes's client on the stream) throws.
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import bl from 'bl';
+
+const noop = () => {};
+
+/**
+ * mqtt-packet's unparsed bytes. A plain BufferList instead of the BufferListStream mqtt-packet makes (a
+ * readable-stream Duplex, ~1 KB with its states and listeners; mqtt-packet only calls BufferList methods),
+ * which also lets go of its array's backing store once everything is parsed (shift() keeps it, ~150 bytes).
+ */
+class ParserBuffer extends bl.BufferList {
+  consume(bytes: number): this {
+    super.consume(bytes);
+    const bufs = (this as unknown as { _bufs: Buffer[] })._bufs;
+    if (bufs.length === 0) bufs.length = 0; // an emptied array keeps its capacity; length = 0 frees it
+    return this;
+  }
+}
+
+interface ParserInternals {
+  _list: unknown;
+  settings?: { password?: unknown; protocolVersion?: number; bridgeMode?: boolean };
+}
+
+interface ClientInternals {
+  _parser?: ParserInternals;
+  _eos?: () => void;
+}
+
+/** Right after Aedes took the stream, before CONNECT. */
+export function trimConnection(stream: Duplex): void {
+  const client = (stream as unknown as { client?: ClientInternals }).client;
+  // The broker's 'close' listener finds the client there; without it devices would never retire. Loud,
+  // not a silent leak, should an Aedes upgrade stop setting it.
+  if (!client) throw new Error('Aedes did not attach its client to the connection stream');
+  if (client._parser) client._parser._list = new ParserBuffer();
+  // Aedes watches the stream with stream.finished() (eight closures and their listeners, ~0.7 KB); it
+  // already closes the client on 'error', and the broker's shared 'close' listener covers the rest.
+  if (client._eos) {
+    client._eos();
+    client._eos = noop;
+  }
+  // Aedes also closes the client on 'end' (a bound function and the listener array it grows, ~0.3 KB). A
+  // TCP or TLS socket that is not half-open (net.Server's default) ends its own side after 'end' and then
+  // emits 'close', where the broker closes the client. WebSocket streams keep it.
+  if (stream instanceof net.Socket && !stream.allowHalfOpen) {
+    const aedesClose = stream.listeners('end').find((fn) => fn.name === 'bound close');
+    if (aedesClose) stream.removeListener('end', aedesClose as (...args: unknown[]) => void);
+  }
+}
+
+/** mqtt-packet reads only these of the CONNECT packet it keeps as its parser's `settings`. */
+const SETTINGS = new Map<string, Readonly<{ protocolVersion: number; bridgeMode: boolean }>>();
+
+/**
+ * Once CONNECT is parsed: mqtt-packet keeps the whole CONNECT packet (client id, username, password and the
+ * read buffer it points into) as its parser's settings for the connection's lifetime, and reads only the
+ * protocol version and bridge mode from it. A shared, frozen object per version does.
+ */
+export function trimConnect(client: object): void {
+  const parser = (client as ClientInternals)._parser;
+  const kept = parser?.settings;
+  if (!parser || !kept || typeof kept.protocolVersion !== 'number') return;
+  const key = `${kept.protocolVersion}:${kept.bridgeMode === true}`;
+  let shared = SETTINGS.get(key);
+  if (!shared) SETTINGS.set(key, (shared = Object.freeze({ protocolVersion: kept.protocolVersion, bridgeMode: kept.bridgeMode === true })));
+  parser.settings = shared;
+}
