@@ -2,6 +2,7 @@
 // authorizeSubscribe) answer; observing events (clientReady, subscribe, clientDisconnect) update devices
 // and presence.
 import type { IncomingMessage } from 'node:http';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { AuthService } from '../auth/service.ts';
@@ -15,7 +16,7 @@ import type { Metrics } from '../common/metrics.ts';
 import { Acceptor, type AcceptDeps } from './accept.ts';
 import type { ClusterBus, NodeMessage } from './cluster-bus.ts';
 import type { AcceptStore } from './accept-store.ts';
-import { DeviceRegistry, type Device, type Transport } from './devices.ts';
+import { DeviceRegistry, KeepaliveSweep, type Device, type Transport } from './devices.ts';
 import type { Groups } from './groups.ts';
 import type { OfflineQueue } from './offline-queue.ts';
 import type { Presence } from './presence.ts';
@@ -60,6 +61,9 @@ export class ParleyBroker {
   private readonly localPresence = new Set<string>();
   private readonly transports = new WeakMap<object, Transport>();
   private readonly emptyPersistentId = new WeakSet<Client>();
+  /** CONNECT keep-alives (seconds) between preConnect and sign-in, for the sweep. */
+  private readonly keepalives = new WeakMap<Client, number>();
+  private readonly keepalive: KeepaliveSweep;
   private heartbeat: NodeJS.Timeout | null = null;
 
   private constructor(
@@ -67,6 +71,8 @@ export class ParleyBroker {
     private readonly deps: BrokerDeps,
   ) {
     this.devices = new DeviceRegistry(deps.queue, deps.log);
+    this.keepalive = new KeepaliveSweep(this.devices);
+    this.keepalive.start();
     this.router = new ClusterRouter(this.devices, deps.presence, deps.bus, deps.log);
     this.acceptor = new Acceptor({
       config: deps.config,
@@ -121,9 +127,15 @@ export class ParleyBroker {
     stream.on('close', this.onConnClose);
   }
 
-  private preConnect(client: Client, packet: { clientId: string; clean?: boolean }, cb: (err: Error | null, ok: boolean) => void): void {
+  private preConnect(client: Client, packet: { clientId: string; clean?: boolean; keepalive?: number }, cb: (err: Error | null, ok: boolean) => void): void {
     // Aedes accepts an empty client id with cleanSession=false; MQTT 3.1.1 refuses it [MQTT-3.1.3-8].
     if (packet.clientId === '' && !packet.clean) this.emptyPersistentId.add(client);
+    // A TCP or TLS socket's keep-alive is checked by this node's one sweep, not by a timer of Aedes's own.
+    const conn = (client as unknown as { conn: object }).conn;
+    if (packet.keepalive && conn instanceof net.Socket) {
+      this.keepalives.set(client, packet.keepalive);
+      packet.keepalive = 0;
+    }
     cb(null, true);
   }
 
@@ -159,6 +171,11 @@ export class ParleyBroker {
   private signedIn(client: Client, conn: object, signedIn: { userId: string; tokenHash?: string }): void {
     // The device exists before the CONNACK: a SUBSCRIBE may be handled before 'clientReady' fires.
     const device = this.devices.add(signedIn.userId, client, this.transports.get(conn) ?? 'tcp');
+    const keepalive = this.keepalives.get(client);
+    if (keepalive) {
+      this.keepalives.delete(client);
+      this.keepalive.watch(device, keepalive);
+    }
     if (signedIn.tokenHash) {
       device.tokenHash = signedIn.tokenHash;
       this.deps.auth.track(signedIn.tokenHash, client);
@@ -425,6 +442,7 @@ export class ParleyBroker {
 
   async close(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
+    this.keepalive.stop();
     await this.deps.bus.broadcast({ type: 'bye' }).catch(() => undefined);
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
   }

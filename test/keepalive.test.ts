@@ -1,0 +1,95 @@
+// Keep-alive [MQTT-3.1.2-24]: a connection that sends nothing for 1.5 times its keep-alive is closed, and its
+// user goes offline; one that pings, or has no keep-alive, stays. TCP and TLS sockets are checked by the
+// node's own sweep (broker/devices.ts, KeepaliveSweep), WebSockets by Aedes. A TCP client that half-closes
+// its socket is closed too (the socket's 'close' does it: Aedes's own 'end' listener is dropped).
+import assert from './helpers/assert.ts';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import mqttPacket from 'mqtt-packet';
+import WebSocket, { createWebSocketStream } from 'ws';
+import { connectDevice, PASSWORD, registerUser, startTestParley, type TestDevice, type TestParley } from './helpers/parley.ts';
+
+interface Raw {
+  closedAt: Promise<number>;
+  send(packet: object): void;
+  end(): void;
+  destroy(): void;
+}
+
+/** A device on a raw stream that sends only what the test tells it to (mqtt.js would ping on its own). */
+async function rawDevice(p: TestParley, user: string, keepalive: number, transport: 'tcp' | 'ws' = 'tcp'): Promise<Raw> {
+  const ws = transport === 'ws' ? new WebSocket(`ws://127.0.0.1:${p.running.httpPort}/mqtt`, 'mqtt') : null;
+  const stream = ws ? createWebSocketStream(ws) : net.connect(p.running.mqttPort, '127.0.0.1');
+  const parser = mqttPacket.parser();
+  const seen: string[] = [];
+  stream.on('data', (b: Buffer) => parser.parse(b));
+  stream.on('error', () => undefined);
+  parser.on('packet', (pk: { cmd: string }) => seen.push(pk.cmd));
+  // The broker closing a WebSocket shows on the socket: its stream stays open until this side ends too.
+  const closedAt = new Promise<number>((resolve) => (ws ?? stream).once('close', () => resolve(Date.now())));
+  const send = (packet: object) => stream.write(mqttPacket.generate(packet as mqttPacket.Packet));
+  send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `ka-${Math.random().toString(36).slice(2)}`, keepalive, username: user, password: Buffer.from(PASSWORD) });
+  send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `inbox/${user}`, qos: 1 }] });
+  for (let i = 0; i < 100 && !seen.includes('suback'); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(seen.includes('connack') && seen.includes('suback'), `connected and subscribed (saw ${seen.join(', ')})`);
+  return { closedAt, send, end: () => stream.end(), destroy: () => stream.destroy() };
+}
+
+const within = (p: Promise<number>, ms: number) => Promise.race([p, new Promise<null>((r) => setTimeout(() => r(null), ms))]);
+
+describe('keep-alive', () => {
+  let p: TestParley;
+  let watcher: TestDevice;
+  before(async () => {
+    p = await startTestParley('embedded');
+    watcher = await connectDevice(p, 'tcp', await registerUser(p));
+  });
+  after(async () => {
+    await watcher.close();
+    await p.stop();
+  });
+
+  async function presenceOf(user: string): Promise<() => string | undefined> {
+    await watcher.client.subscribeAsync(`presence/${user}`, { qos: 0 });
+    return () => watcher.received.filter((r) => r.topic === `presence/${user}`).at(-1)?.body.state;
+  }
+
+  for (const transport of ['tcp', 'ws'] as const) {
+    it(`closes a silent ${transport} connection after 1.5 times its keep-alive, and its user goes offline`, async () => {
+      const user = await registerUser(p);
+      const started = Date.now();
+      const silent = await rawDevice(p, user, 1, transport);
+      const state = await presenceOf(user);
+      await watcher.waitFor(() => state() === 'online', 'online');
+      const closedAt = await within(silent.closedAt, 6000);
+      assert.ok(closedAt !== null, 'closed within 6 s');
+      // 1.5 s of silence at least; the sweep looks once a second, so at most about a second later.
+      assert.ok(closedAt - started >= 1400, `not before 1.5 × keep-alive: ${closedAt - started} ms`);
+      await watcher.waitFor(() => state() === 'offline', 'offline after the keep-alive timeout', 5000);
+    });
+  }
+
+  it('keeps a connection that pings, and one without a keep-alive', async () => {
+    const [pinger, quiet] = [await registerUser(p), await registerUser(p)];
+    const a = await rawDevice(p, pinger, 1);
+    const b = await rawDevice(p, quiet, 0);
+    const ping = setInterval(() => a.send({ cmd: 'pingreq' }), 500);
+    try {
+      assert.equal(await within(Promise.race([a.closedAt, b.closedAt]), 4000), null, 'both still open after 4 s');
+    } finally {
+      clearInterval(ping);
+      a.destroy();
+      b.destroy();
+    }
+  });
+
+  it('closes a TCP connection whose client half-closes it, and its user goes offline', async () => {
+    const user = await registerUser(p);
+    const raw = await rawDevice(p, user, 60);
+    const state = await presenceOf(user);
+    await watcher.waitFor(() => state() === 'online', 'online');
+    raw.end();
+    assert.ok((await within(raw.closedAt, 5000)) !== null, 'the broker closed its side');
+    await watcher.waitFor(() => state() === 'offline', 'offline after the half-close', 5000);
+  });
+});
