@@ -44,6 +44,20 @@ export interface BrokerDeps {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * Parley writes the inbox to its devices itself (Device.write) and nothing is ever published to an inbox
+ * topic through Aedes, so Aedes's record of the subscription (a Subscription, its handler closure and the
+ * client's subscriptions dictionary, ~0.2 KB a connection) has no use once the SUBSCRIBE is answered.
+ * A persistent session keeps it: Aedes restores its subscriptions from there.
+ */
+function forgetAedesSubscription(aedes: Aedes, client: Client, topic: string): void {
+  const subscriptions = (client as unknown as { subscriptions: Record<string, { func: (...args: never[]) => void } | undefined> }).subscriptions;
+  const sub = subscriptions[topic];
+  if (!sub) return;
+  delete subscriptions[topic];
+  aedes.unsubscribe(topic, sub.func as never, noop);
+}
 /** How long a starting node waits for the live nodes' welcome. */
 const GREET_TIMEOUT_MS = 5000;
 const PRESENCE_PREFIX = presenceTopic('');
@@ -248,6 +262,7 @@ export class ParleyBroker {
       const inbox = subs.find((s) => s.topic === inboxTopic(device.userId));
       if (!inbox) return;
       device.inboxQos = inbox.qos >= 1 ? 1 : 0;
+      if (client.clean) forgetAedesSubscription(aedes, client, inbox.topic);
       // Registered before the queue is read (a SUBSCRIBE may come before 'clientReady'): both go out on one
       // Redis connection in this order, so a message stored after the read finds this node in Presence and
       // is routed here live, and one stored before it is in what the read returns.
