@@ -9,6 +9,8 @@ export interface MetricsSample {
   /** Cumulative fdatasync bucket counts by upper bound (s), and their count. */
   fsyncBuckets: Map<number, number>;
   fsyncCount: number;
+  /** Cumulative seconds spent in those fdatasyncs. */
+  fsyncSum: number;
   /** prom-client's event-loop delay max since the last read, in seconds. */
   loopMax: number;
 }
@@ -20,6 +22,8 @@ export interface StepPauses {
   majorGcs: number;
   /** Journal fdatasyncs in the step (0 with Redis), and the bucket bound (ms) under which 99 % / all of them ended. */
   fsyncs: number;
+  /** Their mean duration, ms (the histogram's sum over its count): finer than the bucket bounds. */
+  fsyncMeanMs?: number | null;
   fsyncP99Ms: number | null;
   fsyncMaxMs: number | null;
   /** Longest event-loop delay in the step, ms (prom-client samples every 10 ms, so ~10 ms is "none"). */
@@ -36,7 +40,7 @@ function labels(text: string | undefined): Record<string, string> {
 
 /** The samples this module reads, from Prometheus text. */
 export function parseMetrics(text: string): MetricsSample {
-  const s: MetricsSample = { gc: new Map(), fsyncBuckets: new Map(), fsyncCount: 0, loopMax: 0 };
+  const s: MetricsSample = { gc: new Map(), fsyncBuckets: new Map(), fsyncCount: 0, fsyncSum: 0, loopMax: 0 };
   for (const line of text.split('\n')) {
     const m = SAMPLE.exec(line);
     if (!m) continue;
@@ -53,6 +57,8 @@ export function parseMetrics(text: string): MetricsSample {
       s.fsyncBuckets.set(le === '+Inf' ? Infinity : Number(le), value);
     } else if (name === 'parley_journal_fsync_seconds_count') {
       s.fsyncCount = value;
+    } else if (name === 'parley_journal_fsync_seconds_sum') {
+      s.fsyncSum = value;
     } else if (name === 'parley_process_nodejs_eventloop_lag_max_seconds') {
       s.loopMax = value;
     }
@@ -65,7 +71,7 @@ export function parseMetrics(text: string): MetricsSample {
  * bucket, so the quantiles are over all of them; the longest event-loop delay of any.
  */
 export function mergeMetrics(samples: MetricsSample[]): MetricsSample {
-  const out: MetricsSample = { gc: new Map(), fsyncBuckets: new Map(), fsyncCount: 0, loopMax: 0 };
+  const out: MetricsSample = { gc: new Map(), fsyncBuckets: new Map(), fsyncCount: 0, fsyncSum: 0, loopMax: 0 };
   for (const s of samples) {
     for (const [kind, v] of s.gc) {
       const e = out.gc.get(kind) ?? { sum: 0, count: 0 };
@@ -73,6 +79,7 @@ export function mergeMetrics(samples: MetricsSample[]): MetricsSample {
     }
     for (const [le, n] of s.fsyncBuckets) out.fsyncBuckets.set(le, (out.fsyncBuckets.get(le) ?? 0) + n);
     out.fsyncCount += s.fsyncCount;
+    out.fsyncSum += s.fsyncSum;
     out.loopMax = Math.max(out.loopMax, s.loopMax);
   }
   return out;
@@ -99,6 +106,7 @@ export function pausesBetween(before: MetricsSample, after: MetricsSample): Step
     minorGcs: gc('minor', 'count'),
     majorGcs: gc('major', 'count'),
     fsyncs: after.fsyncCount - before.fsyncCount,
+    fsyncMeanMs: after.fsyncCount > before.fsyncCount ? Math.round(((after.fsyncSum - before.fsyncSum) / (after.fsyncCount - before.fsyncCount)) * 1e6) / 1e3 : null,
     fsyncP99Ms: bucketQuantileMs(before, after, 0.99),
     fsyncMaxMs: bucketQuantileMs(before, after, 1),
     loopMaxMs: Math.round(after.loopMax * 1e4) / 10,
@@ -119,6 +127,7 @@ export async function readMetrics(url: string): Promise<MetricsSample | null> {
 const ms = (v: number | null) => (v === null ? '–' : v === Infinity ? '>1 s' : v < 1 ? v.toFixed(2) : String(v));
 
 export function pausesText(p: StepPauses): string {
-  const fsync = p.fsyncs > 0 ? `  fsync ${p.fsyncs} p99≤${ms(p.fsyncP99Ms)} max≤${ms(p.fsyncMaxMs)} ms` : '';
+  const mean = p.fsyncMeanMs != null ? ` mean ${ms(p.fsyncMeanMs)}` : '';
+  const fsync = p.fsyncs > 0 ? `  fsync ${p.fsyncs}${mean} p99≤${ms(p.fsyncP99Ms)} max≤${ms(p.fsyncMaxMs)} ms` : '';
   return `gc ${p.gcMs} ms (${p.minorGcs} minor, ${p.majorGcs} major)${fsync}  loop max ${p.loopMaxMs} ms`;
 }

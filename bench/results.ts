@@ -60,6 +60,8 @@ export interface ChatStep extends Usage {
   pauses?: StepPauses;
   /** A cluster only: each node's pauses; `pauses` is over all of them (times and counts added, the longest loop delay). */
   nodePauses?: StepPauses[];
+  /** When the step ran (this machine's monotonic clock, µs, as V8's CPU profiles count): maps profile stalls to steps. */
+  monotonicUs?: [number, number];
 }
 
 export interface ChatResult {
@@ -147,6 +149,17 @@ export interface ProfileEntry {
   where: string;
 }
 
+export interface ProfileStall {
+  /** How long the thread was busy without an idle sample. */
+  ms: number;
+  /** When it began, from the profile's start. */
+  atSeconds: number;
+  /** The frames that took most of it (Parley's own where the stack has one). */
+  frames: { frame: string; ms: number }[];
+  /** The bench step it fell in, e.g. "1:1 chat 1,000 msg/s". */
+  during: string;
+}
+
 export interface BenchResults {
   version: 1;
   startedAt: string;
@@ -167,7 +180,7 @@ export interface BenchResults {
    * With --cpu-prof: per broker process (the system's name, or a cluster node's), the top functions by
    * self time and Parley's own by inclusive time.
    */
-  profiles: Record<string, { self: ProfileEntry[]; parley: ProfileEntry[] }>;
+  profiles: Record<string, { self: ProfileEntry[]; parley: ProfileEntry[]; stalls?: ProfileStall[] }>;
   errors: { system: string; scenario: string; message: string }[];
 }
 

@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { renderChart } from './chart.ts';
 import { Generators } from './generators.ts';
 import { machineInfo } from './procstat.ts';
-import { busiestProfile, profileText, summarizeProfile } from './profile.ts';
+import { busiestProfile, profileText, stallText, summarizeProfile } from './profile.ts';
 import { fullReport } from './report.ts';
 import { computeRatios, type BenchResults } from './results.ts';
 import { chat, connections, drain, fanout, type ScenarioOptions } from './scenarios.ts';
@@ -279,7 +279,7 @@ async function main(): Promise<number> {
         await sut.stop();
       }
       // Each broker process wrote its profile as it exited.
-      if (profileDir) for (const node of sut.nodes) reportProfile(profileDir, node.name, results);
+      if (profileDir) for (const node of sut.nodes) reportProfile(profileDir, node.name, name, results);
       save();
     }
   } finally {
@@ -323,15 +323,23 @@ async function runScenario(scenario: Scenario, name: SystemName, sut: Awaited<Re
 }
 
 /** `name`: a broker process, the system's name or a cluster node's. */
-function reportProfile(dir: string, name: string, results: BenchResults): void {
+function reportProfile(dir: string, name: string, system: SystemName, results: BenchResults): void {
   const file = busiestProfile(path.join(dir, name));
   if (!file) return;
-  const summary = summarizeProfile(file);
+  // Stalls are listed for the measured steps only (not start-up, sign-in or the connection bursts).
+  const windows = [
+    ...results.chat.filter((c) => c.system === system).flatMap((c) => c.steps.map((st) => ({ st, what: '1:1 chat' }))),
+    ...results.fanout.filter((c) => c.system === system).flatMap((c) => c.steps.map((st) => ({ st, what: 'group' }))),
+  ]
+    .filter(({ st }) => st.monotonicUs)
+    .map(({ st, what }) => ({ label: `${what} ${st.targetPerSec.toLocaleString('en-US')} msg/s`, fromUs: st.monotonicUs![0], toUs: st.monotonicUs![1] }));
+  const summary = summarizeProfile(file, 25, windows);
   results.profiles[name] = summary;
-  const text = `self time:\n${profileText(summary.self)}\n\nParley's functions, inclusive time:\n${profileText(summary.parley)}\n`;
+  const text = `self time:\n${profileText(summary.self)}\n\nParley's functions, inclusive time:\n${profileText(summary.parley)}\n\nlongest busy stretches (the event loop held):\n${stallText(summary.stalls)}\n`;
   fs.writeFileSync(file.replace(/\.cpuprofile$/, '.top.txt'), text);
   log(`   CPU profile of ${LABELS[name as SystemName] ?? name}: ${path.relative(process.cwd(), file)}; heaviest functions (% of busy time), self:\n${profileText(summary.self.slice(0, 15))}`);
   if (summary.parley.length) log(`   …and Parley's own functions, inclusive:\n${profileText(summary.parley.slice(0, 15))}`);
+  if (summary.stalls.length) log(`   …and the longest busy stretches (the event loop held):\n${stallText(summary.stalls.slice(0, 5))}`);
 }
 
 main().then(

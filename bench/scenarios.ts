@@ -176,6 +176,7 @@ interface Ladder {
 async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions, l: Ladder): Promise<ChatStep[]> {
   const steps: ChatStep[] = [];
   const runStep = async (step: number, rate: number, durationMs: number) => {
+    const from = monotonicUs();
     const before = await readAllMetrics(sut);
     const usage = meter(sut, gens);
     const replies = await gens.all<Ran>((i) => ({
@@ -189,7 +190,7 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
     }));
     const measured = usage();
     const after = before.length ? await readAllMetrics(sut) : [];
-    return { replies, usage: measured, ...stepPauses(before, after) };
+    return { replies, usage: measured, ...stepPauses(before, after), monotonicUs: [from, monotonicUs()] as [number, number] };
   };
   // Every run gets its own tag, so a straggler of an earlier run is never counted in a later one.
   let tag = 0;
@@ -200,8 +201,9 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
     let disturbed = 0;
     for (let run = 1; ; run++) {
       const waited = await quiet(sut, gens, o);
-      const { replies, usage, pauses, nodePauses } = await runStep(++tag, rate, o.stepMs);
+      const { replies, usage, pauses, nodePauses, monotonicUs: window } = await runStep(++tag, rate, o.stepMs);
       s = stepResult(rate, replies, usage, o, l);
+      s.monotonicUs = window;
       if (pauses) s.pauses = pauses;
       if (nodePauses) s.nodePauses = nodePauses;
       s.attempts = run;
@@ -225,6 +227,9 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
   }
   return steps;
 }
+
+/** CLOCK_MONOTONIC in µs: the clock of V8's CPU profile timestamps on Linux. */
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 
 /** Every node's /metrics, for the nodes that have one (none for the relays); null where a node did not answer. */
 async function readAllMetrics(sut: SystemUnderTest): Promise<(MetricsSample | null)[]> {
