@@ -6,8 +6,16 @@ import fs from 'node:fs';
 import { describe, it } from 'node:test';
 import { AppendLog } from '../common/append-log.ts';
 import { tempDir } from './contracts/support.ts';
+import { logRecords as lines } from './helpers/log-file.ts';
 
-const lines = (file: string) => fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
+/** What a restart reads from a copy of the file, leaving the file and its open log alone. */
+function reopenCopy(file: string): string[] {
+  const copy = `${file}.copy`;
+  fs.copyFileSync(file, copy);
+  const seen = reopen(copy);
+  fs.rmSync(copy);
+  return seen;
+}
 
 function reopen(file: string): string[] {
   const seen: string[] = [];
@@ -82,4 +90,65 @@ describe('AppendLog', () => {
     assert.equal(fs.readFileSync(file, 'utf8'), 'one\ntwo\n');
     await tmp.remove();
   });
+
+  it('keeps zeros ahead of its records while open, overwrites them in order, and closes to its records alone', async () => {
+    const tmp = await tempDir('append-log');
+    const file = `${tmp.dir}/e.log`;
+    const log = AppendLog.open(file, true, () => undefined);
+    // ~3 MB in 300 commits: several zero-fills of 1 MB, each overwritten by later commits.
+    const expected: string[] = [];
+    for (let commit = 0; commit < 300; commit++) {
+      const batch = Array.from({ length: 20 }, (_, i) => `${commit}-${i}-${'x'.repeat(480)}`);
+      expected.push(...batch);
+      await log.append(batch);
+    }
+    const bytes = fs.readFileSync(file);
+    const end = expected.reduce((n, r) => n + r.length + 1, 0);
+    assert.ok(bytes.length > end, `zero-filled ahead: ${bytes.length} bytes for ${end} of records`);
+    assert.ok(bytes.subarray(end).every((b) => b === 0), 'only zeros after the records');
+    assert.deepEqual(lines(file), expected, 'in order, nothing overwritten by the zero-fill');
+    // A second reader while the first is still open sees what a process killed now would leave.
+    assert.deepEqual(reopenCopy(file), expected, 'a crash now keeps every resolved record');
+    log.close();
+    assert.equal(fs.statSync(file).size, end, 'close cuts the zeros off');
+    assert.deepEqual(reopen(file), expected);
+    await tmp.remove();
+  });
+
+  it('ends at the first NUL a crash left: a torn record and whatever follows a hole are dropped', async () => {
+    const tmp = await tempDir('append-log');
+    const file = `${tmp.dir}/f.log`;
+    const zeros = (n: number) => Buffer.alloc(n);
+    // Zeros after a torn record, as the zero-filled space looks after a crash mid-write.
+    fs.writeFileSync(file, Buffer.concat([Buffer.from('one\ntwo\nthr'), zeros(4096)]));
+    assert.deepEqual(reopen(file), ['one', 'two']);
+    assert.equal(fs.readFileSync(file, 'utf8'), 'one\ntwo\n', 'torn bytes and zeros cut off');
+    // A hole (a page that never reached the disk) and records after it: those were never synced, so never acked.
+    fs.writeFileSync(file, Buffer.concat([Buffer.from('one\n'), zeros(100), Buffer.from('late\n'), zeros(100)]));
+    assert.deepEqual(reopen(file), ['one']);
+    fs.writeFileSync(file, Buffer.concat([zeros(10), Buffer.from('late\n')]));
+    assert.deepEqual(reopen(file), [], 'a file that starts with a NUL has no records');
+    assert.equal(fs.statSync(file).size, 0);
+    // The log goes on after the cut, and writes where the records ended.
+    const log = AppendLog.open(file, true, () => undefined);
+    await log.append(['four']);
+    log.close();
+    assert.deepEqual(reopen(file), ['four']);
+    await tmp.remove();
+  });
+
+  it('refuses a record with a newline or a NUL and writes nothing of that append', async () => {
+    const tmp = await tempDir('append-log');
+    const file = `${tmp.dir}/g.log`;
+    const log = AppendLog.open(file, true, () => undefined);
+    await log.append(['ok']);
+    await assert.rejects(log.append(['fine', 'two\nlines']), /newline or NUL/);
+    await assert.rejects(log.append(['nul\0inside']), /newline or NUL/);
+    await log.append(['after']);
+    assert.equal(log.records, 2);
+    log.close();
+    assert.deepEqual(reopen(file), ['ok', 'after']);
+    await tmp.remove();
+  });
 });
+

@@ -10,6 +10,7 @@ import { EmbeddedOfflineQueue } from '../broker/offline-queue-embedded.ts';
 import { EmbeddedOutbox } from '../broker/outbox-embedded.ts';
 import { Journal } from '../common/journal.ts';
 import { tempDir } from './contracts/support.ts';
+import { logRecords } from './helpers/log-file.ts';
 
 const NODE = 3;
 const message = (n: number) => ({ id: `9000000000000${n}`, payload: `{"id":"9000000000000${n}","body":"m${n}"}` });
@@ -47,7 +48,7 @@ describe('Journal (embedded queue + outbox)', () => {
     // As storeForRecipients does it: both appends in the same turn.
     const syncs = await countSyncs(() => Promise.all([s.queue.push([{ userId: 'bob', message: message(1) }]), s.outbox.append([{ key: 'alice:bob', value: '{"v":1}' }])]));
     assert.equal(syncs, 1, 'one commit for both stores');
-    const lines = fs.readFileSync(path.join(tmp.dir, `journal-${NODE}.log`), 'utf8').split('\n').filter(Boolean);
+    const lines = logRecords(path.join(tmp.dir, `journal-${NODE}.log`));
     assert.deepEqual(lines, [`q + bob ${message(1).id} ${message(1).payload}`, 'o + alice:bob\t{"v":1}']);
     assert.deepEqual(await fs.promises.readdir(tmp.dir), [`journal-${NODE}.log`], 'no other file');
     await closeBoth(s);
