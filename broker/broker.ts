@@ -235,6 +235,18 @@ export class ParleyBroker {
 
   private observe(): void {
     const { aedes, deps } = this;
+    // authorizePublish readdresses every device publish to VOID_TOPIC, where Aedes's publish path would copy
+    // the packet, match it against its subscription tree twice (live and offline) and run its hooks, only to
+    // find no one: a subscription to VOID_TOPIC is never granted (grantSubscription). Those publishes end here
+    // instead (~2 % of the main thread at 2,000 msg/s, BENCHMARKS.md round 8); Aedes has PUBACKed them
+    // already. Aedes's own topics ($SYS: heartbeats that keep this broker's wills, takeovers) keep the path.
+    type Done = (err?: Error) => void;
+    const publish = aedes.publish.bind(aedes) as (packet: PublishPacket, client: Client | Done | null, done?: Done) => void;
+    (aedes as unknown as { publish: typeof publish }).publish = (packet, client, done) => {
+      if (packet.topic !== VOID_TOPIC) return publish(packet, client, done);
+      const callback = typeof client === 'function' ? client : done;
+      if (callback) queueMicrotask(() => callback());
+    };
     // PUBACKs of clean sessions reach Aedes's persistence only as a packet id; Parley owns those ids.
     const persistence = (aedes as unknown as { persistence: unknown }).persistence as { outgoingClearMessageId(client: Client, packet: { messageId: number }): Promise<unknown> };
     const clear = persistence.outgoingClearMessageId.bind(persistence);

@@ -138,3 +138,30 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
     });
   }
 }
+
+describe('publishes end at Parley', () => {
+  it("skips Aedes's publish path for device publishes (readdressed to the void topic) and keeps it for presence and Aedes's own", async () => {
+    const p = await startTestParley('embedded');
+    try {
+      const aedes = p.running.broker!.aedes;
+      const seen: string[] = [];
+      aedes.on('publish', (packet) => void seen.push(packet.topic));
+      const [alice, bob] = [await registerUser(p), await registerUser(p)];
+      const a = await connectDevice(p, 'tcp', alice);
+      const b = await connectDevice(p, 'tcp', bob);
+      // Sent and refused publishes, QoS 1 and 0, one after another: each is answered and the next one read.
+      for (let i = 0; i < 20; i++) await a.sendAndAck(bob, { body: `n${i}` });
+      await a.client.publishAsync('not/a/send/topic', 'x', { qos: 1 });
+      await a.client.publishAsync('not/a/send/topic', 'x', { qos: 0 });
+      assert.equal((await a.sendAndAck(bob, { body: 'last' })).kind, 'ack');
+      await b.waitForInbox(21);
+      assert.ok(!seen.some((t) => t.startsWith('$parley/')), `no device publish went through Aedes: ${seen.join(', ')}`);
+      assert.ok(seen.some((t) => t.startsWith('$SYS/')), `Aedes's own events still published: ${seen.join(', ')}`);
+      // Presence is published by Parley through Aedes, and still is.
+      assert.ok(seen.some((t) => t.startsWith('presence/')), `presence still published: ${seen.join(', ')}`);
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      await p.stop();
+    }
+  });
+});
