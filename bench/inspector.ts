@@ -32,35 +32,56 @@ export interface HeapReading {
   external: number;
 }
 
-/**
- * Runs a full, memory-reducing GC in the Node process `pid`, whose stderr goes to `log`, then reads its
- * main thread's heap: the part of the settled RSS that is JS objects, as against native memory.
- */
-export async function collectGarbage(pid: number, log: string, timeoutMs = 10_000): Promise<HeapReading> {
+/** A DevTools protocol session with another Node process's main thread. */
+export interface InspectorSession {
+  call(method: string, params?: object): Promise<unknown>;
+  close(): void;
+}
+
+/** Opens the inspector of the Node process `pid`, whose stderr goes to `log` (see INSPECT_ON_SIGNAL). */
+export async function openInspector(pid: number, log: string, timeoutMs = 10_000): Promise<InspectorSession> {
   const url = await inspectorUrl(pid, log, timeoutMs);
   const ws = new WebSocket(url);
-  const call = (id: number, method: string, params: object = {}) =>
-    new Promise<unknown>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${method} in ${pid}: no answer within ${timeoutMs} ms`)), timeoutMs);
-      const onMessage = (data: unknown) => {
-        const answer = JSON.parse(String(data)) as { id?: number; result?: unknown; error?: { message: string } };
-        if (answer.id !== id) return;
-        clearTimeout(timer);
-        ws.off('message', onMessage);
-        if (answer.error) reject(new Error(`${method} in ${pid}: ${answer.error.message}`));
-        else resolve(answer.result);
-      };
-      ws.on('message', onMessage);
-      ws.send(JSON.stringify({ id, method, params }));
-    });
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`inspector of ${pid} at ${url}: not open within ${timeoutMs} ms`)), timeoutMs);
       ws.once('error', (err) => (clearTimeout(timer), reject(err)));
       ws.once('open', () => (clearTimeout(timer), resolve()));
     });
-    await call(1, 'HeapProfiler.collectGarbage');
-    const read = (await call(2, 'Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true })) as {
+  } catch (err) {
+    ws.terminate();
+    throw err;
+  }
+  let nextId = 0;
+  return {
+    call: (method, params = {}) =>
+      new Promise<unknown>((resolve, reject) => {
+        const id = ++nextId;
+        const timer = setTimeout(() => reject(new Error(`${method} in ${pid}: no answer within ${timeoutMs} ms`)), timeoutMs);
+        const onMessage = (data: unknown) => {
+          const answer = JSON.parse(String(data)) as { id?: number; result?: unknown; error?: { message: string } };
+          if (answer.id !== id) return;
+          clearTimeout(timer);
+          ws.off('message', onMessage);
+          if (answer.error) reject(new Error(`${method} in ${pid}: ${answer.error.message}`));
+          else resolve(answer.result);
+        };
+        ws.on('message', onMessage);
+        ws.send(JSON.stringify({ id, method, params }));
+      }),
+    close: () => ws.terminate(),
+  };
+}
+
+/**
+ * Runs a full, memory-reducing GC in the Node process `pid`, whose stderr goes to `log`, then reads its
+ * main thread's heap: the part of the settled RSS that is JS objects, as against native memory.
+ */
+export async function collectGarbage(pid: number, log: string, timeoutMs = 10_000): Promise<HeapReading> {
+  const session = await openInspector(pid, log, timeoutMs);
+  try {
+    await session.call('HeapProfiler.collectGarbage');
+    const read = (await session.call('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true })) as {
       result?: { value?: string };
       exceptionDetails?: unknown;
     };
@@ -68,6 +89,6 @@ export async function collectGarbage(pid: number, log: string, timeoutMs = 10_00
     const usage = JSON.parse(read.result.value) as NodeJS.MemoryUsage;
     return { heapUsed: usage.heapUsed, external: usage.external };
   } finally {
-    ws.terminate();
+    session.close();
   }
 }

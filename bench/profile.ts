@@ -29,7 +29,7 @@ export interface ProfileSummary {
 
 const OWN = ['/broker/', '/common/', '/auth/', '/cli/', '/consumers/', '/analytics/', '/blob/'];
 
-function where(url: string): string {
+export function where(url: string): string {
   const clean = url.replace(/^file:\/\//, '');
   const nm = clean.lastIndexOf('node_modules/');
   if (nm >= 0) return clean.slice(nm + 'node_modules/'.length);
@@ -40,7 +40,7 @@ function where(url: string): string {
   return clean;
 }
 
-const isOwn = (url: string) => !url.includes('node_modules/') && OWN.some((d) => url.includes(d));
+export const isOwn = (url: string) => !url.includes('node_modules/') && OWN.some((d) => url.includes(d));
 
 /** A bench step, on the monotonic clock the profile's timestamps use (µs). */
 export interface ProfileWindow {

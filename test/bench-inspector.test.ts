@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { sampleAllocations } from '../bench/heap-sample.ts';
 import { collectGarbage, INSPECT_ON_SIGNAL } from '../bench/inspector.ts';
 
 // Logs every major GC; allocates nothing else while idle, and keeps 200,000 small objects more on SIGUSR2.
@@ -21,9 +22,9 @@ console.error('ready');
 setInterval(() => {}, 1000);
 `;
 
-function start(args: string[], log: string): Promise<ChildProcess> {
+function start(args: string[], log: string, code = CHILD): Promise<ChildProcess> {
   const fd = fs.openSync(log, 'w');
-  const child = spawn(process.execPath, [...args, '-e', CHILD], { stdio: ['ignore', fd, fd] });
+  const child = spawn(process.execPath, [...args, '-e', code], { stdio: ['ignore', fd, fd] });
   fs.closeSync(fd);
   return new Promise((resolve, reject) => {
     const poll = setInterval(() => {
@@ -91,3 +92,28 @@ test('collectGarbage gives a clear error when the process never opens its inspec
   }
 });
 
+
+// Every 10 ms: churn() makes 20,000 objects that die at once, keepMany() 2,000 that stay (up to 400,000).
+const ALLOCATING = `
+const kept = [];
+let sink = null;
+function churn() { for (let i = 0; i < 20000; i++) sink = { i, s: 'x' + i }; }
+function keepMany() { if (kept.length < 400000) for (let i = 0; i < 2000; i++) kept.push({ i, s: 'y' + i }); }
+setInterval(() => { churn(); keepMany(); }, 10);
+console.error('ready');
+`;
+
+test('sampleAllocations names the allocating functions, and with survivors only what outlives the young generation', { timeout: 60_000 }, async () => {
+  const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'parley-inspector-')), 'child.log');
+  const child = await start([INSPECT_ON_SIGNAL], log, ALLOCATING);
+  try {
+    const share = (s: Awaited<ReturnType<typeof sampleAllocations>>, fn: string) => s.self.filter((e) => e.frame.startsWith(`${fn} `) || e.frame === fn).reduce((n, e) => n + e.percent, 0);
+    const all = await sampleAllocations(child.pid!, log, 1.5, false);
+    assert.ok(all.totalBytes > 1 << 20, `sampled ${all.totalBytes} bytes`);
+    assert.ok(share(all, 'churn') > share(all, 'keepMany'), `churn allocates ten times as much: ${JSON.stringify(all.self.slice(0, 5))}`);
+    const survivors = await sampleAllocations(child.pid!, log, 1.5, true);
+    assert.ok(share(survivors, 'keepMany') > share(survivors, 'churn'), `what stays is keepMany's: ${JSON.stringify(survivors.self.slice(0, 5))}`);
+  } finally {
+    child.kill();
+  }
+});
