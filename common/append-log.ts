@@ -7,8 +7,8 @@
 //
 // The file is kept zero-filled a little ahead of its records, and records overwrite the zeros. An
 // fdatasync() of blocks that were allocated and written before has no file size or block map to update,
-// so it skips the filesystem's journal commit: on this project's ext4 disk that made each sync about a third
-// faster and cheaper in CPU (BENCHMARKS.md, round 8). The zeros are why a record may contain neither a
+// so it skips the filesystem's journal commit: on this project's ext4 disk a sync took a third less time and
+// CPU when the disk was otherwise idle, ~15 % less time under the bench's load (BENCHMARKS.md, round 8). The zeros are why a record may contain neither a
 // newline nor a NUL: on opening, the log ends at the first NUL, and what follows the last newline before it
 // (a record torn by a crash) is dropped. Whatever a crash leaves after a hole was never synced, so never
 // acknowledged. close() cuts the zeros off.
