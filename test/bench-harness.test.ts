@@ -13,6 +13,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { mergeMetrics, parseMetrics, pausesBetween, pausesText } from '../bench/pauses.ts';
+import { stallText, summarizeProfile } from '../bench/profile.ts';
 import { PARLEYS, type BenchResults, type ChatStep, type Usage } from '../bench/results.ts';
 import { SYSTEMS } from '../bench/systems.ts';
 
@@ -192,3 +193,35 @@ async function removeKeys(prefix: string): Promise<void> {
     r.disconnect();
   }
 }
+
+test('bench profiles: the longest busy stretches inside the measured steps, by the Parley frame that took them', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-profile-'));
+  const frame = (id: number, functionName: string, url: string, children: number[] = []) => ({ id, callFrame: { functionName, url, lineNumber: 0 }, children });
+  // root → (idle); root → processImmediate (node) → store (Parley) → writeSync (node); root → (garbage collector)
+  const nodes = [
+    frame(1, '(root)', '', [2, 3, 6]),
+    frame(2, '(idle)', ''),
+    frame(3, 'processImmediate', 'node:internal/timers', [4]),
+    frame(4, 'store', 'file:///app/broker/accept-store-embedded.ts', [5]),
+    frame(5, 'writeSync', 'node:fs'),
+    frame(6, '(garbage collector)', ''),
+  ];
+  // 1 ms samples from t = 1,000,000 µs: idle ×3, a 5 ms stretch (3 in store's writeSync, 2 of GC), idle ×2,
+  // a 2 ms stretch in store, idle, then a 9 ms stretch after the step's window.
+  const samples = [2, 2, 2, 5, 5, 5, 6, 6, 2, 2, 4, 4, 2, ...Array(9).fill(6), 2];
+  const file = path.join(dir, 'CPU.cpuprofile');
+  fs.writeFileSync(file, JSON.stringify({ nodes, startTime: 1_000_000, endTime: 1_023_000, samples, timeDeltas: samples.map(() => 1000) }));
+  const { stalls } = summarizeProfile(file, 25, [{ label: '1:1 chat 1,000 msg/s', fromUs: 1_000_000, toUs: 1_013_000 }]);
+  assert.deepEqual(
+    stalls.map((s) => [s.ms, s.during, s.frames.map((f) => `${f.frame} ${f.ms}`)]),
+    [
+      [5, '1:1 chat 1,000 msg/s', ['store broker/accept-store-embedded.ts 3', '(garbage collector) 2']],
+      [2, '1:1 chat 1,000 msg/s', ['store broker/accept-store-embedded.ts 2']],
+    ],
+    'the 9 ms stretch after the window is left out; Parley frames name what ran under them',
+  );
+  assert.match(stallText(stalls), /^ {4}5\.0 ms at 0\.0 s \(1:1 chat 1,000 msg\/s\): store broker\/accept-store-embedded\.ts \(3 ms\), \(garbage collector\) \(2 ms\)/);
+  // Without windows every stretch is listed, longest first.
+  assert.deepEqual(summarizeProfile(file).stalls.map((s) => s.ms), [9, 5, 2]);
+  fs.rmSync(dir, { recursive: true });
+});
