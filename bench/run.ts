@@ -14,7 +14,7 @@ import { busiestProfile, profileText, stallText, summarizeProfile } from './prof
 import { fullReport } from './report.ts';
 import { computeRatios, type BenchResults } from './results.ts';
 import { chat, connections, drain, fanout, type ScenarioOptions } from './scenarios.ts';
-import { ensureUsers, exportParley, LABELS, startSystem, SYSTEMS, type StartContext, type SystemName } from './systems.ts';
+import { ensureUsers, exportParley, LABELS, REDIS_FSYNC, startSystem, SYSTEMS, type RedisFsync, type StartContext, type SystemName } from './systems.ts';
 import { userName } from './users.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -47,6 +47,8 @@ const HELP = `npm run bench -- [options]
   --kafka-brokers H:P     Kafka for them (default 127.0.0.1:19092, test/stack's)
   --kafka-topic T         its topic (default parley-bench.messages)
   --redis-prefix P        key prefix of the bench in that Redis (default parley-bench:)
+  --redis-appendfsync F   always, everysec or no: that Redis's fsync policy while the Redis+Kafka systems run
+                          (set with CONFIG SET, put back after; default: as the Redis has it, test/stack's always)
   --parley-ref REF        run Parley from this commit (exported to bench/data/src) instead of the working tree
   --parley-env K=V,…      extra PARLEY_* settings for the measured Parley processes (e.g. PARLEY_EMBEDDED_FSYNC=false
                           to see what the disk costs); recorded in the results
@@ -87,6 +89,7 @@ function options(argv: string[]) {
       scenarios: { type: 'string' },
       'redis-url': { type: 'string' },
       'redis-prefix': { type: 'string' },
+      'redis-appendfsync': { type: 'string' },
       'kafka-brokers': { type: 'string' },
       'kafka-topic': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
@@ -142,6 +145,7 @@ function options(argv: string[]) {
     scenarios: list(values.scenarios, SCENARIOS, 'scenarios'),
     redisUrl: values['redis-url'] ?? 'redis://127.0.0.1:16379',
     redisPrefix: values['redis-prefix'] ?? 'parley-bench:',
+    redisAppendfsync: appendfsync(values['redis-appendfsync']),
     kafkaBrokers: values['kafka-brokers'] ?? '127.0.0.1:19092',
     kafkaTopic: values['kafka-topic'] ?? 'parley-bench.messages',
     cpuProf: values['cpu-prof'] ?? false,
@@ -153,6 +157,13 @@ function options(argv: string[]) {
     updateChart: values['update-chart'] ?? false,
     dataDir: path.resolve(values['data-dir'] ?? path.join(HERE, 'data')),
   };
+}
+
+/** Redis's fsync policy for the Redis+Kafka systems' run (left as Redis has it when not given). */
+function appendfsync(text: string | undefined): RedisFsync | undefined {
+  if (text === undefined) return undefined;
+  if (!(REDIS_FSYNC as readonly string[]).includes(text)) throw new Error(`--redis-appendfsync takes ${REDIS_FSYNC.join(', ')}, not ${JSON.stringify(text)}`);
+  return text as RedisFsync;
 }
 
 /** `K=V,K=V` of PARLEY_* settings for the measured Parley processes (experiments: what a setting costs). */
@@ -199,6 +210,7 @@ async function main(): Promise<number> {
     users,
     redisUrl: o.redisUrl,
     redisPrefix: o.redisPrefix,
+    redisAppendfsync: o.redisAppendfsync,
     kafkaBrokers: o.kafkaBrokers,
     kafkaTopic: o.kafkaTopic,
     cpuProfDir: profileDir,

@@ -84,6 +84,8 @@ export interface StartContext {
   users: readonly string[];
   redisUrl: string;
   redisPrefix: string;
+  /** Redis's appendfsync while the Redis+Kafka systems run (--redis-appendfsync); unset: as Redis has it. */
+  redisAppendfsync?: RedisFsync;
   /** Kafka of test/stack for Parley (Redis+Kafka) and the cluster, host:port. */
   kafkaBrokers: string;
   kafkaTopic: string;
@@ -356,6 +358,35 @@ async function ensureStack(ctx: StartContext): Promise<number[]> {
   return [...stackPid(ctx.repo, 'redis'), ...stackPid(ctx.repo, 'kafka')];
 }
 
+export const REDIS_FSYNC = ['always', 'everysec', 'no'] as const;
+export type RedisFsync = (typeof REDIS_FSYNC)[number];
+
+/**
+ * Redis's appendfsync for a run: read, and set to `wanted` when given (CONFIG SET, as the production compose
+ * file's everysec differs from test/stack's always). `restore` puts back what it was.
+ */
+export async function redisFsyncFor(url: string, wanted?: RedisFsync): Promise<{ policy: string; restore(): Promise<void> }> {
+  const r = new Redis(url, { maxRetriesPerRequest: 2 });
+  try {
+    const [, before] = (await r.config('GET', 'appendfsync')) as string[];
+    if (!wanted || wanted === before) return { policy: before, restore: async () => {} };
+    await r.config('SET', 'appendfsync', wanted);
+    return {
+      policy: wanted,
+      restore: async () => {
+        const again = new Redis(url, { maxRetriesPerRequest: 2 });
+        try {
+          await again.config('SET', 'appendfsync', before);
+        } finally {
+          again.disconnect();
+        }
+      },
+    };
+  } finally {
+    r.disconnect();
+  }
+}
+
 /** Removes what earlier runs left under the bench's key prefix, except tokens (kept to skip signing in again). */
 async function clearRedisLeftovers(url: string, prefix: string): Promise<void> {
   const r = new Redis(url, { maxRetriesPerRequest: 2 });
@@ -381,8 +412,8 @@ const redisKafkaEnv = (ctx: StartContext): Record<string, string> => ({
   PARLEY_KAFKA_TOPIC: ctx.kafkaTopic,
 });
 
-const redisKafkaNotes = (ctx: StartContext, roles: string): string[] => [
-  `Redis adapters (tokens, throttle, dedupe, presence, offline queue, groups, outbox) on ${ctx.redisUrl} with key prefix "${ctx.redisPrefix}", appendfsync always`,
+const redisKafkaNotes = (ctx: StartContext, roles: string, appendfsync: string): string[] => [
+  `Redis adapters (tokens, throttle, dedupe, presence, offline queue, groups, outbox) on ${ctx.redisUrl} with key prefix "${ctx.redisPrefix}", appendfsync ${appendfsync}`,
   `event log on Kafka ${ctx.kafkaBrokers}, topic ${ctx.kafkaTopic}; directory and archive embedded (no LDAP, no HBase); ${roles}${settingsNote(ctx)}`,
 ];
 
@@ -414,23 +445,35 @@ interface ParleyPlan {
 }
 
 /** Parley processes on Redis and Kafka of test/stack (nothing left under the bench's prefix by an earlier run). */
-async function startOnRedisKafka(ctx: StartContext, system: SystemName, plans: ParleyPlan[], notes: string[]): Promise<SystemUnderTest> {
+async function startOnRedisKafka(ctx: StartContext, system: SystemName, plans: ParleyPlan[], roles: string, more: string[] = []): Promise<SystemUnderTest> {
   const backendPids = await ensureStack(ctx);
   await clearRedisLeftovers(ctx.redisUrl, ctx.redisPrefix);
+  const fsync = await redisFsyncFor(ctx.redisUrl, ctx.redisAppendfsync);
   const started: ParleyProcess[] = [];
   try {
     // One after the other: each picks its free ports while those before it already listen on theirs.
     for (const p of plans) started.push(await spawnParley({ ...ctx, parleyRole: p.role }, p.name, freshDataDir(ctx, p.name), { ...redisKafkaEnv(ctx), ...p.env }, true));
     const tokens = await redisTokens(ctx, system, started);
-    return parleySystem(system, started, tokens, ctx, backendPids, notes);
+    const sut = parleySystem(system, started, tokens, ctx, backendPids, [...redisKafkaNotes(ctx, roles, fsync.policy), ...more]);
+    return {
+      ...sut,
+      stop: async () => {
+        try {
+          await sut.stop();
+        } finally {
+          await fsync.restore();
+        }
+      },
+    };
   } catch (err) {
     await stopAll(started);
+    await fsync.restore();
     throw err;
   }
 }
 
 const startParleyRedis = (ctx: StartContext) =>
-  startOnRedisKafka(ctx, 'parley-redis', [{ name: 'parley-redis', role: ctx.parleyRole, env: {} }], redisKafkaNotes(ctx, `roles in the process: ${ctx.parleyRole}`));
+  startOnRedisKafka(ctx, 'parley-redis', [{ name: 'parley-redis', role: ctx.parleyRole, env: {} }], `roles in the process: ${ctx.parleyRole}`);
 
 /**
  * Two Parley nodes on the same Redis key prefix (so they share tokens, queues and presence) and Kafka
@@ -443,8 +486,8 @@ const startParleyCluster = (ctx: StartContext) =>
     ctx,
     'parley-cluster',
     [ctx.parleyRole, 'broker'].map((role, i) => ({ name: `parley-cluster-node${i + 1}`, role, env: { PARLEY_NODE_ID: String(i + 1) } })),
+    `node 1 (PARLEY_NODE_ID=1) runs the roles ${ctx.parleyRole}, node 2 (PARLEY_NODE_ID=2) the broker alone (one archiver and analytics for both)`,
     [
-      ...redisKafkaNotes(ctx, `node 1 (PARLEY_NODE_ID=1) runs the roles ${ctx.parleyRole}, node 2 (PARLEY_NODE_ID=2) the broker alone (one archiver and analytics for both)`),
       'clients: user i on node i mod 2 (user 0 on node 1); in 1:1 chat user i sends to user i+1, so every message crosses nodes (a Redis pub/sub hop); ' +
         'offline drain: sender on node 1, receiver reconnects to node 2; idle connections and group members split evenly over the nodes; ' +
         'broker CPU and RSS are the sum of both processes (per node in the results file)',

@@ -15,7 +15,7 @@ import { Redis } from 'ioredis';
 import { mergeMetrics, parseMetrics, pausesBetween, pausesText } from '../bench/pauses.ts';
 import { stallText, summarizeProfile } from '../bench/profile.ts';
 import { PARLEYS, type BenchResults, type ChatStep, type Usage } from '../bench/results.ts';
-import { SYSTEMS } from '../bench/systems.ts';
+import { redisFsyncFor, SYSTEMS } from '../bench/systems.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -178,6 +178,37 @@ function assertClusterMeasured(r: BenchResults): void {
 }
 
 /** The run's Redis keys (tokens, presence, dedupe, queues) under its own prefix. */
+test('bench --redis-appendfsync: Redis runs with the policy asked for, and gets its own back after', { timeout: 30_000 }, async () => {
+  const url = 'redis://127.0.0.1:16379';
+  const r = new Redis(url, { maxRetriesPerRequest: 1 });
+  const policy = async () => ((await r.config('GET', 'appendfsync')) as string[])[1];
+  const before = await policy();
+  try {
+    const other = before === 'everysec' ? 'always' : 'everysec';
+    const set = await redisFsyncFor(url, other);
+    assert.equal(set.policy, other, 'reported as set');
+    assert.equal(await policy(), other, 'Redis runs with it');
+    await set.restore();
+    assert.equal(await policy(), before, 'put back');
+    // Asked for what Redis has, or for nothing: reported as it is, and nothing to put back.
+    for (const wanted of [before as 'always' | 'everysec', undefined]) {
+      const same = await redisFsyncFor(url, wanted);
+      assert.equal(same.policy, before);
+      await same.restore();
+      assert.equal(await policy(), before);
+    }
+  } finally {
+    await r.config('SET', 'appendfsync', before);
+    r.disconnect();
+  }
+});
+
+test('bench options: --redis-appendfsync takes only a policy Redis knows', async () => {
+  const { code, output } = await runBench(['--redis-appendfsync', 'sometimes', '--scenarios', 'chat']);
+  assert.notEqual(code, 0);
+  assert.match(output, /--redis-appendfsync takes always, everysec, no, not "sometimes"/);
+});
+
 async function removeKeys(prefix: string): Promise<void> {
   const r = new Redis('redis://127.0.0.1:16379', { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
   r.on('error', () => {});
