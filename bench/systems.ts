@@ -363,12 +363,19 @@ export type RedisFsync = (typeof REDIS_FSYNC)[number];
 
 /**
  * Redis's appendfsync for a run: read, and set to `wanted` when given (CONFIG SET, as the production compose
- * file's everysec differs from test/stack's always). `restore` puts back what it was.
+ * file's everysec differs from test/stack's always). `restore` puts back what it was. A Redis that refuses
+ * CONFIG (a managed one) is measured as it is, its policy noted as unknown, unless a policy was asked for.
  */
 export async function redisFsyncFor(url: string, wanted?: RedisFsync): Promise<{ policy: string; restore(): Promise<void> }> {
   const r = new Redis(url, { maxRetriesPerRequest: 2 });
   try {
-    const [, before] = (await r.config('GET', 'appendfsync')) as string[];
+    let before: string;
+    try {
+      [, before] = (await r.config('GET', 'appendfsync')) as string[];
+    } catch (err) {
+      if (wanted) throw new Error(`--redis-appendfsync ${wanted}: Redis at ${url.replace(/\/\/[^@/]*@/, '//')} refused CONFIG GET appendfsync (${(err as Error).message})`);
+      return { policy: 'unknown (CONFIG refused)', restore: async () => {} };
+    }
     if (!wanted || wanted === before) return { policy: before, restore: async () => {} };
     await r.config('SET', 'appendfsync', wanted);
     return {

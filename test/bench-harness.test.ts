@@ -177,7 +177,6 @@ function assertClusterMeasured(r: BenchResults): void {
   assertSum(conn.rssBeforeMB, conn.nodeRss!.map((n) => n.rssBeforeMB), 'cluster RSS before the burst');
 }
 
-/** The run's Redis keys (tokens, presence, dedupe, queues) under its own prefix. */
 test('bench --redis-appendfsync: Redis runs with the policy asked for, and gets its own back after', { timeout: 30_000 }, async () => {
   const url = 'redis://127.0.0.1:16379';
   const r = new Redis(url, { maxRetriesPerRequest: 1 });
@@ -203,12 +202,34 @@ test('bench --redis-appendfsync: Redis runs with the policy asked for, and gets 
   }
 });
 
+test('bench against a Redis that refuses CONFIG: measured as it is, unless a policy is asked for', { timeout: 30_000 }, async () => {
+  const admin = new Redis('redis://127.0.0.1:16379', { maxRetriesPerRequest: 1 });
+  const user = `bench-noconfig-${randomBytes(4).toString('hex')}`;
+  const password = randomBytes(8).toString('hex');
+  await admin.acl('SETUSER', user, 'on', `>${password}`, '~*', '&*', '+@all', '-config');
+  try {
+    const limited = `redis://${user}:${password}@127.0.0.1:16379`;
+    const as = await redisFsyncFor(limited);
+    assert.equal(as.policy, 'unknown (CONFIG refused)');
+    await as.restore();
+    await assert.rejects(redisFsyncFor(limited, 'everysec'), (err: Error) => {
+      assert.match(err.message, /--redis-appendfsync everysec: Redis at redis:\/\/127\.0\.0\.1:16379 refused CONFIG GET appendfsync/);
+      assert.ok(!err.message.includes(password), 'the password stays out of the message');
+      return true;
+    });
+  } finally {
+    await admin.acl('DELUSER', user);
+    admin.disconnect();
+  }
+});
+
 test('bench options: --redis-appendfsync takes only a policy Redis knows', async () => {
   const { code, output } = await runBench(['--redis-appendfsync', 'sometimes', '--scenarios', 'chat']);
   assert.notEqual(code, 0);
   assert.match(output, /--redis-appendfsync takes always, everysec, no, not "sometimes"/);
 });
 
+/** The run's Redis keys (tokens, presence, dedupe, queues) under its own prefix. */
 async function removeKeys(prefix: string): Promise<void> {
   const r = new Redis('redis://127.0.0.1:16379', { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
   r.on('error', () => {});
