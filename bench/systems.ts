@@ -341,7 +341,8 @@ function canReach(hostPort: string): Promise<boolean> {
 
 function stackPid(repo: string, name: string): number[] {
   const file = path.join(repo, '.stack', `${name}.pid`);
-  const pid = fs.existsSync(file) ? Number(fs.readFileSync(file, 'utf8').trim()) : NaN;
+  // The pid is the file's first line (the second is its start time, see test/stack/processes.ts).
+  const pid = fs.existsSync(file) ? Number.parseInt(fs.readFileSync(file, 'utf8'), 10) : NaN;
   return Number.isInteger(pid) && fs.existsSync(`/proc/${pid}`) ? [pid] : [];
 }
 

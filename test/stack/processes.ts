@@ -36,26 +36,45 @@ export async function spawnDetached(
       child.once('spawn', () => resolve(child.pid!));
     });
     child.unref();
-    writeFileSync(pidFile(ctx, name), `${pid}\n`);
+    // The start time identifies the process: a later one that reuses the number has another.
+    writeFileSync(pidFile(ctx, name), `${pid}\n${startTicks(pid) ?? ''}\n`);
     return pid;
   } finally {
     closeSync(fd);
   }
 }
 
-export function readPid(file: string): number | undefined {
+/** A pid file: the pid on its first line, the process's start time (clock ticks after boot) on its second. */
+function readPidFile(file: string): { pid: number; ticks?: number } | undefined {
   if (!existsSync(file)) return undefined;
-  const pid = Number.parseInt(readFileSync(file, 'utf8').trim(), 10);
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  const [first, second] = readFileSync(file, 'utf8').split('\n');
+  const pid = Number.parseInt(first, 10);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const ticks = Number.parseInt(second ?? '', 10);
+  return Number.isInteger(ticks) ? { pid, ticks } : { pid };
 }
 
-function processStartMs(pid: number): number | undefined {
+export function readPid(file: string): number | undefined {
+  return readPidFile(file)?.pid;
+}
+
+/** Field 22 of /proc/PID/stat: when the process started, in clock ticks after boot (no wall clock in it). */
+export function startTicks(pid: number): number | undefined {
   try {
-    // Field 22 of /proc/PID/stat is the start time in clock ticks after boot; the command name
-    // (field 2) may hold spaces, so count from the closing parenthesis.
+    // The command name (field 2) may hold spaces, so count from the closing parenthesis.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[19]);
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    return Number.isInteger(ticks) ? ticks : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** When the process started, on the wall clock (for pid files written before they recorded start ticks). */
+function processStartMs(pid: number): number | undefined {
+  const ticks = startTicks(pid);
+  if (ticks === undefined) return undefined;
+  try {
     const btime = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
     return btime * 1000 + (ticks * 1000) / 100; // USER_HZ is 100 on Linux
   } catch {
@@ -79,12 +98,17 @@ function isRunning(pid: number): boolean {
 }
 
 /**
- * The pid recorded in `file` if that process still runs and is the one we started: a process that
- * began after the pid file was written is a stranger that reused the number.
+ * The pid recorded in `file` if that process still runs and is the one we started: one with another start
+ * time is a stranger that reused the number. The start times are compared in ticks after boot, which no
+ * clock adjustment moves; comparing the wall-clock start with the file's time (what an older pid file
+ * without ticks still gets) took a stack server for a stranger after the VM's clock was stepped forward,
+ * and `down` then left it running.
  */
 export function livePid(file: string): number | undefined {
-  const pid = readPid(file);
-  if (pid === undefined || !isRunning(pid)) return undefined;
+  const recorded = readPidFile(file);
+  if (recorded === undefined || !isRunning(recorded.pid)) return undefined;
+  const { pid, ticks } = recorded;
+  if (ticks !== undefined) return startTicks(pid) === ticks ? pid : undefined;
   const started = processStartMs(pid);
   if (started !== undefined && started > statSync(file).mtimeMs + 2000) return undefined;
   return pid;
