@@ -3,7 +3,7 @@
 // forward since the file was written (as this VM's was, mid-CI) does not turn a running server into a
 // "foreign process" that `down` leaves running; a process that reuses the number is still a stranger.
 import assert from './helpers/assert.ts';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,13 @@ import type { StackContext } from './stack/service.ts';
 
 function context(): StackContext {
   return { cacheDir: os.tmpdir(), runDir: fs.mkdtempSync(path.join(os.tmpdir(), 'parley-stack-')), progress: () => {} };
+}
+
+/** A process the stack did not start. */
+async function stranger(): Promise<ChildProcess> {
+  const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+  await new Promise((resolve) => child.once('spawn', resolve));
+  return child;
 }
 
 /** As if the wall clock had been stepped forward by an hour since the file was written. */
@@ -46,26 +53,24 @@ test('a server started by the stack stays ours after the clock moves, and down s
 
 test('a process that reuses the number is a stranger: down leaves it alone', { timeout: 30_000 }, async () => {
   const ctx = context();
-  const stranger = spawn('sleep', ['60'], { stdio: 'ignore' });
-  await new Promise((resolve) => stranger.once('spawn', resolve));
+  const other = await stranger();
   const file = path.join(ctx.runDir, 'reused.pid');
   try {
     // The pid file of a server that died, whose number the stranger now has: another start time.
-    fs.writeFileSync(file, `${stranger.pid}\n${startTicks(stranger.pid!)! - 100}\n`);
-    assert.equal(readPid(file), stranger.pid);
+    fs.writeFileSync(file, `${other.pid}\n${startTicks(other.pid!)! - 100}\n`);
+    assert.equal(readPid(file), other.pid);
     assert.equal(livePid(file), undefined);
     assert.equal(await stopPidFile(file), 'not running');
-    assert.equal(stranger.exitCode, null, 'the stranger kept running');
-    process.kill(stranger.pid!, 0);
+    assert.equal(other.exitCode, null, 'the stranger kept running');
+    process.kill(other.pid!, 0);
   } finally {
-    stranger.kill('SIGKILL');
+    other.kill('SIGKILL');
   }
 });
 
 test('a pid file of the older kind (no start time) is still read: fresh is ours, one the process outlived by far is not', { timeout: 30_000 }, async () => {
   const ctx = context();
-  const child = spawn('sleep', ['60'], { stdio: 'ignore' });
-  await new Promise((resolve) => child.once('spawn', resolve));
+  const child = await stranger();
   const file = path.join(ctx.runDir, 'old.pid');
   try {
     fs.writeFileSync(file, `${child.pid}\n`);
