@@ -41,7 +41,9 @@ test('a server started by the stack stays ours after the clock moves, and down s
     assert.equal(livePid(file), pid, 'still ours: the start time is compared in ticks after boot, not against the file time');
     assert.equal(await stopPidFile(file), 'stopped');
     assert.equal(fs.existsSync(file), false);
-    assert.throws(() => process.kill(pid, 0), 'the process is gone');
+    // Gone, or a zombie until this test process (its parent) reaps it.
+    const state = fs.existsSync(`/proc/${pid}/stat`) ? fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] : 'gone';
+    assert.ok(state === 'gone' || state === 'Z', `the process ended (state ${state})`);
   } finally {
     try {
       process.kill(-pid, 'SIGKILL');
