@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { livePid } from '../test/stack/processes.ts';
 import { collectGarbage, INSPECT_ON_SIGNAL, type HeapReading } from './inspector.ts';
 import { shares } from './generators.ts';
 import { ensureMosquitto, mosquittoConfig, mosquittoVersion } from './mosquitto.ts';
@@ -339,11 +340,10 @@ function canReach(hostPort: string): Promise<boolean> {
   });
 }
 
+/** The stack's server `name`, if it runs (read as the stack's own CLI reads its pid files). */
 function stackPid(repo: string, name: string): number[] {
-  const file = path.join(repo, '.stack', `${name}.pid`);
-  // The pid is the file's first line (the second is its start time, see test/stack/processes.ts).
-  const pid = fs.existsSync(file) ? Number.parseInt(fs.readFileSync(file, 'utf8'), 10) : NaN;
-  return Number.isInteger(pid) && fs.existsSync(`/proc/${pid}`) ? [pid] : [];
+  const pid = livePid(path.join(repo, '.stack', `${name}.pid`));
+  return pid === undefined ? [] : [pid];
 }
 
 /** Redis and Kafka of test/stack (started with its CLI when they are not running); their pids from .stack/. */

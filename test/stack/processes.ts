@@ -82,7 +82,8 @@ function processStartMs(pid: number): number | undefined {
   }
 }
 
-function isRunning(pid: number): boolean {
+/** Whether `pid` runs (a zombie does not count). */
+export function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {
