@@ -38,7 +38,8 @@ export const stateNameOf = (job: string, topic: string = MESSAGES_TOPIC) => (top
 
 /** Prometheus hooks (service.ts); all optional. */
 export interface EngineCounters {
-  event(job: string, outcome: 'accepted' | 'duplicate' | 'late' | 'skipped'): void;
+  /** `n` events of a batch had this outcome (counted once per batch, not per event). */
+  event(job: string, outcome: Outcome, n: number): void;
   watermark(job: string, partition: number, ms: number): void;
   windowClosed(job: string): void;
 }
@@ -64,6 +65,10 @@ export interface EngineOptions {
   onBatch?(partition: number, records: readonly ConsumedRecord[]): void;
 }
 
+type Outcome = 'accepted' | 'duplicate' | 'late' | 'skipped';
+/** A batch's events by outcome, handed to the counters once at its end. */
+type Tally = Record<Outcome, number>;
+
 interface WindowState {
   ms: number;
   start: number;
@@ -81,7 +86,7 @@ interface PartitionState {
   offset: number;
   /** Max event time taken; the watermark is this minus the lateness. */
   maxTs: number | null;
-  windows: Map<string, WindowState>;
+  windows: Map<number, WindowState>;
 }
 
 interface SavedWindow {
@@ -107,7 +112,16 @@ interface Partial {
   p: unknown;
 }
 
-const keyOf = (ms: number, start: number) => `${ms}:${start}`;
+/**
+ * A window's key in a partition's maps: its start plus its length's slot in WINDOWS (starts are whole
+ * minutes, so minute and hour windows starting together stay apart). A number, not a string: the engine
+ * looks windows up several times per event and job.
+ */
+function keyOf(ms: number, start: number): number {
+  const slot = WINDOWS.indexOf(ms as (typeof WINDOWS)[number]);
+  if (slot < 0) throw new Error(`no window of ${ms} ms`);
+  return start + slot;
+}
 /** Rounds of merge-and-check before a window's rows are left for the next batch to settle. */
 const MERGE_ROUNDS = 5;
 
@@ -168,18 +182,21 @@ export class StreamJob {
   private async process(partition: number, batch: ConsumedRecord[]): Promise<void> {
     const st = await this.partitionState(partition, Number(batch[0].offset));
     const before = st.offset;
-    const touched = new Map<string, WindowState>();
+    const touched = new Map<number, WindowState>();
+    const tally: Tally = { accepted: 0, duplicate: 0, late: 0, skipped: 0 };
     for (const record of batch) {
       const offset = Number(record.offset);
       if (offset < st.offset) continue; // in the checkpoint already
       st.offset = offset + 1;
       const event = toEvent(record);
       if (!event || (this.o.skipBefore !== undefined && event.ts < this.o.skipBefore)) {
-        this.o.counters?.event(this.job.name, 'skipped');
+        tally.skipped++;
         continue;
       }
-      this.take(st, event, touched);
+      tally[this.take(st, event, touched)]++;
     }
+    const counters = this.o.counters;
+    if (counters) for (const outcome of Object.keys(tally) as Outcome[]) if (tally[outcome] > 0) counters.event(this.job.name, outcome, tally[outcome]);
     if (st.offset === before) {
       this.parts.set(partition, st);
       return;
@@ -245,7 +262,7 @@ export class StreamJob {
     return w;
   }
 
-  private take(st: PartitionState, e: AnalyticsEvent, touched: Map<string, WindowState>): void {
+  private take(st: PartitionState, e: AnalyticsEvent, touched: Map<number, WindowState>): Exclude<Outcome, 'skipped'> {
     const minuteStart = windowStart(e.ts, MINUTE);
     if (st.maxTs !== null && minuteStart + MINUTE <= st.maxTs - this.o.latenessMs) {
       // Late: its minute is closed. Counted where the partition is now, in both lengths.
@@ -254,14 +271,10 @@ export class StreamJob {
         w.late++;
         touched.set(keyOf(ms, w.start), w);
       }
-      this.o.counters?.event(this.job.name, 'late');
-      return;
+      return 'late';
     }
     const minute = this.window(st, MINUTE, minuteStart);
-    if (minute.ids!.has(e.id)) {
-      this.o.counters?.event(this.job.name, 'duplicate');
-      return;
-    }
+    if (minute.ids!.has(e.id)) return 'duplicate';
     minute.ids!.add(e.id);
     minute.fresh!.push(e.id);
     for (const ms of WINDOWS) {
@@ -275,15 +288,15 @@ export class StreamJob {
       const w = st.windows.get(keyOf(MINUTE, windowStart(related, MINUTE)));
       if (w && this.job.applyRelated!(w.agg, e)) touched.set(keyOf(MINUTE, w.start), w);
     }
-    this.o.counters?.event(this.job.name, 'accepted');
     if (st.maxTs === null || e.ts > st.maxTs) {
       st.maxTs = e.ts;
       this.closeWindows(st, touched);
     }
+    return 'accepted';
   }
 
   /** Closes every window the watermark has passed, minutes first (a closing minute reports to its hour). */
-  private closeWindows(st: PartitionState, touched: Map<string, WindowState>): void {
+  private closeWindows(st: PartitionState, touched: Map<number, WindowState>): void {
     const watermark = st.maxTs! - this.o.latenessMs;
     const closing = [...st.windows.values()].filter((w) => w.start + w.ms <= watermark).sort((a, b) => a.ms - b.ms || a.start - b.start);
     for (const w of closing) {
@@ -344,7 +357,7 @@ function save(st: PartitionState, job: AnyJob): Checkpoint {
 
 /** A checkpoint's state; a version-1 checkpoint's ids become fresh, so the next checkpoint writes them as seen rows. */
 function load(c: Checkpoint, job: AnyJob): PartitionState {
-  const windows = new Map<string, WindowState>();
+  const windows = new Map<number, WindowState>();
   for (const w of c.windows) {
     const minute = w.ms === MINUTE;
     windows.set(keyOf(w.ms, w.start), { ms: w.ms, start: w.start, late: w.late, ids: minute ? new Set(w.ids ?? []) : null, fresh: minute ? [...(w.ids ?? [])] : null, agg: job.load(w.s, w.ms) });

@@ -26,7 +26,7 @@ export function engineCounters(registry: Registry): EngineCounters {
   const closed = new Counter({ name: 'parley_analytics_windows_closed_total', help: 'Windows the watermark closed', labelNames: ['job'], registers: [registry] });
   const watermark = new Gauge({ name: 'parley_analytics_watermark_seconds', help: 'Watermark (max event time - lateness) per partition', labelNames: ['job', 'partition'], registers: [registry] });
   return {
-    event: (job, outcome) => events.inc({ job, outcome }),
+    event: (job, outcome, n) => events.inc({ job, outcome }, n),
     windowClosed: (job) => closed.inc({ job }),
     watermark: (job, partition, ms) => watermark.set({ job, partition: String(partition) }, ms / 1000),
   };

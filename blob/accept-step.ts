@@ -16,14 +16,19 @@ interface Accepting {
 }
 
 /** Refuses a key that is not the sender's upload of exactly this size and type; adds the thumbnail key. */
-export async function checkAttachment(a: Accepting, deps: AttachmentGate): Promise<void> {
-  if (a.message.kind !== 'attachment' || !a.message.attachment) return;
-  a.message.attachment = await deps.attachments.checkAttachment(a.message.from, a.message.attachment);
-  a.text = encodeEnvelope(a.message);
+export function checkAttachment(a: Accepting, deps: AttachmentGate): void | Promise<void> {
+  // Synchronous when there is nothing to check: a text message costs the pipeline no promise here.
+  const attachment = a.message.kind === 'attachment' ? a.message.attachment : undefined;
+  if (!attachment) return;
+  return deps.attachments.checkAttachment(a.message.from, attachment).then((checked) => {
+    a.message.attachment = checked;
+    a.text = encodeEnvelope(a.message);
+  });
 }
 
 /** Lets the message's recipients download the attachment; runs before the message is stored for them. */
-export async function grantAttachment(a: Accepting, deps: AttachmentGate): Promise<void> {
-  if (a.message.kind !== 'attachment' || !a.message.attachment) return;
-  await deps.attachments.grant(a.message.attachment.key, a.recipients);
+export function grantAttachment(a: Accepting, deps: AttachmentGate): void | Promise<void> {
+  const attachment = a.message.kind === 'attachment' ? a.message.attachment : undefined;
+  if (!attachment) return;
+  return deps.attachments.grant(attachment.key, a.recipients);
 }

@@ -1,8 +1,8 @@
 import { ExpiringMap } from '../common/expiring-map.ts';
 import type { Journal, JournalChannel } from '../common/journal.ts';
 import type { AcceptStore, AcceptWrite } from './accept-store.ts';
-import type { OfflineQueue } from './offline-queue.ts';
-import type { Outbox } from './outbox.ts';
+import type { EmbeddedOfflineQueue } from './offline-queue-embedded.ts';
+import type { EmbeddedOutbox } from './outbox-embedded.ts';
 
 /**
  * Claims in memory, made durable in the node's journal (channel `d`, `{expiresAt} {sender} {cid} {claim}`)
@@ -17,9 +17,9 @@ export class EmbeddedAcceptStore implements AcceptStore {
   private readonly log: JournalChannel;
 
   constructor(
-    journal: Journal,
-    private readonly queue: OfflineQueue,
-    private readonly outbox: Outbox,
+    private readonly journal: Journal,
+    private readonly queue: EmbeddedOfflineQueue,
+    private readonly outbox: EmbeddedOutbox,
   ) {
     const claims = this.claims;
     this.log = journal.channel(
@@ -38,24 +38,25 @@ export class EmbeddedAcceptStore implements AcceptStore {
     );
   }
 
-  async store(w: AcceptWrite): Promise<string | null> {
+  store(w: AcceptWrite): Promise<string | null> {
     const key = `${w.sender}\n${w.cid}`;
     const ttlMs = w.ttlSeconds * 1000;
     const earlier = this.claims.setIfAbsent(key, w.claim, ttlMs);
-    if (earlier !== undefined) return earlier;
-    try {
-      // All three hand their records to the journal before their first await: call order is journal order.
-      await Promise.all([
-        this.queue.push(w.queue),
-        this.outbox.append(w.outbox),
-        this.log.append([`${Date.now() + ttlMs} ${w.sender} ${w.cid} ${w.claim}`]),
-      ]);
-    } catch (err) {
-      // The journal did not take the records: the claim goes with them, and a resend stores again.
-      this.claims.delete(key);
-      throw err;
-    }
-    return null;
+    if (earlier !== undefined) return Promise.resolve(earlier);
+    // One append, in this order (the claim last), one promise for the three.
+    const written = this.journal.appendAll([
+      this.queue.stage(w.queue),
+      this.outbox.stage(w.outbox),
+      { channel: this.log, records: [`${Date.now() + ttlMs} ${w.sender} ${w.cid} ${w.claim}`] },
+    ]);
+    return written.then(
+      () => null,
+      (err: unknown) => {
+        // The journal did not take the records: the claim goes with them, and a resend stores again.
+        this.claims.delete(key);
+        throw err;
+      },
+    );
   }
 
   async close(): Promise<void> {

@@ -53,7 +53,11 @@ interface Accepting {
   passTurn: () => void;
 }
 
-type Step = (a: Accepting, deps: AcceptDeps) => Promise<void>;
+/**
+ * A step returns a promise only when it has something to wait for: a step that does not apply (the
+ * attachment steps for a text message) or answers from memory (a known receiver) costs no promise.
+ */
+type Step = (a: Accepting, deps: AcceptDeps) => void | Promise<void>;
 
 /** The users a message goes to: the receiver, or every member of the group but the sender. */
 async function recipientsOf(sender: string, target: SendTarget, deps: AcceptDeps): Promise<string[]> {
@@ -67,8 +71,15 @@ async function recipientsOf(sender: string, target: SendTarget, deps: AcceptDeps
   return [target.id];
 }
 
-async function resolveRecipients(a: Accepting, deps: AcceptDeps): Promise<void> {
-  a.recipients = await recipientsOf(a.message.from, a.target, deps);
+function resolveRecipients(a: Accepting, deps: AcceptDeps): void | Promise<void> {
+  // A user the directory answered for a moment ago: no lookup, no promise.
+  if (a.target.type === 'user' && deps.recipients.known(a.target.id) === true) {
+    a.recipients = [a.target.id];
+    return;
+  }
+  return recipientsOf(a.message.from, a.target, deps).then((recipients) => {
+    a.recipients = recipients;
+  });
 }
 
 /**
@@ -151,7 +162,8 @@ export class Acceptor {
   private async run(a: Accepting): Promise<void> {
     try {
       for (const step of acceptSteps) {
-        await step(a, this.deps);
+        const waiting = step(a, this.deps);
+        if (waiting) await waiting;
         if (a.earlier) return;
       }
     } finally {

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { Journal, JournalChannel } from '../common/journal.ts';
+import type { ChannelRecords, Journal, JournalChannel } from '../common/journal.ts';
 import type { OfflineQueue, QueuedMessage } from './offline-queue.ts';
 
 /**
@@ -64,12 +64,22 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
   }
 
   async push(batch: readonly { userId: string; message: QueuedMessage }[]): Promise<void> {
+    const { records } = this.stage(batch);
+    await this.log.append(records);
+  }
+
+  /**
+   * Queues the batch in memory and returns the journal records that make it durable, for the caller to
+   * append (EmbeddedAcceptStore writes them with the outbox's and the claim in one append). They must be
+   * appended before anything else touches the queue, as push does.
+   */
+  stage(batch: readonly { userId: string; message: QueuedMessage }[]): ChannelRecords {
     const records: string[] = [];
     for (const { userId, message } of batch) {
       records.push(`+ ${userId} ${message.id} ${message.payload}`);
       for (const old of this.add(userId, message.id, message.payload)) records.push(`- ${userId} ${old}`);
     }
-    await this.log.append(records);
+    return { channel: this.log, records };
   }
 
   async list(userId: string, limit: number): Promise<QueuedMessage[]> {

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { LogRecord } from '../common/event-log.ts';
-import type { Journal, JournalChannel } from '../common/journal.ts';
+import type { ChannelRecords, Journal, JournalChannel } from '../common/journal.ts';
 import type { Outbox } from './outbox.ts';
 
 /**
@@ -40,8 +40,13 @@ export class EmbeddedOutbox implements Outbox {
   }
 
   append(records: readonly LogRecord[]): Promise<void> {
+    return this.log.append(this.stage(records).records);
+  }
+
+  /** Takes the records in memory and returns their journal records, for the caller to append at once (see append). */
+  stage(records: readonly LogRecord[]): ChannelRecords {
     for (const r of records) this.records.push(r);
-    return this.log.append(records.map((r) => `+ ${r.key}\t${r.value}`));
+    return { channel: this.log, records: records.map((r) => `+ ${r.key}\t${r.value}`) };
   }
 
   async peek(limit: number): Promise<LogRecord[]> {

@@ -13,6 +13,12 @@ export class Recipients {
 
   constructor(private readonly directory: Directory) {}
 
+  /** What the cache knows of the user now: true or false, or undefined when only the directory can say. */
+  known(userId: string): boolean | undefined {
+    const hit = this.cache.get(userId);
+    return hit && hit.until > Date.now() ? hit.exists : undefined;
+  }
+
   async exists(userId: string): Promise<boolean> {
     const now = Date.now();
     const hit = this.cache.get(userId);

@@ -76,17 +76,16 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
   const directory: Directory = config.ldap ? new LdapDirectory(config.ldap) : new EmbeddedDirectory(config.dataDir);
   // The embedded queue and outbox share one journal: a message's records in both cost one fsync.
   const journal = redis ? null : Journal.open(config.dataDir, config.nodeId, config.embeddedFsync);
+  const embedded = journal ? { queue: new EmbeddedOfflineQueue(journal, config.nodeId, config.offlineMax), outbox: new EmbeddedOutbox(journal, config.nodeId) } : null;
   const a = {
     directory,
     tokens: redis ? new RedisTokenStore(redis) : new EmbeddedTokenStore(),
     throttle: redis ? new RedisThrottle(redis) : new EmbeddedThrottle(),
     presence: redis ? new RedisPresence(redis, config.nodeId, config.presenceHeartbeatMs) : new EmbeddedPresence(config.nodeId),
     bus: redis ? new RedisClusterBus(redis, config.nodeId) : new EmbeddedClusterBus(config.nodeId, EmbeddedClusterHub.of(config.dataDir)),
-    queue: redis
-      ? new RedisOfflineQueue(redis, config.offlineMax)
-      : new EmbeddedOfflineQueue(journal!, config.nodeId, config.offlineMax),
+    queue: redis ? new RedisOfflineQueue(redis, config.offlineMax) : embedded!.queue,
     groups: redis ? new RedisGroups(redis) : new EmbeddedGroups(config.dataDir),
-    outbox: redis ? new RedisOutbox(redis, config.nodeId) : new EmbeddedOutbox(journal!, config.nodeId),
+    outbox: redis ? new RedisOutbox(redis, config.nodeId) : embedded!.outbox,
     eventLog: config.kafka ? kafkaEventLog(config, `parley-${config.nodeId}`) : new EmbeddedEventLog(config.dataDir, { fsync: config.embeddedFsync }),
     archive: options.archive ?? createArchive(config),
     blobs: config.s3
@@ -98,7 +97,7 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
           fsync: config.embeddedFsync,
         }),
   };
-  const acceptStore = redis ? new RedisAcceptStore(redis, config.nodeId, config.offlineMax) : new EmbeddedAcceptStore(journal!, a.queue, a.outbox);
+  const acceptStore = redis ? new RedisAcceptStore(redis, config.nodeId, config.offlineMax) : new EmbeddedAcceptStore(journal!, embedded!.queue, embedded!.outbox);
   return {
     ...a,
     acceptStore,

@@ -44,6 +44,11 @@ export interface ValidationFailure {
 }
 
 const isString = (v: unknown): v is string => typeof v === 'string';
+/**
+ * A refusal that echoes the (valid) cid. Module-level rather than a closure in parseOutgoing: under tsx
+ * (keepNames) every function created on the hot path also costs an Object.defineProperty of its name.
+ */
+const fail = (cid: string, error: ParleyError): ValidationFailure => ({ error, cid });
 
 /**
  * Parses and checks a `send/...` payload. Unknown fields are dropped, never passed on: a client cannot
@@ -62,31 +67,30 @@ export function parseOutgoing(payload: Buffer, maxBodyBytes: number): Outgoing |
   const o = raw as Record<string, unknown>;
   if (!isString(o.cid) || !CID.test(o.cid)) return { error: badRequest('cid must be 1-64 characters of [A-Za-z0-9_-]') };
   const cid = o.cid;
-  const fail = (error: ParleyError): ValidationFailure => ({ error, cid });
   const kind = o.kind === undefined ? 'text' : o.kind;
-  if (!isString(kind) || !KINDS.has(kind as Kind)) return fail(badRequest('kind must be text, attachment, receipt or typing'));
+  if (!isString(kind) || !KINDS.has(kind as Kind)) return fail(cid, badRequest('kind must be text, attachment, receipt or typing'));
   const out: Outgoing = { cid, kind: kind as Kind };
   if (o.body !== undefined) {
-    if (!isString(o.body)) return fail(badRequest('body must be a string'));
-    if (Buffer.byteLength(o.body, 'utf8') > maxBodyBytes) return fail(tooLarge(`body exceeds ${maxBodyBytes} bytes`));
+    if (!isString(o.body)) return fail(cid, badRequest('body must be a string'));
+    if (Buffer.byteLength(o.body, 'utf8') > maxBodyBytes) return fail(cid, tooLarge(`body exceeds ${maxBodyBytes} bytes`));
     out.body = o.body;
   }
   switch (out.kind) {
     case 'text':
-      if (out.body === undefined || out.body.length === 0) return fail(badRequest('a text message needs a non-empty body'));
+      if (out.body === undefined || out.body.length === 0) return fail(cid, badRequest('a text message needs a non-empty body'));
       break;
     case 'attachment': {
       const a = o.attachment as Record<string, unknown> | undefined;
       if (!a || typeof a !== 'object' || !isString(a.key) || !isString(a.name) || !isString(a.mime) || typeof a.size !== 'number')
-        return fail(badRequest('an attachment message needs attachment {key,name,mime,size}'));
+        return fail(cid, badRequest('an attachment message needs attachment {key,name,mime,size}'));
       if (a.key.length > 256 || a.name.length > 256 || a.mime.length > 128 || !Number.isSafeInteger(a.size) || a.size < 0)
-        return fail(badRequest('attachment fields out of range'));
+        return fail(cid, badRequest('attachment fields out of range'));
       out.attachment = { key: a.key, name: a.name, mime: a.mime, size: a.size };
       break;
     }
     case 'receipt':
-      if (!isString(o.ref) || !ID_PATTERN.test(o.ref)) return fail(badRequest('a receipt needs ref, the id of a received message'));
-      if (o.state !== 'delivered' && o.state !== 'read') return fail(badRequest('a receipt state is delivered or read'));
+      if (!isString(o.ref) || !ID_PATTERN.test(o.ref)) return fail(cid, badRequest('a receipt needs ref, the id of a received message'));
+      if (o.state !== 'delivered' && o.state !== 'read') return fail(cid, badRequest('a receipt state is delivered or read'));
       out.ref = o.ref;
       out.state = o.state;
       break;

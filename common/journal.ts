@@ -17,6 +17,8 @@ export interface ChannelState {
 }
 
 export interface JournalChannel {
+  /** The channel's tag (the first word of each of its records in the file). */
+  readonly tag: string;
   /** Appends records of this channel; see AppendLog.append for `durable`. */
   append(records: readonly string[], durable?: boolean): Promise<void>;
   /** Rewrites the journal to its live records when most of the file is dead. */
@@ -25,12 +27,20 @@ export interface JournalChannel {
   close(): void;
 }
 
+/** Some records of one channel, for Journal.appendAll. */
+export interface ChannelRecords {
+  channel: JournalChannel;
+  records: readonly string[];
+}
+
 const COMPACT_MIN_RECORDS = 10_000;
 
 export class Journal {
   private readonly channels = new Map<string, ChannelState>();
   /** Replayed records whose channel has not joined yet, by tag. */
   private readonly unclaimed = new Map<string, string[]>();
+  /** The channels this journal opened (appendAll refuses another journal's). */
+  private readonly mine = new WeakSet<JournalChannel>();
   private open = 0;
 
   private constructor(private readonly log: AppendLog) {}
@@ -80,7 +90,8 @@ export class Journal {
       fs.unlinkSync(legacyFile);
     }
     let closed = false;
-    return {
+    const channel: JournalChannel = {
+      tag,
       append: (records, durable = true) => this.log.append(records.map((r) => `${tag} ${r}`), durable),
       compactIfSparse: () => this.compactIfSparse(),
       close: () => {
@@ -89,6 +100,21 @@ export class Journal {
         if (--this.open === 0) this.log.close();
       },
     };
+    this.mine.add(channel);
+    return channel;
+  }
+
+  /**
+   * Appends the records of several channels in this order, in one commit, waited on once: what one
+   * accepted message writes (its queue records, its outbox record, its claim) without a promise for each.
+   */
+  appendAll(parts: readonly ChannelRecords[], durable = true): Promise<void> {
+    const tagged: string[] = [];
+    for (const { channel, records } of parts) {
+      if (!this.mine.has(channel)) return Promise.reject(new Error(`journal channel ${channel.tag} is not of ${this.file}`));
+      for (const r of records) tagged.push(`${channel.tag} ${r}`);
+    }
+    return this.log.append(tagged, durable);
   }
 
   private compactIfSparse(): void {

@@ -55,6 +55,23 @@ describe('Journal (embedded queue + outbox)', () => {
     await tmp.remove();
   });
 
+  it('appends several channels\' records in one append, in order, and refuses another journal\'s channel', async () => {
+    const tmp = await tempDir('journal-append-all');
+    const s = openBoth(tmp.dir);
+    const syncs = await countSyncs(() => s.journal.appendAll([s.queue.stage([{ userId: 'bob', message: message(2) }]), s.outbox.stage([{ key: 'alice:bob', value: '{"v":2}' }])]));
+    assert.equal(syncs, 1);
+    assert.deepEqual(logRecords(path.join(tmp.dir, `journal-${NODE}.log`)), [`q + bob ${message(2).id} ${message(2).payload}`, 'o + alice:bob\t{"v":2}']);
+    assert.deepEqual(await s.queue.list('bob', 10), [message(2)], 'staged records are in memory');
+    const other = await tempDir('journal-append-all-other');
+    const foreign = openBoth(other.dir);
+    await assert.rejects(s.journal.appendAll([foreign.outbox.stage([{ key: 'x:y', value: '{}' }])]), /is not of/);
+    assert.equal(logRecords(path.join(tmp.dir, `journal-${NODE}.log`)).length, 2, 'nothing written');
+    await closeBoth(foreign);
+    await other.remove();
+    await closeBoth(s);
+    await tmp.remove();
+  });
+
   it('reports each commit\'s fdatasync time to its observer (parley_journal_fsync_seconds)', async () => {
     const tmp = await tempDir('journal-sync-time');
     const s = openBoth(tmp.dir);

@@ -78,12 +78,10 @@ describe('AcceptStore, embedded only', () => {
     const f = await embedded(ACCEPT_STORE_MAX);
     try {
       const w = { sender: 'alice', cid: 'c1', claim: '1:2', ttlSeconds: 60, queue: [{ userId: 'bob', message: { id: '1', payload: '{}' } }], outbox: [{ key: 'alice:bob', value: '{}' }] };
-      const push = f.queue.push;
-      f.queue.push = async () => {
-        throw new Error('disk full');
-      };
-      await assert.rejects(f.adapter.store(w), /disk full/);
-      f.queue.push = push;
+      // A record the journal cannot hold (a newline would cut the file short on the next start): the whole
+      // append is refused, claim included.
+      const torn = { ...w, outbox: [{ key: 'alice:bob', value: '{\n}' }] };
+      await assert.rejects(f.adapter.store(torn), /newline or NUL/);
       assert.equal(await f.adapter.store({ ...w, claim: '3:4' }), null, 'the resend is stored');
       assert.equal(await f.adapter.store(w), '3:4');
     } finally {
