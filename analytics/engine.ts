@@ -33,6 +33,11 @@ import { HOUR, MINUTE, WINDOWS, toEvent, windowLabel, windowStart, type Analytic
 
 /** The consumer group of a job: `parley-analytics.{job}`, suffixed with the topic when it is not the default. */
 export const groupOf = (job: string, topic: string = MESSAGES_TOPIC) => (topic === MESSAGES_TOPIC ? `parley-analytics.${job}` : `parley-analytics.${job}.${topic}`);
+/**
+ * The consumer group the jobs of a deployment share (StreamJobSet): `parley-analytics-jobs`, suffixed with
+ * the topic when it is not the default.
+ */
+export const sharedGroupOf = (topic: string = MESSAGES_TOPIC) => (topic === MESSAGES_TOPIC ? 'parley-analytics-jobs' : `parley-analytics-jobs.${topic}`);
 /** The name of a job's state rows (checkpoints, partials): the job, suffixed like its group. */
 export const stateNameOf = (job: string, topic: string = MESSAGES_TOPIC) => (topic === MESSAGES_TOPIC ? job : `${job}.${topic}`);
 
@@ -336,6 +341,41 @@ export class StreamJob {
     const values = this.job.results(this.job.merge(partials.map((p) => p.p), ms), ms);
     values.push({ metric: LATE_EVENTS, labels: { job: this.job.name }, value: partials.reduce((n, p) => n + p.late, 0) });
     return values.map((v) => ({ metric: v.metric, windowStart: start, windowMs: ms, value: v.value, labels: { ...v.labels, window: windowLabel(ms) } }));
+  }
+}
+
+/**
+ * Several jobs on one subscription: the log is read (on Kafka: fetched and decoded) once for all of them
+ * instead of once per job. Every batch goes to every job; its offsets are committed once all of them have
+ * checkpointed it. When one fails, the batch is delivered again to all: the others skip it, since their
+ * checkpoints are past it, so nothing is counted twice. A job that keeps failing holds the others back,
+ * which separate groups would not; in exchange a deployment runs one consumer for its analytics, not five.
+ */
+export class StreamJobSet {
+  private subscription: Subscription | null = null;
+
+  constructor(
+    readonly jobs: readonly StreamJob[],
+    private readonly o: { log: EventLog; topic: string; lingerMs?: number; group?: string },
+  ) {}
+
+  async start(): Promise<void> {
+    const { log, topic, lingerMs } = this.o;
+    this.subscription = await log.consume({ topic, group: this.o.group ?? sharedGroupOf(topic), fromBeginning: true, lingerMs, handle: (batch) => this.handle(batch) });
+  }
+
+  /** Stops after the batch in hand (every job's checkpoint, then the commit). */
+  async stop(): Promise<void> {
+    const s = this.subscription;
+    this.subscription = null;
+    await s?.stop();
+  }
+
+  private async handle(batch: ConsumedRecord[]): Promise<void> {
+    // Every job finishes (or fails) its part before the batch is retried, so no job runs a partition twice at once.
+    const outcomes = await Promise.allSettled(this.jobs.map((job) => job.handle(batch)));
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 }
 

@@ -9,7 +9,7 @@ import type { EventLog } from '../common/event-log.ts';
 import type { Archive } from '../consumers/archive.ts';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/log.ts';
-import { StreamJob, type EngineCounters } from './engine.ts';
+import { StreamJob, StreamJobSet, type EngineCounters } from './engine.ts';
 import { createJobs, metricNames } from './jobs/index.ts';
 import { analyticsRoutes } from './routes.ts';
 import type { StateStore } from './state-store.ts';
@@ -44,6 +44,8 @@ export interface AnalyticsJobsDeps {
 export class AnalyticsJobs {
   readonly store: StateStore;
   readonly jobs: StreamJob[];
+  /** The five jobs read the log through one consumer group (sharedGroupOf), not one each. */
+  private readonly set: StreamJobSet;
 
   constructor({ config, log, eventLog, archive, registry }: AnalyticsJobsDeps) {
     const settings = config.analytics;
@@ -63,15 +65,16 @@ export class AnalyticsJobs {
           counters,
         }),
     );
+    this.set = new StreamJobSet(this.jobs, { log: eventLog, topic: config.messagesTopic, lingerMs: settings.lingerMs });
   }
 
   async start(): Promise<void> {
     await this.store.ensureSchema();
-    for (const job of this.jobs) await job.start();
+    await this.set.start();
   }
 
   async stop(): Promise<void> {
-    for (const job of this.jobs) await job.stop();
+    await this.set.stop();
     await this.store.close();
   }
 }

@@ -7,7 +7,7 @@ import assert from './helpers/assert.ts';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { StreamJob, stateNameOf } from '../analytics/engine.ts';
+import { StreamJob, StreamJobSet, stateNameOf } from '../analytics/engine.ts';
 import { createJobs, metricNames } from '../analytics/jobs/index.ts';
 import { readSeries } from '../analytics/series.ts';
 import { EmbeddedStateStore } from '../analytics/state-store-embedded.ts';
@@ -432,6 +432,32 @@ for (const kind of ['embedded', 'real'] as const) {
         await Promise.all(jobsC.map((j) => j.stop()));
       }
       assert.ok(checkpoints >= 3 && writes >= 2, 'both faults happened');
+      assert.deepEqual(await snapshot(b.archive, base), knownExpected());
+    });
+
+    it('the jobs on one consumer group (as parley start runs them): a batch one job fails reaches all again, and none counts it twice', async () => {
+      const topic = await newTopic(1);
+      const base = T0 + 30 * HOUR;
+      const { first, second } = knownSet(base);
+      await b.log.append(topic, [...first, ...second]);
+      // The first job's metric writes fail twice: the batch goes to all five again; the four that checkpointed it skip it.
+      let failures = 0;
+      const failing = swap(b.archive, 'putMetrics', async (points: readonly MetricPoint[]) => {
+        if (failures < 2) {
+          failures++;
+          throw new Error('archive unavailable');
+        }
+        return b.archive.putMetrics(points);
+      });
+      const jobs = jobsOn(b, topic).map((job, i) => (i === 0 ? new StreamJob({ log: b.log, topic, store: b.store, archive: failing, logger, job: JOBS[0], latenessMs: LATENESS }) : job));
+      const set = new StreamJobSet(jobs, { log: b.log, topic });
+      await set.start();
+      try {
+        await caughtUp(b.store, topic, 1, first.length + second.length);
+      } finally {
+        await set.stop();
+      }
+      assert.equal(failures, 2, 'the faults happened');
       assert.deepEqual(await snapshot(b.archive, base), knownExpected());
     });
 

@@ -1,4 +1,4 @@
-// Every analytics job; each runs as its own consumer group `parley-analytics.{name}`.
+// Every analytics job. `parley start` runs them on one consumer group (StreamJobSet); a replay runs each on a group of its own.
 import type { AnyJob, JobSettings } from '../job.ts';
 import { LATE_EVENTS } from '../job.ts';
 import { activeUsers } from './active-users.ts';
