@@ -43,12 +43,17 @@ export class EmbeddedAcceptStore implements AcceptStore {
     const ttlMs = w.ttlSeconds * 1000;
     const earlier = this.claims.setIfAbsent(key, w.claim, ttlMs);
     if (earlier !== undefined) return Promise.resolve(earlier);
-    // One append, in this order (the claim last), one promise for the three.
-    const written = this.journal.appendAll([
-      this.queue.stage(w.queue),
-      this.outbox.stage(w.outbox),
-      { channel: this.log, records: [`${Date.now() + ttlMs} ${w.sender} ${w.cid} ${w.claim}`] },
-    ]);
+    let written: Promise<void>;
+    try {
+      // One append, in this order (the claim last), one promise for the three.
+      written = this.journal.appendAll([
+        this.queue.stage(w.queue),
+        this.outbox.stage(w.outbox),
+        { channel: this.log, records: [`${Date.now() + ttlMs} ${w.sender} ${w.cid} ${w.claim}`] },
+      ]);
+    } catch (err) {
+      written = Promise.reject(err);
+    }
     return written.then(
       () => null,
       (err: unknown) => {
