@@ -1,4 +1,5 @@
-// Runs one job as a consumer group on the event log, in the style of Spark Structured Streaming.
+// Runs one job on the event log, in the style of Spark Structured Streaming: as a consumer group of its own
+// (StreamJob.start: replays, tests) or with the other jobs on a shared one (StreamJobSet: `parley start`).
 //
 // State is per partition: each partition has its own watermark (its max event time − allowed lateness)
 // and its own open windows. Kafka gives a partition to one member of the group at a time, so one writer

@@ -1,4 +1,4 @@
-// The `analytics` role: one StreamJob per job (each its own consumer group) and the state store they
+// The `analytics` role: one StreamJob per job (together on one consumer group, StreamJobSet) and the state store they
 // checkpoint to (AnalyticsJobs, in the consumer thread or inline), the jobs' counters on /metrics, and the
 // series API and the dashboard (registerAnalyticsRoutes, beside the rest of the HTTP API).
 import type { FastifyInstance } from 'fastify';
