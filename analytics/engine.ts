@@ -356,7 +356,7 @@ export class StreamJobSet {
   private subscription: Subscription | null = null;
 
   constructor(
-    readonly jobs: readonly StreamJob[],
+    private readonly jobs: readonly StreamJob[],
     private readonly o: { log: EventLog; topic: string; lingerMs?: number; group?: string },
   ) {}
 

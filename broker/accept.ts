@@ -59,26 +59,34 @@ interface Accepting {
  */
 type Step = (a: Accepting, deps: AcceptDeps) => void | Promise<void>;
 
-/** The users a message goes to: the receiver, or every member of the group but the sender. */
-async function recipientsOf(sender: string, target: SendTarget, deps: AcceptDeps): Promise<string[]> {
-  if (target.type === 'group') {
-    // Read on every message: a member removed a moment ago no longer receives.
-    const members = await deps.groups.members(target.id);
-    if (!members.includes(sender)) throw forbidden(`not a member of group ${target.id}`);
-    return members.filter((m) => m !== sender);
-  }
-  if (!(await deps.recipients.exists(target.id))) throw unknownRecipient(`no user ${target.id}`);
-  return [target.id];
+/**
+ * The users a message goes to: the receiver, or every member of the group but the sender. Answered at once
+ * (no promise) for a receiver the directory confirmed a moment ago.
+ */
+function recipientsOf(sender: string, target: SendTarget, deps: AcceptDeps): string[] | Promise<string[]> {
+  if (target.type === 'group') return groupRecipients(sender, target.id, deps);
+  if (deps.recipients.known(target.id) === true) return [target.id];
+  return deps.recipients.exists(target.id).then((exists) => {
+    if (!exists) throw unknownRecipient(`no user ${target.id}`);
+    return [target.id];
+  });
+}
+
+async function groupRecipients(sender: string, groupId: string, deps: AcceptDeps): Promise<string[]> {
+  // Read on every message: a member removed a moment ago no longer receives.
+  const members = await deps.groups.members(groupId);
+  if (!members.includes(sender)) throw forbidden(`not a member of group ${groupId}`);
+  return members.filter((m) => m !== sender);
 }
 
 function resolveRecipients(a: Accepting, deps: AcceptDeps): void | Promise<void> {
-  // A user the directory answered for a moment ago: no lookup, no promise.
-  if (a.target.type === 'user' && deps.recipients.known(a.target.id) === true) {
-    a.recipients = [a.target.id];
+  const recipients = recipientsOf(a.message.from, a.target, deps);
+  if (Array.isArray(recipients)) {
+    a.recipients = recipients;
     return;
   }
-  return recipientsOf(a.message.from, a.target, deps).then((recipients) => {
-    a.recipients = recipients;
+  return recipients.then((r) => {
+    a.recipients = r;
   });
 }
 

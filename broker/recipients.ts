@@ -20,9 +20,8 @@ export class Recipients {
   }
 
   async exists(userId: string): Promise<boolean> {
-    const now = Date.now();
-    const hit = this.cache.get(userId);
-    if (hit && hit.until > now) return hit.exists;
+    const known = this.known(userId);
+    if (known !== undefined) return known;
     let asking = this.asking.get(userId);
     if (!asking) {
       asking = this.directory.find(userId).then(

@@ -92,7 +92,7 @@ export class Journal {
     let closed = false;
     const channel: JournalChannel = {
       tag,
-      append: (records, durable = true) => this.log.append(records.map((r) => `${tag} ${r}`), durable),
+      append: (records, durable = true) => this.appendAll([{ channel, records }], durable),
       compactIfSparse: () => this.compactIfSparse(),
       close: () => {
         if (closed) return;
