@@ -1,6 +1,6 @@
 import { ExpiringMap } from '../common/expiring-map.ts';
 import type { Journal, JournalChannel } from '../common/journal.ts';
-import type { AcceptStore, AcceptWrite } from './accept-store.ts';
+import type { AcceptStore, AcceptWrite, Stored } from './accept-store.ts';
 import type { EmbeddedOfflineQueue } from './offline-queue-embedded.ts';
 import type { EmbeddedOutbox } from './outbox-embedded.ts';
 
@@ -38,30 +38,40 @@ export class EmbeddedAcceptStore implements AcceptStore {
     );
   }
 
-  store(w: AcceptWrite): Promise<string | null> {
+  store(w: AcceptWrite): Stored {
     const key = `${w.sender}\n${w.cid}`;
     const ttlMs = w.ttlSeconds * 1000;
     const earlier = this.claims.setIfAbsent(key, w.claim, ttlMs);
-    if (earlier !== undefined) return Promise.resolve(earlier);
-    let written: Promise<void>;
+    // The first store of this cid may still be on its way to the disk: the answer waits for it.
+    if (earlier !== undefined) return { written: Promise.resolve(earlier), durable: this.journal.synced() };
+    let wasWritten = false;
+    let wrote!: (claim: null) => void;
+    let failed!: (err: unknown) => void;
+    const written = new Promise<null>((resolve, reject) => {
+      wrote = resolve;
+      failed = reject;
+    });
+    let durable: Promise<void>;
     try {
       // One append, in this order (the claim last), one promise for the three.
-      written = this.journal.appendAll([
-        this.queue.stage(w.queue),
-        this.outbox.stage(w.outbox),
-        { channel: this.log, records: [`${Date.now() + ttlMs} ${w.sender} ${w.cid} ${w.claim}`] },
-      ]);
+      durable = this.journal.appendAll(
+        [this.queue.stage(w.queue), this.outbox.stage(w.outbox), { channel: this.log, records: [`${Date.now() + ttlMs} ${w.sender} ${w.cid} ${w.claim}`] }],
+        true,
+        () => {
+          wasWritten = true;
+          wrote(null);
+        },
+      );
     } catch (err) {
-      written = Promise.reject(err);
+      durable = Promise.reject(err);
     }
-    return written.then(
-      () => null,
-      (err: unknown) => {
-        // The journal did not take the records: the claim goes with them, and a resend stores again.
-        this.claims.delete(key);
-        throw err;
-      },
-    );
+    durable.catch((err: unknown) => {
+      // Not written: the claim goes with the records, and a resend stores again. Written but not synced: it
+      // stays (the records may be on disk, and replay then), so a resend finds out which way it went.
+      if (!wasWritten) this.claims.delete(key);
+      failed(err);
+    });
+    return { written, durable };
   }
 
   async close(): Promise<void> {

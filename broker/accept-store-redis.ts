@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { AcceptStore, AcceptWrite } from './accept-store.ts';
+import type { AcceptStore, AcceptWrite, Stored } from './accept-store.ts';
 import { encodeQueued, queueKey } from './offline-queue-redis.ts';
 import { outboxKey, outboxRow } from './outbox-redis.ts';
 
@@ -41,10 +41,12 @@ export class RedisAcceptStore implements AcceptStore {
     this.r = redis as Redis & Scripts;
   }
 
-  store(w: AcceptWrite): Promise<string | null> {
+  /** One reply for both stages: Redis answers once the script's writes are in its AOF (fsync'd first under `always`). */
+  store(w: AcceptWrite): Stored {
     const keys = [dedupeKey(w.sender, w.cid), this.outbox, ...w.queue.map((q) => queueKey(q.userId))];
     const args = [w.claim, w.ttlSeconds, this.max, w.outbox.length, ...w.outbox.map(outboxRow), ...w.queue.map((q) => encodeQueued(q.message))];
-    return this.r.acceptStore(keys.length, ...keys, ...args);
+    const reply = this.r.acceptStore(keys.length, ...keys, ...args);
+    return { written: reply, durable: reply };
   }
 
   async close(): Promise<void> {}

@@ -20,13 +20,27 @@ export interface AcceptWrite {
   outbox: readonly LogRecord[];
 }
 
+/** How far a store has got. */
+export interface Stored {
+  /**
+   * Resolves once the write survives the death of any process (it may still be in the page cache): null,
+   * or the earlier claim (then nothing was written). Live deliveries wait for this.
+   */
+  written: Promise<string | null>;
+  /**
+   * Settles once the write is on disk as well (for an earlier claim: once what it rests on is), never before
+   * `written`; rejects when that could not be made sure of (the write itself may then be there). The ack
+   * waits for this.
+   */
+  durable: Promise<unknown>;
+}
+
 export interface AcceptStore {
   readonly adapter: 'redis' | 'embedded';
   /**
-   * Claims and stores, durably once the promise resolves; returns null, or the earlier claim (then nothing
-   * was written). The write is handed over before `store` returns, so stores called in some order are
+   * Claims and stores. The write is handed over before `store` returns, so stores called in some order are
    * applied in that order.
    */
-  store(write: AcceptWrite): Promise<string | null>;
+  store(write: AcceptWrite): Stored;
   close(): Promise<void>;
 }

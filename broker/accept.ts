@@ -1,6 +1,7 @@
 // Accepting one chat message: validate → stamp (synchronous, so a burst is numbered in arrival order) →
 // recipients → dedupe and store for every recipient and in the outbox (the event-log mirror), in one
-// atomic write → ack → deliver. Each step is a small named function; a feature adds a step.
+// atomic write → deliver once the write survives any process's death → ack once it is on disk. Each step
+// is a small named function; a feature adds a step.
 import type { Config } from '../common/config.ts';
 import {
   ackEnvelope,
@@ -47,6 +48,8 @@ interface Accepting {
   recipients: string[];
   /** Set when (sender, cid) was accepted before: the earlier id and time are acked again. */
   earlier?: { id: string; ts: number };
+  /** Settles once the store is on disk: the ack waits for it, deliveries do not (AcceptStore, Stored). */
+  durable: Promise<unknown> | null;
   started: number;
   /** Resolves when the device's previous message has been handed to the queue: stores keep arrival order. */
   turn: Promise<void>;
@@ -112,7 +115,8 @@ function eventRecord(a: Accepting): { key: string; value: string } {
  * write, before the ack; a resend gets the earlier id and time instead (PROTOCOL.md, `cid`). Earlier steps
  * may finish out of order (a directory lookup); these writes must not, so they are handed over in arrival
  * order. Handing over is synchronous in every adapter, so the next message need not wait for this one's
- * fsync or round trip.
+ * fsync or round trip. The step ends once the write is written (it then survives any process's death);
+ * the ack waits for `durable`.
  */
 async function dedupeAndStore(a: Accepting, deps: AcceptDeps): Promise<void> {
   await a.turn;
@@ -126,36 +130,48 @@ async function dedupeAndStore(a: Accepting, deps: AcceptDeps): Promise<void> {
     outbox: [eventRecord(a)],
   });
   a.passTurn();
-  const earlier = await stored;
+  a.durable = stored.durable;
+  const earlier = await stored.written;
   if (earlier !== null) {
     const [firstId, firstTs] = earlier.split(':');
     a.earlier = { id: firstId, ts: Number(firstTs) };
-    return;
   }
-  deps.outboxFilled();
 }
 
 export const acceptSteps: Step[] = [resolveRecipients, checkAttachment, grantAttachment, dedupeAndStore];
+
+/**
+ * What a publish comes to, run once every earlier publish of its device has got as far: `deliver` first
+ * (in order with the device's earlier deliveries), then `tell` the sender once `after` has settled (in order
+ * with its earlier answers), or `failed` when `after` rejects.
+ */
+interface Outcome {
+  deliver: (() => void) | null;
+  after: Promise<unknown> | null;
+  tell: () => void;
+  failed: ((err: unknown) => void) | null;
+}
 
 export class Acceptor {
   constructor(private readonly deps: AcceptDeps) {}
 
   /**
    * Handles one `send/...` publish. Validation and numbering happen before the first await; the rest
-   * runs concurrently with later publishes, but acks and deliveries complete in the order sent.
+   * runs concurrently with later publishes, but deliveries, and acks, complete in the order sent. Resolves
+   * once the sender has its answer (the PUBACK follows it).
    */
   accept(device: Device, target: SendTarget, payload: Buffer): Promise<void> {
     const started = performance.now();
     const parsed = parseOutgoing(payload, this.deps.config.maxBodyBytes);
-    if (isFailure(parsed)) return this.inOrder(device, Promise.resolve(() => this.refuse(device, parsed.error, parsed.cid)));
+    if (isFailure(parsed)) return this.inOrder(device, Promise.resolve(this.refusal(device, parsed.error, parsed.cid)));
     if (parsed.kind === 'typing') return this.inOrder(device, this.typing(device, target, parsed));
     const turn = device.storeTurn;
     let passTurn!: () => void;
     device.storeTurn = new Promise<void>((resolve) => (passTurn = resolve));
     const message = this.stamp(device, target, parsed);
-    const a: Accepting = { device, target, message, text: '', recipients: [], started, turn, passTurn };
+    const a: Accepting = { device, target, message, text: '', recipients: [], durable: null, started, turn, passTurn };
     a.text = encodeEnvelope(a.message);
-    return this.inOrder(device, this.run(a).then(() => () => this.finish(a), (err) => () => this.fail(a, err)));
+    return this.inOrder(device, this.run(a).then(() => this.outcome(a), (err) => this.refusal(device, this.failure(a, err), a.message.cid)));
   }
 
   private stamp(device: Device, target: SendTarget, msg: Outgoing): Envelope {
@@ -180,28 +196,69 @@ export class Acceptor {
     }
   }
 
-  /** Runs what `work` resolves to once every earlier publish of the device has finished. */
-  private inOrder(device: Device, work: Promise<() => void | Promise<void>>): Promise<void> {
-    const prev = device.tail;
-    const done = (async () => {
-      const finish = await work;
-      await prev;
-      await finish();
+  /**
+   * Runs the outcome `work` resolves to in the device's order: its deliveries after the device's earlier
+   * ones (device.tail), its answer after the earlier answers (device.told) and after its own `after`.
+   * Resolves once the answer is sent.
+   */
+  private inOrder(device: Device, work: Promise<Outcome>): Promise<void> {
+    const delivered = device.tail;
+    const told = device.told;
+    const outcome = (async () => {
+      const o = await work;
+      await delivered;
+      o.deliver?.();
+      return o;
+    })();
+    device.tail = outcome.then(noop, noop);
+    const answered = (async () => {
+      const o = await outcome;
+      await told;
+      if (o.after) {
+        try {
+          await o.after;
+        } catch (err) {
+          o.failed?.(err);
+          return;
+        }
+      }
+      o.tell();
     })().catch((err) => this.deps.log.error({ err }, 'accept pipeline failed'));
-    device.tail = done;
-    return done;
+    device.told = answered;
+    return answered;
   }
 
-  private finish(a: Accepting): void {
+  /** A stored message: delivered once written, acked once durable. A resend: acked again, nothing delivered. */
+  private outcome(a: Accepting): Outcome {
     const { message: m, device } = a;
     if (a.earlier) {
-      this.deps.metrics.duplicates.inc();
-      device.notify(Buffer.from(ackEnvelope(m.cid, a.earlier.id, a.earlier.ts)));
-      return;
+      const { id, ts } = a.earlier;
+      return {
+        deliver: null,
+        after: a.durable,
+        tell: () => {
+          this.deps.metrics.duplicates.inc();
+          device.notify(Buffer.from(ackEnvelope(m.cid, id, ts)));
+        },
+        failed: (err) => this.refuse(device, this.failure(a, err), m.cid),
+      };
     }
-    device.notify(Buffer.from(ackEnvelope(m.cid, m.id, m.ts)));
-    this.deps.metrics.accepted.inc({ kind: m.kind, transport: device.transport });
-    this.deps.metrics.acceptSeconds.observe((performance.now() - a.started) / 1000);
+    return {
+      deliver: () => this.deliver(a),
+      after: a.durable,
+      tell: () => {
+        // The outbox record is on disk now: the shipper may take it (one wake-up for all the acks of a sync).
+        this.deps.outboxFilled();
+        device.notify(Buffer.from(ackEnvelope(m.cid, m.id, m.ts)));
+        this.deps.metrics.accepted.inc({ kind: m.kind, transport: device.transport });
+        this.deps.metrics.acceptSeconds.observe((performance.now() - a.started) / 1000);
+      },
+      failed: (err) => this.refuse(device, this.failure(a, err), m.cid),
+    };
+  }
+
+  private deliver(a: Accepting): void {
+    const { message: m, device } = a;
     const shared = m.group ? null : Buffer.from(a.text);
     for (const userId of a.recipients) {
       const text = textFor(a, userId);
@@ -214,13 +271,19 @@ export class Acceptor {
     }
   }
 
-  private fail(a: Accepting, err: unknown): void {
-    const error = asParleyError(err);
+  /**
+   * The error a failed message is answered with. A message refused before the store did not use up its cid.
+   * One whose store failed may or may not have been written (the reply, or the disk's sync, is what
+   * failed): its claim stays, so a resend is acked under the first id if the write happened and stored now
+   * if it did not (AcceptStore).
+   */
+  private failure(a: Accepting, err: unknown): ParleyError {
     if (!(err instanceof ParleyError)) this.deps.log.error({ err, user: a.message.from }, 'message could not be stored');
-    // A message refused before the store did not use up its cid. One whose store failed may or may not have
-    // been written (the reply is what failed): its claim stays, so a resend is acked under the first id if
-    // the write happened and stored now if it did not (AcceptStore).
-    this.refuse(a.device, error, a.message.cid);
+    return asParleyError(err);
+  }
+
+  private refusal(device: Device, error: ParleyError, cid?: string): Outcome {
+    return { deliver: null, after: null, tell: () => this.refuse(device, error, cid), failed: null };
   }
 
   refuse(device: Device, error: ParleyError, cid?: string): void {
@@ -229,17 +292,19 @@ export class Acceptor {
   }
 
   /** Typing goes live to online devices only: no id, no ack, no queue, no archive. */
-  private async typing(device: Device, target: SendTarget, msg: Outgoing): Promise<() => void> {
+  private async typing(device: Device, target: SendTarget, msg: Outgoing): Promise<Outcome> {
     let to: string[];
     try {
       to = await recipientsOf(device.userId, target, this.deps);
     } catch (err) {
-      return () => this.refuse(device, asParleyError(err), msg.cid);
+      return this.refusal(device, asParleyError(err), msg.cid);
     }
     const signal: Record<string, unknown> = { kind: 'typing', cid: msg.cid, from: device.userId, to: target.id, ts: Date.now() };
     if (target.type === 'group') signal.group = target.id;
     const text = JSON.stringify(signal);
     const d: Delivery = { id: '', text, payload: Buffer.from(text), queued: false, qos: 0 };
-    return () => to.forEach((userId) => this.deps.router.deliver(userId, d, device));
+    return { deliver: () => to.forEach((userId) => this.deps.router.deliver(userId, d, device)), after: null, tell: noop, failed: null };
   }
 }
+
+const noop = () => {};

@@ -34,8 +34,10 @@ export type Transport = 'tcp' | 'tls' | 'ws';
 export class Device {
   /** Subscribed to its inbox: only then is the device online for delivery (PROTOCOL.md, "device"). */
   inboxQos: 0 | 1 | null = null;
-  /** The last accepted publish of this device: acks and deliveries complete in the order sent. */
+  /** The deliveries of this device's last publish: deliveries happen in the order sent. */
   tail: Promise<void> = RESOLVED;
+  /** The answer (ack or error) to its last publish: answers go out in the order sent. */
+  told: Promise<void> = RESOLVED;
   /** The token this device signed in with, when it did (logout closes it). */
   tokenHash?: string;
   /** Counted in Presence (from 'clientReady' on). */

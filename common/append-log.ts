@@ -1,9 +1,10 @@
-// An append-only file of text records with group commit. Records appended while the previous commit is on
-// its way to disk are written together with one write() and made durable with one fdatasync() before any of
-// their promises resolve. The write goes to the page cache on the main thread (so records stay in append
-// order); the fdatasync runs on libuv's thread pool, so the event loop keeps serving while the disk works,
+// An append-only file of text records with group commit. Records appended in one turn of the event loop are
+// written together with one write() at the end of that turn, to the page cache on the main thread (so they
+// stay in append order): from then on they survive the death of this process, and an append can be told so
+// (`written`). Everything written is then made durable by one fdatasync() on libuv's thread pool, so the event
+// loop keeps serving while the disk works; records written while a sync is in flight wait for the next one,
 // and the busier the log, the more records share one sync. Used by the embedded adapters, whose promise is
-// the same as Redis with appendfsync always.
+// the same as Redis with appendfsync always: an append resolves once its records are on disk.
 //
 // The file is kept zero-filled a little ahead of its records, and records overwrite the zeros. An
 // fdatasync() of blocks that were allocated and written before has no file size or block map to update,
@@ -18,11 +19,14 @@ import path from 'node:path';
 /** How far ahead of the records the file is zero-filled, in one write at a time. */
 const PREALLOCATE_BYTES = 1 << 20;
 let zeros: Buffer | null = null;
+const noop = () => {};
 
 interface Waiter {
   resolve: () => void;
   reject: (e: Error) => void;
   durable: boolean;
+  /** Told once the records are written (before `resolve` when they wait for the disk). */
+  written: (() => void) | undefined;
 }
 
 export class AppendLog {
@@ -32,7 +36,10 @@ export class AppendLog {
   /** The file's size: from `end` to here it holds zeros. */
   private allocated: number;
   private pending: string[] = [];
+  /** Appends whose records are not written yet. */
   private waiters: Waiter[] = [];
+  /** Appends written and waiting for an fdatasync: the next sync takes them all. */
+  private unsynced: Waiter[] = [];
   private scheduled = false;
   /** A commit whose fdatasync is in flight: the next one waits for it, and so does closing its fd. */
   private syncing = false;
@@ -82,51 +89,67 @@ export class AppendLog {
   }
 
   /**
-   * Appends records (no newlines inside); resolves once they are on disk. With `durable` false it resolves
-   * once they are written (in append order, in the page cache): they reach the disk with the next durable
-   * commit, at close, or when the kernel writes back. For records whose loss in a crash only repeats work
-   * (a queue removal: the message is delivered again; a consumed offset: the batch is handled again).
+   * Appends records (no newlines inside); resolves once they are on disk, and calls `written` before that,
+   * once they are in the page cache (they then survive the death of this process, not the machine's). With
+   * `durable` false it resolves once they are written: they reach the disk with the next durable commit, at
+   * close, or when the kernel writes back. For records whose loss in a crash only repeats work (a queue
+   * removal: the message is delivered again; a consumed offset: the batch is handled again).
    */
-  append(records: readonly string[], durable = true): Promise<void> {
+  append(records: readonly string[], durable = true, written?: () => void): Promise<void> {
     if (this.closed) return Promise.reject(new Error(`append log ${this.file} is closed`));
-    if (records.length === 0) return Promise.resolve();
     for (const r of records) {
       // Either would cut the log short on the next start (see the top of this file).
       if (r.includes('\n') || r.includes('\0')) return Promise.reject(new Error(`a record of append log ${this.file} contains a newline or NUL`));
     }
+    if (records.length === 0 && !written) return Promise.resolve();
     for (const r of records) this.pending.push(r);
     this.records += records.length;
     return new Promise((resolve, reject) => {
-      this.waiters.push({ resolve, reject, durable });
-      if (!this.scheduled && !this.syncing) {
+      this.waiters.push({ resolve, reject, durable, written });
+      if (!this.scheduled) {
         this.scheduled = true;
-        // Let the rest of this turn's records join the commit.
-        setImmediate(() => {
-          this.scheduled = false;
-          this.commit();
-        });
+        // Let the rest of this turn's records join the write.
+        setImmediate(this.commit);
       }
     });
   }
 
-  /** Writes what is pending and starts its fdatasync; the next commit starts when this one ends. */
-  private commit(): void {
-    if (this.syncing || this.pending.length === 0) return;
+  /**
+   * Resolves once everything appended so far is on disk: what an answer waits for when it rests on records
+   * some other append wrote (a resend acked under the first message's claim).
+   */
+  synced(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return this.append([], true, noop);
+  }
+
+  /** Writes what this turn appended, and syncs it after any sync in flight. */
+  private readonly commit = (): void => {
+    this.scheduled = false;
+    if (this.closed) return;
     const waiters = this.write();
     if (!waiters) return;
-    if (!this.fsync || !waiters.some((w) => w.durable)) {
-      for (const w of waiters) w.resolve();
-      return;
+    for (const w of waiters) {
+      w.written?.();
+      if (this.fsync && w.durable) this.unsynced.push(w);
+      else w.resolve();
     }
+    this.sync();
+  };
+
+  /** Starts an fdatasync for everything written and not yet synced, unless one is in flight (its end starts the next). */
+  private sync(): void {
+    if (this.syncing || this.unsynced.length === 0) return;
+    const batch = this.unsynced;
+    this.unsynced = [];
     this.syncing = true;
     const started = process.hrtime.bigint();
     fs.fdatasync(this.fd, (err) => {
       this.syncing = false;
       if (!err) this.onSync?.(Number(process.hrtime.bigint() - started) / 1e9);
       for (const fd of this.retired.splice(0)) fs.closeSync(fd);
-      for (const w of waiters) (err ? w.reject(err) : w.resolve());
-      if (this.closed) return;
-      this.commit();
+      for (const w of batch) (err ? w.reject(err) : w.resolve());
+      if (!this.closed) this.sync();
     });
   }
 
@@ -136,6 +159,7 @@ export class AppendLog {
     const waiters = this.waiters;
     this.pending = [];
     this.waiters = [];
+    if (records.length === 0) return waiters;
     try {
       const data = Buffer.from(records.join('\n') + '\n');
       this.preallocate(data.length);
@@ -162,12 +186,15 @@ export class AppendLog {
   }
 
   /**
-   * Writes and syncs what is pending on the calling thread (for rewrite and close); `always` syncs even
-   * when nothing durable is pending, so records appended without waiting reach the disk too.
+   * Writes and syncs what is pending on the calling thread, with what was written and not yet synced (for
+   * rewrite and close); `always` syncs even when nothing durable is waiting, so records appended without
+   * waiting reach the disk too.
    */
   private commitNow(always = false): void {
-    const waiters = this.pending.length > 0 ? this.write() : [];
-    if (!waiters) return;
+    const written = this.write() ?? [];
+    for (const w of written) w.written?.();
+    const waiters = this.unsynced.concat(written);
+    this.unsynced = [];
     try {
       if (this.fsync && (always || waiters.some((w) => w.durable))) fs.fdatasyncSync(this.fd);
       for (const w of waiters) w.resolve();

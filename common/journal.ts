@@ -107,14 +107,20 @@ export class Journal {
   /**
    * Appends the records of several channels in this order, in one commit, waited on once: what one
    * accepted message writes (its queue records, its outbox record, its claim) without a promise for each.
+   * `written` is told when they are in the page cache, before they are on disk (AppendLog.append).
    */
-  appendAll(parts: readonly ChannelRecords[], durable = true): Promise<void> {
+  appendAll(parts: readonly ChannelRecords[], durable = true, written?: () => void): Promise<void> {
     const tagged: string[] = [];
     for (const { channel, records } of parts) {
       if (!this.mine.has(channel)) return Promise.reject(new Error(`journal channel ${channel.tag} is not of ${this.file}`));
       for (const r of records) tagged.push(`${channel.tag} ${r}`);
     }
-    return this.log.append(tagged, durable);
+    return this.log.append(tagged, durable, written);
+  }
+
+  /** Resolves once everything appended so far is on disk. */
+  synced(): Promise<void> {
+    return this.log.synced();
   }
 
   private compactIfSparse(): void {

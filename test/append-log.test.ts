@@ -1,6 +1,7 @@
 // The group-commit file under the embedded queue, outbox and offsets: appends made while an earlier commit
-// is syncing join the next one, every promise resolves only after its records are in the file, order is
-// append order, and rewrite/close while a sync is in flight lose nothing.
+// is syncing join the next one, every promise resolves only after its records are in the file (and an
+// append is told once they are written, before the sync), order is append order, and rewrite/close while a
+// sync is in flight lose nothing.
 import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import { describe, it } from 'node:test';
@@ -68,6 +69,35 @@ describe('AppendLog', () => {
     await assert.rejects(log.append(['g']), /closed/);
     assert.deepEqual(reopen(file), ['b', 'c', 'd', 'e', 'f']);
     await tmp.remove();
+  });
+
+  it('tells an append its records are written (in the file, before its sync), and synced() waits for every earlier append', async () => {
+    const tmp = await tempDir('append-log');
+    const file = `${tmp.dir}/w.log`;
+    const log = AppendLog.open(file, true, () => undefined);
+    try {
+      const events: string[] = [];
+      const appends = Array.from({ length: 30 }, (_, i) => {
+        const record = `w${i}`;
+        return log
+          .append([record], true, () => {
+            // Told from the write itself: the record is in the file (a process killed now keeps it), and
+            // neither this append nor a later one has resolved yet.
+            assert.ok(lines(file).includes(record), `${record} told written before it was`);
+            events.push(`written ${i}`);
+          })
+          .then(() => events.push(`durable ${i}`));
+      });
+      const all = log.synced().then(() => events.push('synced'));
+      await Promise.all([...appends, all]);
+      for (let i = 0; i < 30; i++) assert.ok(events.indexOf(`written ${i}`) < events.indexOf(`durable ${i}`), `w${i}: written before durable`);
+      assert.equal(events.at(-1), 'synced', 'synced() after every earlier append');
+      assert.deepEqual(events.filter((e) => e.startsWith('written')), Array.from({ length: 30 }, (_, i) => `written ${i}`), 'told in append order');
+      assert.deepEqual(reopenCopy(file), Array.from({ length: 30 }, (_, i) => `w${i}`));
+    } finally {
+      log.close();
+      await tmp.remove();
+    }
   });
 
   it('writes a non-durable record in order with the others, and close makes it durable', async () => {

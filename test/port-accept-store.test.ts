@@ -10,7 +10,7 @@ import { RedisOfflineQueue } from '../broker/offline-queue-redis.ts';
 import { EmbeddedOutbox } from '../broker/outbox-embedded.ts';
 import { RedisOutbox } from '../broker/outbox-redis.ts';
 import { Journal } from '../common/journal.ts';
-import { ACCEPT_STORE_MAX, acceptStoreContract, type AcceptStoreFixture } from './contracts/accept-store.ts';
+import { ACCEPT_STORE_MAX, acceptStoreContract, both, type AcceptStoreFixture } from './contracts/accept-store.ts';
 import { rand, redisSandbox, tempDir, type RedisSandbox } from './contracts/support.ts';
 
 const NODE = 3;
@@ -57,14 +57,14 @@ describe('AcceptStore, embedded only', () => {
     const f = await embedded(ACCEPT_STORE_MAX);
     const w = (cid: string, claim: string, ttlSeconds: number) => ({ sender: 'alice', cid, claim, ttlSeconds, queue: [{ userId: 'bob', message: { id: claim.split(':')[0], payload: '{}' } }], outbox: [{ key: 'alice:bob', value: '{}' }] });
     try {
-      assert.equal(await f.adapter.store(w('kept', '1:100 with spaces', 3600)), null);
-      assert.equal(await f.adapter.store(w('short', '2:200', 1)), null);
+      assert.equal(await both(f.adapter.store(w('kept', '1:100 with spaces', 3600))), null);
+      assert.equal(await both(f.adapter.store(w('short', '2:200', 1))), null);
       await f.close();
       await new Promise((r) => setTimeout(r, 1100));
       const again = openEmbedded(f.dir, ACCEPT_STORE_MAX);
       try {
-        assert.equal(await again.adapter.store(w('kept', '3:300', 3600)), '1:100 with spaces', 'a resend after the restart gets the first claim');
-        assert.equal(await again.adapter.store(w('short', '4:400', 3600)), null, 'an expired claim is not replayed');
+        assert.equal(await both(again.adapter.store(w('kept', '3:300', 3600))), '1:100 with spaces', 'a resend after the restart gets the first claim');
+        assert.equal(await both(again.adapter.store(w('short', '4:400', 3600))), null, 'an expired claim is not replayed');
         assert.deepEqual((await again.queue.list('bob', 10)).map((m) => m.id), ['1', '2', '4']);
       } finally {
         await again.close();
@@ -81,9 +81,9 @@ describe('AcceptStore, embedded only', () => {
       // A record the journal cannot hold (a newline would cut the file short on the next start): the whole
       // append is refused, claim included.
       const torn = { ...w, outbox: [{ key: 'alice:bob', value: '{\n}' }] };
-      await assert.rejects(f.adapter.store(torn), /newline or NUL/);
-      assert.equal(await f.adapter.store({ ...w, claim: '3:4' }), null, 'the resend is stored');
-      assert.equal(await f.adapter.store(w), '3:4');
+      await assert.rejects(both(f.adapter.store(torn)), /newline or NUL/);
+      assert.equal(await both(f.adapter.store({ ...w, claim: '3:4' })), null, 'the resend is stored');
+      assert.equal(await both(f.adapter.store(w)), '3:4');
     } finally {
       await f.cleanup();
     }
@@ -115,7 +115,7 @@ describe('AcceptStore, redis only', () => {
       queue: [bob, carol].map((userId) => ({ userId, message: { id: '42', payload: `{"to":"${userId}"}` } })),
       outbox: [{ key: `${alice}:${bob}`, value: '{"v":1}' }],
     };
-    assert.equal(await f.adapter.store(w), null);
+    assert.equal(await both(f.adapter.store(w)), null);
     await new Promise((r) => setTimeout(r, 200));
     monitor.disconnect();
     // MONITOR shows the script's own calls too (as `lua` sourced lines); the client sent one EVAL/EVALSHA.

@@ -3,7 +3,7 @@
 // The queue and outbox of the fixture read what the store wrote.
 import assert from '../helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
-import type { AcceptStore, AcceptWrite } from '../../broker/accept-store.ts';
+import type { AcceptStore, AcceptWrite, Stored } from '../../broker/accept-store.ts';
 import type { OfflineQueue } from '../../broker/offline-queue.ts';
 import type { Outbox } from '../../broker/outbox.ts';
 import { IdGenerator } from '../../common/ids.ts';
@@ -18,6 +18,21 @@ export interface AcceptStoreFixture extends Fixture<AcceptStore> {
 /** Each queue keeps at most this many messages in the fixture. */
 export const ACCEPT_STORE_MAX = 50;
 const DAY = 86_400;
+
+/** A store's answer once it is written and durable both; `durable` must not settle before `written`. */
+export async function both(s: Stored): Promise<string | null> {
+  let written = false;
+  let inOrder = false;
+  const claim = s.written.then((c) => ((written = true), c));
+  const durable = s.durable.then(() => {
+    inOrder = written;
+  });
+  durable.catch(() => undefined); // awaited below unless `written` rejects first
+  const answer = await claim;
+  await durable;
+  assert.ok(inOrder, 'durable settled before written');
+  return answer;
+}
 
 export function acceptStoreContract(name: string, make: (opts: { max: number }) => Promise<AcceptStoreFixture>): void {
   describe(`AcceptStore contract: ${name}`, () => {
@@ -52,7 +67,7 @@ export function acceptStoreContract(name: string, make: (opts: { max: number }) 
       const [alice, bob, carol] = [user(), user(), user()];
       const before = await f.outbox.length();
       const w = write(alice, cid(), [bob, carol]);
-      assert.equal(await store.store(w), null, 'a new (sender, cid) is claimed');
+      assert.equal(await both(store.store(w)), null, 'a new (sender, cid) is claimed');
       assert.deepEqual(await f.queue.list(bob, 10), [w.queue[0].message]);
       assert.deepEqual(await f.queue.list(carol, 10), [w.queue[1].message]);
       assert.equal(await f.queue.length(alice), 0, 'the sender is not a recipient');
@@ -63,10 +78,10 @@ export function acceptStoreContract(name: string, make: (opts: { max: number }) 
     it('answers a repeated (sender, cid) with the first claim and writes nothing, whatever it carries', async () => {
       const [alice, bob, carol, c] = [user(), user(), user(), cid()];
       const first = write(alice, c, [bob]);
-      assert.equal(await store.store(first), null);
+      assert.equal(await both(store.store(first)), null);
       const outboxBefore = await f.outbox.length();
-      assert.equal(await store.store(write(alice, c, [bob])), first.claim);
-      assert.equal(await store.store(write(alice, c, [carol], () => 'another body')), first.claim, 'another recipient and body');
+      assert.equal(await both(store.store(write(alice, c, [bob]))), first.claim);
+      assert.equal(await both(store.store(write(alice, c, [carol], () => 'another body'))), first.claim, 'another recipient and body');
       assert.deepEqual(await f.queue.list(bob, 10), [first.queue[0].message], 'one copy in the queue');
       assert.equal(await f.queue.length(carol), 0, 'nothing for the resend’s other recipient');
       assert.equal(await f.outbox.length(), outboxBefore, 'no second outbox record');
@@ -75,17 +90,17 @@ export function acceptStoreContract(name: string, make: (opts: { max: number }) 
     it('keeps different cids of one sender, and one cid of different senders, apart', async () => {
       const [alice, bob, carol, c] = [user(), user(), user(), cid()];
       const w = write(alice, c, [carol]);
-      assert.equal(await store.store(w), null);
-      assert.equal(await store.store(write(alice, cid(), [carol])), null, 'another cid of the same sender');
-      assert.equal(await store.store(write(bob, c, [carol])), null, 'the same cid from another sender');
-      assert.equal(await store.store(write(alice, c, [carol])), w.claim);
+      assert.equal(await both(store.store(w)), null);
+      assert.equal(await both(store.store(write(alice, cid(), [carol]))), null, 'another cid of the same sender');
+      assert.equal(await both(store.store(write(bob, c, [carol]))), null, 'the same cid from another sender');
+      assert.equal(await both(store.store(write(alice, c, [carol]))), w.claim);
       assert.equal(await f.queue.length(carol), 3);
     });
 
     it('lets exactly one of concurrent stores of a cid win; only its message is stored', async () => {
       const [alice, bob, c] = [user(), user(), cid()];
       const writes = Array.from({ length: 10 }, () => write(alice, c, [bob]));
-      const results = await Promise.all(writes.map((w) => store.store(w)));
+      const results = await Promise.all(writes.map((w) => both(store.store(w))));
       const winners = writes.filter((_, i) => results[i] === null);
       assert.equal(winners.length, 1, 'exactly one store wins');
       for (const r of results) if (r !== null) assert.equal(r, winners[0].claim);
@@ -96,7 +111,7 @@ export function acceptStoreContract(name: string, make: (opts: { max: number }) 
       const [alice, bob] = [user(), user()];
       const writes = Array.from({ length: 200 }, () => write(alice, cid(), [bob]));
       const outboxBefore = await f.outbox.length();
-      assert.deepEqual(await Promise.all(writes.map((w) => store.store(w))), writes.map(() => null));
+      assert.deepEqual(await Promise.all(writes.map((w) => both(store.store(w)))), writes.map(() => null));
       assert.deepEqual(
         (await f.queue.list(bob, 1000)).map((m) => m.id),
         writes.slice(-ACCEPT_STORE_MAX).map((w) => w.queue[0].message.id),
@@ -109,7 +124,7 @@ export function acceptStoreContract(name: string, make: (opts: { max: number }) 
       const [alice, bob] = [user(), user()];
       const writes = Array.from({ length: ACCEPT_STORE_MAX + 7 }, () => write(alice, cid(), [bob]));
       const outboxBefore = await f.outbox.length();
-      for (const w of writes) await store.store(w);
+      for (const w of writes) await both(store.store(w));
       const kept = await f.queue.list(bob, 1000);
       assert.equal(kept.length, ACCEPT_STORE_MAX);
       assert.equal(kept[0].id, writes[7].queue[0].message.id, 'the 7 oldest left');
@@ -120,28 +135,28 @@ export function acceptStoreContract(name: string, make: (opts: { max: number }) 
       const sender = user();
       const members = Array.from({ length: 150 }, user);
       const w = write(sender, cid(), members, (userId) => JSON.stringify({ to: userId, group: 'g1' }));
-      assert.equal(await store.store(w), null);
+      assert.equal(await both(store.store(w)), null);
       for (const [i, m] of members.entries()) assert.deepEqual(await f.queue.list(m, 10), [w.queue[i].message], `member ${i}`);
     });
 
     it('keeps payloads and claims byte-exact', async () => {
       const [alice, bob] = [user(), user()];
       const writes = hardPayloads.map((p) => write(alice, cid(), [bob], () => p));
-      for (const w of writes) assert.equal(await store.store(w), null);
+      for (const w of writes) assert.equal(await both(store.store(w)), null);
       assert.deepEqual(await f.queue.list(bob, 100), writes.map((w) => w.queue[0].message));
       const odd = { ...write(alice, cid(), [bob]), claim: '7193846519238656 1718000000000 ünï 🌸 "quoted" \\ :' };
-      await store.store(odd);
-      assert.equal(await store.store({ ...write(alice, odd.cid, [bob]) }), odd.claim);
+      await both(store.store(odd));
+      assert.equal(await both(store.store({ ...write(alice, odd.cid, [bob]) })), odd.claim);
     });
 
     it('forgets a claim after its ttl: the cid can be stored again', async () => {
       const [alice, bob, c, c2] = [user(), user(), cid(), cid()];
-      assert.equal(await store.store(write(alice, c, [bob], undefined, 1)), null);
+      assert.equal(await both(store.store(write(alice, c, [bob], undefined, 1))), null);
       const kept = write(alice, c2, [bob], undefined, 60);
-      await store.store(kept);
+      await both(store.store(kept));
       await sleep(1200);
-      assert.equal(await store.store(write(alice, c, [bob])), null, 'stored again after the ttl');
-      assert.equal(await store.store(write(alice, c2, [bob])), kept.claim, 'a longer ttl is unaffected');
+      assert.equal(await both(store.store(write(alice, c, [bob]))), null, 'stored again after the ttl');
+      assert.equal(await both(store.store(write(alice, c2, [bob]))), kept.claim, 'a longer ttl is unaffected');
       assert.equal(await f.queue.length(bob), 3);
     });
   });
