@@ -230,29 +230,22 @@ export class Acceptor {
 
   /** A stored message: delivered once written, acked once durable. A resend: acked again, nothing delivered. */
   private outcome(a: Accepting): Outcome {
-    const { message: m, device } = a;
-    if (a.earlier) {
-      const { id, ts } = a.earlier;
-      return {
-        deliver: null,
-        after: a.durable,
-        tell: () => {
-          this.deps.metrics.duplicates.inc();
-          device.notify(Buffer.from(ackEnvelope(m.cid, id, ts)));
-        },
-        failed: (err) => this.refuse(device, this.failure(a, err), m.cid),
-      };
-    }
+    const { message: m, device, earlier } = a;
     return {
-      deliver: () => this.deliver(a),
+      deliver: earlier ? null : () => this.deliver(a),
       after: a.durable,
-      tell: () => {
-        // The outbox record is on disk now: the shipper may take it (one wake-up for all the acks of a sync).
-        this.deps.outboxFilled();
-        device.notify(Buffer.from(ackEnvelope(m.cid, m.id, m.ts)));
-        this.deps.metrics.accepted.inc({ kind: m.kind, transport: device.transport });
-        this.deps.metrics.acceptSeconds.observe((performance.now() - a.started) / 1000);
-      },
+      tell: earlier
+        ? () => {
+            this.deps.metrics.duplicates.inc();
+            device.notify(Buffer.from(ackEnvelope(m.cid, earlier.id, earlier.ts)));
+          }
+        : () => {
+            // The outbox record is on disk now: the shipper may take it (one wake-up for all the acks of a sync).
+            this.deps.outboxFilled();
+            device.notify(Buffer.from(ackEnvelope(m.cid, m.id, m.ts)));
+            this.deps.metrics.accepted.inc({ kind: m.kind, transport: device.transport });
+            this.deps.metrics.acceptSeconds.observe((performance.now() - a.started) / 1000);
+          },
       failed: (err) => this.refuse(device, this.failure(a, err), m.cid),
     };
   }
