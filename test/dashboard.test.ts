@@ -46,23 +46,43 @@ function expectations(sent: Sent[]) {
 const cell = (page: Page, metric: string, labels: string, column: 'latest' | 'range') =>
   page.getAttribute(`td.${column}[data-metric="${metric}"][data-labels="${labels}"]`, `data-${column}`);
 
-/** Waits until the legend shows `want` for every (metric, labels, column) listed. */
-async function waitForCells(page: Page, want: [string, string, 'latest' | 'range', number][], timeoutMs = 30_000): Promise<void> {
+/**
+ * Waits until the legend shows `want` for every (metric, labels, column) listed. On a timeout the error
+ * also says where the pipeline stands (`explain`): the page's refreshes, the outbox, the analytics jobs.
+ */
+async function waitForCells(page: Page, want: [string, string, 'latest' | 'range', number][], explain: () => Promise<string>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const got = await Promise.all(want.map(([m, l, c]) => cell(page, m, l, c)));
     const wrong = want.filter((w, i) => got[i] !== String(w[3]));
     if (wrong.length === 0) return;
-    if (Date.now() > deadline) throw new Error(`dashboard shows ${JSON.stringify(got)} for ${JSON.stringify(want)}`);
+    if (Date.now() > deadline) throw new Error(`dashboard shows ${JSON.stringify(got)} for ${JSON.stringify(want)}\n${await explain()}`);
     await page.waitForTimeout(250);
   }
+}
+
+/** Where the pipeline stands, for a failure's message: the page's last refresh, the shipper, the analytics counters. */
+async function pipelineState(p: TestParley, page: Page, user: string): Promise<string> {
+  const [refreshes, updated, status] = await Promise.all([page.getAttribute('body', 'data-refreshes'), page.getAttribute('body', 'data-updated'), page.textContent('#status')]);
+  // What the series API answers now, beside what the page last drew.
+  const login = await p.http('/v1/auth/login', { body: { username: user, password: PASSWORD } });
+  const now = Date.now();
+  const series = await p.http(`/v1/analytics/series?metric=messages&window=1m&from=${now - 3_600_000}&to=${now + 60_000}`, { token: login.body?.token });
+  const text = await fetch(`http://127.0.0.1:${p.running.httpPort}/metrics`).then((r) => r.text(), (e: Error) => `(metrics: ${e.message})`);
+  const lines = text.split('\n').filter((l) => /^parley_(outbox_length|analytics_events_total|analytics_watermark|messages_accepted|archive)/.test(l));
+  return [
+    `page: ${refreshes} refreshes, last ${updated ? `${Date.now() - Number(updated)} ms ago` : 'never'}, status ${JSON.stringify(status)}`,
+    `outbox shipped ${p.running.shipper?.shipped}`,
+    `series API: ${series.status} ${JSON.stringify(series.body?.points?.map((x: { labels: Record<string, string>; value: number }) => [x.labels.kind, x.value]))}`,
+    ...lines,
+  ].join('\n');
 }
 
 describe('analytics dashboard in Chromium', () => {
   let p: TestParley;
   let browser: Browser;
   before(async () => {
-    p = await startTestParley('embedded', { PARLEY_ANALYTICS_REFRESH_MS: '1000' });
+    p = await startTestParley('embedded', { PARLEY_ANALYTICS_REFRESH_MS: '1000', PARLEY_LOG_LEVEL: 'warn' });
     browser = await launchChromium();
   });
   after(async () => {
@@ -97,6 +117,7 @@ describe('analytics dashboard in Chromium', () => {
     await page.fill('#login input[name=username]', ann);
     await page.fill('#login input[name=password]', PASSWORD);
     await page.click('#login button[type=submit]');
+    const explain = () => pipelineState(p, page, ann);
     await page.waitForSelector('#panels:not([hidden]) .uplot canvas', { timeout: 15_000 });
 
     const check = async () => {
@@ -112,7 +133,7 @@ describe('analytics dashboard in Chromium', () => {
         ['active_users', '', 'latest', e.latestUsers],
       ];
       if (e.latestLatency) for (const q of ['p50', 'p95', 'p99'] as const) want.push(['delivery_latency_ms', `q=${q}`, 'latest', e.latestLatency[q]]);
-      await waitForCells(page, want);
+      await waitForCells(page, want, explain);
       return e;
     };
     await check();
@@ -137,13 +158,17 @@ describe('analytics dashboard in Chromium', () => {
 
     // The same messages in 1-hour windows over two days: the range totals do not change.
     await page.selectOption('#window', '1h');
-    await waitForCells(page, [
-      ['messages', 'kind=text', 'range', e.totalText],
-      ['messages', 'kind=receipt', 'range', e.totalReceipts],
-      ['messages_by_transport', 'transport=ws', 'range', e.totalWs],
-    ]);
+    await waitForCells(
+      page,
+      [
+        ['messages', 'kind=text', 'range', e.totalText],
+        ['messages', 'kind=receipt', 'range', e.totalReceipts],
+        ['messages_by_transport', 'transport=ws', 'range', e.totalWs],
+      ],
+      explain,
+    );
     await page.selectOption('#window', '1m');
-    await waitForCells(page, [['messages', 'kind=text', 'range', e.totalText]]);
+    await waitForCells(page, [['messages', 'kind=text', 'range', e.totalText]], explain);
 
     fs.mkdirSync(path.join(repo, 'test/artifacts'), { recursive: true });
     await page.screenshot({ path: path.join(repo, 'test/artifacts/dashboard.png'), fullPage: true });
