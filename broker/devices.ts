@@ -223,7 +223,9 @@ export class DeviceRegistry {
  * The keep-alive check [MQTT-3.1.2-24] for TCP and TLS devices: one timer for the node instead of Aedes's
  * timer, closure and its refresh() on every packet (~0.3 KB a connection). Every second it looks at each
  * device's socket: one that has read nothing for 1.5 times its keep-alive is closed, as Aedes would
- * (a 'keepaliveTimeout' event, then an error that closes the client). At most a second late.
+ * (a 'keepaliveTimeout' event, then an error that closes the client). Counted in whole sweeps from the
+ * first sweep that could have seen the last read, so a device is closed after at least 1.5 times its
+ * keep-alive of silence, and at most one sweep (a second) after that rounded up to whole sweeps.
  */
 export class KeepaliveSweep {
   private sweeps = 0;
@@ -248,7 +250,10 @@ export class KeepaliveSweep {
   watch(device: Device, keepaliveSeconds: number): void {
     device.keepaliveMs = keepaliveSeconds * 1000;
     device.lastRead = bytesRead(device.client);
-    device.lastReadSweep = this.sweeps;
+    // Those bytes were read after the last sweep: they count as seen by the next one, as a read that sweep
+    // notices would. (Counting from the last sweep closed a device up to a sweep early: 1.0 s of silence
+    // for a keep-alive of 1 s.)
+    device.lastReadSweep = this.sweeps + 1;
   }
 
   private sweep(): void {

@@ -4,9 +4,10 @@
 // its socket is closed too (the socket's 'close' does it: Aedes's own 'end' listener is dropped).
 import assert from './helpers/assert.ts';
 import net from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 import mqttPacket from 'mqtt-packet';
 import WebSocket, { createWebSocketStream } from 'ws';
+import { Device, KeepaliveSweep, type DeviceRegistry } from '../broker/devices.ts';
 import { connectDevice, PASSWORD, registerUser, startTestParley, type TestDevice, type TestParley } from './helpers/parley.ts';
 
 interface Raw {
@@ -91,5 +92,84 @@ describe('keep-alive', () => {
     raw.end();
     assert.ok((await within(raw.closedAt, 5000)) !== null, 'the broker closed its side');
     await watcher.waitFor(() => state() === 'offline', 'offline after the half-close', 5000);
+  });
+});
+
+describe('keep-alive sweep, on mocked timers', () => {
+  /** A device on a fake socket whose bytesRead the test moves; `closedAt` is when the sweep closed it. */
+  function watched(sweep: KeepaliveSweep, keepaliveSeconds: number, now: () => number) {
+    const conn = { bytesRead: 100 };
+    const state = { closedAt: null as number | null, events: [] as string[] };
+    const client = {
+      conn,
+      broker: { emit: (event: string) => state.events.push(event) },
+      emit: (event: string) => {
+        state.events.push(event);
+        state.closedAt ??= now();
+      },
+    };
+    const device = Object.assign(Object.create(Device.prototype) as Device, { client, keepaliveMs: 0, lastRead: 0, lastReadSweep: 0 });
+    sweep.watch(device, keepaliveSeconds);
+    return { device, conn, state };
+  }
+
+  it('closes after at least 1.5 times the keep-alive of silence, however close to a sweep it was watched, and no later than a sweep after that', () => {
+    mock.timers.enable({ apis: ['setInterval'] });
+    try {
+      for (const watchAt of [1, 500, 999]) {
+        let now = 0;
+        const devices: Device[] = [];
+        const sweep = new KeepaliveSweep({ all: () => devices } as unknown as DeviceRegistry, 1000);
+        sweep.start();
+        mock.timers.tick(watchAt);
+        now = watchAt;
+        const d = watched(sweep, 1, () => now);
+        devices.push(d.device);
+        for (let t = watchAt + 1; t <= 6000; t++) {
+          now = t;
+          mock.timers.tick(1);
+        }
+        sweep.stop();
+        assert.ok(d.state.closedAt !== null, `watched at ${watchAt} ms: closed`);
+        const silence = d.state.closedAt - watchAt;
+        assert.ok(silence >= 1500, `watched at ${watchAt} ms: closed after ${silence} ms of silence, not before 1.5 s`);
+        assert.ok(silence <= 1500 + 1000 + 1000, `watched at ${watchAt} ms: closed after ${silence} ms, within a sweep of 2 s`);
+        assert.deepEqual(d.state.events, ['keepaliveTimeout', 'error']);
+      }
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  it('keeps a device whose socket reads something between sweeps, and closes it once that stops', () => {
+    mock.timers.enable({ apis: ['setInterval'] });
+    try {
+      let now = 0;
+      const devices: Device[] = [];
+      const sweep = new KeepaliveSweep({ all: () => devices } as unknown as DeviceRegistry, 1000);
+      sweep.start();
+      const d = watched(sweep, 1, () => now);
+      devices.push(d.device);
+      // A ping every 1.2 s for 10 s: never 1.5 s of silence.
+      let lastRead = 0;
+      for (let t = 1; t <= 10_000; t++) {
+        if (t % 1200 === 0) {
+          d.conn.bytesRead += 2;
+          lastRead = t;
+        }
+        now = t;
+        mock.timers.tick(1);
+      }
+      assert.equal(d.state.closedAt, null, 'still open while it pings');
+      for (let t = 10_001; t <= 14_000; t++) {
+        now = t;
+        mock.timers.tick(1);
+      }
+      sweep.stop();
+      assert.ok(d.state.closedAt !== null, 'closed once the pings stop');
+      assert.ok(d.state.closedAt - lastRead >= 1500, `closed after ${d.state.closedAt - lastRead} ms of silence`);
+    } finally {
+      mock.timers.reset();
+    }
   });
 });
