@@ -123,6 +123,8 @@ export class ParleyBroker {
         broker.sayHello();
         broker.recover('the connection to the other nodes was lost and is back');
       },
+      // What the others send from now on waits behind the queues recover() re-reads.
+      onResume: () => broker.holdDeliveries(),
     });
     deps.auth.onLoggedOut((tokenHash) => {
       deps.bus.broadcast({ type: 'logout', tokenHash }).catch((err) => deps.log.warn({ err }, 'could not tell the other nodes of a logout'));
@@ -388,6 +390,11 @@ export class ParleyBroker {
    * read again — each online device's queue (at least once: clients drop ids they have seen), the presence
    * of this node's users, and whether each token signed in here still stands.
    */
+  /** Live deliveries to this node's online devices wait for the next recover(): see BusEvents.onResume. */
+  private holdDeliveries(): void {
+    for (const device of this.devices.all()) if (device.inboxQos !== null) device.hold();
+  }
+
   private recover(reason: string): void {
     const { queue, config, log, auth } = this.deps;
     log.warn({ reason }, "this node may have missed messages from the others; reading its devices' queues, presence and tokens again");

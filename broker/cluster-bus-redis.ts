@@ -29,7 +29,7 @@ export class RedisClusterBus implements ClusterBus {
     return `${this.prefix}cluster:all`;
   }
 
-  async listen(handler: NodeMessageHandler, { onError = () => {}, onGap = () => {} }: BusEvents = {}): Promise<void> {
+  async listen(handler: NodeMessageHandler, { onError = () => {}, onGap = () => {}, onResume = () => {} }: BusEvents = {}): Promise<void> {
     if (this.subscriber) throw new Error('this bus is already listening');
     // A connection in subscriber mode can run no other command; it has no key prefix to apply either.
     // Named, so an operator (or a test) can find it in CLIENT LIST.
@@ -50,10 +50,16 @@ export class RedisClusterBus implements ClusterBus {
     const channels = [this.nodeChannel(this.nodeId), this.allChannel];
     await sub.subscribe(...channels);
     // After a reconnect ioredis subscribes again by itself, but whatever was published meanwhile is gone.
-    // 'ready' comes before that subscribe is sent: the gap is reported once our own (idempotent) SUBSCRIBE
-    // is answered, so what is re-read then cannot miss what is published next.
+    // 'ready' comes before that subscribe is sent, so onResume runs before any new message can arrive.
+    // The gap is reported once our own (idempotent) SUBSCRIBE is answered, so what is re-read then cannot
+    // miss what is published next; if it fails, the gap is still reported (the re-read does no harm, and
+    // the deliveries onResume held are let go).
     sub.on('ready', () => {
-      sub.subscribe(...channels).then(onGap, onError);
+      onResume();
+      sub.subscribe(...channels).then(onGap, (err: unknown) => {
+        onError(err);
+        onGap();
+      });
     });
   }
 

@@ -26,6 +26,12 @@ export interface BusEvents {
    * bus would have carried must be read again from where it is durable.
    */
   onGap?(): void;
+  /**
+   * The connection is back and messages may have been missed: called before anything sent from now on can
+   * reach the handler, and always followed by onGap. Live deliveries should wait for onGap's re-read, or
+   * they would overtake what was missed.
+   */
+  onResume?(): void;
 }
 
 export interface ClusterBus {

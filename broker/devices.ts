@@ -53,6 +53,10 @@ export class Device {
   private inflight: Map<number, Delivery> | null = null;
   private nextMid = 1;
   private draining = false;
+  /** Another drain was asked for while one ran: it reads the queue once more before it lets go. */
+  private again = false;
+  /** Live deliveries wait for the next drain (hold()): the node may have missed some of what came before them. */
+  private holding = false;
   private held: Delivery[] | null = null;
   /**
    * What the last queue read sent, for a while after it: a live delivery of a message stored just before
@@ -80,7 +84,7 @@ export class Device {
 
   /** Sends one envelope on the device's inbox topic, now or after the offline queue, keeping order. */
   deliver(d: Delivery): void {
-    if (this.draining) (this.held ??= []).push(d);
+    if (this.draining || this.holding) (this.held ??= []).push(d);
     else if (!(d.queued && this.drained?.has(d.id))) this.write(d);
   }
 
@@ -136,26 +140,46 @@ export class Device {
   }
 
   /**
+   * Holds live deliveries until the next drain has sent the queue: this node is about to re-read it because
+   * it may have missed messages (its cluster bus reconnected), and what arrives live from now on would
+   * otherwise overtake the missed ones.
+   */
+  hold(): void {
+    this.holding = true;
+  }
+
+  /**
    * Sends the user's offline queue, then what arrived live meanwhile, skipping what the queue already had
-   * and what is in flight to this device already (a queue read again after a gap). A drain under way
-   * covers a second one.
+   * and what is in flight to this device already (a queue read again after a gap). A drain asked for while
+   * one runs makes that one read the queue again before it sends what it held: the first read may predate
+   * what the second was asked for.
    */
   async drain(queue: OfflineQueue, limit: number): Promise<void> {
-    if (this.draining) return;
+    if (this.draining) {
+      this.again = true;
+      return;
+    }
     this.draining = true;
+    const sent = new Set<string>();
     try {
-      const sent = new Set<string>();
-      for (const d of this.inflight?.values() ?? []) sent.add(d.id);
-      for (const m of await queue.list(this.userId, limit)) {
-        if (sent.has(m.id)) continue;
-        sent.add(m.id);
-        this.write({ id: m.id, text: m.payload, payload: Buffer.from(m.payload), queued: true, qos: 1 });
-      }
-      for (const d of this.held ?? []) if (!sent.has(d.id)) this.write(d);
-      this.forgetDrainedLater(sent);
+      do {
+        this.again = false;
+        for (const d of this.inflight?.values() ?? []) sent.add(d.id);
+        for (const m of await queue.list(this.userId, limit)) {
+          if (sent.has(m.id)) continue;
+          sent.add(m.id);
+          this.write({ id: m.id, text: m.payload, payload: Buffer.from(m.payload), queued: true, qos: 1 });
+        }
+      } while (this.again);
     } finally {
+      // Also when the queue could not be read: what was held goes out rather than wait for a reconnect.
+      const held = this.held;
       this.held = null;
       this.draining = false;
+      this.holding = false;
+      this.again = false;
+      for (const d of held ?? []) if (!sent.has(d.id)) this.write(d);
+      this.forgetDrainedLater(sent);
     }
   }
 }
