@@ -176,6 +176,26 @@ describe('analytics dashboard in Chromium', () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  it('keeps refreshing after a request that never answers: it is given up and the next refresh draws', async () => {
+    const page = await browser.newPage();
+    // The first request for the messages series hangs, as if the server never answered it.
+    let hung = 0;
+    await page.route('**/v1/analytics/series?metric=messages&*', async (route) => {
+      if (hung++ === 0) return; // neither answered nor failed
+      await route.continue();
+    });
+    await page.goto(`http://127.0.0.1:${p.running.httpPort}/dashboard`);
+    const user = await registerUser(p);
+    await page.fill('#login input[name=username]', user);
+    await page.fill('#login input[name=password]', PASSWORD);
+    await page.click('#login button[type=submit]');
+    await page.waitForFunction(() => /^error: /.test(document.querySelector('#status')?.textContent ?? ''), undefined, { timeout: 20_000 });
+    assert.equal(await page.getAttribute('body', 'data-refreshes'), null, 'the refresh with the hung request drew nothing');
+    await page.waitForFunction(() => Number(document.body.dataset.refreshes) >= 1, undefined, { timeout: 10_000 });
+    assert.ok(hung >= 2, 'the messages series was asked for again');
+    await page.close();
+  });
+
   it('asks for a sign-in again when the token stops working', async () => {
     const page = await browser.newPage();
     await page.goto(`http://127.0.0.1:${p.running.httpPort}/dashboard`);

@@ -6,6 +6,7 @@
 
   const body = document.body;
   const refreshMs = Math.max(500, Number(body.dataset.refreshMs) || 5000);
+  const FETCH_TIMEOUT_MS = Math.max(10_000, 2 * refreshMs);
   const TOKEN = 'parley.analytics.token';
   const COLORS = ['#2f6fdf', '#e0782b', '#2e9d5b', '#b03fb5', '#c9a227', '#6b7280'];
   const SPANS = { '1m': { ms: 60_000, count: 60 }, '1h': { ms: 3_600_000, count: 48 } };
@@ -140,7 +141,8 @@
 
   async function series(metric, r) {
     const q = new URLSearchParams({ metric, window: r.window, from: String(r.from), to: String(r.to) });
-    const res = await fetch(`/v1/analytics/series?${q}`, { headers: { authorization: `Bearer ${token}` } });
+    // A request that hangs must not stop the refreshes: it is given up after a while and the next refresh tries again.
+    const res = await fetch(`/v1/analytics/series?${q}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
     if (res.status === 401) throw Object.assign(new Error('signed out'), { signedOut: true });
     const answer = await res.json();
     if (!res.ok) throw new Error(answer.error ? answer.error.message : `HTTP ${res.status}`);
