@@ -100,14 +100,20 @@ export class ConsumerGroup {
     return null;
   }
 
-  /** Milliseconds until one of the member's partitions leaves its backoff or its linger; undefined when none waits. */
+  /**
+   * Milliseconds until one of the member's partitions leaves its backoff or its linger; undefined when none
+   * waits (a busy partition's release wakes the member). A linger that has passed by now counts too, as 0:
+   * claim() read the clock a moment earlier and may have seen it still running, and a member that then
+   * waited for a notify nobody sends would leave the records there for good.
+   */
   nextRetryIn(member: EmbeddedSubscription): number | undefined {
     let soonest: number | undefined;
     const now = Date.now();
     for (const p of this.assigned(member)) {
+      if (this.busy.has(p)) continue;
       const retry = this.retries.get(p);
       const linger = this.lingering.get(p);
-      const at = retry ? retry.at : linger !== undefined && linger > now && this.position(p) < this.topic.partitions[p].end ? linger : undefined;
+      const at = retry ? retry.at : linger !== undefined && this.position(p) < this.topic.partitions[p].end ? linger : undefined;
       if (at !== undefined && (soonest === undefined || at < soonest)) soonest = at;
     }
     return soonest === undefined ? undefined : Math.max(0, soonest - now);
