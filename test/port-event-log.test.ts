@@ -5,7 +5,7 @@
 import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it, mock } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import kafkajs from 'kafkajs';
 import { EmbeddedEventLog, partitionOf, type EmbeddedEventLogOptions } from '../common/event-log-embedded.ts';
 import { ConsumerGroup, type EmbeddedSubscription, type TopicState } from '../common/event-log-embedded-group.ts';
@@ -327,41 +327,37 @@ describe('KafkaEventLog topics', () => {
   });
 });
 
-describe('embedded consumer group linger, on a mocked clock', () => {
+describe('embedded consumer group linger, on a clock of the test', () => {
   it('a linger that ends between claim() and nextRetryIn() still wakes the member: the records are not left waiting for an append', () => {
-    mock.timers.enable({ apis: ['Date'], now: 10_000 });
-    try {
-      // One partition holding 5 records, none committed: a group with a 1 s linger and one member.
-      const topic: TopicState = {
-        name: 't',
-        partitions: [{ start: 0, end: 5 } as unknown as PartitionLog],
-        offsets: { get: () => undefined } as unknown as TopicState['offsets'],
-        changed: () => Promise.resolve(),
-        notify: () => {},
-        committed: () => {},
-      };
-      const settings = { maxBatch: 500, maxBatchBytes: 1 << 20, retryMinMs: 100, retryMaxMs: 5000, logger };
-      const group = new ConsumerGroup('g', topic, settings, 1000);
-      const member = {} as EmbeddedSubscription;
-      group.join(member);
-      // A batch was handed out and released: the partition lingers until 11,000.
-      const first = group.claim(member, -1);
-      assert.deepEqual(first, { partition: 0, from: 0, limit: 500 });
-      group.release(0);
-      assert.equal(group.claim(member, -1), null, 'lingering: fewer than a batch waits');
-      assert.equal(group.nextRetryIn(member), 1000);
-      // The linger's timer fires at 10,999 by the clock: claim() still sees it running...
-      mock.timers.setTime(10_999);
-      assert.equal(group.claim(member, -1), null);
-      // ...and the clock ticks before nextRetryIn(): the member must be told to look again now, not to wait
-      // for a notify (before, it was told nothing and waited for good).
-      mock.timers.setTime(11_000);
-      assert.equal(group.nextRetryIn(member), 0);
-      assert.deepEqual(group.claim(member, -1), { partition: 0, from: 0, limit: 500 });
-      // While the partition is busy, its release is what wakes the member.
-      assert.equal(group.nextRetryIn(member), undefined);
-    } finally {
-      mock.timers.reset();
-    }
+    let now = 10_000;
+    // One partition holding 5 records, none committed: a group with a 1 s linger and one member.
+    const topic: TopicState = {
+      name: 't',
+      partitions: [{ start: 0, end: 5 } as unknown as PartitionLog],
+      offsets: { get: () => undefined } as unknown as TopicState['offsets'],
+      changed: () => Promise.resolve(),
+      notify: () => {},
+      committed: () => {},
+    };
+    const settings = { maxBatch: 500, maxBatchBytes: 1 << 20, retryMinMs: 100, retryMaxMs: 5000, logger };
+    const group = new ConsumerGroup('g', topic, settings, 1000, () => now);
+    const member = {} as EmbeddedSubscription;
+    group.join(member);
+    // A batch was handed out and released: the partition lingers until 11,000.
+    const first = group.claim(member, -1);
+    assert.deepEqual(first, { partition: 0, from: 0, limit: 500 });
+    group.release(0);
+    assert.equal(group.claim(member, -1), null, 'lingering: fewer than a batch waits');
+    assert.equal(group.nextRetryIn(member), 1000);
+    // The linger's timer fires at 10,999 by the clock: claim() still sees it running...
+    now = 10_999;
+    assert.equal(group.claim(member, -1), null);
+    // ...and the clock ticks before nextRetryIn(): the member must be told to look again now, not to wait
+    // for a notify (before, it was told nothing and waited for good).
+    now = 11_000;
+    assert.equal(group.nextRetryIn(member), 0);
+    assert.deepEqual(group.claim(member, -1), { partition: 0, from: 0, limit: 500 });
+    // While the partition is busy, its release is what wakes the member.
+    assert.equal(group.nextRetryIn(member), undefined);
   });
 });
