@@ -384,22 +384,21 @@ export class ParleyBroker {
     );
   }
 
+  /** Live deliveries to this node's online devices wait for the next recover(): see BusEvents.onResume. */
+  private holdDeliveries(): void {
+    for (const device of this.devices.subscribed()) device.hold();
+  }
+
   /**
    * This node may have missed what the others sent (the bus lost its connection, or this node's heartbeat
    * lapsed and the others stopped routing here): everything the bus carries is durable elsewhere, so it is
    * read again — each online device's queue (at least once: clients drop ids they have seen), the presence
    * of this node's users, and whether each token signed in here still stands.
    */
-  /** Live deliveries to this node's online devices wait for the next recover(): see BusEvents.onResume. */
-  private holdDeliveries(): void {
-    for (const device of this.devices.all()) if (device.inboxQos !== null) device.hold();
-  }
-
   private recover(reason: string): void {
     const { queue, config, log, auth } = this.deps;
     log.warn({ reason }, "this node may have missed messages from the others; reading its devices' queues, presence and tokens again");
-    for (const device of this.devices.all()) {
-      if (device.inboxQos === null) continue;
+    for (const device of this.devices.subscribed()) {
       device.drain(queue, config.offlineMax).catch((err) => log.warn({ err, user: device.userId }, 'offline queue could not be read'));
     }
     for (const user of this.localPresence) this.refreshPresence(user);

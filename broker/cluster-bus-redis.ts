@@ -50,10 +50,11 @@ export class RedisClusterBus implements ClusterBus {
     const channels = [this.nodeChannel(this.nodeId), this.allChannel];
     await sub.subscribe(...channels);
     // After a reconnect ioredis subscribes again by itself, but whatever was published meanwhile is gone.
-    // 'ready' comes before that subscribe is sent, so onResume runs before any new message can arrive.
-    // The gap is reported once our own (idempotent) SUBSCRIBE is answered, so what is re-read then cannot
-    // miss what is published next; if it fails, the gap is still reported (the re-read does no harm, and
-    // the deliveries onResume held are let go).
+    // It sends that subscribe and emits 'ready' on the next tick, before any reply on the new connection is
+    // read: onResume runs before a new message can arrive. The gap is reported once our own (idempotent)
+    // SUBSCRIBE is answered, so what is re-read then cannot miss what is published next. If it fails (the
+    // connection drops again: ioredis gives a command up after maxRetriesPerRequest, common/redis.ts), the
+    // gap is still reported: the re-read does no harm, and the deliveries onResume held are let go.
     sub.on('ready', () => {
       onResume();
       sub.subscribe(...channels).then(onGap, (err: unknown) => {

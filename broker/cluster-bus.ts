@@ -28,8 +28,9 @@ export interface BusEvents {
   onGap?(): void;
   /**
    * The connection is back and messages may have been missed: called before anything sent from now on can
-   * reach the handler, and always followed by onGap. Live deliveries should wait for onGap's re-read, or
-   * they would overtake what was missed.
+   * reach the handler, and followed by onGap once the re-subscription is answered or given up (the Redis
+   * bus: after maxRetriesPerRequest). Live deliveries should wait for onGap's re-read, or they would
+   * overtake what was missed.
    */
   onResume?(): void;
 }

@@ -44,7 +44,7 @@ export class Device {
   presenceUp = false;
   /** The CONNECT's keep-alive in ms when this node checks it (TCP and TLS; see KeepaliveSweep), else 0. */
   keepaliveMs = 0;
-  /** The socket's bytesRead at the last sweep that saw it grow, and that sweep's number. */
+  /** The socket's bytesRead at the last sweep that saw it grow, and that sweep's number (when just watched: the next sweep's). */
   lastRead = 0;
   lastReadSweep = 0;
   /** Resolves when the last accepted publish has been handed to the offline queue. */
@@ -178,7 +178,8 @@ export class Device {
       this.draining = false;
       this.holding = false;
       this.again = false;
-      for (const d of held ?? []) if (!sent.has(d.id)) this.write(d);
+      // Neither what this drain sent nor what an earlier one did (a late live copy, maybe acked since).
+      for (const d of held ?? []) if (!sent.has(d.id) && !(d.queued && this.drained?.has(d.id))) this.write(d);
       this.forgetDrainedLater(sent);
     }
   }
@@ -223,6 +224,11 @@ export class DeviceRegistry {
 
   *all(): Iterable<Device> {
     for (const set of this.byUser.values()) yield* set;
+  }
+
+  /** The devices subscribed to their inbox: online for delivery. */
+  *subscribed(): Iterable<Device> {
+    for (const device of this.all()) if (device.inboxQos !== null) yield device;
   }
 
   get size(): number {

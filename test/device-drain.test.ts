@@ -87,6 +87,20 @@ describe('device drain and live deliveries', () => {
     assert.deepEqual(written, ['1', '2', '3']);
   });
 
+  it('a held late copy of what an earlier drain sent (and the device acked since) is not sent again', async () => {
+    const user = await queued(['1']);
+    const { device, written } = recordingDevice(user);
+    await device.drain(queue, 100);
+    // The device PUBACKs it (packet id 1, its first), and it leaves the queue.
+    assert.equal(device.acked(1)?.id, '1');
+    await queue.remove(user, message('1'));
+    device.hold();
+    device.deliver(live('1'));
+    device.deliver(live('2'));
+    await device.drain(queue, 100);
+    assert.deepEqual(written, ['1', '2']);
+  });
+
   it('lets the held deliveries go when the queue cannot be read', async () => {
     const { device, written } = recordingDevice('nobody');
     const broken = { list: () => Promise.reject(new Error('queue unreachable')) } as unknown as EmbeddedOfflineQueue;

@@ -133,7 +133,8 @@ describe('keep-alive sweep, on mocked timers', () => {
         assert.ok(d.state.closedAt !== null, `watched at ${watchAt} ms: closed`);
         const silence = d.state.closedAt - watchAt;
         assert.ok(silence >= 1500, `watched at ${watchAt} ms: closed after ${silence} ms of silence, not before 1.5 s`);
-        assert.ok(silence <= 1500 + 1000 + 1000, `watched at ${watchAt} ms: closed after ${silence} ms, within a sweep of 2 s`);
+        // 1.5 s rounded up to whole sweeps (2), plus up to one sweep for where between sweeps it was watched.
+        assert.ok(silence <= 3000, `watched at ${watchAt} ms: closed after ${silence} ms, within 3 s`);
         assert.deepEqual(d.state.events, ['keepaliveTimeout', 'error']);
       }
     } finally {

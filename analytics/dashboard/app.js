@@ -1,6 +1,7 @@
 // The analytics dashboard: signs in (or takes a token), then every few seconds reads the series API and
 // redraws one uPlot chart per panel, with a legend table of each line's latest window and range total.
-// The numbers in the tables also sit in data- attributes (data-latest, data-range) for tests and scrapers.
+// The numbers in the tables also sit in data- attributes (data-latest, data-range) for tests and scrapers, as
+// do the counts of refreshes drawn and failed on <body> (data-refreshes, data-failures).
 (function () {
   'use strict';
 
@@ -55,6 +56,7 @@
   let token = sessionStorage.getItem(TOKEN);
   let timer = null;
   let refreshes = 0;
+  let failures = 0;
   const charts = new Map();
 
   function showLogin(message) {
@@ -214,6 +216,8 @@
       $('#status').textContent = `updated ${new Date().toLocaleTimeString()} · every ${refreshMs / 1000} s`;
     } catch (err) {
       if (err.signedOut) return showLogin('your session ended; sign in again');
+      failures++;
+      body.dataset.failures = String(failures);
       $('#status').textContent = `error: ${err.message}`;
     }
     timer = setTimeout(refresh, refreshMs);
