@@ -1,5 +1,6 @@
 // The ClusterBus contract against the in-process hub and the real Redis of test/stack (pub/sub), and what
-// only Redis does: it reports the gap after a lost connection.
+// only Redis does: after a lost connection it tells the node it is back (before anything new arrives), then
+// reports the gap.
 import assert from './helpers/assert.ts';
 import { after, describe, it } from 'node:test';
 import { EmbeddedClusterBus, EmbeddedClusterHub } from '../broker/cluster-bus-embedded.ts';
@@ -36,7 +37,21 @@ describe('RedisClusterBus after a lost connection', () => {
     await a.listen(() => {});
     const heard: NodeMessage[] = [];
     let gaps = 0;
-    await b.listen((m) => heard.push(m), { onGap: () => gaps++ });
+    // Everything node 2 is told, in order: a message from the new connection must not come before onResume.
+    const events: string[] = [];
+    await b.listen(
+      (m) => {
+        heard.push(m);
+        events.push('message');
+      },
+      {
+        onGap: () => {
+          gaps++;
+          events.push('gap');
+        },
+        onResume: () => events.push('resume'),
+      },
+    );
     assert.equal(gaps, 0, 'the first subscribe is no gap');
 
     // Kill node 2's subscriber connection on the server, as a network cut or Redis's output-buffer limit would.
@@ -46,11 +61,19 @@ describe('RedisClusterBus after a lost connection', () => {
     const line = list.split('\n').find((l) => l.includes(` name=${name} `)) ?? assert.fail(`no connection named ${name}`);
     await raw.client('KILL', 'ID', /id=(\d+)/.exec(line)![1]);
 
+    // Node 1 keeps sending through the reconnect: some of it reaches node 2 before its own SUBSCRIBE is answered.
     const end = Date.now() + 10_000;
-    while (gaps === 0 && Date.now() < end) await sleep(10);
+    let sent = 0;
+    while (gaps === 0 && Date.now() < end) {
+      await a.send(2, { type: 'logout', tokenHash: `during ${sent++}` });
+      await sleep(1);
+    }
     assert.equal(gaps, 1, 'the gap is reported once');
+    assert.equal(events[0], 'resume', `onResume comes before anything of the new connection: ${events.slice(0, 5).join(', ')}`);
+    assert.deepEqual(events.filter((e) => e !== 'message'), ['resume', 'gap'], 'one resume, then one gap');
     await a.send(2, { type: 'logout', tokenHash: 'after the gap' });
-    while (heard.length === 0 && Date.now() < end) await sleep(10);
-    assert.deepEqual(heard, [{ type: 'logout', tokenHash: 'after the gap' }], 'subscribed again when the gap is reported');
+    const after = (m: NodeMessage) => m.type === 'logout' && m.tokenHash === 'after the gap';
+    while (!heard.some(after) && Date.now() < end) await sleep(10);
+    assert.deepEqual(heard.at(-1), { type: 'logout', tokenHash: 'after the gap' }, 'subscribed again when the gap is reported');
   });
 });
