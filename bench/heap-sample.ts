@@ -4,7 +4,8 @@
 // outlived the young generation (promoted, or still live): what makes scavenges slow and major GCs come.
 //
 //   npm run bench -- --systems parley-redis --scenarios chat --rates 1 --step-seconds 60   # then, meanwhile:
-//   npx tsx bench/heap-sample.ts --pid <pid the bench printed> --log bench/data/logs/parley-redis.log --seconds 10 --survivors [--top 60]
+//   npx tsx bench/heap-sample.ts --pid <pid the bench printed> --log bench/data/logs/parley-redis.log --seconds 10 --survivors [--top 60] [--save FILE.heapprofile]
+import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { openInspector } from './inspector.ts';
 import { isOwn, where } from './profile.ts';
@@ -45,7 +46,8 @@ export function summarizeAllocations(head: SamplingNode, top = 25): AllocationSu
   return { totalBytes: total, self: list(self), inclusive: list(inclusive) };
 }
 
-export async function sampleAllocations(pid: number, log: string, seconds: number, survivors: boolean, top = 25): Promise<AllocationSummary> {
+/** `save`: also write the raw profile there (a .heapprofile, which Chrome DevTools' Memory panel loads). */
+export async function sampleAllocations(pid: number, log: string, seconds: number, survivors: boolean, top = 25, save?: string): Promise<AllocationSummary> {
   const session = await openInspector(pid, log);
   try {
     await session.call('HeapProfiler.enable');
@@ -56,6 +58,7 @@ export async function sampleAllocations(pid: number, log: string, seconds: numbe
     });
     await new Promise((r) => setTimeout(r, seconds * 1000));
     const { profile } = (await session.call('HeapProfiler.stopSampling')) as { profile: { head: SamplingNode } };
+    if (save) fs.writeFileSync(save, JSON.stringify(profile));
     return summarizeAllocations(profile.head, top);
   } finally {
     session.close();
@@ -64,14 +67,14 @@ export async function sampleAllocations(pid: number, log: string, seconds: numbe
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { pid: { type: 'string' }, log: { type: 'string' }, seconds: { type: 'string', default: '10' }, survivors: { type: 'boolean', default: false }, top: { type: 'string', default: '25' } },
+    options: { pid: { type: 'string' }, log: { type: 'string' }, seconds: { type: 'string', default: '10' }, survivors: { type: 'boolean', default: false }, top: { type: 'string', default: '25' }, save: { type: 'string' } },
   });
-  if (!values.pid || !values.log) throw new Error('usage: npx tsx bench/heap-sample.ts --pid N --log FILE [--seconds S] [--survivors] [--top N]');
+  if (!values.pid || !values.log) throw new Error('usage: npx tsx bench/heap-sample.ts --pid N --log FILE [--seconds S] [--survivors] [--top N] [--save FILE.heapprofile]');
   const seconds = Number(values.seconds);
   process.stderr.write(`sampling the allocations of ${values.pid} for ${seconds} s${values.survivors ? ' (survivors of the young generation only)' : ''}…\n`);
   const top = Number(values.top);
   if (!Number.isInteger(top) || top < 1) throw new Error('--top is a whole number of lines, at least 1');
-  const s = await sampleAllocations(Number(values.pid), values.log, seconds, values.survivors, top);
+  const s = await sampleAllocations(Number(values.pid), values.log, seconds, values.survivors, top, values.save);
   console.log(`${(s.totalBytes / 1e6).toFixed(1)} MB sampled in ${seconds} s (${(s.totalBytes / 1e6 / seconds).toFixed(1)} MB/s)`);
   console.log('\nallocating function (self):');
   for (const e of s.self) console.log(`${e.percent.toFixed(1).padStart(5)} %  ${e.frame}`);

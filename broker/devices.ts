@@ -5,6 +5,7 @@
 import type { Client } from 'aedes';
 import mqttPacket from 'mqtt-packet';
 import type { Logger } from '../common/log.ts';
+import { InflightTable } from './inflight.ts';
 import type { OfflineQueue } from './offline-queue.ts';
 import { inboxTopic } from './topics.ts';
 
@@ -50,7 +51,7 @@ export class Device {
   /** Resolves when the last accepted publish has been handed to the offline queue. */
   storeTurn: Promise<void> = RESOLVED;
   /** Created on the first QoS 1 delivery: most idle devices never get one. */
-  private inflight: Map<number, Delivery> | null = null;
+  private inflight: InflightTable<Delivery> | null = null;
   private nextMid = 1;
   private draining = false;
   /** Another drain was asked for while one ran: it reads the queue once more before it lets go. */
@@ -109,7 +110,7 @@ export class Device {
       return;
     }
     packet.messageId = this.allocate();
-    (this.inflight ??= new Map()).set(packet.messageId, d);
+    (this.inflight ??= new InflightTable()).set(packet.messageId, d);
     // Aedes keeps a packet id it is given [MQTT-2.3.1-2]; owning the ids is how a PUBACK names the message.
     c.deliverQoS(packet, noop);
   }
@@ -134,9 +135,7 @@ export class Device {
 
   /** The device PUBACKed `messageId`; returns what it confirmed. */
   acked(messageId: number): Delivery | undefined {
-    const d = this.inflight?.get(messageId);
-    if (d) this.inflight!.delete(messageId);
-    return d;
+    return this.inflight?.take(messageId);
   }
 
   /**

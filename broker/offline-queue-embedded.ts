@@ -1,6 +1,11 @@
 import path from 'node:path';
 import type { ChannelRecords, Journal, JournalChannel } from '../common/journal.ts';
 import type { OfflineQueue, QueuedMessage } from './offline-queue.ts';
+import { UserQueue } from './user-queue.ts';
+
+/** An emptied user's queue is kept this long (at least; at most twice), for the user's next message. */
+const EMPTY_KEPT_MS = 60_000;
+const NONE: readonly string[] = [];
 
 /**
  * Queues in memory, made durable in the node's journal (channel `q`, shared with the outbox so a message
@@ -10,7 +15,14 @@ import type { OfflineQueue, QueuedMessage } from './offline-queue.ts';
  */
 export class EmbeddedOfflineQueue implements OfflineQueue {
   readonly adapter = 'embedded';
-  private readonly queues = new Map<string, Map<string, string>>();
+  /**
+   * By user. A queue that empties stays for a while: an online user's queue empties on every PUBACK, and
+   * making it anew for the next message is what UserQueue saves (its comment says why).
+   */
+  private readonly queues = new Map<string, UserQueue>();
+  /** Users whose queue was empty at the last sweep; dropped at the next if it still is. */
+  private emptyAtLastSweep = new Set<string>();
+  private readonly sweeper: NodeJS.Timeout;
   private readonly log: JournalChannel;
   private live = 0;
 
@@ -21,13 +33,24 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
       'q',
       {
         live: function* () {
-          for (const [userId, q] of queues) for (const [id, payload] of q) yield `+ ${userId} ${id} ${payload}`;
+          for (const [userId, q] of queues) for (const [id, payload] of q.entries()) yield `+ ${userId} ${id} ${payload}`;
         },
         liveCount: () => this.live,
       },
       (record) => this.apply(record),
       legacy,
     );
+    this.sweeper = setInterval(() => this.dropEmpty(), EMPTY_KEPT_MS).unref();
+  }
+
+  private dropEmpty(): void {
+    const empty = new Set<string>();
+    for (const [userId, q] of this.queues) {
+      if (q.size !== 0) continue;
+      if (this.emptyAtLastSweep.has(userId)) this.queues.delete(userId);
+      else empty.add(userId);
+    }
+    this.emptyAtLastSweep = empty;
   }
 
   private apply(record: string): void {
@@ -40,14 +63,14 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
     }
   }
 
-  private add(userId: string, id: string, payload: string): string[] {
+  private add(userId: string, id: string, payload: string): readonly string[] {
     let q = this.queues.get(userId);
-    if (!q) this.queues.set(userId, (q = new Map()));
-    if (!q.has(id)) this.live++;
-    q.set(id, payload);
+    if (!q) this.queues.set(userId, (q = new UserQueue()));
+    if (q.set(id, payload)) this.live++;
+    if (q.size <= this.max) return NONE;
     const dropped: string[] = [];
     while (q.size > this.max) {
-      const oldest = q.keys().next().value as string;
+      const oldest = q.oldest() as string;
       q.delete(oldest);
       this.live--;
       dropped.push(oldest);
@@ -59,7 +82,6 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
     const q = this.queues.get(userId);
     if (!q || !q.delete(id)) return false;
     this.live--;
-    if (q.size === 0) this.queues.delete(userId);
     return true;
   }
 
@@ -84,7 +106,7 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
 
   async list(userId: string, limit: number): Promise<QueuedMessage[]> {
     const out: QueuedMessage[] = [];
-    for (const [id, payload] of this.queues.get(userId) ?? []) {
+    for (const [id, payload] of this.queues.get(userId)?.entries() ?? []) {
       if (out.length >= limit) break;
       out.push({ id, payload });
     }
@@ -104,6 +126,7 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.sweeper);
     this.log.close();
   }
 }

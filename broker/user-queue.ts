@@ -1,0 +1,126 @@
+// One user's offline queue in memory (the embedded adapter's): message ids and payloads, oldest first.
+//
+// A Map per user would do, and was what the queue used, but a user who is online has a queue that fills
+// and empties with every message (stored, delivered, PUBACKed), and a V8 Map reallocates its table when it
+// empties; the queue was also dropped and made anew each time. Each message thus left a Map and its tables
+// that outlived the young generation, as the user's entry is old: a tenth of all the broker promoted at
+// 1,000 msg/s (BENCHMARKS.md, round 13). Here two arrays keep their storage when the queue empties, and a
+// queue short enough is searched in place; only a long one (an offline user's) keeps an index by id.
+
+/** From this many messages on, the queue keeps an index by id (searching it in place would cost too much). */
+const INDEXED_FROM = 16;
+/** An emptied queue whose arrays grew this big (a long queue drained) lets them go. */
+const SHRINK_FROM = 1024;
+
+export class UserQueue {
+  /** Slots head..end-1 in the order queued; an undefined id is a message removed out of order. */
+  private ids: (string | undefined)[] = [];
+  private payloads: (string | undefined)[] = [];
+  private head = 0;
+  private end = 0;
+  /** id → slot, while the queue is long. */
+  private index: Map<string, number> | null = null;
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  has(id: string): boolean {
+    return this.slotOf(id) >= 0;
+  }
+
+  /** The oldest message's id, or undefined when the queue is empty. */
+  oldest(): string | undefined {
+    return this.count === 0 ? undefined : this.ids[this.head];
+  }
+
+  /** Queues `id` at the end, or replaces its payload where it is. Returns true when it was not queued. */
+  set(id: string, payload: string): boolean {
+    const at = this.slotOf(id);
+    if (at >= 0) {
+      this.payloads[at] = payload;
+      return false;
+    }
+    if (this.end === this.ids.length && this.count * 2 <= this.end) this.compact();
+    const slot = this.end++;
+    this.ids[slot] = id;
+    this.payloads[slot] = payload;
+    this.count++;
+    if (this.index) this.index.set(id, slot);
+    else if (this.count >= INDEXED_FROM) this.buildIndex();
+    return true;
+  }
+
+  /** Removes `id`; false when it was not queued. */
+  delete(id: string): boolean {
+    const at = this.slotOf(id);
+    if (at < 0) return false;
+    this.ids[at] = undefined;
+    this.payloads[at] = undefined;
+    this.count--;
+    this.index?.delete(id);
+    if (this.count === 0) this.emptied();
+    else if (at === this.head) while (this.ids[this.head] === undefined) this.head++;
+    return true;
+  }
+
+  /** The messages in the order queued. */
+  *entries(): IterableIterator<[string, string]> {
+    for (let i = this.head; i < this.end; i++) {
+      const id = this.ids[i];
+      if (id !== undefined) yield [id, this.payloads[i] as string];
+    }
+  }
+
+  private slotOf(id: string): number {
+    if (this.index) {
+      const at = this.index.get(id);
+      return at === undefined ? -1 : at;
+    }
+    for (let i = this.head; i < this.end; i++) if (this.ids[i] === id) return i;
+    return -1;
+  }
+
+  private buildIndex(): void {
+    this.index = new Map();
+    for (let i = this.head; i < this.end; i++) {
+      const id = this.ids[i];
+      if (id !== undefined) this.index.set(id, i);
+    }
+  }
+
+  /**
+   * Moves the messages to the front of the arrays, which keep their storage, closing the holes that
+   * out-of-order removals left (a message never acknowledged would otherwise hold the head while the
+   * arrays grow behind it). Run only when the arrays are full and at most half of their slots hold a
+   * message, so each slot is moved at most once per filling: the arrays stay under twice what is queued.
+   */
+  private compact(): void {
+    let to = 0;
+    for (let i = this.head; i < this.end; i++) {
+      const id = this.ids[i];
+      if (id === undefined) continue;
+      this.ids[to] = id;
+      this.payloads[to] = this.payloads[i];
+      to++;
+    }
+    for (let i = to; i < this.end; i++) {
+      this.ids[i] = undefined;
+      this.payloads[i] = undefined;
+    }
+    this.head = 0;
+    this.end = to;
+    if (this.index) this.buildIndex();
+  }
+
+  private emptied(): void {
+    // Every slot from head to end is a hole now, and their contents are cleared already.
+    this.head = this.end = 0;
+    this.index = null;
+    if (this.ids.length >= SHRINK_FROM) {
+      this.ids = [];
+      this.payloads = [];
+    }
+  }
+}
