@@ -1,11 +1,11 @@
-import { ExpiringMap } from '../common/expiring-map.ts';
 import type { Journal, JournalChannel } from '../common/journal.ts';
 import type { AcceptStore, AcceptWrite, Stored } from './accept-store.ts';
+import { ClaimIndex } from './claim-index.ts';
 import type { EmbeddedOfflineQueue } from './offline-queue-embedded.ts';
 import type { EmbeddedOutbox } from './outbox-embedded.ts';
 
 /**
- * Claims in memory, made durable in the node's journal (channel `d`, `{expiresAt} {sender} {cid} {claim}`)
+ * Claims in memory (outside the JS heap: ClaimIndex), made durable in the node's journal (channel `d`, `{expiresAt} {sender} {cid} {claim}`)
  * together with the message's queue and outbox records: one write, one fsync. The claim is appended last,
  * so a write torn by a crash keeps a message without its claim (a resend would store it again) but never a
  * claim without its message (a resend would be acked for a message that is nowhere). Claims are replayed
@@ -13,7 +13,7 @@ import type { EmbeddedOutbox } from './outbox-embedded.ts';
  */
 export class EmbeddedAcceptStore implements AcceptStore {
   readonly adapter = 'embedded';
-  private readonly claims = new ExpiringMap<string>();
+  private readonly claims = new ClaimIndex();
   private readonly log: JournalChannel;
 
   constructor(

@@ -1,0 +1,256 @@
+// The embedded accept store's claims, `(sender, cid)` → the message's first `id:ts`, kept 24 h (PROTOCOL.md,
+// `cid`), outside the JS heap.
+//
+// They were an ExpiringMap: per message an entry object, its key and claim strings and a Map slot, ~200
+// bytes in four places, all of them kept for a day. At 1,000 msg/s that is ~0.7 GB an hour until the cap of
+// 8,000,000 claims (~1.6 GB), every byte of it marked by each major GC on the broker's thread: the heap
+// grew by a third of a KB per message and the major GCs' pauses with it (BENCHMARKS.md, round 13).
+//
+// Here a claim is ~70 bytes in Buffers that the GC does not look into: the key and claim as UTF-8, with
+// their expiry, appended to 4 MB chunks in the order stored, and found through an open-addressing table of
+// typed arrays. Keys are compared in full (the hash only picks the slot), so two claims never mix. Every
+// claim of a deployment lives equally long, so claims expire in the order stored, and the oldest chunk
+// goes once all of it has expired, or when the claims are over the cap (the oldest making room, as
+// before). Its slots are found stale then, and cleared by the next rebuild of the table.
+import crypto from 'node:crypto';
+
+/** expiresAt (f64), key bytes (u16), claim bytes (u16), then the two. */
+const HEAD_BYTES = 12;
+const MAX_PART_BYTES = 0xffff;
+/** Slots in use (claims and cleared ones) at most this share of the table before it is rebuilt. */
+const LOAD = 0.6;
+const INITIAL_SLOTS = 1024;
+
+interface Chunk {
+  seq: number;
+  buf: Buffer;
+  used: number;
+  /** The latest expiry of a claim in it: the chunk goes once that has passed. */
+  lastExpiry: number;
+  /** Claims in it that the table points to. */
+  current: number;
+}
+
+export interface ClaimIndexOptions {
+  /** The most claims kept; past it the oldest chunk makes room (default 8,000,000). */
+  maxEntries?: number;
+  /** Bytes of each chunk (default 4 MB; small ones for tests). */
+  chunkBytes?: number;
+}
+
+export class ClaimIndex {
+  private readonly maxEntries: number;
+  private readonly chunkBytes: number;
+  private readonly seed = crypto.randomBytes(4).readUInt32LE(0);
+  /** Oldest first; chunks[i].seq === firstSeq + i. */
+  private chunks: Chunk[] = [];
+  private firstSeq = 0;
+  private nextSeq = 0;
+  /** Per slot: 0 empty, -1 cleared, else 1 + seq × chunkBytes + offset of the claim. */
+  private locs = new Float64Array(INITIAL_SLOTS);
+  private hashes = new Uint32Array(INITIAL_SLOTS);
+  private mask = INITIAL_SLOTS - 1;
+  /** Slots not empty (claims, stale ones and cleared ones). */
+  private used = 0;
+  private count = 0;
+  /** The key of the current call as UTF-8, written here rather than into a new Buffer each time. */
+  private scratch = Buffer.allocUnsafe(2 * MAX_PART_BYTES);
+
+  constructor(options: ClaimIndexOptions = {}) {
+    this.maxEntries = options.maxEntries ?? 8_000_000;
+    this.chunkBytes = options.chunkBytes ?? 4 * 1024 * 1024;
+    if (this.chunkBytes < HEAD_BYTES + 2 * MAX_PART_BYTES) throw new RangeError('a chunk must hold the longest claim');
+  }
+
+  /** Claims kept (some may have expired and not gone yet, as their chunk has not). */
+  get size(): number {
+    return this.count;
+  }
+
+  get(key: string, now = Date.now()): string | undefined {
+    const slot = this.find(key, this.encode(key), this.hash(key));
+    if (slot < 0) return undefined;
+    const { chunk, offset } = this.at(this.locs[slot]);
+    if (chunk.buf.readDoubleLE(offset) <= now) return undefined;
+    return this.claimAt(chunk, offset);
+  }
+
+  /** Stores `claim` unless `key` has one that has not expired; returns that one then. */
+  setIfAbsent(key: string, claim: string, ttlMs: number, now = Date.now()): string | undefined {
+    const keyBytes = this.encode(key);
+    const h = this.hash(key);
+    const slot = this.find(key, keyBytes, h);
+    if (slot >= 0) {
+      const { chunk, offset } = this.at(this.locs[slot]);
+      if (chunk.buf.readDoubleLE(offset) > now) return this.claimAt(chunk, offset);
+    }
+    this.put(slot, keyBytes, h, claim, now + ttlMs, now);
+    return undefined;
+  }
+
+  /** Stores `claim` for `key`, replacing what it had. */
+  set(key: string, claim: string, ttlMs: number, now = Date.now()): void {
+    const keyBytes = this.encode(key);
+    const h = this.hash(key);
+    this.put(this.find(key, keyBytes, h), keyBytes, h, claim, now + ttlMs, now);
+  }
+
+  delete(key: string): void {
+    const slot = this.find(key, this.encode(key), this.hash(key));
+    if (slot < 0) return;
+    this.at(this.locs[slot]).chunk.current--;
+    this.count--;
+    this.locs[slot] = -1;
+  }
+
+  /** The claims not expired at `now`, in the order stored. */
+  *live(now = Date.now()): Generator<{ key: string; value: string; expiresAt: number }> {
+    for (const chunk of [...this.chunks]) {
+      if (!this.chunks.includes(chunk)) continue; // dropped while the caller was busy with a claim
+      for (let offset = 0; offset < chunk.used; ) {
+        const expiresAt = chunk.buf.readDoubleLE(offset);
+        const keyLen = chunk.buf.readUInt16LE(offset + 8);
+        const claimLen = chunk.buf.readUInt16LE(offset + 10);
+        const loc = 1 + chunk.seq * this.chunkBytes + offset;
+        if (expiresAt > now) {
+          const key = chunk.buf.toString('utf8', offset + HEAD_BYTES, offset + HEAD_BYTES + keyLen);
+          // Only the claim the table points to: a key stored again has an older, replaced one.
+          const slot = this.find(key, this.encode(key), this.hash(key));
+          if (slot >= 0 && this.locs[slot] === loc) yield { key, value: this.claimAt(chunk, offset), expiresAt };
+        }
+        offset += HEAD_BYTES + keyLen + claimLen;
+      }
+    }
+  }
+
+  clear(): void {
+    this.chunks = [];
+    this.firstSeq = this.nextSeq;
+    this.locs = new Float64Array(INITIAL_SLOTS);
+    this.hashes = new Uint32Array(INITIAL_SLOTS);
+    this.mask = INITIAL_SLOTS - 1;
+    this.used = this.count = 0;
+  }
+
+  /** Writes the key into the scratch buffer; returns its length in bytes. */
+  private encode(key: string): number {
+    const bytes = this.scratch.write(key, 0, 'utf8');
+    if (bytes > MAX_PART_BYTES || bytes === this.scratch.length) throw new RangeError('claim key too long');
+    return bytes;
+  }
+
+  /** A seeded string hash (a seed per process, so nobody can choose cids that all land in one slot). */
+  private hash(key: string): number {
+    let h = this.seed ^ key.length;
+    for (let i = 0; i < key.length; i++) {
+      h = Math.imul(h ^ key.charCodeAt(i), 0x5bd1e995);
+      h ^= h >>> 15;
+    }
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    return (h ^ (h >>> 16)) >>> 0;
+  }
+
+  /**
+   * The slot holding `key` (whose UTF-8 is in the scratch buffer, `keyBytes` long), or -(1 + the slot to
+   * store it in) when it has none. A slot pointing into a chunk that has gone is cleared on the way.
+   */
+  private find(key: string, keyBytes: number, h: number): number {
+    let free = -1;
+    for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
+      const loc = this.locs[i];
+      if (loc === 0) return -1 - (free >= 0 ? free : i);
+      if (loc < 0) {
+        if (free < 0) free = i;
+        continue;
+      }
+      if (this.hashes[i] !== h) continue;
+      const seq = Math.floor((loc - 1) / this.chunkBytes);
+      if (seq < this.firstSeq) {
+        this.locs[i] = -1;
+        if (free < 0) free = i;
+        continue;
+      }
+      const chunk = this.chunks[seq - this.firstSeq];
+      const offset = loc - 1 - seq * this.chunkBytes;
+      if (chunk.buf.readUInt16LE(offset + 8) !== keyBytes) continue;
+      const start = offset + HEAD_BYTES;
+      if (this.scratch.compare(chunk.buf, start, start + keyBytes, 0, keyBytes) === 0) return i;
+    }
+  }
+
+  private at(loc: number): { chunk: Chunk; offset: number } {
+    const seq = Math.floor((loc - 1) / this.chunkBytes);
+    return { chunk: this.chunks[seq - this.firstSeq], offset: loc - 1 - seq * this.chunkBytes };
+  }
+
+  private claimAt(chunk: Chunk, offset: number): string {
+    const keyLen = chunk.buf.readUInt16LE(offset + 8);
+    const start = offset + HEAD_BYTES + keyLen;
+    return chunk.buf.toString('utf8', start, start + chunk.buf.readUInt16LE(offset + 10));
+  }
+
+  /** Appends the claim and points `slot` (found by find(): a claim's slot, or -(1 + free slot)) at it. */
+  private put(slot: number, keyBytes: number, h: number, claim: string, expiresAt: number, now: number): void {
+    const claimBytes = Buffer.byteLength(claim);
+    if (claimBytes > MAX_PART_BYTES) throw new RangeError('claim too long');
+    const size = HEAD_BYTES + keyBytes + claimBytes;
+    let chunk = this.chunks[this.chunks.length - 1];
+    if (!chunk || chunk.used + size > this.chunkBytes) {
+      chunk = { seq: this.nextSeq++, buf: Buffer.allocUnsafeSlow(this.chunkBytes), used: 0, lastExpiry: 0, current: 0 };
+      if (this.chunks.length === 0) this.firstSeq = chunk.seq;
+      this.chunks.push(chunk);
+    }
+    const offset = chunk.used;
+    chunk.buf.writeDoubleLE(expiresAt, offset);
+    chunk.buf.writeUInt16LE(keyBytes, offset + 8);
+    chunk.buf.writeUInt16LE(claimBytes, offset + 10);
+    this.scratch.copy(chunk.buf, offset + HEAD_BYTES, 0, keyBytes);
+    chunk.buf.write(claim, offset + HEAD_BYTES + keyBytes, claimBytes, 'utf8');
+    chunk.used += size;
+    if (expiresAt > chunk.lastExpiry) chunk.lastExpiry = expiresAt;
+    chunk.current++;
+
+    if (slot >= 0) {
+      this.at(this.locs[slot]).chunk.current--;
+    } else {
+      slot = -1 - slot;
+      if (this.locs[slot] === 0) this.used++;
+      this.count++;
+    }
+    this.locs[slot] = 1 + chunk.seq * this.chunkBytes + offset;
+    this.hashes[slot] = h;
+
+    this.dropOld(now);
+    if (this.used > this.locs.length * LOAD) this.rebuild();
+  }
+
+  /** Lets the oldest chunks go: those whose claims have all expired, and any past the cap. */
+  private dropOld(now: number): void {
+    while (this.chunks.length > 1 && (this.chunks[0].lastExpiry <= now || this.count > this.maxEntries)) {
+      const gone = this.chunks.shift()!;
+      this.count -= gone.current;
+      this.firstSeq = gone.seq + 1;
+    }
+  }
+
+  /** A new table for the claims the chunks still hold, sized for twice as many as now. */
+  private rebuild(): void {
+    const locs = this.locs;
+    const hashes = this.hashes;
+    let slots = INITIAL_SLOTS;
+    while (slots * LOAD < this.count * 2) slots *= 2;
+    this.locs = new Float64Array(slots);
+    this.hashes = new Uint32Array(slots);
+    this.mask = slots - 1;
+    this.used = 0;
+    for (let i = 0; i < locs.length; i++) {
+      const loc = locs[i];
+      if (loc <= 0 || Math.floor((loc - 1) / this.chunkBytes) < this.firstSeq) continue;
+      let j = hashes[i] & this.mask;
+      while (this.locs[j] !== 0) j = (j + 1) & this.mask;
+      this.locs[j] = loc;
+      this.hashes[j] = hashes[i];
+      this.used++;
+    }
+  }
+}

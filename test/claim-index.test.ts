@@ -1,0 +1,115 @@
+// The embedded accept store's claims (broker/claim-index.ts): the answers of the ExpiringMap they replaced,
+// for any key (hostile, non-ASCII, colliding in the table), through expiry, replacement, removal, the cap
+// and many chunks, kept outside the JS heap.
+import assert from './helpers/assert.ts';
+import { describe, it } from 'node:test';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { ClaimIndex } from '../broker/claim-index.ts';
+import { ExpiringMap } from '../common/expiring-map.ts';
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+const SMALL_CHUNKS = { chunkBytes: 140_000 }; // ~3,000 claims a chunk: many chunks in a short test
+
+describe('ClaimIndex', () => {
+  it('keeps a claim per key until it expires, answers setIfAbsent with the first, and forgets deleted ones', () => {
+    const c = new ClaimIndex();
+    const t = 1_000_000;
+    assert.equal(c.setIfAbsent('alice\ncid-1', '100:5', 1000, t), undefined, 'new');
+    assert.equal(c.setIfAbsent('alice\ncid-1', '200:6', 1000, t + 10), '100:5', 'the first claim answers');
+    assert.equal(c.setIfAbsent('bob\ncid-1', '300:7', 1000, t), undefined, 'another sender, same cid');
+    assert.equal(c.get('alice\ncid-1', t + 999), '100:5');
+    assert.equal(c.get('alice\ncid-1', t + 1000), undefined, 'expired at its ttl');
+    assert.equal(c.setIfAbsent('alice\ncid-1', '400:8', 1000, t + 1000), undefined, 'stored again once expired');
+    assert.equal(c.get('alice\ncid-1', t + 1001), '400:8');
+    c.set('alice\ncid-1', '500:9', 1000, t + 1002);
+    assert.equal(c.get('alice\ncid-1', t + 1003), '500:9', 'set replaces');
+    assert.equal(c.size, 2);
+    c.delete('alice\ncid-1');
+    c.delete('nobody\nx');
+    assert.equal(c.get('alice\ncid-1', t + 1003), undefined);
+    assert.equal(c.size, 1);
+    assert.deepEqual([...c.live(t + 1003)], [{ key: 'bob\ncid-1', value: '300:7', expiresAt: t + 1000 }].filter((e) => e.expiresAt > t + 1003));
+    assert.deepEqual([...c.live(t)], [{ key: 'bob\ncid-1', value: '300:7', expiresAt: t + 1000 }]);
+  });
+
+  it('keeps hostile and non-ASCII keys and claims byte-exact and apart', () => {
+    const c = new ClaimIndex();
+    const keys = ['a\nb', 'a\nb ', 'a\n b', '\u0000\n\u0000', 'ü\n☃', 'ü\n☃\u0301', '𝄞\n𝄞', 'x'.repeat(300) + '\ny', "'; DROP\n)(uid=*)", '__proto__\nconstructor'];
+    keys.forEach((k, i) => assert.equal(c.setIfAbsent(k, `claim ${i} ☃`, 60_000, 0), undefined, JSON.stringify(k)));
+    keys.forEach((k, i) => assert.equal(c.get(k, 1), `claim ${i} ☃`, JSON.stringify(k)));
+    assert.equal(c.get('a\nb\u0000', 1), undefined, 'a prefix is not the key');
+    assert.throws(() => c.set('k'.repeat(70_000), 'x', 1000, 0), /too long/);
+    assert.throws(() => c.set('k', 'x'.repeat(70_000), 1000, 0), /too long/);
+    assert.equal(c.size, keys.length, 'a refused claim changes nothing');
+  });
+
+  it('agrees with an ExpiringMap through random claims, lookups, replacements and removals over many chunks and rebuilds', () => {
+    const random = rng(7);
+    const c = new ClaimIndex(SMALL_CHUNKS);
+    const m = new ExpiringMap<string>();
+    const TTL = 50_000;
+    let now = 1_700_000_000_000;
+    const keys: string[] = [];
+    for (let step = 0; step < 200_000; step++) {
+      now += Math.floor(random() * 3);
+      const r = random();
+      const key = r < 0.6 || keys.length === 0 ? `user${Math.floor(random() * 500)}\ncid-${step}` : keys[Math.floor(random() * keys.length)];
+      if (r < 0.6) keys.push(key);
+      if (keys.length > 5000) keys.splice(0, 1000);
+      if (r < 0.85) {
+        assert.equal(c.setIfAbsent(key, `${step}:${now}`, TTL, now), m.setIfAbsent(key, `${step}:${now}`, TTL, now), `step ${step}: setIfAbsent`);
+      } else if (r < 0.9) {
+        c.set(key, `s${step}`, TTL, now);
+        m.set(key, `s${step}`, TTL, now);
+      } else if (r < 0.95) {
+        c.delete(key);
+        m.delete(key);
+      } else {
+        assert.equal(c.get(key, now), m.get(key, now), `step ${step}: get`);
+      }
+      if (step % 20_011 === 0) {
+        const mine = [...c.live(now)].map((e) => `${e.key}=${e.value}@${e.expiresAt}`).sort();
+        const theirs = [...m.live(now)].map((e) => `${e.key}=${e.value}@${e.expiresAt}`).sort();
+        assert.deepEqual(mine, theirs, `step ${step}: live`);
+      }
+    }
+    const chunks = (c as unknown as { nextSeq: number }).nextSeq;
+    assert.ok(chunks > 20, `${chunks} chunks written`);
+    assert.ok((c as unknown as { chunks: unknown[] }).chunks.length < chunks / 2, 'expired chunks went');
+  });
+
+  it('makes room past the cap, the oldest claims going first', () => {
+    const c = new ClaimIndex({ ...SMALL_CHUNKS, maxEntries: 10_000 });
+    for (let i = 0; i < 50_000; i++) c.setIfAbsent(`u\n${i}`, `${i}`, 3_600_000, 0);
+    assert.ok(c.size <= 10_000 && c.size > 5_000, `${c.size} claims kept`);
+    assert.equal(c.get('u\n49999', 1), '49999', 'the newest stays');
+    assert.equal(c.get('u\n0', 1), undefined, 'the oldest went');
+    assert.equal([...c.live(1)].length, c.size, 'live() and size agree');
+  });
+
+  it('keeps claims outside the JS heap', () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const measure = (store: { setIfAbsent(k: string, v: string, ttl: number, now: number): unknown }) => {
+      gc();
+      const before = process.memoryUsage().heapUsed;
+      for (let i = 0; i < 200_000; i++) store.setIfAbsent(`user-${i % 1000}\nclient-msg-${i}`, `7351207812345678${i}:1764892800000`, 86_400_000, 0);
+      gc();
+      return (process.memoryUsage().heapUsed - before) / 200_000;
+    };
+    const index = new ClaimIndex();
+    const onHeap = measure(new ExpiringMap<string>());
+    const offHeap = measure(index);
+    assert.equal(index.size, 200_000);
+    assert.ok(offHeap < 16, `ClaimIndex: ${offHeap.toFixed(1)} bytes of JS heap a claim (ExpiringMap: ${onHeap.toFixed(1)})`);
+    assert.ok(onHeap > 100, `the comparison means something: ExpiringMap ${onHeap.toFixed(1)} bytes a claim`);
+  });
+});
