@@ -29,6 +29,8 @@ export class EmbeddedAcceptStore implements AcceptStore {
           for (const { key, value, expiresAt } of claims.live()) yield `${expiresAt} ${key.replace('\n', ' ')} ${value}`;
         },
         liveCount: () => claims.size,
+        // The same lines in bytes: a compaction rewrites every claim of the last 24 h.
+        liveLines: (prefix) => claims.lines(prefix),
       },
       (record) => {
         const [expiresAt, sender, cid] = record.split(' ', 3);

@@ -21,6 +21,12 @@ const PREALLOCATE_BYTES = 1 << 20;
 let zeros: Buffer | null = null;
 const noop = () => {};
 
+/** Writes all of `data` at the file's position; returns its length. */
+function writeAll(fd: number, data: Buffer): number {
+  for (let at = 0; at < data.length; ) at += fs.writeSync(fd, data, at, data.length - at);
+  return data.length;
+}
+
 interface Waiter {
   resolve: () => void;
   reject: (e: Error) => void;
@@ -203,23 +209,33 @@ export class AppendLog {
     }
   }
 
-  /** Replaces the file with `records` (the live state), atomically: temp file, fsync, rename, fsync dir. */
-  rewrite(records: Iterable<string>): void {
+  /**
+   * Replaces the file with `records` (the live state), atomically: temp file, fsync, rename, fsync dir. A
+   * record is a string, or a Buffer of whole lines (each ending in a newline, counted as one record each).
+   */
+  rewrite(records: Iterable<string | Buffer>): void {
     this.commitNow();
     const tmp = `${this.file}.tmp`;
     const fd = fs.openSync(tmp, 'w');
     let count = 0;
     let size = 0;
     let chunk: string[] = [];
+    const flush = () => {
+      if (chunk.length > 0) size += writeAll(fd, Buffer.from(chunk.join('\n') + '\n'));
+      chunk = [];
+    };
     for (const r of records) {
+      if (typeof r !== 'string') {
+        flush();
+        size += writeAll(fd, r);
+        for (let i = r.indexOf(0x0a); i >= 0; i = r.indexOf(0x0a, i + 1)) count++;
+        continue;
+      }
       chunk.push(r);
       count++;
-      if (chunk.length >= 4096) {
-        size += fs.writeSync(fd, chunk.join('\n') + '\n');
-        chunk = [];
-      }
+      if (chunk.length >= 4096) flush();
     }
-    if (chunk.length > 0) size += fs.writeSync(fd, chunk.join('\n') + '\n');
+    flush();
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fs.renameSync(tmp, this.file);

@@ -14,6 +14,11 @@ export interface ChannelState {
   live(): Iterable<string>;
   /** How many records live() yields. */
   liveCount(): number;
+  /**
+   * The same records as whole lines in bytes, each `{prefix}{record}\n`, for a channel that can make them
+   * without a string per record (the claims: a compaction writes every one of them).
+   */
+  liveLines?(prefix: string): Iterable<Buffer>;
 }
 
 export interface JournalChannel {
@@ -134,7 +139,10 @@ export class Journal {
     const { channels, unclaimed } = this;
     this.log.rewrite(
       (function* () {
-        for (const [tag, state] of channels) for (const r of state.live()) yield `${tag} ${r}`;
+        for (const [tag, state] of channels) {
+          if (state.liveLines) yield* state.liveLines(`${tag} `);
+          else for (const r of state.live()) yield `${tag} ${r}`;
+        }
         for (const [tag, records] of unclaimed) for (const r of records) yield `${tag} ${r}`;
       })(),
     );

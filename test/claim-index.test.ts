@@ -2,11 +2,18 @@
 // for any key (hostile, non-ASCII, colliding in the table), through expiry, replacement, removal, the cap
 // and many chunks, kept outside the JS heap.
 import assert from './helpers/assert.ts';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { EmbeddedAcceptStore } from '../broker/accept-store-embedded.ts';
 import { ClaimIndex } from '../broker/claim-index.ts';
+import { EmbeddedOfflineQueue } from '../broker/offline-queue-embedded.ts';
+import { EmbeddedOutbox } from '../broker/outbox-embedded.ts';
 import { ExpiringMap } from '../common/expiring-map.ts';
+import { Journal } from '../common/journal.ts';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -111,5 +118,54 @@ describe('ClaimIndex', () => {
     assert.equal(index.size, 200_000);
     assert.ok(offHeap < 16, `ClaimIndex: ${offHeap.toFixed(1)} bytes of JS heap a claim (ExpiringMap: ${onHeap.toFixed(1)})`);
     assert.ok(onHeap > 100, `the comparison means something: ExpiringMap ${onHeap.toFixed(1)} bytes a claim`);
+  });
+
+  it('writes its live claims as journal lines in bytes, the same as the strings, and only the current ones', () => {
+    const c = new ClaimIndex(SMALL_CHUNKS);
+    const t = 1_764_892_800_000;
+    for (let i = 0; i < 10_000; i++) c.setIfAbsent(`user-${i % 37}\ncid-${i}`, `73512078${i}:${t}`, 60_000 + (i % 3), t);
+    c.set('user-5\ncid-5', 'replaced:1', 60_000, t); // the first claim of that key is no longer current
+    c.delete('user-2\ncid-2');
+    c.setIfAbsent('ü\n☃ more', 'x', 60_000.5, t); // non-ASCII; a fractional expiry written exactly
+    const expected = [...c.live(t + 1)].map((e) => `d ${e.expiresAt} ${e.key.replace('\n', ' ')} ${e.value}\n`).join('');
+    const bytes = Buffer.concat([...c.lines('d ', t + 1)]).toString('utf8');
+    assert.equal(bytes, expected);
+    assert.equal(bytes.split('\n').length - 1, 10_000, 'one line a current claim (one replaced in place, one deleted, one added)');
+    assert.ok(bytes.includes('d 1764892860000 user-5 cid-5 replaced:1\n'));
+    assert.ok(!bytes.includes(' cid-2 '), 'the deleted claim is gone');
+    assert.equal(Buffer.concat([...c.lines('d ', t + 61_000)]).length, 0, 'nothing once all expired');
+  });
+
+  it('survives a compaction of the journal and a restart: every claim answers as before', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-claims-'));
+    const open = () => {
+      const journal = Journal.open(dir, 1, false);
+      const queue = new EmbeddedOfflineQueue(journal, 1, 100);
+      const outbox = new EmbeddedOutbox(journal, 1);
+      return { journal, queue, outbox, store: new EmbeddedAcceptStore(journal, queue, outbox) };
+    };
+    try {
+      const a = open();
+      const write = (sender: string, cid: string, claim: string) =>
+        a.store.store({ sender, cid, claim, ttlSeconds: 3600, queue: [], outbox: [] }).durable;
+      const senders = ['alice', 'bob', 'Ünïcødé'];
+      for (let i = 0; i < 3000; i++) await write(senders[i % 3], `c-${i}`, `${1000 + i}:${i}`);
+      (a.journal as unknown as { compact(): void }).compact();
+      const lines = fs.readFileSync(path.join(dir, 'journal-1.log'), 'utf8').split('\n').filter(Boolean);
+      assert.equal(lines.length, 3000, 'the compacted journal holds the claims, one line each');
+      await a.store.close();
+      await a.queue.close();
+      await a.outbox.close();
+      const b = open();
+      for (let i = 0; i < 3000; i += 7) {
+        const again = b.store.store({ sender: senders[i % 3], cid: `c-${i}`, claim: 'new:0', ttlSeconds: 3600, queue: [], outbox: [] });
+        assert.equal(await again.written, `${1000 + i}:${i}`, `c-${i} answers with its first claim after the restart`);
+      }
+      await b.store.close();
+      await b.queue.close();
+      await b.outbox.close();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
