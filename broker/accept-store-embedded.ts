@@ -1,19 +1,29 @@
+import path from 'node:path';
 import type { Journal, JournalChannel } from '../common/journal.ts';
 import type { AcceptStore, AcceptWrite, Stored } from './accept-store.ts';
-import { ClaimIndex } from './claim-index.ts';
+import { ClaimArchive } from './claim-archive.ts';
+import { ClaimIndex, type ClaimCursor } from './claim-index.ts';
 import type { EmbeddedOfflineQueue } from './offline-queue-embedded.ts';
 import type { EmbeddedOutbox } from './outbox-embedded.ts';
 
 /**
- * Claims in memory (outside the JS heap: ClaimIndex), made durable in the node's journal (channel `d`, `{expiresAt} {sender} {cid} {claim}`)
- * together with the message's queue and outbox records: one write, one fsync. The claim is appended last,
- * so a write torn by a crash keeps a message without its claim (a resend would store it again) but never a
- * claim without its message (a resend would be acked for a message that is nowhere). Claims are replayed
- * at start, so a resend after a restart is acked under its first id; a compaction keeps the unexpired ones.
+ * Claims in memory (outside the JS heap: ClaimIndex), made durable in the node's journal (channel `d`,
+ * `{expiresAt} {sender} {cid} {claim}`) together with the message's queue and outbox records: one write, one
+ * fsync. The claim is appended last, so a write torn by a crash keeps a message without its claim (a resend
+ * would store it again) but never a claim without its message (a resend would be acked for a message that
+ * is nowhere). When the journal compacts, the claims written since the last compaction move to the claim
+ * archive (ClaimArchive, beside the journal), once the journal is on disk, instead of every live claim
+ * being rewritten into it. At start the archive is read, then the journal: a resend after a restart is
+ * acked under its first id.
  */
 export class EmbeddedAcceptStore implements AcceptStore {
   readonly adapter = 'embedded';
   private readonly claims = new ClaimIndex();
+  private readonly archive: ClaimArchive;
+  /** Claims stored before this are in the archive; the journal has those after it. */
+  private archived: ClaimCursor;
+  /** How many claims were kept when the last ones moved to the archive (liveCount's estimate). */
+  private keptWhenArchived: number;
   private readonly log: JournalChannel;
 
   constructor(
@@ -22,22 +32,35 @@ export class EmbeddedAcceptStore implements AcceptStore {
     private readonly outbox: EmbeddedOutbox,
   ) {
     const claims = this.claims;
+    const replay = (record: string) => {
+      const [expiresAt, sender, cid] = record.split(' ', 3);
+      const ttl = Number(expiresAt) - Date.now();
+      if (ttl > 0) claims.set(`${sender}\n${cid}`, record.slice(expiresAt.length + sender.length + cid.length + 3), ttl);
+    };
+    this.archive = new ClaimArchive(path.dirname(journal.file), `${path.basename(journal.file, '.log')}.claims`, journal.fsync);
+    this.archive.load(replay);
+    this.archived = claims.end();
+    this.keptWhenArchived = claims.size;
     this.log = journal.channel(
       'd',
       {
-        live: function* () {
-          for (const { key, value, expiresAt } of claims.live()) yield `${expiresAt} ${key.replace('\n', ' ')} ${value}`;
+        live: () => this.unarchived(),
+        // Those not in the archive, about (expiry and the cap take from the older ones).
+        liveCount: () => Math.max(0, claims.size - this.keptWhenArchived),
+        liveLines: (prefix) => claims.lines(prefix, Date.now(), this.archived),
+        compacting: () => {
+          this.archive.append(claims.lines('', Date.now(), this.archived));
+          this.archived = claims.end();
+          this.keptWhenArchived = claims.size;
         },
-        liveCount: () => claims.size,
-        // The same lines in bytes: a compaction rewrites every claim of the last 24 h.
-        liveLines: (prefix) => claims.lines(prefix),
       },
-      (record) => {
-        const [expiresAt, sender, cid] = record.split(' ', 3);
-        const ttl = Number(expiresAt) - Date.now();
-        if (ttl > 0) claims.set(`${sender}\n${cid}`, record.slice(expiresAt.length + sender.length + cid.length + 3), ttl);
-      },
+      replay,
     );
+  }
+
+  /** The journal records of the claims not in the archive. */
+  private *unarchived(): Generator<string> {
+    for (const buf of this.claims.lines('', Date.now(), this.archived)) for (const line of buf.toString('utf8').split('\n')) if (line) yield line;
   }
 
   store(w: AcceptWrite): Stored {
@@ -78,6 +101,7 @@ export class EmbeddedAcceptStore implements AcceptStore {
 
   async close(): Promise<void> {
     this.log.close();
+    this.archive.close();
     this.claims.clear();
   }
 }

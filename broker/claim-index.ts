@@ -65,6 +65,12 @@ function writeSmall(out: Buffer, at: number, value: number, width: number): numb
   return at + digits;
 }
 
+/** A place in the claims, in the order stored: everything stored later is after it. */
+export interface ClaimCursor {
+  seq: number;
+  offset: number;
+}
+
 export interface ClaimIndexOptions {
   /** The most claims kept; past it the oldest chunk makes room (default 8,000,000). */
   maxEntries?: number;
@@ -156,14 +162,15 @@ export class ClaimIndex {
   }
 
   /**
-   * The same claims as journal lines, `{prefix}{expiresAt} {key with its first newline as a space} {claim}\n`,
+   * The same claims (those stored after `from`, when given) as journal lines,
+   * `{prefix}{expiresAt} {key with its first newline as a space} {claim}\n`,
    * copied as bytes into Buffers of about 1 MB: what a compaction of the journal writes (making strings of a
    * million claims held the event loop for a second).
    */
-  *lines(prefix: string, now = Date.now()): Generator<Buffer> {
+  *lines(prefix: string, now = Date.now(), from?: ClaimCursor): Generator<Buffer> {
     const pre = Buffer.from(prefix);
-    const chunks = [...this.chunks];
-    const cursor = { chunk: 0, offset: 0 };
+    const chunks = from ? this.chunks.filter((c) => c.seq >= from.seq) : [...this.chunks];
+    const cursor = { chunk: 0, offset: from && chunks[0]?.seq === from.seq ? from.offset : 0 };
     while (cursor.chunk < chunks.length) {
       const out = Buffer.allocUnsafe(LINES_BYTES);
       const end = this.fillLines(out, pre, chunks, cursor, now);
@@ -231,6 +238,12 @@ export class ClaimIndex {
         offset += HEAD_BYTES + keyLen + claimLen;
       }
     }
+  }
+
+  /** The end of what is stored so far: lines(…, from) of it yields only what is stored after this call. */
+  end(): ClaimCursor {
+    const last = this.chunks[this.chunks.length - 1];
+    return last ? { seq: last.seq, offset: last.used } : { seq: this.nextSeq, offset: 0 };
   }
 
   clear(): void {

@@ -59,7 +59,7 @@ export class AppendLog {
 
   private constructor(
     readonly file: string,
-    private readonly fsync: boolean,
+    readonly fsync: boolean,
     size: number,
   ) {
     this.fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
@@ -196,17 +196,26 @@ export class AppendLog {
    * rewrite and close); `always` syncs even when nothing durable is waiting, so records appended without
    * waiting reach the disk too.
    */
-  private commitNow(always = false): void {
-    const written = this.write() ?? [];
+  private commitNow(always = false): boolean {
+    const wrote = this.write();
+    const written = wrote ?? [];
     for (const w of written) w.written?.();
     const waiters = this.unsynced.concat(written);
     this.unsynced = [];
     try {
       if (this.fsync && (always || waiters.some((w) => w.durable))) fs.fdatasyncSync(this.fd);
       for (const w of waiters) w.resolve();
+      return wrote !== null;
     } catch (err) {
       for (const w of waiters) w.reject(err as Error);
+      return false;
     }
+  }
+
+  /** Writes what is pending and syncs everything written, on the calling thread; false when either failed. */
+  syncNow(): boolean {
+    if (this.closed) return false;
+    return this.commitNow(true);
   }
 
   /**

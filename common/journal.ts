@@ -19,6 +19,12 @@ export interface ChannelState {
    * without a string per record (the claims: a compaction writes every one of them).
    */
   liveLines?(prefix: string): Iterable<Buffer>;
+  /**
+   * Told when a compaction starts, before live() is read: a channel that keeps its older records somewhere
+   * else (the claims: ClaimArchive) moves them there now, synchronously and durably, and live() then yields
+   * only what it has not moved.
+   */
+  compacting?(): void;
 }
 
 export interface JournalChannel {
@@ -64,6 +70,11 @@ export class Journal {
     const journal = new Journal(log);
     for (const [tag, records] of unclaimed) journal.unclaimed.set(tag, records);
     return journal;
+  }
+
+  /** Whether appends are fdatasync'd (false only for tests and benchmarks). */
+  get fsync(): boolean {
+    return this.log.fsync;
   }
 
   get file(): string {
@@ -137,6 +148,10 @@ export class Journal {
 
   private compact(): void {
     const { channels, unclaimed } = this;
+    // Everything appended so far is written and on disk first: a channel may move records elsewhere now
+    // (compacting), and they must not get there before what they rest on (a claim before its message).
+    if (!this.log.syncNow()) return;
+    for (const state of channels.values()) state.compacting?.();
     this.log.rewrite(
       (function* () {
         for (const [tag, state] of channels) {

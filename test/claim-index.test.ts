@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { EmbeddedAcceptStore } from '../broker/accept-store-embedded.ts';
+import { ClaimArchive } from '../broker/claim-archive.ts';
 import { ClaimIndex } from '../broker/claim-index.ts';
 import { EmbeddedOfflineQueue } from '../broker/offline-queue-embedded.ts';
 import { EmbeddedOutbox } from '../broker/outbox-embedded.ts';
@@ -152,18 +153,64 @@ describe('ClaimIndex', () => {
       for (let i = 0; i < 3000; i++) await write(senders[i % 3], `c-${i}`, `${1000 + i}:${i}`);
       (a.journal as unknown as { compact(): void }).compact();
       const lines = fs.readFileSync(path.join(dir, 'journal-1.log'), 'utf8').split('\n').filter(Boolean);
-      assert.equal(lines.length, 3000, 'the compacted journal holds the claims, one line each');
+      assert.equal(lines.length, 0, 'the compacted journal holds no claims: they moved to the archive');
+      const archived = fs.readdirSync(dir).filter((f) => f.startsWith('journal-1.claims-'));
+      assert.deepEqual(archived, ['journal-1.claims-0000000001.log']);
+      const archivedLines = fs.readFileSync(path.join(dir, archived[0]), 'utf8').split('\n').filter(Boolean);
+      assert.equal(archivedLines.length, 3000, 'one line a claim');
+      assert.match(archivedLines[1], /^\d{13} bob c-1 1001:1$/);
+      // Claims stored after the compaction stay in the journal until the next one.
+      for (let i = 3000; i < 3010; i++) await write(senders[i % 3], `c-${i}`, `${1000 + i}:${i}`);
+      // A crash in the middle of an archive append leaves a torn line: cut off at the next start.
+      fs.appendFileSync(path.join(dir, archived[0]), '1999999999999 mallory torn');
       await a.store.close();
       await a.queue.close();
       await a.outbox.close();
       const b = open();
-      for (let i = 0; i < 3000; i += 7) {
+      for (let i = 0; i < 3010; i += 7) {
         const again = b.store.store({ sender: senders[i % 3], cid: `c-${i}`, claim: 'new:0', ttlSeconds: 3600, queue: [], outbox: [] });
         assert.equal(await again.written, `${1000 + i}:${i}`, `c-${i} answers with its first claim after the restart`);
       }
+      const torn = b.store.store({ sender: 'mallory', cid: 'torn', claim: 'fresh:1', ttlSeconds: 3600, queue: [], outbox: [] });
+      assert.equal(await torn.written, null, 'the torn line was not a claim');
       await b.store.close();
       await b.queue.close();
       await b.outbox.close();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('archive: rolls its files, reads them back oldest first, and lets a file go once all its claims expired', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-archive-'));
+    try {
+      const a = new ClaimArchive(dir, 'journal-7.claims', false);
+      a.load(() => assert.fail('nothing to read yet'));
+      const line = (expiresAt: number, n: number) => Buffer.from(`${expiresAt} u${n} c${n} ${n}:0\n`);
+      a.append([line(1000, 1), line(2000, 2)], 0);
+      a.append([line(3000, 3)], 0);
+      // Roll by hand to the next file, as ROLL_BYTES would: a new archive over the same directory.
+      (a as unknown as { roll(): void }).roll();
+      a.append([line(9000, 4)], 0);
+      assert.equal(a.fileCount, 2);
+      a.close();
+      const read: string[] = [];
+      const b = new ClaimArchive(dir, 'journal-7.claims', false);
+      b.load((l) => read.push(l), 0);
+      assert.deepEqual(read, ['1000 u1 c1 1:0', '2000 u2 c2 2:0', '3000 u3 c3 3:0', '9000 u4 c4 4:0'], 'oldest first');
+      b.append([line(9500, 5)], 3000); // the first file's newest claim expired at 3000: it goes
+      assert.equal(b.fileCount, 1);
+      assert.deepEqual(fs.readdirSync(dir).sort(), ['journal-7.claims-0000000002.log']);
+      b.close();
+      const after: string[] = [];
+      const c = new ClaimArchive(dir, 'journal-7.claims', false);
+      c.load((l) => after.push(l), 9200);
+      assert.deepEqual(after, ['9000 u4 c4 4:0', '9500 u5 c5 5:0'], 'a file with a claim still live is read whole');
+      c.close();
+      const d = new ClaimArchive(dir, 'journal-7.claims', false);
+      d.load(() => assert.fail('every claim had expired'), 9500);
+      assert.deepEqual(fs.readdirSync(dir), [], 'and then the file went at the start');
+      d.close();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -1,0 +1,147 @@
+// Where the embedded accept store keeps its claims once the journal compacts: files of claim lines
+// (`{expiresAt} {sender} {cid} {claim}`, as in the journal's `d` records), appended and never rewritten.
+//
+// A claim is written to the journal with its message (one fdatasync for both). When the journal compacts,
+// the claims written since the last compaction move here, instead of every live claim being written into
+// the new journal again: a compaction then costs what was written since the one before, not a day of
+// claims (which held the event loop for 0.3–0.7 s at a million claims; BENCHMARKS.md, round 13). Claims
+// expire in the order stored, so a file goes whole once its newest claim has expired; a file is rolled
+// after ROLL_BYTES. At start the files are read, oldest first, before the journal's own `d` records.
+import fs from 'node:fs';
+import path from 'node:path';
+
+const ROLL_BYTES = 32 * 1024 * 1024;
+const NEWLINE = 0x0a;
+
+interface ArchiveFile {
+  name: string;
+  size: number;
+  /** The latest expiry of a claim in it (ms): the file goes once that has passed. */
+  lastExpiry: number;
+}
+
+/** The expiry at the start of each line in `buf` (whole lines), the latest of them; -Infinity for none. */
+function latestExpiry(buf: Buffer): number {
+  let latest = -Infinity;
+  let lineStart = 0;
+  while (lineStart < buf.length) {
+    let n = 0;
+    let i = lineStart;
+    for (; i < buf.length && buf[i] >= 0x30 && buf[i] <= 0x39; i++) n = n * 10 + (buf[i] - 0x30);
+    // An expiry that is not a plain integer (never written by this code) keeps its file for good.
+    if (buf[i] !== 0x20) latest = Infinity;
+    else if (n > latest) latest = n;
+    const end = buf.indexOf(NEWLINE, i);
+    if (end < 0) break;
+    lineStart = end + 1;
+  }
+  return latest;
+}
+
+export class ClaimArchive {
+  private readonly files: ArchiveFile[] = [];
+  private fd: number | null = null;
+
+  constructor(
+    private readonly dir: string,
+    /** Files are `{name}-{seq}.log` in `dir`. */
+    private readonly name: string,
+    private readonly fsync: boolean,
+  ) {}
+
+  private fileName(seq: number): string {
+    return `${this.name}-${String(seq).padStart(10, '0')}.log`;
+  }
+
+  /**
+   * Hands every claim line of the files to `replay`, oldest first, and forgets the files whose claims have
+   * all expired. A line torn by a crash (no newline yet) is cut off: it was in the journal too.
+   */
+  load(replay: (line: string) => void, now = Date.now()): void {
+    const prefix = `${this.name}-`;
+    const names = fs.existsSync(this.dir) ? fs.readdirSync(this.dir).filter((n) => n.startsWith(prefix) && /^\d{10}\.log$/.test(n.slice(prefix.length))) : [];
+    for (const name of names.sort()) {
+      const file = path.join(this.dir, name);
+      let bytes = fs.readFileSync(file);
+      const end = bytes.lastIndexOf(NEWLINE) + 1;
+      if (end !== bytes.length) {
+        fs.truncateSync(file, end);
+        bytes = bytes.subarray(0, end);
+      }
+      const lastExpiry = latestExpiry(bytes);
+      if (lastExpiry <= now) {
+        fs.rmSync(file, { force: true });
+        continue;
+      }
+      for (const line of bytes.toString('utf8').split('\n')) if (line.length > 0) replay(line);
+      this.files.push({ name, size: bytes.length, lastExpiry });
+    }
+  }
+
+  /**
+   * Appends whole claim lines and makes them durable before it returns (the journal is rewritten without
+   * them right after). Rolls to a new file past ROLL_BYTES; drops the files whose claims have all expired.
+   */
+  append(lines: Iterable<Buffer>, now = Date.now()): void {
+    for (const buf of lines) {
+      if (buf.length === 0) continue;
+      let current = this.files[this.files.length - 1];
+      if (!current || current.size >= ROLL_BYTES) current = this.roll();
+      const fd = this.open(current);
+      for (let at = 0; at < buf.length; ) at += fs.writeSync(fd, buf, at, buf.length - at);
+      current.size += buf.length;
+      current.lastExpiry = Math.max(current.lastExpiry, latestExpiry(buf));
+    }
+    if (this.fd !== null && this.fsync) fs.fdatasyncSync(this.fd);
+    this.dropExpired(now);
+  }
+
+  /** The files kept (for tests and diagnostics). */
+  get fileCount(): number {
+    return this.files.length;
+  }
+
+  close(): void {
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
+  }
+
+  private roll(): ArchiveFile {
+    const last = this.files[this.files.length - 1];
+    const seq = last ? Number(last.name.slice(last.name.lastIndexOf('-') + 1, -4)) + 1 : 1;
+    if (this.fd !== null) {
+      if (this.fsync) fs.fdatasyncSync(this.fd);
+      fs.closeSync(this.fd);
+      this.fd = null;
+    }
+    const file: ArchiveFile = { name: this.fileName(seq), size: 0, lastExpiry: -Infinity };
+    this.files.push(file);
+    return file;
+  }
+
+  /** The descriptor of the newest file, opened for appending (created, and its directory entry synced). */
+  private open(file: ArchiveFile): number {
+    if (this.fd !== null) return this.fd;
+    fs.mkdirSync(this.dir, { recursive: true });
+    const full = path.join(this.dir, file.name);
+    const created = !fs.existsSync(full);
+    this.fd = fs.openSync(full, 'a');
+    if (created && this.fsync) {
+      const dirFd = fs.openSync(this.dir, 'r');
+      try {
+        fs.fsyncSync(dirFd);
+      } finally {
+        fs.closeSync(dirFd);
+      }
+    }
+    return this.fd;
+  }
+
+  private dropExpired(now: number): void {
+    // Never the newest: it is the one appended to.
+    while (this.files.length > 1 && this.files[0].lastExpiry <= now) {
+      const gone = this.files.shift()!;
+      fs.rmSync(path.join(this.dir, gone.name), { force: true });
+    }
+  }
+}
