@@ -88,7 +88,14 @@ export class ClaimArchive {
       let current = this.files[this.files.length - 1];
       if (!current || current.size >= ROLL_BYTES) current = this.roll();
       const fd = this.open(current);
-      for (let at = 0; at < buf.length; ) at += fs.writeSync(fd, buf, at, buf.length - at);
+      try {
+        for (let at = 0; at < buf.length; ) at += fs.writeSync(fd, buf, at, buf.length - at);
+      } catch (err) {
+        // A line cut short in the middle of the file would swallow the next one: the file goes back to
+        // where it was (the claims stay in the journal, and the next compaction tries again).
+        fs.ftruncateSync(fd, current.size);
+        throw err;
+      }
       current.size += buf.length;
       current.lastExpiry = Math.max(current.lastExpiry, latestExpiry(buf));
     }
