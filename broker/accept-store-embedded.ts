@@ -34,8 +34,10 @@ export class EmbeddedAcceptStore implements AcceptStore {
     const claims = this.claims;
     const replay = (record: string) => {
       const [expiresAt, sender, cid] = record.split(' ', 3);
-      const ttl = Number(expiresAt) - Date.now();
-      if (ttl > 0) claims.set(`${sender}\n${cid}`, record.slice(expiresAt.length + sender.length + cid.length + 3), ttl);
+      // One clock reading, so the expiry is the one written (not a few ms later at every restart).
+      const now = Date.now();
+      const ttl = Number(expiresAt) - now;
+      if (ttl > 0) claims.set(`${sender}\n${cid}`, record.slice(expiresAt.length + sender.length + cid.length + 3), ttl, now);
     };
     this.archive = new ClaimArchive(path.dirname(journal.file), `${path.basename(journal.file, '.log')}.claims`, journal.fsync);
     this.archive.load(replay);
@@ -49,7 +51,7 @@ export class EmbeddedAcceptStore implements AcceptStore {
         liveCount: () => Math.max(0, claims.size - this.keptWhenArchived),
         liveLines: (prefix) => claims.lines(prefix, Date.now(), this.archived),
         compacting: () => {
-          this.archive.append(claims.lines('', Date.now(), this.archived));
+          this.archive.append(claims.lines('', Date.now(), this.archived), Date.now(), claims.oldestExpiry());
           this.archived = claims.end();
           this.keptWhenArchived = claims.size;
         },

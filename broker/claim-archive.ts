@@ -20,17 +20,20 @@ interface ArchiveFile {
   lastExpiry: number;
 }
 
-/** The expiry at the start of each line in `buf` (whole lines), the latest of them; -Infinity for none. */
+/**
+ * The latest expiry at the start of the lines in `buf` (whole lines), -Infinity for none. A line that does
+ * not start with one (never written by this code) is no claim: replay skips it, and so does this.
+ */
 function latestExpiry(buf: Buffer): number {
   let latest = -Infinity;
   let lineStart = 0;
   while (lineStart < buf.length) {
-    let n = 0;
     let i = lineStart;
-    for (; i < buf.length && buf[i] >= 0x30 && buf[i] <= 0x39; i++) n = n * 10 + (buf[i] - 0x30);
-    // An expiry that is not a plain integer (never written by this code) keeps its file for good.
-    if (buf[i] !== 0x20) latest = Infinity;
-    else if (n > latest) latest = n;
+    while (i < buf.length && ((buf[i] >= 0x30 && buf[i] <= 0x39) || buf[i] === 0x2e)) i++;
+    if (i > lineStart && buf[i] === 0x20) {
+      const expiry = Number(buf.toString('latin1', lineStart, i));
+      if (expiry > latest) latest = expiry;
+    }
     const end = buf.indexOf(NEWLINE, i);
     if (end < 0) break;
     lineStart = end + 1;
@@ -80,9 +83,10 @@ export class ClaimArchive {
 
   /**
    * Appends whole claim lines and makes them durable before it returns (the journal is rewritten without
-   * them right after). Rolls to a new file past ROLL_BYTES; drops the files whose claims have all expired.
+   * them right after). Rolls to a new file past ROLL_BYTES; drops the files whose claims have all expired
+   * or are all older than `oldestKept` (the expiry of the oldest claim the index still has).
    */
-  append(lines: Iterable<Buffer>, now = Date.now()): void {
+  append(lines: Iterable<Buffer>, now = Date.now(), oldestKept = -Infinity): void {
     for (const buf of lines) {
       if (buf.length === 0) continue;
       let current = this.files[this.files.length - 1];
@@ -100,7 +104,7 @@ export class ClaimArchive {
       current.lastExpiry = Math.max(current.lastExpiry, latestExpiry(buf));
     }
     if (this.fd !== null && this.fsync) fs.fdatasyncSync(this.fd);
-    this.dropExpired(now);
+    this.dropExpired(now, oldestKept);
   }
 
   /** The files kept (for tests and diagnostics). */
@@ -144,11 +148,19 @@ export class ClaimArchive {
     return this.fd;
   }
 
-  private dropExpired(now: number): void {
+  /**
+   * Deletes the files whose claims have all expired, or all expire before `oldestKept` (the claims the
+   * index let go past its cap: they would only be read at the next start to be dropped again).
+   */
+  private dropExpired(now: number, oldestKept: number): void {
     // Never the newest: it is the one appended to.
-    while (this.files.length > 1 && this.files[0].lastExpiry <= now) {
-      const gone = this.files.shift()!;
-      fs.rmSync(path.join(this.dir, gone.name), { force: true });
+    while (this.files.length > 1 && (this.files[0].lastExpiry <= now || this.files[0].lastExpiry < oldestKept)) {
+      try {
+        fs.rmSync(path.join(this.dir, this.files[0].name), { force: true });
+      } catch {
+        return; // kept, and tried again at the next append
+      }
+      this.files.shift();
     }
   }
 }

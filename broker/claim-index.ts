@@ -31,6 +31,8 @@ interface Chunk {
   lastExpiry: number;
   /** Claims in it that the table points to. */
   current: number;
+  /** The expiry of the first claim stored in it. */
+  firstExpiry: number;
 }
 
 /**
@@ -240,6 +242,14 @@ export class ClaimIndex {
     }
   }
 
+  /**
+   * The expiry of the oldest claim still kept (in the order stored), Infinity when none is: an older one
+   * has expired or made room past the cap.
+   */
+  oldestExpiry(): number {
+    return this.chunks.length === 0 ? Infinity : this.chunks[0].firstExpiry;
+  }
+
   /** The end of what is stored so far: lines(…, from) of it yields only what is stored after this call. */
   end(): ClaimCursor {
     const last = this.chunks[this.chunks.length - 1];
@@ -319,7 +329,7 @@ export class ClaimIndex {
     const size = HEAD_BYTES + keyBytes + claimBytes;
     let chunk = this.chunks[this.chunks.length - 1];
     if (!chunk || chunk.used + size > this.chunkBytes) {
-      chunk = { seq: this.nextSeq++, buf: Buffer.allocUnsafeSlow(this.chunkBytes), used: 0, lastExpiry: 0, current: 0 };
+      chunk = { seq: this.nextSeq++, buf: Buffer.allocUnsafeSlow(this.chunkBytes), used: 0, lastExpiry: 0, current: 0, firstExpiry: expiresAt };
       if (this.chunks.length === 0) this.firstSeq = chunk.seq;
       this.chunks.push(chunk);
     }

@@ -16,6 +16,8 @@ const MAX = 65536;
 /** Emptied after a burst (a drain of a long queue), a table this big goes back to the initial size. */
 const SHRINK_FROM = 1024;
 
+const isPacketId = (id: number) => Number.isInteger(id) && id >= 1 && id <= 65535;
+
 export class InflightTable<T> {
   /** The id in each slot, 0 for none (no packet id is 0). */
   private ids = new Uint16Array(INITIAL);
@@ -28,16 +30,17 @@ export class InflightTable<T> {
   }
 
   has(id: number): boolean {
-    return this.ids[id & this.mask] === id;
+    return isPacketId(id) && this.ids[id & this.mask] === id;
   }
 
   get(id: number): T | undefined {
+    if (!isPacketId(id)) return undefined;
     const i = id & this.mask;
     return this.ids[i] === id ? this.slots[i] : undefined;
   }
 
   set(id: number, value: T): void {
-    if (!Number.isInteger(id) || id < 1 || id > 65535) throw new RangeError(`not an MQTT packet id: ${id}`);
+    if (!isPacketId(id)) throw new RangeError(`not an MQTT packet id: ${id}`);
     let i = id & this.mask;
     while (this.ids[i] !== id && this.ids[i] !== 0) {
       this.resize(this.ids.length * 2);
@@ -50,6 +53,8 @@ export class InflightTable<T> {
 
   /** Takes `id` out; returns what it held, or undefined when it was not in flight. */
   take(id: number): T | undefined {
+    // A PUBACK of id 0 (which mqtt-packet parses) must not match an empty slot, whose id is 0.
+    if (!isPacketId(id)) return undefined;
     const i = id & this.mask;
     if (this.ids[i] !== id) return undefined;
     const value = this.slots[i];

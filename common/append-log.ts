@@ -233,19 +233,26 @@ export class AppendLog {
       if (chunk.length > 0) size += writeAll(fd, Buffer.from(chunk.join('\n') + '\n'));
       chunk = [];
     };
-    for (const r of records) {
-      if (typeof r !== 'string') {
-        flush();
-        size += writeAll(fd, r);
-        for (let i = r.indexOf(0x0a); i >= 0; i = r.indexOf(0x0a, i + 1)) count++;
-        continue;
+    try {
+      for (const r of records) {
+        if (typeof r !== 'string') {
+          flush();
+          size += writeAll(fd, r);
+          for (let i = r.indexOf(0x0a); i >= 0; i = r.indexOf(0x0a, i + 1)) count++;
+          continue;
+        }
+        chunk.push(r);
+        count++;
+        if (chunk.length >= 4096) flush();
       }
-      chunk.push(r);
-      count++;
-      if (chunk.length >= 4096) flush();
+      flush();
+      fs.fsyncSync(fd);
+    } catch (err) {
+      // The log stays as it was; the temp file goes.
+      fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+      throw err;
     }
-    flush();
-    fs.fsyncSync(fd);
     fs.closeSync(fd);
     fs.renameSync(tmp, this.file);
     const dir = fs.openSync(path.dirname(this.file), 'r');

@@ -102,7 +102,8 @@ export class Journal {
     this.channels.set(tag, state);
     this.open++;
     if (legacyFile) {
-      this.compact();
+      // Only once its records are in the journal, on disk: a failed compaction keeps the file for next time.
+      if (!this.compact()) throw new Error(`journal ${this.file} could not take in ${legacyFile}: it stays, for the next start`);
       fs.unlinkSync(legacyFile);
     }
     let closed = false;
@@ -146,11 +147,12 @@ export class Journal {
     if (this.log.records > COMPACT_MIN_RECORDS && this.log.records > live * 4) this.compact();
   }
 
-  private compact(): void {
+  /** Rewrites the journal to its live records; false when it could not (nothing changed then). */
+  private compact(): boolean {
     const { channels, unclaimed } = this;
     // Everything appended so far is written and on disk first: a channel may move records elsewhere now
     // (compacting), and they must not get there before what they rest on (a claim before its message).
-    if (!this.log.syncNow()) return;
+    if (!this.log.syncNow()) return false;
     for (const state of channels.values()) state.compacting?.();
     this.log.rewrite(
       (function* () {
@@ -161,5 +163,6 @@ export class Journal {
         for (const [tag, records] of unclaimed) for (const r of records) yield `${tag} ${r}`;
       })(),
     );
+    return true;
   }
 }

@@ -211,6 +211,22 @@ describe('ClaimIndex', () => {
       d.load(() => assert.fail('every claim had expired'), 9500);
       assert.deepEqual(fs.readdirSync(dir), [], 'and then the file went at the start');
       d.close();
+
+      // Past the index's cap: a file whose claims all expire before the oldest claim the index kept goes.
+      const e = new ClaimArchive(dir, 'journal-7.claims', false);
+      e.append([line(1000, 1), line(3000, 3)], 0);
+      (e as unknown as { roll(): void }).roll();
+      e.append([line(6000, 6)], 0, 5000);
+      assert.equal(e.fileCount, 1, 'the older file went: the index no longer has its claims');
+      e.close();
+      // A line that is no claim (not written by this code) neither counts as one nor keeps its file.
+      fs.writeFileSync(path.join(dir, 'journal-7.claims-0000000009.log'), 'garbage without an expiry\n');
+      const read2: string[] = [];
+      const f = new ClaimArchive(dir, 'journal-7.claims', false);
+      f.load((l) => read2.push(l), 100);
+      assert.deepEqual(read2, ['6000 u6 c6 6:0']);
+      assert.ok(!fs.existsSync(path.join(dir, 'journal-7.claims-0000000009.log')), 'a file without a claim went');
+      f.close();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

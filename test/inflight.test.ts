@@ -43,9 +43,19 @@ describe('InflightTable', () => {
     assert.deepEqual([...t.values()].sort(), ['a', 'c']);
   });
 
-  it('refuses what is not a packet id', () => {
+  it('refuses what is not a packet id, and a PUBACK of one changes nothing', () => {
     const t = new InflightTable<string>();
     for (const id of [0, -1, 65536, 1.5, NaN]) assert.throws(() => t.set(id, 'x'), /not an MQTT packet id/, String(id));
+    assert.equal(t.size, 0);
+    // 1,500 in flight (the table grows to 2,048 slots), 1,000 acked; then PUBACKs of id 0 and others that
+    // are no packet id: an empty slot holds 0, and must not be taken for one.
+    for (let id = 1; id <= 1500; id++) t.set(id, `m${id}`);
+    for (let id = 1; id <= 1000; id++) t.take(id);
+    for (let i = 0; i < 600; i++) for (const bad of [0, -1, 65536, 70000, 2.5]) assert.equal(t.take(bad), undefined);
+    assert.equal(t.has(0), false);
+    assert.equal(t.get(0), undefined);
+    assert.equal(t.size, 500, 'the 500 still in flight are counted');
+    for (let id = 1001; id <= 1500; id++) assert.equal(t.take(id), `m${id}`, `${id} is still there`);
     assert.equal(t.size, 0);
   });
 
