@@ -46,10 +46,10 @@ export class EmbeddedAcceptStore implements AcceptStore {
     this.log = journal.channel(
       'd',
       {
+        // Those not in the archive: none once compacting() has run, which a compaction does first.
         live: () => this.unarchived(),
-        // Those not in the archive, about (expiry and the cap take from the older ones).
+        // About (expiry and the cap take from the older ones).
         liveCount: () => Math.max(0, claims.size - this.keptWhenArchived),
-        liveLines: (prefix) => claims.lines(prefix, Date.now(), this.archived),
         compacting: () => {
           this.archive.append(claims.lines('', Date.now(), this.archived), Date.now(), claims.oldestExpiry());
           this.archived = claims.end();

@@ -218,11 +218,8 @@ export class AppendLog {
     return this.commitNow(true);
   }
 
-  /**
-   * Replaces the file with `records` (the live state), atomically: temp file, fsync, rename, fsync dir. A
-   * record is a string, or a Buffer of whole lines (each ending in a newline, counted as one record each).
-   */
-  rewrite(records: Iterable<string | Buffer>): void {
+  /** Replaces the file with `records` (the live state), atomically: temp file, fsync, rename, fsync dir. */
+  rewrite(records: Iterable<string>): void {
     this.commitNow();
     const tmp = `${this.file}.tmp`;
     const fd = fs.openSync(tmp, 'w');
@@ -235,12 +232,6 @@ export class AppendLog {
     };
     try {
       for (const r of records) {
-        if (typeof r !== 'string') {
-          flush();
-          size += writeAll(fd, r);
-          for (let i = r.indexOf(0x0a); i >= 0; i = r.indexOf(0x0a, i + 1)) count++;
-          continue;
-        }
         chunk.push(r);
         count++;
         if (chunk.length >= 4096) flush();

@@ -15,11 +15,6 @@ export interface ChannelState {
   /** How many records live() yields. */
   liveCount(): number;
   /**
-   * The same records as whole lines in bytes, each `{prefix}{record}\n`, for a channel that can make them
-   * without a string per record (the claims: a compaction writes every one of them).
-   */
-  liveLines?(prefix: string): Iterable<Buffer>;
-  /**
    * Told when a compaction starts, before live() is read: a channel that keeps its older records somewhere
    * else (the claims: ClaimArchive) moves them there now, synchronously and durably, and live() then yields
    * only what it has not moved.
@@ -156,10 +151,7 @@ export class Journal {
     for (const state of channels.values()) state.compacting?.();
     this.log.rewrite(
       (function* () {
-        for (const [tag, state] of channels) {
-          if (state.liveLines) yield* state.liveLines(`${tag} `);
-          else for (const r of state.live()) yield `${tag} ${r}`;
-        }
+        for (const [tag, state] of channels) for (const r of state.live()) yield `${tag} ${r}`;
         for (const [tag, records] of unclaimed) for (const r of records) yield `${tag} ${r}`;
       })(),
     );

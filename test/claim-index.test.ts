@@ -24,6 +24,21 @@ function rng(seed: number): () => number {
   };
 }
 
+/**
+ * The claims lines() writes at `now`, read back as the accept store's replay reads a journal line (the keys
+ * of these tests hold no space): `{expiresAt} {sender} {cid} {claim}`.
+ */
+function liveOf(c: ClaimIndex, now: number): { key: string; value: string; expiresAt: number }[] {
+  const text = Buffer.concat([...c.lines('', now)]).toString('utf8');
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [expiresAt, sender, cid] = line.split(' ', 3);
+      return { key: `${sender}\n${cid}`, value: line.slice(expiresAt.length + sender.length + cid.length + 3), expiresAt: Number(expiresAt) };
+    });
+}
+
 const SMALL_CHUNKS = { chunkBytes: 140_000 }; // ~3,000 claims a chunk: many chunks in a short test
 
 describe('ClaimIndex', () => {
@@ -44,8 +59,8 @@ describe('ClaimIndex', () => {
     c.delete('nobody\nx');
     assert.equal(c.get('alice\ncid-1', t + 1003), undefined);
     assert.equal(c.size, 1);
-    assert.deepEqual([...c.live(t + 1003)], [{ key: 'bob\ncid-1', value: '300:7', expiresAt: t + 1000 }].filter((e) => e.expiresAt > t + 1003));
-    assert.deepEqual([...c.live(t)], [{ key: 'bob\ncid-1', value: '300:7', expiresAt: t + 1000 }]);
+    assert.deepEqual(liveOf(c, t + 1003), [{ key: 'bob\ncid-1', value: '300:7', expiresAt: t + 1000 }].filter((e) => e.expiresAt > t + 1003));
+    assert.deepEqual(liveOf(c, t), [{ key: 'bob\ncid-1', value: '300:7', expiresAt: t + 1000 }]);
   });
 
   it('keeps hostile and non-ASCII keys and claims byte-exact and apart', () => {
@@ -84,7 +99,7 @@ describe('ClaimIndex', () => {
         assert.equal(c.get(key, now), m.get(key, now), `step ${step}: get`);
       }
       if (step % 20_011 === 0) {
-        const mine = [...c.live(now)].map((e) => `${e.key}=${e.value}@${e.expiresAt}`).sort();
+        const mine = liveOf(c, now).map((e) => `${e.key}=${e.value}@${e.expiresAt}`).sort();
         const theirs = [...m.live(now)].map((e) => `${e.key}=${e.value}@${e.expiresAt}`).sort();
         assert.deepEqual(mine, theirs, `step ${step}: live`);
       }
@@ -100,7 +115,7 @@ describe('ClaimIndex', () => {
     assert.ok(c.size <= 10_000 && c.size > 5_000, `${c.size} claims kept`);
     assert.equal(c.get('u\n49999', 1), '49999', 'the newest stays');
     assert.equal(c.get('u\n0', 1), undefined, 'the oldest went');
-    assert.equal([...c.live(1)].length, c.size, 'live() and size agree');
+    assert.equal(liveOf(c, 1).length, c.size, 'lines() and size agree');
   });
 
   it('keeps claims outside the JS heap', () => {
@@ -121,14 +136,26 @@ describe('ClaimIndex', () => {
     assert.ok(onHeap > 100, `the comparison means something: ExpiringMap ${onHeap.toFixed(1)} bytes a claim`);
   });
 
-  it('writes its live claims as journal lines in bytes, the same as the strings, and only the current ones', () => {
+  it('writes its live claims as journal lines in bytes, in the order stored, and only the current ones', () => {
     const c = new ClaimIndex(SMALL_CHUNKS);
     const t = 1_764_892_800_000;
-    for (let i = 0; i < 10_000; i++) c.setIfAbsent(`user-${i % 37}\ncid-${i}`, `73512078${i}:${t}`, 60_000 + (i % 3), t);
+    // What the lines must say, in the order stored: a replaced claim moves to the end.
+    const model = new Map<string, { value: string; expiresAt: number }>();
+    const store = (key: string, value: string, ttl: number) => {
+      model.delete(key);
+      model.set(key, { value, expiresAt: t + ttl });
+    };
+    for (let i = 0; i < 10_000; i++) {
+      c.setIfAbsent(`user-${i % 37}\ncid-${i}`, `73512078${i}:${t}`, 60_000 + (i % 3), t);
+      store(`user-${i % 37}\ncid-${i}`, `73512078${i}:${t}`, 60_000 + (i % 3));
+    }
     c.set('user-5\ncid-5', 'replaced:1', 60_000, t); // the first claim of that key is no longer current
+    store('user-5\ncid-5', 'replaced:1', 60_000);
     c.delete('user-2\ncid-2');
+    model.delete('user-2\ncid-2');
     c.setIfAbsent('ü\n☃ more', 'x', 60_000.5, t); // non-ASCII; a fractional expiry written exactly
-    const expected = [...c.live(t + 1)].map((e) => `d ${e.expiresAt} ${e.key.replace('\n', ' ')} ${e.value}\n`).join('');
+    store('ü\n☃ more', 'x', 60_000.5);
+    const expected = [...model].map(([key, e]) => `d ${e.expiresAt} ${key.replace('\n', ' ')} ${e.value}\n`).join('');
     const bytes = Buffer.concat([...c.lines('d ', t + 1)]).toString('utf8');
     assert.equal(bytes, expected);
     assert.equal(bytes.split('\n').length - 1, 10_000, 'one line a current claim (one replaced in place, one deleted, one added)');
