@@ -5,7 +5,7 @@ import { UserQueue } from './user-queue.ts';
 
 /** An emptied user's queue is kept this long (at least; at most twice), for the user's next message. */
 const EMPTY_KEPT_MS = 60_000;
-const NONE: readonly string[] = [];
+const noop = () => {};
 
 /**
  * Queues in memory, made durable in the node's journal (channel `q`, shared with the outbox so a message
@@ -40,6 +40,7 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
       (record) => this.apply(record),
       legacy,
     );
+    this.capAll();
     this.sweeper = setInterval(() => this.dropEmpty(), EMPTY_KEPT_MS).unref();
   }
 
@@ -53,29 +54,42 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
     this.emptyAtLastSweep = empty;
   }
 
+  /** Replays one journal record. The cap is applied once the replay is over (capAll). */
   private apply(record: string): void {
     const [op, userId, id] = record.split(' ', 3);
     if (op === '+') {
-      const payload = record.slice(op.length + userId.length + id.length + 3);
-      this.add(userId, id, payload);
+      this.add(userId, id, record.slice(op.length + userId.length + id.length + 3));
     } else if (op === '-') {
       this.delete(userId, id);
     }
   }
 
-  private add(userId: string, id: string, payload: string): readonly string[] {
+  private add(userId: string, id: string, payload: string): void {
     let q = this.queues.get(userId);
     if (!q) this.queues.set(userId, (q = new UserQueue()));
     if (q.set(id, payload)) this.live++;
-    if (q.size <= this.max) return NONE;
-    const dropped: string[] = [];
+  }
+
+  /** Drops the oldest of a user's queue while it holds more than the cap; returns their `-` records. */
+  private cap(userId: string, out: string[]): void {
+    const q = this.queues.get(userId);
+    if (!q) return;
     while (q.size > this.max) {
       const oldest = q.oldest() as string;
       q.delete(oldest);
       this.live--;
-      dropped.push(oldest);
+      out.push(`- ${userId} ${oldest}`);
     }
-    return dropped;
+  }
+
+  /**
+   * After the replay: a queue over the cap lost its `-` records in a crash (they are written without waiting
+   * for the disk, as removals are), or the cap is lower than when they were written.
+   */
+  private capAll(): void {
+    const dropped: string[] = [];
+    for (const userId of this.queues.keys()) this.cap(userId, dropped);
+    if (dropped.length > 0) void this.log.append(dropped, false).catch(noop);
   }
 
   private delete(userId: string, id: string): boolean {
@@ -86,22 +100,31 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
   }
 
   async push(batch: readonly { userId: string; message: QueuedMessage }[]): Promise<void> {
-    const { records } = this.stage(batch);
-    await this.log.append(records);
+    const staged = this.stage(batch);
+    await this.log.append(staged.records, true, staged.written);
   }
 
   /**
-   * Queues the batch in memory and returns the journal records that make it durable, for the caller to
-   * append (EmbeddedAcceptStore writes them with the outbox's and the claim in one append). They must be
-   * appended before anything else touches the queue, as push does.
+   * The journal records that queue the batch, for the caller to append at once (EmbeddedAcceptStore writes
+   * them with the outbox's and the claim in one append), as push does. The messages are queued in memory
+   * once the records are written (`written`): a write that fails queues nothing. Whom the cap then drops
+   * is written after them, without waiting for the disk (a replay applies the cap as well).
    */
   stage(batch: readonly { userId: string; message: QueuedMessage }[]): ChannelRecords {
     const records: string[] = [];
-    for (const { userId, message } of batch) {
-      records.push(`+ ${userId} ${message.id} ${message.payload}`);
-      for (const old of this.add(userId, message.id, message.payload)) records.push(`- ${userId} ${old}`);
-    }
-    return { channel: this.log, records };
+    for (const { userId, message } of batch) records.push(`+ ${userId} ${message.id} ${message.payload}`);
+    return {
+      channel: this.log,
+      records,
+      written: () => {
+        let dropped: string[] | null = null;
+        for (const { userId, message } of batch) {
+          this.add(userId, message.id, message.payload);
+          if ((this.queues.get(userId) as UserQueue).size > this.max) this.cap(userId, (dropped ??= []));
+        }
+        if (dropped) void this.log.append(dropped, false).catch(noop);
+      },
+    };
   }
 
   async list(userId: string, limit: number): Promise<QueuedMessage[]> {

@@ -40,13 +40,22 @@ export class EmbeddedOutbox implements Outbox {
   }
 
   append(records: readonly LogRecord[]): Promise<void> {
-    return this.log.append(this.stage(records).records);
+    const staged = this.stage(records);
+    return this.log.append(staged.records, true, staged.written);
   }
 
-  /** Takes the records in memory and returns their journal records, for the caller to append at once (see append). */
+  /**
+   * The journal records of `records`, for the caller to append at once (see append). peek() shows them
+   * once they are written (`written`): a write that fails ships nothing.
+   */
   stage(records: readonly LogRecord[]): ChannelRecords {
-    for (const r of records) this.records.push(r);
-    return { channel: this.log, records: records.map((r) => `+ ${r.key}\t${r.value}`) };
+    return {
+      channel: this.log,
+      records: records.map((r) => `+ ${r.key}\t${r.value}`),
+      written: () => {
+        for (const r of records) this.records.push(r);
+      },
+    };
   }
 
   async peek(limit: number): Promise<LogRecord[]> {

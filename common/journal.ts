@@ -25,8 +25,8 @@ export interface ChannelState {
 export interface JournalChannel {
   /** The channel's tag (the first word of each of its records in the file). */
   readonly tag: string;
-  /** Appends records of this channel; see AppendLog.append for `durable`. */
-  append(records: readonly string[], durable?: boolean): Promise<void>;
+  /** Appends records of this channel; see AppendLog.append for `durable` and `written`. */
+  append(records: readonly string[], durable?: boolean, written?: () => void): Promise<void>;
   /** Rewrites the journal to its live records when most of the file is dead. */
   compactIfSparse(): void;
   /** Leaves the journal; the file closes when its last channel leaves. */
@@ -37,6 +37,11 @@ export interface JournalChannel {
 export interface ChannelRecords {
   channel: JournalChannel;
   records: readonly string[];
+  /**
+   * Told once the records are written, before the append's own `written`; never when the write fails. A
+   * store shows what its records hold from then on (not before: a failed write leaves nothing behind).
+   */
+  written?: () => void;
 }
 
 const COMPACT_MIN_RECORDS = 10_000;
@@ -104,7 +109,7 @@ export class Journal {
     let closed = false;
     const channel: JournalChannel = {
       tag,
-      append: (records, durable = true) => this.appendAll([{ channel, records }], durable),
+      append: (records, durable = true, written) => this.appendAll([{ channel, records }], durable, written),
       compactIfSparse: () => this.compactIfSparse(),
       close: () => {
         if (closed) return;
@@ -119,15 +124,22 @@ export class Journal {
   /**
    * Appends the records of several channels in this order, in one commit, waited on once: what one
    * accepted message writes (its queue records, its outbox record, its claim) without a promise for each.
-   * `written` is told when they are in the page cache, before they are on disk (AppendLog.append).
+   * `written` is told when they are in the page cache, before they are on disk (AppendLog.append), after
+   * each part's own `written`, in the parts' order.
    */
   appendAll(parts: readonly ChannelRecords[], durable = true, written?: () => void): Promise<void> {
     const tagged: string[] = [];
-    for (const { channel, records } of parts) {
+    let told = false;
+    for (const { channel, records, written: partWritten } of parts) {
       if (!this.mine.has(channel)) return Promise.reject(new Error(`journal channel ${channel.tag} is not of ${this.file}`));
       for (const r of records) tagged.push(`${channel.tag} ${r}`);
+      if (partWritten) told = true;
     }
-    return this.log.append(tagged, durable, written);
+    if (!told) return this.log.append(tagged, durable, written);
+    return this.log.append(tagged, durable, () => {
+      for (const part of parts) part.written?.();
+      written?.();
+    });
   }
 
   /** Resolves once everything appended so far is on disk. */

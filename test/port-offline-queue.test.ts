@@ -121,6 +121,40 @@ describe('EmbeddedOfflineQueue journal', () => {
     await q.close();
   });
 
+  it('replays to what was in memory when a removal is written between a push and the cap it causes', async () => {
+    const u = user();
+    const [m1, m2, m3] = [msg(), msg(), msg()];
+    let q = openQueue(tmp.dir, 7, 2);
+    await q.push([{ userId: u, message: m1 }, { userId: u, message: m2 }]);
+    // m3 is queued once written; m2's removal, handed over in the same turn, is written right after it. In
+    // memory the queue never exceeds the cap (m2 is gone when m3 arrives), and so must the replay see it.
+    const pushed = q.push([{ userId: u, message: m3 }]);
+    const removed = q.remove(u, m2);
+    await Promise.all([pushed, removed]);
+    assert.deepEqual(await q.list(u, 10), [m1, m3]);
+    await q.close();
+    q = openQueue(tmp.dir, 7, 2);
+    assert.deepEqual(await q.list(u, 10), [m1, m3], 'replayed as it was in memory');
+    await q.close();
+  });
+
+  it('applies the cap at start when its records were lost in a crash, or the cap was lowered', async () => {
+    const u = user();
+    const ms = [msg(), msg(), msg(), msg()];
+    // Four pushes and no `-` record for those the cap of 3 dropped (they are written without waiting).
+    fs.writeFileSync(logFile(8), ms.map((m) => `q + ${u} ${m.id} ${m.payload}\n`).join(''));
+    let q = openQueue(tmp.dir, 8, 3);
+    assert.deepEqual(await q.list(u, 10), ms.slice(1), 'the oldest left');
+    await q.close();
+    q = openQueue(tmp.dir, 8, 2);
+    assert.deepEqual(await q.list(u, 10), ms.slice(2), 'a lower cap at the next start');
+    await q.close();
+    assert.ok(lines(logFile(8)).includes(`q - ${u} ${ms[1].id}`), 'the drop is written');
+    q = openQueue(tmp.dir, 8, 10);
+    assert.deepEqual(await q.list(u, 10), ms.slice(2), 'and stays dropped under a higher cap');
+    await q.close();
+  });
+
   it('keeps one file per node: two nodes in one data dir do not see each other', async () => {
     const u = user();
     const [m1, m2] = [msg(), msg()];
