@@ -40,7 +40,7 @@ export class EmbeddedAcceptStore implements AcceptStore {
       if (ttl > 0) claims.set(`${sender}\n${cid}`, record.slice(expiresAt.length + sender.length + cid.length + 3), ttl, now);
     };
     this.archive = new ClaimArchive(path.dirname(journal.file), `${path.basename(journal.file, '.log')}.claims`, journal.fsync);
-    this.archive.load(replay);
+    this.archive.load(replay, Date.now(), () => claims.position(claims.end()));
     this.archived = claims.end();
     this.keptWhenArchived = claims.size;
     this.log = journal.channel(
@@ -51,7 +51,7 @@ export class EmbeddedAcceptStore implements AcceptStore {
         // About (expiry and the cap take from the older ones).
         liveCount: () => Math.max(0, claims.size - this.keptWhenArchived),
         compacting: () => {
-          this.archive.append(claims.lines('', Date.now(), this.archived), Date.now(), claims.oldestExpiry());
+          this.archive.append(claims.lines('', Date.now(), this.archived), Date.now(), claims.position(claims.end()), claims.keptFrom());
           this.archived = claims.end();
           this.keptWhenArchived = claims.size;
         },

@@ -4,9 +4,9 @@
 // A claim is written to the journal with its message (one fdatasync for both). When the journal compacts,
 // the claims written since the last compaction move here, instead of every live claim being written into
 // the new journal again: a compaction then costs what was written since the one before, not a day of
-// claims (which held the event loop for 0.3–0.7 s at a million claims; BENCHMARKS.md, round 13). Claims
-// expire in the order stored, so a file goes whole once its newest claim has expired; a file is rolled
-// after ROLL_BYTES. At start the files are read, oldest first, before the journal's own `d` records.
+// claims (which held the event loop for 0.3–0.7 s at a million claims; BENCHMARKS.md, round 13). A file
+// goes whole once its newest claim has expired, or once the index keeps no claim stored before the file's
+// end (it let them go past its cap); files go oldest first. A file is rolled after ROLL_BYTES. At start the files are read, oldest first, before the journal's own `d` records.
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -18,6 +18,11 @@ interface ArchiveFile {
   size: number;
   /** The latest expiry of a claim in it (ms): the file goes once that has passed. */
   lastExpiry: number;
+  /**
+   * Where the owner's claims stood when this file's last claim was stored (its `mark`): once the owner
+   * keeps nothing from before it, the file goes. Infinity when not told.
+   */
+  through: number;
 }
 
 /**
@@ -58,9 +63,10 @@ export class ClaimArchive {
 
   /**
    * Hands every claim line of the files to `replay`, oldest first, and forgets the files whose claims have
-   * all expired. A line torn by a crash (no newline yet) is cut off: it was in the journal too.
+   * all expired. A line torn by a crash (no newline yet) is cut off: it was in the journal too. `mark` is
+   * asked after each file, for where the owner's claims then stand (see append).
    */
-  load(replay: (line: string) => void, now = Date.now()): void {
+  load(replay: (line: string) => void, now = Date.now(), mark: () => number = () => Infinity): void {
     const prefix = `${this.name}-`;
     const names = fs.existsSync(this.dir) ? fs.readdirSync(this.dir).filter((n) => n.startsWith(prefix) && /^\d{10}\.log$/.test(n.slice(prefix.length))) : [];
     for (const name of names.sort()) {
@@ -77,16 +83,18 @@ export class ClaimArchive {
         continue;
       }
       for (const line of bytes.toString('utf8').split('\n')) if (line.length > 0) replay(line);
-      this.files.push({ name, size: bytes.length, lastExpiry });
+      this.files.push({ name, size: bytes.length, lastExpiry, through: mark() });
     }
   }
 
   /**
    * Appends whole claim lines and makes them durable before it returns (the journal is rewritten without
-   * them right after). Rolls to a new file past ROLL_BYTES; drops the files whose claims have all expired
-   * or are all older than `oldestKept` (the expiry of the oldest claim the index still has).
+   * them right after). Rolls to a new file past ROLL_BYTES. Drops the files whose claims have all expired,
+   * and those whose `mark` is at or before `keptFrom`: the owner's claims stood at `mark` (a number that
+   * grows with what it stores: ClaimIndex.position) when the file's last claim was stored, and it keeps
+   * none stored before `keptFrom` (past its cap, or expired).
    */
-  append(lines: Iterable<Buffer>, now = Date.now(), oldestKept = -Infinity): void {
+  append(lines: Iterable<Buffer>, now = Date.now(), mark = Infinity, keptFrom = -Infinity): void {
     for (const buf of lines) {
       if (buf.length === 0) continue;
       let current = this.files[this.files.length - 1];
@@ -102,9 +110,10 @@ export class ClaimArchive {
       }
       current.size += buf.length;
       current.lastExpiry = Math.max(current.lastExpiry, latestExpiry(buf));
+      current.through = mark;
     }
     if (this.fd !== null && this.fsync) fs.fdatasyncSync(this.fd);
-    this.dropExpired(now, oldestKept);
+    this.dropExpired(now, keptFrom);
   }
 
   /** The files kept (for tests and diagnostics). */
@@ -125,7 +134,7 @@ export class ClaimArchive {
       fs.closeSync(this.fd);
       this.fd = null;
     }
-    const file: ArchiveFile = { name: this.fileName(seq), size: 0, lastExpiry: -Infinity };
+    const file: ArchiveFile = { name: this.fileName(seq), size: 0, lastExpiry: -Infinity, through: Infinity };
     this.files.push(file);
     return file;
   }
@@ -149,12 +158,13 @@ export class ClaimArchive {
   }
 
   /**
-   * Deletes the files whose claims have all expired, or all expire before `oldestKept` (the claims the
-   * index let go past its cap: they would only be read at the next start to be dropped again).
+   * Deletes the files whose claims have all expired, or that the owner keeps nothing of (claims it let go
+   * past its cap would only be read at the next start to be dropped again). Either is told by the claims'
+   * order of storage, not by their expiry, which a change of the claims' ttl between starts can reorder.
    */
-  private dropExpired(now: number, oldestKept: number): void {
+  private dropExpired(now: number, keptFrom: number): void {
     // Never the newest: it is the one appended to.
-    while (this.files.length > 1 && (this.files[0].lastExpiry <= now || this.files[0].lastExpiry < oldestKept)) {
+    while (this.files.length > 1 && (this.files[0].lastExpiry <= now || this.files[0].through <= keptFrom)) {
       try {
         fs.rmSync(path.join(this.dir, this.files[0].name), { force: true });
       } catch {

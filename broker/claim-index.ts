@@ -219,11 +219,16 @@ export class ClaimIndex {
   }
 
   /**
-   * The expiry of the oldest claim still kept (in the order stored), Infinity when none is: an older one
-   * has expired or made room past the cap.
+   * Where the claims still kept start, as a position (see position): every claim stored before it has
+   * expired or made room past the cap.
    */
-  oldestExpiry(): number {
-    return this.chunks.length === 0 ? Infinity : this.chunks[0].firstExpiry;
+  keptFrom(): number {
+    return (this.chunks.length === 0 ? this.nextSeq : this.chunks[0].seq) * this.chunkBytes;
+  }
+
+  /** A cursor as a number that grows with what is stored (comparable with keptFrom). */
+  position(cursor: ClaimCursor): number {
+    return cursor.seq * this.chunkBytes + cursor.offset;
   }
 
   /** The end of what is stored so far: lines(…, from) of it yields only what is stored after this call. */

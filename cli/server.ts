@@ -66,7 +66,10 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
   // With the thread, the embedded archive is the thread's (one LevelDB, one opener) and read from here over RPC.
   const adapters = await createAdapters(config, { archive: thread?.archive ?? undefined });
   const metrics = createMetrics();
-  if (adapters.journal) adapters.journal.onSync = (seconds) => metrics.journalFsyncSeconds.observe(seconds);
+  if (adapters.journal) {
+    adapters.journal.onSync = (seconds) => metrics.journalFsyncSeconds.observe(seconds);
+    adapters.journal.onCompactionFailed = (err) => log.error({ err }, 'journal compaction failed: the journal keeps its records and tries again later');
+  }
   await adapters.eventLog.ensureTopic(config.messagesTopic, config.kafka?.partitions ?? EMBEDDED_PARTITIONS);
   thread?.start(adapters.eventLog);
   try {

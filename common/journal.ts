@@ -45,6 +45,8 @@ export interface ChannelRecords {
 }
 
 const COMPACT_MIN_RECORDS = 10_000;
+/** After a failed compaction the next is tried once this many more records were appended. */
+const COMPACT_RETRY_RECORDS = 1_000;
 
 export class Journal {
   private readonly channels = new Map<string, ChannelState>();
@@ -53,6 +55,13 @@ export class Journal {
   /** The channels this journal opened (appendAll refuses another journal's). */
   private readonly mine = new WeakSet<JournalChannel>();
   private open = 0;
+  /** After a failed compaction, the next is tried once the file has this many records (not at every removal). */
+  private retryAt = 0;
+  /**
+   * Told when a compaction fails (a full disk, an I/O error): the journal keeps its records as they were
+   * and tries again after COMPACT_RETRY_RECORDS more. Unset, a process warning says so.
+   */
+  onCompactionFailed: ((err: unknown) => void) | null = null;
 
   private constructor(private readonly log: AppendLog) {}
 
@@ -147,11 +156,26 @@ export class Journal {
     return this.log.synced();
   }
 
+  /**
+   * Compacts when most records are dead. Never throws: what the caller did (a removal, a drop) is done
+   * either way, and a failure is the compaction's own (onCompactionFailed).
+   */
   private compactIfSparse(): void {
+    if (this.log.records <= COMPACT_MIN_RECORDS || this.log.records < this.retryAt) return;
     let live = 0;
     for (const state of this.channels.values()) live += state.liveCount();
     for (const records of this.unclaimed.values()) live += records.length;
-    if (this.log.records > COMPACT_MIN_RECORDS && this.log.records > live * 4) this.compact();
+    if (this.log.records <= live * 4) return;
+    let failure: unknown = null;
+    try {
+      if (!this.compact()) failure = new Error(`journal ${this.file}: could not write and sync its records before compacting`);
+    } catch (err) {
+      failure = err;
+    }
+    if (failure === null) return;
+    this.retryAt = this.log.records + COMPACT_RETRY_RECORDS;
+    if (this.onCompactionFailed) this.onCompactionFailed(failure);
+    else process.emitWarning(`journal ${this.file}: compaction failed, retried later: ${String(failure)}`);
   }
 
   /** Rewrites the journal to its live records; false when it could not (nothing changed then). */

@@ -239,11 +239,12 @@ describe('ClaimIndex', () => {
       assert.deepEqual(fs.readdirSync(dir), [], 'and then the file went at the start');
       d.close();
 
-      // Past the index's cap: a file whose claims all expire before the oldest claim the index kept goes.
+      // Past the index's cap: a file stored before the oldest claim the index kept goes (marks are where
+      // the index stood after each file), whatever its claims' expiry.
       const e = new ClaimArchive(dir, 'journal-7.claims', false);
-      e.append([line(1000, 1), line(3000, 3)], 0);
+      e.append([line(1000, 1), line(30000, 3)], 0, 100);
       (e as unknown as { roll(): void }).roll();
-      e.append([line(6000, 6)], 0, 5000);
+      e.append([line(6000, 6)], 0, 200, 100);
       assert.equal(e.fileCount, 1, 'the older file went: the index no longer has its claims');
       e.close();
       // A line that is no claim (not written by this code) neither counts as one nor keeps its file.
@@ -254,6 +255,17 @@ describe('ClaimIndex', () => {
       assert.deepEqual(read2, ['6000 u6 c6 6:0']);
       assert.ok(!fs.existsSync(path.join(dir, 'journal-7.claims-0000000009.log')), 'a file without a claim went');
       f.close();
+      for (const name of fs.readdirSync(dir)) fs.rmSync(path.join(dir, name));
+      // A file the index still keeps claims of stays, even when they expire before the claims stored after
+      // them (the ttl was raised between starts).
+      const e2 = new ClaimArchive(dir, 'journal-7.claims', false);
+      e2.append([line(5000, 7)], 0, 100);
+      (e2 as unknown as { roll(): void }).roll();
+      e2.append([line(90000, 8)], 0, 200, 50);
+      assert.equal(e2.fileCount, 2, 'kept: stored after where the index\'s claims start');
+      e2.append([line(90001, 9)], 5000, 300, 50);
+      assert.equal(e2.fileCount, 1, 'and goes once its claims expired');
+      e2.close();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

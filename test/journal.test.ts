@@ -132,6 +132,35 @@ describe('Journal (embedded queue + outbox)', () => {
     await tmp.remove();
   });
 
+  it('keeps serving when a compaction fails: removals succeed, the failure is reported once, tried again later', async () => {
+    const tmp = await tempDir('journal-compact-fails');
+    const file = path.join(tmp.dir, `journal-${NODE}.log`);
+    // The compaction writes `journal-3.log.tmp` first: a directory there makes the kernel refuse it (EISDIR).
+    fs.mkdirSync(`${file}.tmp`);
+    const s = openBoth(tmp.dir);
+    const failures: unknown[] = [];
+    s.journal.onCompactionFailed = (err) => failures.push(err);
+    const all = Array.from({ length: 12_000 }, (_, i) => message(i));
+    await s.queue.push(all.map((m) => ({ userId: 'bob', message: m })));
+    await s.outbox.append([{ key: 'kept', value: 'outbox record' }]);
+    // Mostly dead after 7,201 removals: a compaction is due, and fails, at that one and 1,001 records later.
+    for (const m of all.slice(0, 9_000)) await s.queue.remove('bob', m);
+    assert.equal(failures.length, 2, `one try per 1,000 records, not one per removal: ${failures.length}`);
+    for (const err of failures) assert.equal((err as NodeJS.ErrnoException).code, 'EISDIR');
+    assert.equal(logRecords(file).length, 12_000 + 1 + 9_000, 'the journal as it was, every record kept');
+    // The disk is fixed: the next try compacts.
+    fs.rmdirSync(`${file}.tmp`);
+    for (const m of all.slice(9_000, 11_900)) await s.queue.remove('bob', m);
+    assert.equal(failures.length, 2);
+    assert.ok(logRecords(file).length < 10_000, `compacted: ${logRecords(file).length} records`);
+    await closeBoth(s);
+    const again = openBoth(tmp.dir);
+    assert.deepEqual(await again.queue.list('bob', 1_000), all.slice(11_900));
+    assert.deepEqual(await again.outbox.peek(10), [{ key: 'kept', value: 'outbox record' }]);
+    await closeBoth(again);
+    await tmp.remove();
+  });
+
   it('folds an outbox file of an earlier version in, in order before the journal\'s own records', async () => {
     const tmp = await tempDir('journal');
     const legacy = path.join(tmp.dir, `outbox-${NODE}.log`);
