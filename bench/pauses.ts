@@ -1,19 +1,30 @@
 // What Parley's own /metrics says about one bench step: how long its garbage collector paused it, how long
-// the journal's fdatasyncs took (every ack waits for one), and the longest event-loop delay. Read before
+// the journal's fdatasyncs took (every ack waits for one) and its compactions (they hold the event loop),
+// and the longest event-loop delay. Read before
 // and after each step (prom-client resets its event-loop histogram at every read), so that a slow step
 // can be told apart: GC, the disk, or neither (a neighbour, the scheduler). The relays have no /metrics.
+
+/** A Prometheus histogram as read: cumulative bucket counts by upper bound (s), count, and sum (s). */
+export interface HistogramSample {
+  buckets: Map<number, number>;
+  count: number;
+  sum: number;
+}
 
 export interface MetricsSample {
   /** Sum and count of GC pauses by kind (minor, major, incremental, weakcb). */
   gc: Map<string, { sum: number; count: number }>;
-  /** Cumulative fdatasync bucket counts by upper bound (s), and their count. */
-  fsyncBuckets: Map<number, number>;
-  fsyncCount: number;
-  /** Cumulative seconds spent in those fdatasyncs. */
-  fsyncSum: number;
+  /** The journal's group-commit fdatasyncs. */
+  fsync: HistogramSample;
+  /** The journal's compactions. */
+  compaction: HistogramSample;
   /** prom-client's event-loop delay max since the last read, in seconds. */
   loopMax: number;
 }
+
+const HISTOGRAMS = { parley_journal_fsync_seconds: 'fsync', parley_journal_compaction_seconds: 'compaction' } as const;
+const emptyHistogram = (): HistogramSample => ({ buckets: new Map(), count: 0, sum: 0 });
+const emptySample = (): MetricsSample => ({ gc: new Map(), fsync: emptyHistogram(), compaction: emptyHistogram(), loopMax: 0 });
 
 export interface StepPauses {
   /** Total GC pause time in the step, ms. */
@@ -26,6 +37,9 @@ export interface StepPauses {
   fsyncMeanMs?: number | null;
   fsyncP99Ms: number | null;
   fsyncMaxMs: number | null;
+  /** Journal compactions in the step, and the bucket bound (ms) under which all of them ended. */
+  compactions: number;
+  compactionMaxMs: number | null;
   /** Longest event-loop delay in the step, ms (prom-client samples every 10 ms, so ~10 ms is "none"). */
   loopMaxMs: number;
 }
@@ -40,7 +54,7 @@ function labels(text: string | undefined): Record<string, string> {
 
 /** The samples this module reads, from Prometheus text. */
 export function parseMetrics(text: string): MetricsSample {
-  const s: MetricsSample = { gc: new Map(), fsyncBuckets: new Map(), fsyncCount: 0, fsyncSum: 0, loopMax: 0 };
+  const s = emptySample();
   for (const line of text.split('\n')) {
     const m = SAMPLE.exec(line);
     if (!m) continue;
@@ -52,13 +66,13 @@ export function parseMetrics(text: string): MetricsSample {
       if (name.endsWith('_sum')) entry.sum = value;
       else entry.count = value;
       s.gc.set(kind, entry);
-    } else if (name === 'parley_journal_fsync_seconds_bucket') {
-      const le = labels(rawLabels).le;
-      s.fsyncBuckets.set(le === '+Inf' ? Infinity : Number(le), value);
-    } else if (name === 'parley_journal_fsync_seconds_count') {
-      s.fsyncCount = value;
-    } else if (name === 'parley_journal_fsync_seconds_sum') {
-      s.fsyncSum = value;
+    } else if (/_(bucket|count|sum)$/.test(name) && name.slice(0, name.lastIndexOf('_')) in HISTOGRAMS) {
+      const h = s[HISTOGRAMS[name.slice(0, name.lastIndexOf('_')) as keyof typeof HISTOGRAMS]];
+      if (name.endsWith('_bucket')) {
+        const le = labels(rawLabels).le;
+        h.buckets.set(le === '+Inf' ? Infinity : Number(le), value);
+      } else if (name.endsWith('_count')) h.count = value;
+      else h.sum = value;
     } else if (name === 'parley_process_nodejs_eventloop_lag_max_seconds') {
       s.loopMax = value;
     }
@@ -71,27 +85,30 @@ export function parseMetrics(text: string): MetricsSample {
  * bucket, so the quantiles are over all of them; the longest event-loop delay of any.
  */
 export function mergeMetrics(samples: MetricsSample[]): MetricsSample {
-  const out: MetricsSample = { gc: new Map(), fsyncBuckets: new Map(), fsyncCount: 0, fsyncSum: 0, loopMax: 0 };
+  const out = emptySample();
   for (const s of samples) {
     for (const [kind, v] of s.gc) {
       const e = out.gc.get(kind) ?? { sum: 0, count: 0 };
       out.gc.set(kind, { sum: e.sum + v.sum, count: e.count + v.count });
     }
-    for (const [le, n] of s.fsyncBuckets) out.fsyncBuckets.set(le, (out.fsyncBuckets.get(le) ?? 0) + n);
-    out.fsyncCount += s.fsyncCount;
-    out.fsyncSum += s.fsyncSum;
+    for (const key of Object.values(HISTOGRAMS)) {
+      const [into, from] = [out[key], s[key]];
+      for (const [le, n] of from.buckets) into.buckets.set(le, (into.buckets.get(le) ?? 0) + n);
+      into.count += from.count;
+      into.sum += from.sum;
+    }
     out.loopMax = Math.max(out.loopMax, s.loopMax);
   }
   return out;
 }
 
-/** The smallest bucket bound (ms) holding `q` of the step's fdatasyncs, from the two cumulative snapshots. */
-function bucketQuantileMs(before: MetricsSample, after: MetricsSample, q: number): number | null {
-  const n = after.fsyncCount - before.fsyncCount;
+/** The smallest bucket bound (ms) holding `q` of what the histogram counted in the step, from two cumulative snapshots. */
+function bucketQuantileMs(before: HistogramSample, after: HistogramSample, q: number): number | null {
+  const n = after.count - before.count;
   if (n <= 0) return null;
-  const bounds = [...after.fsyncBuckets.keys()].sort((a, b) => a - b);
+  const bounds = [...after.buckets.keys()].sort((a, b) => a - b);
   for (const le of bounds) {
-    const inStep = (after.fsyncBuckets.get(le) ?? 0) - (before.fsyncBuckets.get(le) ?? 0);
+    const inStep = (after.buckets.get(le) ?? 0) - (before.buckets.get(le) ?? 0);
     if (inStep >= q * n) return le === Infinity ? Infinity : Math.round(le * 1e6) / 1e3;
   }
   return null;
@@ -105,10 +122,12 @@ export function pausesBetween(before: MetricsSample, after: MetricsSample): Step
     gcMs: Math.round(gcSeconds * 1e4) / 10,
     minorGcs: gc('minor', 'count'),
     majorGcs: gc('major', 'count'),
-    fsyncs: after.fsyncCount - before.fsyncCount,
-    fsyncMeanMs: after.fsyncCount > before.fsyncCount ? Math.round(((after.fsyncSum - before.fsyncSum) / (after.fsyncCount - before.fsyncCount)) * 1e6) / 1e3 : null,
-    fsyncP99Ms: bucketQuantileMs(before, after, 0.99),
-    fsyncMaxMs: bucketQuantileMs(before, after, 1),
+    fsyncs: after.fsync.count - before.fsync.count,
+    fsyncMeanMs: after.fsync.count > before.fsync.count ? Math.round(((after.fsync.sum - before.fsync.sum) / (after.fsync.count - before.fsync.count)) * 1e6) / 1e3 : null,
+    fsyncP99Ms: bucketQuantileMs(before.fsync, after.fsync, 0.99),
+    fsyncMaxMs: bucketQuantileMs(before.fsync, after.fsync, 1),
+    compactions: after.compaction.count - before.compaction.count,
+    compactionMaxMs: bucketQuantileMs(before.compaction, after.compaction, 1),
     loopMaxMs: Math.round(after.loopMax * 1e4) / 10,
   };
 }
@@ -129,5 +148,6 @@ const ms = (v: number | null) => (v === null ? '–' : v === Infinity ? '>1 s' :
 export function pausesText(p: StepPauses): string {
   const mean = p.fsyncMeanMs != null ? ` mean ${ms(p.fsyncMeanMs)}` : '';
   const fsync = p.fsyncs > 0 ? `  fsync ${p.fsyncs}${mean} p99≤${ms(p.fsyncP99Ms)} max≤${ms(p.fsyncMaxMs)} ms` : '';
-  return `gc ${p.gcMs} ms (${p.minorGcs} minor, ${p.majorGcs} major)${fsync}  loop max ${p.loopMaxMs} ms`;
+  const compact = p.compactions > 0 ? `  compactions ${p.compactions} max≤${ms(p.compactionMaxMs)} ms` : '';
+  return `gc ${p.gcMs} ms (${p.minorGcs} minor, ${p.majorGcs} major)${fsync}${compact}  loop max ${p.loopMaxMs} ms`;
 }

@@ -68,6 +68,7 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
   const metrics = createMetrics();
   if (adapters.journal) {
     adapters.journal.onSync = (seconds) => metrics.journalFsyncSeconds.observe(seconds);
+    adapters.journal.onCompacted = (seconds) => metrics.journalCompactionSeconds.observe(seconds);
     adapters.journal.onCompactionFailed = (err) => log.error({ err }, 'journal compaction failed: the journal keeps its records and tries again later');
   }
   await adapters.eventLog.ensureTopic(config.messagesTopic, config.kafka?.partitions ?? EMBEDDED_PARTITIONS);

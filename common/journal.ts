@@ -62,6 +62,8 @@ export class Journal {
    * and tries again after COMPACT_RETRY_RECORDS more. Unset, a process warning says so.
    */
   onCompactionFailed: ((err: unknown) => void) | null = null;
+  /** Told how long each compaction held the event loop (seconds). */
+  onCompacted: ((seconds: number) => void) | null = null;
 
   private constructor(private readonly log: AppendLog) {}
 
@@ -167,12 +169,16 @@ export class Journal {
     for (const records of this.unclaimed.values()) live += records.length;
     if (this.log.records <= live * 4) return;
     let failure: unknown = null;
+    const started = process.hrtime.bigint();
     try {
       if (!this.compact()) failure = new Error(`journal ${this.file}: could not write and sync its records before compacting`);
     } catch (err) {
       failure = err;
     }
-    if (failure === null) return;
+    if (failure === null) {
+      this.onCompacted?.(Number(process.hrtime.bigint() - started) / 1e9);
+      return;
+    }
     this.retryAt = this.log.records + COMPACT_RETRY_RECORDS;
     if (this.onCompactionFailed) this.onCompactionFailed(failure);
     else process.emitWarning(`journal ${this.file}: compaction failed, retried later: ${String(failure)}`);

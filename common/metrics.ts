@@ -19,6 +19,12 @@ export function createMetrics() {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     }),
+    journalCompactionSeconds: new Histogram({
+      name: 'parley_journal_compaction_seconds',
+      help: 'One compaction of the embedded journal (rewritten to its live records when most are dead), which holds the event loop',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+      registers: [registry],
+    }),
     acceptSeconds: new Histogram({
       name: 'parley_accept_seconds',
       help: 'Publish received to ack sent',

@@ -104,8 +104,8 @@ test('bench --quick: a row for every system and scenario, and every message arri
   }
 });
 
-test('bench pauses: GC, fsync and event-loop figures of one step from two /metrics reads', () => {
-  const text = (minorSum: number, minorCount: number, majorCount: number, buckets: number[], loopMax: number, fsyncSum = 0) =>
+test('bench pauses: GC, fsync, compaction and event-loop figures of one step from two /metrics reads', () => {
+  const text = (minorSum: number, minorCount: number, majorCount: number, buckets: number[], loopMax: number, fsyncSum = 0, compactions = [0, 0]) =>
     [
       '# TYPE parley_process_nodejs_gc_duration_seconds histogram',
       `parley_process_nodejs_gc_duration_seconds_sum{kind="minor"} ${minorSum}`,
@@ -115,24 +115,27 @@ test('bench pauses: GC, fsync and event-loop figures of one step from two /metri
       ...['0.001', '0.01', '0.1', '+Inf'].map((le, i) => `parley_journal_fsync_seconds_bucket{le="${le}"} ${buckets[i]}`),
       `parley_journal_fsync_seconds_sum ${fsyncSum}`,
       `parley_journal_fsync_seconds_count ${buckets[3]}`,
+      ...['0.01', '0.05', '+Inf'].map((le, i) => `parley_journal_compaction_seconds_bucket{le="${le}"} ${compactions[Math.min(i, 1)]}`),
+      `parley_journal_compaction_seconds_sum 0`,
+      `parley_journal_compaction_seconds_count ${compactions[1]}`,
       `parley_process_nodejs_eventloop_lag_max_seconds ${loopMax}`,
     ].join('\n');
-  const before = parseMetrics(text(0.1, 10, 1, [50, 60, 60, 60], 0.011, 0.03));
+  const before = parseMetrics(text(0.1, 10, 1, [50, 60, 60, 60], 0.011, 0.03, [2, 2]));
   // In the step: 20 scavenges (0.12 s), one major GC (0.03 s), 100 fsyncs of which 98 under 1 ms, 1 under 10 ms,
-  // 1 under 100 ms, 0.125 s in all.
-  const after = parseMetrics(text(0.22, 30, 2, [148, 159, 160, 160], 0.0457, 0.155));
+  // 1 under 100 ms, 0.125 s in all; 3 compactions, 1 of them under 10 ms, the others under 50 ms.
+  const after = parseMetrics(text(0.22, 30, 2, [148, 159, 160, 160], 0.0457, 0.155, [3, 5]));
   const p = pausesBetween(before, after);
-  assert.deepEqual(p, { gcMs: 150, minorGcs: 20, majorGcs: 1, fsyncs: 100, fsyncMeanMs: 1.25, fsyncP99Ms: 10, fsyncMaxMs: 100, loopMaxMs: 45.7 });
-  assert.match(pausesText(p), /gc 150 ms \(20 minor, 1 major\)  fsync 100 mean 1.25 p99≤10 max≤100 ms  loop max 45.7 ms/);
+  assert.deepEqual(p, { gcMs: 150, minorGcs: 20, majorGcs: 1, fsyncs: 100, fsyncMeanMs: 1.25, fsyncP99Ms: 10, fsyncMaxMs: 100, compactions: 3, compactionMaxMs: 50, loopMaxMs: 45.7 });
+  assert.match(pausesText(p), /gc 150 ms \(20 minor, 1 major\)  fsync 100 mean 1.25 p99≤10 max≤100 ms  compactions 3 max≤50 ms  loop max 45.7 ms/);
   // No journal (Redis): no fsync figures, and the text says nothing about them.
   const none = pausesBetween(parseMetrics(text(0, 0, 0, [0, 0, 0, 0], 0)), parseMetrics(text(0, 0, 0, [0, 0, 0, 0], 0.01)));
   assert.equal(none.fsyncs, 0);
   assert.equal(none.fsyncMaxMs, null);
   assert.equal(none.fsyncMeanMs, null);
-  assert.doesNotMatch(pausesText(none), /fsync/);
+  assert.doesNotMatch(pausesText(none), /fsync|compaction/);
   // Two nodes of a cluster as one: their GCs and fsyncs added, bucket by bucket; the longer loop delay.
   const both = pausesBetween(mergeMetrics([before, parseMetrics(text(0, 0, 0, [0, 0, 0, 0], 0))]), mergeMetrics([after, parseMetrics(text(0.05, 5, 0, [0, 0, 10, 10], 0.02))]));
-  assert.deepEqual(both, { gcMs: 200, minorGcs: 25, majorGcs: 1, fsyncs: 110, fsyncMeanMs: 1.136, fsyncP99Ms: 100, fsyncMaxMs: 100, loopMaxMs: 45.7 });
+  assert.deepEqual(both, { gcMs: 200, minorGcs: 25, majorGcs: 1, fsyncs: 110, fsyncMeanMs: 1.136, fsyncP99Ms: 100, fsyncMaxMs: 100, compactions: 3, compactionMaxMs: 50, loopMaxMs: 45.7 });
 });
 
 /** Sums as the results round them (MB and % to one decimal): equal within the rounding of each part. */

@@ -140,6 +140,8 @@ describe('Journal (embedded queue + outbox)', () => {
     const s = openBoth(tmp.dir);
     const failures: unknown[] = [];
     s.journal.onCompactionFailed = (err) => failures.push(err);
+    const compactions: number[] = [];
+    s.journal.onCompacted = (seconds) => compactions.push(seconds);
     const all = Array.from({ length: 12_000 }, (_, i) => message(i));
     await s.queue.push(all.map((m) => ({ userId: 'bob', message: m })));
     await s.outbox.append([{ key: 'kept', value: 'outbox record' }]);
@@ -147,12 +149,15 @@ describe('Journal (embedded queue + outbox)', () => {
     for (const m of all.slice(0, 9_000)) await s.queue.remove('bob', m);
     assert.equal(failures.length, 2, `one try per 1,000 records, not one per removal: ${failures.length}`);
     for (const err of failures) assert.equal((err as NodeJS.ErrnoException).code, 'EISDIR');
+    assert.equal(compactions.length, 0);
     assert.equal(logRecords(file).length, 12_000 + 1 + 9_000, 'the journal as it was, every record kept');
     // The disk is fixed: the next try compacts.
     fs.rmdirSync(`${file}.tmp`);
     for (const m of all.slice(9_000, 11_900)) await s.queue.remove('bob', m);
     assert.equal(failures.length, 2);
     assert.ok(logRecords(file).length < 10_000, `compacted: ${logRecords(file).length} records`);
+    assert.equal(compactions.length, 1, 'the compaction that worked was timed (parley_journal_compaction_seconds)');
+    assert.ok(compactions[0] > 0 && compactions[0] < 10);
     await closeBoth(s);
     const again = openBoth(tmp.dir);
     assert.deepEqual(await again.queue.list('bob', 1_000), all.slice(11_900));
