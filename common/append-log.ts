@@ -54,6 +54,11 @@ export class AppendLog {
   private closed = false;
   /** Records in the file, live or dead; the owner compacts when most are dead. */
   records = 0;
+  /** Bytes of records in the file (what a compaction would shrink). */
+  get bytes(): number {
+    return this.end;
+  }
+
   /** Told how long each group commit's fdatasync took, in seconds (the owner's latency metric). */
   onSync: ((seconds: number) => void) | null = null;
 

@@ -45,6 +45,13 @@ export interface ChannelRecords {
 }
 
 const COMPACT_MIN_RECORDS = 10_000;
+/**
+ * Nor before the file holds this many bytes. A compaction holds the event loop for a few synchronous
+ * fsyncs whatever the live set, so it is made rare: at 10,000 records it ran every 1–2 s at 1,000–3,000
+ * msg/s, 5–25 ms each (BENCHMARKS.md, round 14); 32 MB is ~30 s at 2,000 msg/s, and a start replays at
+ * most that.
+ */
+const COMPACT_MIN_BYTES = 32 * 1024 * 1024;
 /** After a failed compaction the next is tried once this many more records were appended. */
 const COMPACT_RETRY_RECORDS = 1_000;
 
@@ -65,10 +72,13 @@ export class Journal {
   /** Told how long each compaction held the event loop (seconds). */
   onCompacted: ((seconds: number) => void) | null = null;
 
-  private constructor(private readonly log: AppendLog) {}
+  private constructor(
+    private readonly log: AppendLog,
+    private readonly compactMinBytes: number,
+  ) {}
 
-  /** Opens (creating) the journal of a node in `dataDir`. */
-  static open(dataDir: string, nodeId: number, fsync: boolean): Journal {
+  /** Opens (creating) the journal of a node in `dataDir`; `compactMinBytes` is for tests. */
+  static open(dataDir: string, nodeId: number, fsync: boolean, compactMinBytes = COMPACT_MIN_BYTES): Journal {
     const unclaimed = new Map<string, string[]>();
     const log = AppendLog.open(path.join(dataDir, `journal-${nodeId}.log`), fsync, (record) => {
       const space = record.indexOf(' ');
@@ -78,7 +88,7 @@ export class Journal {
       if (!list) unclaimed.set(tag, (list = []));
       list.push(record.slice(space + 1));
     });
-    const journal = new Journal(log);
+    const journal = new Journal(log, compactMinBytes);
     for (const [tag, records] of unclaimed) journal.unclaimed.set(tag, records);
     return journal;
   }
@@ -163,7 +173,7 @@ export class Journal {
    * either way, and a failure is the compaction's own (onCompactionFailed).
    */
   private compactIfSparse(): void {
-    if (this.log.records <= COMPACT_MIN_RECORDS || this.log.records < this.retryAt) return;
+    if (this.log.records <= COMPACT_MIN_RECORDS || this.log.bytes < this.compactMinBytes || this.log.records < this.retryAt) return;
     let live = 0;
     for (const state of this.channels.values()) live += state.liveCount();
     for (const records of this.unclaimed.values()) live += records.length;

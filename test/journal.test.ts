@@ -15,8 +15,11 @@ import { logRecords } from './helpers/log-file.ts';
 const NODE = 3;
 const message = (n: number) => ({ id: `9000000000000${n}`, payload: `{"id":"9000000000000${n}","body":"m${n}"}` });
 
+/** Compactions as soon as most records are dead, at any file size (the default waits for 32 MB). */
+const COMPACT_ANY_SIZE = 0;
+
 function openBoth(dir: string) {
-  const journal = Journal.open(dir, NODE, true);
+  const journal = Journal.open(dir, NODE, true, COMPACT_ANY_SIZE);
   return { journal, queue: new EmbeddedOfflineQueue(journal, NODE, 100_000), outbox: new EmbeddedOutbox(journal, NODE) };
 }
 
@@ -115,7 +118,7 @@ describe('Journal (embedded queue + outbox)', () => {
     await s.outbox.append([{ key: 'kept', value: 'outbox record' }]);
     await closeBoth(s);
     // A process with only the queue: the outbox's record must survive its compactions.
-    const journal = Journal.open(tmp.dir, NODE, true);
+    const journal = Journal.open(tmp.dir, NODE, true, COMPACT_ANY_SIZE);
     const queue = new EmbeddedOfflineQueue(journal, NODE, 100_000);
     const all = Array.from({ length: 12_000 }, (_, i) => message(i));
     await queue.push(all.map((m) => ({ userId: 'bob', message: m })));

@@ -16,7 +16,7 @@ import { rand, redisSandbox, tempDir, type RedisSandbox } from './contracts/supp
 const NODE = 1;
 
 /** An embedded queue on its own journal in `dir`, as a process that opens only the queue would have it. */
-const openQueue = (dir: string, node: number, max: number) => new EmbeddedOfflineQueue(Journal.open(dir, node, true), node, max);
+const openQueue = (dir: string, node: number, max: number, compactMinBytes?: number) => new EmbeddedOfflineQueue(Journal.open(dir, node, true, compactMinBytes), node, max);
 
 offlineQueueContract('embedded (journal, fsync)', async ({ max }) => {
   const tmp = await tempDir('offline-queue');
@@ -88,7 +88,7 @@ describe('EmbeddedOfflineQueue journal', () => {
 
   it('compacts a log of mostly removed messages to the live set', async () => {
     const u = user();
-    let q = openQueue(tmp.dir, 3, 20_000);
+    let q = openQueue(tmp.dir, 3, 20_000, 0);
     const ms = Array.from({ length: 12_000 }, () => msg());
     await q.push(ms.map((message) => ({ userId: u, message })));
     const live = ms.filter((_, i) => i % 20 === 0);

@@ -80,7 +80,8 @@ const queued = (body: string) => ({ id: ids.next().id, payload: JSON.stringify({
 describe('EmbeddedOutbox journal file', () => {
   let tmp: { dir: string; remove(): Promise<void> };
   const journalFile = (node: number) => path.join(tmp.dir, `journal-${node}.log`);
-  const open = (node: number) => new EmbeddedOutbox(Journal.open(tmp.dir, node, true), node);
+  // Compacting as soon as most records are dead, at any size (the default waits for 32 MB of them).
+  const open = (node: number) => new EmbeddedOutbox(Journal.open(tmp.dir, node, true, 0), node);
   before(async () => {
     tmp = await tempDir('outbox-file');
   });
@@ -141,7 +142,7 @@ describe('EmbeddedOutbox journal file', () => {
 
   it("keeps the offline queue's records when the outbox's drops compact the shared journal, and the other way round", async () => {
     const openBoth = () => {
-      const journal = Journal.open(tmp.dir, 5, true);
+      const journal = Journal.open(tmp.dir, 5, true, 0);
       return { queue: new EmbeddedOfflineQueue(journal, 5, 20_000), outbox: new EmbeddedOutbox(journal, 5) };
     };
     const closeBoth = (s: ReturnType<typeof openBoth>) => Promise.all([s.queue.close(), s.outbox.close()]);
