@@ -22,8 +22,8 @@ export class EmbeddedAcceptStore implements AcceptStore {
   private readonly archive: ClaimArchive;
   /** Claims stored before this are in the archive; the journal has those after it. */
   private archived: ClaimCursor;
-  /** How many claims were kept when the last ones moved to the archive (liveCount's estimate). */
-  private keptWhenArchived: number;
+  /** Where a compaction under way moves claims to the archive up to (noted before the journal's sync). */
+  private archiving: ClaimCursor;
   private readonly log: JournalChannel;
 
   constructor(
@@ -41,20 +41,25 @@ export class EmbeddedAcceptStore implements AcceptStore {
     };
     this.archive = new ClaimArchive(path.dirname(journal.file), `${path.basename(journal.file, '.log')}.claims`, journal.fsync);
     this.archive.load(replay, Date.now(), () => claims.position(claims.end()));
-    this.archived = claims.end();
-    this.keptWhenArchived = claims.size;
+    this.archived = this.archiving = claims.end();
     this.log = journal.channel(
       'd',
       {
-        // Those not in the archive: none once compacting() has run, which a compaction does first.
+        // Those not in the archive: the claims stored since the compaction under way started.
         live: () => this.unarchived(),
         // About (expiry and the cap take from the older ones).
-        liveCount: () => Math.max(0, claims.size - this.keptWhenArchived),
-        compacting: () => {
-          this.archive.append(claims.lines('', Date.now(), this.archived), Date.now(), claims.position(claims.end()), claims.keptFrom());
-          this.archived = claims.end();
-          this.keptWhenArchived = claims.size;
+        // None that a compaction would rewrite: it moves them to the archive instead, so the claims make the
+        // journal no less sparse (counted as live, they kept a journal of claims and removals from ever
+        // looking sparse: four records a delivered message, one of them live).
+        liveCount: () => 0,
+        compactionStarts: () => {
+          this.archiving = claims.end();
         },
+        compacting: async () => {
+          const upTo = this.archiving;
+          await this.archive.append(claims.lines('', Date.now(), this.archived, upTo), Date.now(), claims.position(upTo), claims.keptFrom());
+          this.archived = upTo;
+              },
       },
       replay,
     );
@@ -103,7 +108,7 @@ export class EmbeddedAcceptStore implements AcceptStore {
 
   async close(): Promise<void> {
     this.log.close();
-    this.archive.close();
+    await this.archive.close();
     this.claims.clear();
   }
 }

@@ -48,7 +48,9 @@ function latestExpiry(buf: Buffer): number {
 
 export class ClaimArchive {
   private readonly files: ArchiveFile[] = [];
-  private fd: number | null = null;
+  /** The newest file, open for appending (a FileHandle: closing it waits for a write in flight). */
+  private handle: fs.promises.FileHandle | null = null;
+  private closed = false;
 
   constructor(
     private readonly dir: string,
@@ -88,31 +90,34 @@ export class ClaimArchive {
   }
 
   /**
-   * Appends whole claim lines and makes them durable before it returns (the journal is rewritten without
-   * them right after). Rolls to a new file past ROLL_BYTES. Drops the files whose claims have all expired,
-   * and those whose `mark` is at or before `keptFrom`: the owner's claims stood at `mark` (a number that
-   * grows with what it stores: ClaimIndex.position) when the file's last claim was stored, and it keeps
-   * none stored before `keptFrom` (past its cap, or expired).
+   * Appends whole claim lines and resolves once they are durable (the journal is rewritten without them
+   * after that); the writes and syncs run on libuv's pool, not on the event loop. One append at a time.
+   * Rolls to a new file past ROLL_BYTES. Drops the files whose claims have all expired, and those whose
+   * `mark` is at or before `keptFrom`: the owner's claims stood at `mark` (a number that grows with what it
+   * stores: ClaimIndex.position) when the file's last claim was stored, and it keeps none stored before
+   * `keptFrom` (past its cap, or expired).
    */
-  append(lines: Iterable<Buffer>, now = Date.now(), mark = Infinity, keptFrom = -Infinity): void {
+  async append(lines: Iterable<Buffer>, now = Date.now(), mark = Infinity, keptFrom = -Infinity): Promise<void> {
     for (const buf of lines) {
+      if (this.closed) throw new Error(`claim archive ${this.name} is closed`);
       if (buf.length === 0) continue;
       let current = this.files[this.files.length - 1];
-      if (!current || current.size >= ROLL_BYTES) current = this.roll();
-      const fd = this.open(current);
+      if (!current || current.size >= ROLL_BYTES) current = await this.roll();
+      const handle = await this.open(current);
       try {
-        for (let at = 0; at < buf.length; ) at += fs.writeSync(fd, buf, at, buf.length - at);
+        for (let at = 0; at < buf.length; ) at += (await handle.write(buf, at, buf.length - at)).bytesWritten;
       } catch (err) {
         // A line cut short in the middle of the file would swallow the next one: the file goes back to
         // where it was (the claims stay in the journal, and the next compaction tries again).
-        fs.ftruncateSync(fd, current.size);
+        await handle.truncate(current.size).catch(() => undefined);
         throw err;
       }
       current.size += buf.length;
       current.lastExpiry = Math.max(current.lastExpiry, latestExpiry(buf));
       current.through = mark;
     }
-    if (this.fd !== null && this.fsync) fs.fdatasyncSync(this.fd);
+    if (this.closed) throw new Error(`claim archive ${this.name} is closed`);
+    if (this.handle && this.fsync) await this.handle.datasync();
     this.dropExpired(now, keptFrom);
   }
 
@@ -121,40 +126,45 @@ export class ClaimArchive {
     return this.files.length;
   }
 
-  close(): void {
-    if (this.fd !== null) fs.closeSync(this.fd);
-    this.fd = null;
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.closeFile();
   }
 
-  private roll(): ArchiveFile {
+  private async closeFile(): Promise<void> {
+    const handle = this.handle;
+    this.handle = null;
+    await handle?.close();
+  }
+
+  private async roll(): Promise<ArchiveFile> {
     const last = this.files[this.files.length - 1];
     const seq = last ? Number(last.name.slice(last.name.lastIndexOf('-') + 1, -4)) + 1 : 1;
-    if (this.fd !== null) {
-      if (this.fsync) fs.fdatasyncSync(this.fd);
-      fs.closeSync(this.fd);
-      this.fd = null;
+    if (this.handle) {
+      if (this.fsync) await this.handle.datasync();
+      await this.closeFile();
     }
     const file: ArchiveFile = { name: this.fileName(seq), size: 0, lastExpiry: -Infinity, through: Infinity };
     this.files.push(file);
     return file;
   }
 
-  /** The descriptor of the newest file, opened for appending (created, and its directory entry synced). */
-  private open(file: ArchiveFile): number {
-    if (this.fd !== null) return this.fd;
-    fs.mkdirSync(this.dir, { recursive: true });
+  /** The newest file, opened for appending (created, and its directory entry synced). */
+  private async open(file: ArchiveFile): Promise<fs.promises.FileHandle> {
+    if (this.handle) return this.handle;
+    await fs.promises.mkdir(this.dir, { recursive: true });
     const full = path.join(this.dir, file.name);
     const created = !fs.existsSync(full);
-    this.fd = fs.openSync(full, 'a');
+    this.handle = await fs.promises.open(full, 'a');
     if (created && this.fsync) {
-      const dirFd = fs.openSync(this.dir, 'r');
+      const dir = await fs.promises.open(this.dir, 'r');
       try {
-        fs.fsyncSync(dirFd);
+        await dir.sync();
       } finally {
-        fs.closeSync(dirFd);
+        await dir.close();
       }
     }
-    return this.fd;
+    return this.handle;
   }
 
   /**

@@ -13,6 +13,9 @@
 // newline nor a NUL: on opening, the log ends at the first NUL, and what follows the last newline before it
 // (a record torn by a crash) is dropped. Whatever a crash leaves after a hole was never synced, so never
 // acknowledged. close() cuts the zeros off.
+//
+// An owner shrinks the file to its live state with rewrite() (on the calling thread: small states) or
+// rewriteInBackground() (the writes and syncs on libuv's pool while appends go on; see there).
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -21,10 +24,63 @@ const PREALLOCATE_BYTES = 1 << 20;
 let zeros: Buffer | null = null;
 const noop = () => {};
 
-/** Writes all of `data` at the file's position; returns its length. */
-function writeAll(fd: number, data: Buffer): number {
-  for (let at = 0; at < data.length; ) at += fs.writeSync(fd, data, at, data.length - at);
+/** Writes all of `data` at `position` (the file's position when null); returns its length. */
+function writeAll(fd: number, data: Buffer, position: number | null = null): number {
+  for (let at = 0; at < data.length; ) at += fs.writeSync(fd, data, at, data.length - at, position === null ? null : position + at);
   return data.length;
+}
+
+/** Records as file contents, in Buffers of up to 4,096 records each. */
+function encode(records: Iterable<string>): { chunks: Buffer[]; count: number; size: number } {
+  const chunks: Buffer[] = [];
+  let count = 0;
+  let size = 0;
+  let batch: string[] = [];
+  const flush = () => {
+    if (batch.length === 0) return;
+    const buf = Buffer.from(batch.join('\n') + '\n');
+    chunks.push(buf);
+    size += buf.length;
+    batch = [];
+  };
+  for (const r of records) {
+    batch.push(r);
+    count++;
+    if (batch.length >= 4096) flush();
+  }
+  flush();
+  return { chunks, count, size };
+}
+
+/** Makes a directory's entries durable (a rename in it). */
+function syncDirSync(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function syncDir(dir: string, done: (err: Error | null) => void): void {
+  fs.open(dir, 'r', (err, fd) => {
+    if (err) return done(err);
+    fs.fsync(fd, (syncErr) => fs.close(fd, () => done(syncErr)));
+  });
+}
+
+const call = <T>(fn: (cb: (err: Error | null, value: T) => void) => void): Promise<T> =>
+  new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
+
+/** A rewriteInBackground() under way. */
+interface Rewrite {
+  /** What was written to the file since the snapshot, in order: the new file gets it after the snapshot. */
+  tail: Buffer[];
+  tailRecords: number;
+  /** Durable appends written since the snapshot: they wait for the new file's sync instead of the old one's. */
+  held: Waiter[];
+  /** Set by close(): the rewrite stops at its next step and the file stays as it is. */
+  aborted: boolean;
 }
 
 interface Waiter {
@@ -52,6 +108,9 @@ export class AppendLog {
   /** Descriptors replaced by rewrite() while a sync on them was in flight: closed when it ends. */
   private retired: number[] = [];
   private closed = false;
+  private rewriting: Rewrite | null = null;
+  /** The file was replaced: the next sync makes the rename durable too, before it answers anyone. */
+  private renameUnsynced = false;
   /** Records in the file, live or dead; the owner compacts when most are dead. */
   records = 0;
   /** Bytes of records in the file (what a compaction would shrink). */
@@ -142,7 +201,7 @@ export class AppendLog {
     if (!waiters) return;
     for (const w of waiters) {
       w.written?.();
-      if (this.fsync && w.durable) this.unsynced.push(w);
+      if (this.fsync && w.durable) (this.rewriting?.held ?? this.unsynced).push(w);
       else w.resolve();
     }
     this.sync();
@@ -154,14 +213,18 @@ export class AppendLog {
     const batch = this.unsynced;
     this.unsynced = [];
     this.syncing = true;
+    const renamed = this.renameUnsynced;
+    this.renameUnsynced = false;
     const started = process.hrtime.bigint();
-    fs.fdatasync(this.fd, (err) => {
+    const done = (err: Error | null) => {
       this.syncing = false;
       if (!err) this.onSync?.(Number(process.hrtime.bigint() - started) / 1e9);
+      else if (renamed) this.renameUnsynced = true;
       for (const fd of this.retired.splice(0)) fs.closeSync(fd);
       for (const w of batch) (err ? w.reject(err) : w.resolve());
       if (!this.closed) this.sync();
-    });
+    };
+    fs.fdatasync(this.fd, (err) => (err || !renamed ? done(err) : syncDir(path.dirname(this.file), done)));
   }
 
   /** Writes the pending records to the page cache; answers their waiters, or null when the write failed. */
@@ -178,6 +241,10 @@ export class AppendLog {
       // A short write would leave a gap the next write could not fill in order.
       if (written !== data.length) throw new Error(`append log ${this.file}: wrote ${written} of ${data.length} bytes`);
       this.end += data.length;
+      if (this.rewriting) {
+        this.rewriting.tail.push(data);
+        this.rewriting.tailRecords += records.length;
+      }
       return waiters;
     } catch (err) {
       for (const w of waiters) w.reject(err as Error);
@@ -217,52 +284,125 @@ export class AppendLog {
     }
   }
 
-  /** Writes what is pending and syncs everything written, on the calling thread; false when either failed. */
-  syncNow(): boolean {
-    if (this.closed) return false;
-    return this.commitNow(true);
-  }
-
-  /** Replaces the file with `records` (the live state), atomically: temp file, fsync, rename, fsync dir. */
+  /**
+   * Replaces the file with `records` (the live state), atomically, on the calling thread: temp file, fsync,
+   * rename, fsync of the directory. For small states (the event log's offsets).
+   */
   rewrite(records: Iterable<string>): void {
+    if (this.rewriting) throw new Error(`append log ${this.file}: a rewrite is under way`);
     this.commitNow();
     const tmp = `${this.file}.tmp`;
     const fd = fs.openSync(tmp, 'w');
-    let count = 0;
-    let size = 0;
-    let chunk: string[] = [];
-    const flush = () => {
-      if (chunk.length > 0) size += writeAll(fd, Buffer.from(chunk.join('\n') + '\n'));
-      chunk = [];
-    };
+    let encoded: ReturnType<typeof encode>;
     try {
-      for (const r of records) {
-        chunk.push(r);
-        count++;
-        if (chunk.length >= 4096) flush();
-      }
-      flush();
+      encoded = encode(records);
+      for (const chunk of encoded.chunks) writeAll(fd, chunk);
       fs.fsyncSync(fd);
+      fs.renameSync(tmp, this.file);
     } catch (err) {
       // The log stays as it was; the temp file goes.
       fs.closeSync(fd);
       fs.rmSync(tmp, { force: true });
       throw err;
     }
-    fs.closeSync(fd);
-    fs.renameSync(tmp, this.file);
-    const dir = fs.openSync(path.dirname(this.file), 'r');
-    fs.fsyncSync(dir);
-    fs.closeSync(dir);
+    syncDirSync(path.dirname(this.file));
+    this.replaceFd(fd, encoded.size, encoded.count);
+  }
+
+  /**
+   * Replaces the file with the live state `snapshot()` yields, while appends go on: what holds the event
+   * loop is taking the snapshot and the swap, not the writes and syncs (BENCHMARKS.md, round 14).
+   *
+   * The snapshot is taken once everything appended so far is written, so it is the state of exactly the
+   * records in the file. Written to a temp file and synced on libuv's pool; meanwhile appends are written
+   * to the file as always, and also kept (the tail). Then, in one turn: the tail goes after the snapshot,
+   * the temp file takes the file's name, and appends go to it. Appends that wait for the disk and were
+   * written since the snapshot are answered after the new file's sync, which also syncs the directory (the
+   * rename): until then a crash leaves the old file with everything, after it the new one. Rejects, and
+   * leaves the file as it was, when a write or sync of the temp file fails or the log is closed meanwhile.
+   * Resolves to the seconds it held the event loop (the snapshot and the swap).
+   */
+  async rewriteInBackground(snapshot: () => Iterable<string>): Promise<number> {
+    if (this.closed) throw new Error(`append log ${this.file} is closed`);
+    if (this.rewriting) throw new Error(`append log ${this.file}: a rewrite is under way`);
+    let started = process.hrtime.bigint();
+    this.commit();
+    const r: Rewrite = { tail: [], tailRecords: 0, held: [], aborted: false };
+    const encoded = encode(snapshot());
+    this.rewriting = r;
+    let held = process.hrtime.bigint() - started;
+    const tmp = `${this.file}.tmp`;
+    let fd: number | null = null;
+    const step = () => {
+      if (r.aborted) throw new Error(`append log ${this.file} was closed during its rewrite`);
+    };
+    let size = encoded.size;
+    try {
+      fd = await call<number>((cb) => fs.open(tmp, 'w', cb));
+      step();
+      let at = 0;
+      for (const chunk of encoded.chunks) {
+        for (let done = 0; done < chunk.length; ) {
+          const wrote = await call<number>((cb) => fs.write(fd as number, chunk, done, chunk.length - done, at + done, cb));
+          done += wrote;
+        }
+        at += chunk.length;
+        step();
+      }
+      if (this.fsync) await call<void>((cb) => fs.fsync(fd as number, (err) => cb(err, undefined)));
+      step();
+      // The swap, in this one turn.
+      started = process.hrtime.bigint();
+      for (const data of r.tail) size += writeAll(fd, data, size);
+      fs.renameSync(tmp, this.file);
+    } catch (err) {
+      this.endRewrite(r);
+      // The temp file goes, if this rewrite made it (what stood in its way stays, and so does its error).
+      if (fd !== null) {
+        try {
+          fs.closeSync(fd);
+          fs.rmSync(tmp, { force: true });
+        } catch {
+          // left for the next rewrite, which truncates it
+        }
+      }
+      throw err;
+    }
+    // Records appended and not written yet go to the new file: they count there.
+    this.replaceFd(fd, size, encoded.count + r.tailRecords + this.pending.length);
+    // Those appends, and every durable one from now on, wait for a sync of the new file and its directory.
+    this.renameUnsynced = this.fsync;
+    this.endRewrite(r);
+    held += process.hrtime.bigint() - started;
+    return Number(held) / 1e9;
+  }
+
+  /** Back to appending alone: the held appends wait for the next sync (of whichever file is the log now). */
+  private endRewrite(r: Rewrite): void {
+    if (this.rewriting === r) this.rewriting = null;
+    for (const w of r.held.splice(0)) this.unsynced.push(w);
+    if (!this.closed) this.sync();
+  }
+
+  /** Appends go to `fd` (the file, renamed into place, holding `size` bytes of `count` records) from now on. */
+  private replaceFd(fd: number, size: number, count: number): void {
+    // A sync in flight still uses the old descriptor: it is closed when that sync ends.
     if (this.syncing) this.retired.push(this.fd);
     else fs.closeSync(this.fd);
-    this.fd = fs.openSync(this.file, 'r+');
+    this.fd = fd;
     this.end = this.allocated = size;
     this.records = count;
   }
 
   close(): void {
     if (this.closed) return;
+    if (this.rewriting) {
+      // The rewrite stops at its next step; what it held waits for this last sync of the file as it is.
+      this.rewriting.aborted = true;
+      const r = this.rewriting;
+      this.rewriting = null;
+      for (const w of r.held.splice(0)) this.unsynced.push(w);
+    }
     // What was appended without waiting for the disk gets there now, with the rest.
     this.commitNow(true);
     this.closed = true;

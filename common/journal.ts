@@ -15,11 +15,16 @@ export interface ChannelState {
   /** How many records live() yields. */
   liveCount(): number;
   /**
-   * Told when a compaction starts, before live() is read: a channel that keeps its older records somewhere
-   * else (the claims: ClaimArchive) moves them there now, synchronously and durably, and live() then yields
-   * only what it has not moved.
+   * Told when a compaction starts, before it waits for everything appended so far to be on disk: a channel
+   * that keeps its older records somewhere else notes what it has now (the claims: their ClaimIndex cursor).
    */
-  compacting?(): void;
+  compactionStarts?(): void;
+  /**
+   * Then, once those records are on disk and before live() is read: the channel moves what it noted to its
+   * other place, durably (the claims: ClaimArchive), and live() yields only what it has not moved. Never a
+   * record before what it rests on is on disk (a claim before its message).
+   */
+  compacting?(): Promise<void>;
 }
 
 export interface JournalChannel {
@@ -46,10 +51,9 @@ export interface ChannelRecords {
 
 const COMPACT_MIN_RECORDS = 10_000;
 /**
- * Nor before the file holds this many bytes. A compaction holds the event loop for a few synchronous
- * fsyncs whatever the live set, so it is made rare: at 10,000 records it ran every 1–2 s at 1,000–3,000
- * msg/s, 5–25 ms each (BENCHMARKS.md, round 14); 32 MB is ~30 s at 2,000 msg/s, and a start replays at
- * most that.
+ * Nor before the file holds this many bytes: ~30 s at 2,000 msg/s, what a start replays at most. At 10,000
+ * records a compaction ran every 1–2 s at 1,000–3,000 msg/s (BENCHMARKS.md, round 14); it runs beside the
+ * event loop now, but each still writes and syncs three files on the disk the acks wait for.
  */
 const COMPACT_MIN_BYTES = 32 * 1024 * 1024;
 /** After a failed compaction the next is tried once this many more records were appended. */
@@ -69,8 +73,10 @@ export class Journal {
    * and tries again after COMPACT_RETRY_RECORDS more. Unset, a process warning says so.
    */
   onCompactionFailed: ((err: unknown) => void) | null = null;
-  /** Told how long each compaction held the event loop (seconds). */
+  /** Told how long each compaction held the event loop (seconds): the snapshot and the swap (AppendLog.rewriteInBackground). */
   onCompacted: ((seconds: number) => void) | null = null;
+  /** The compaction under way. */
+  private compaction: Promise<boolean> | null = null;
 
   private constructor(
     private readonly log: AppendLog,
@@ -124,8 +130,9 @@ export class Journal {
     this.open++;
     if (legacyFile) {
       // Only once its records are in the journal, on disk: a failed compaction keeps the file for next time.
-      if (!this.compact()) throw new Error(`journal ${this.file} could not take in ${legacyFile}: it stays, for the next start`);
-      fs.unlinkSync(legacyFile);
+      void this.compact().then((done) => {
+        if (done) fs.rmSync(legacyFile, { force: true });
+      });
     }
     let closed = false;
     const channel: JournalChannel = {
@@ -168,45 +175,59 @@ export class Journal {
     return this.log.synced();
   }
 
-  /**
-   * Compacts when most records are dead. Never throws: what the caller did (a removal, a drop) is done
-   * either way, and a failure is the compaction's own (onCompactionFailed).
-   */
+  /** Starts a compaction when most records are dead and none is under way. */
   private compactIfSparse(): void {
-    if (this.log.records <= COMPACT_MIN_RECORDS || this.log.bytes < this.compactMinBytes || this.log.records < this.retryAt) return;
+    if (this.compaction || this.log.records <= COMPACT_MIN_RECORDS || this.log.bytes < this.compactMinBytes || this.log.records < this.retryAt) return;
     let live = 0;
     for (const state of this.channels.values()) live += state.liveCount();
     for (const records of this.unclaimed.values()) live += records.length;
-    if (this.log.records <= live * 4) return;
-    let failure: unknown = null;
-    const started = process.hrtime.bigint();
-    try {
-      if (!this.compact()) failure = new Error(`journal ${this.file}: could not write and sync its records before compacting`);
-    } catch (err) {
-      failure = err;
-    }
-    if (failure === null) {
-      this.onCompacted?.(Number(process.hrtime.bigint() - started) / 1e9);
-      return;
-    }
-    this.retryAt = this.log.records + COMPACT_RETRY_RECORDS;
-    if (this.onCompactionFailed) this.onCompactionFailed(failure);
-    else process.emitWarning(`journal ${this.file}: compaction failed, retried later: ${String(failure)}`);
+    if (this.log.records > live * 4) void this.compact();
   }
 
-  /** Rewrites the journal to its live records; false when it could not (nothing changed then). */
-  private compact(): boolean {
+  /** Resolves once no compaction is under way (tests, and a caller that wants the file small now). */
+  async idle(): Promise<void> {
+    while (this.compaction) await this.compaction;
+  }
+
+  /**
+   * Rewrites the journal to its live records beside the event loop (after the one under way, if any).
+   * Resolves true once the new file is in place, false when it failed: the journal then stays as it was,
+   * the failure goes to onCompactionFailed (never to the caller: a removal or drop that set it off is done
+   * either way), and the next compaction is tried COMPACT_RETRY_RECORDS later.
+   */
+  compact(): Promise<boolean> {
+    const run = (this.compaction ?? Promise.resolve(true)).then(() => this.compactOnce());
+    const settled = run.finally(() => {
+      if (this.compaction === settled) this.compaction = null;
+    });
+    this.compaction = settled;
+    return settled;
+  }
+
+  private async compactOnce(): Promise<boolean> {
     const { channels, unclaimed } = this;
-    // Everything appended so far is written and on disk first: a channel may move records elsewhere now
-    // (compacting), and they must not get there before what they rest on (a claim before its message).
-    if (!this.log.syncNow()) return false;
-    for (const state of channels.values()) state.compacting?.();
-    this.log.rewrite(
-      (function* () {
+    try {
+      if (this.open === 0) return false;
+      for (const state of channels.values()) state.compactionStarts?.();
+      // What the channels noted is on disk before any of it moves elsewhere (a claim before its message).
+      await this.log.synced();
+      for (const state of channels.values()) {
+        if (this.open === 0) return false;
+        await state.compacting?.();
+      }
+      if (this.open === 0) return false;
+      const held = await this.log.rewriteInBackground(function* () {
         for (const [tag, state] of channels) for (const r of state.live()) yield `${tag} ${r}`;
         for (const [tag, records] of unclaimed) for (const r of records) yield `${tag} ${r}`;
-      })(),
-    );
-    return true;
+      });
+      this.onCompacted?.(held);
+      return true;
+    } catch (err) {
+      if (this.open === 0) return false; // closed meanwhile: nothing to report
+      this.retryAt = this.log.records + COMPACT_RETRY_RECORDS;
+      if (this.onCompactionFailed) this.onCompactionFailed(err);
+      else process.emitWarning(`journal ${this.file}: compaction failed, retried later: ${String(err)}`);
+      return false;
+    }
   }
 }

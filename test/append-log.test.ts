@@ -71,6 +71,80 @@ describe('AppendLog', () => {
     await tmp.remove();
   });
 
+  it('rewrites in the background while appends go on: the snapshot, then everything written since, in order', async () => {
+    const tmp = await tempDir('append-log');
+    const file = `${tmp.dir}/bg.log`;
+    const log = AppendLog.open(file, true, () => undefined);
+    try {
+      await log.append(['a', 'b', 'c', 'd']);
+      const syncs: number[] = [];
+      log.onSync = (s) => syncs.push(s);
+      // The owner's live state is c, d: a and b were consumed.
+      const rewriting = log.rewriteInBackground(() => ['c', 'd']);
+      const during: Promise<void>[] = [];
+      const order: string[] = [];
+      let rewritten = false;
+      void rewriting.then(() => (rewritten = true));
+      // Appends in the turns the rewrite takes: durable ones, and ones that only wait for the write.
+      for (let turn = 0; !rewritten && turn < 500; turn++) {
+        const [durable, written] = [`e${turn}`, `w${turn}`];
+        order.push(durable, written);
+        during.push(
+          log.append([durable]).then(() => {
+            // Answered once on disk, in the file that holds it by then.
+            assert.ok(lines(file).includes(durable), `${durable} answered before it was in the file`);
+          }),
+          log.append([written], false),
+        );
+        await new Promise((r) => setImmediate(r));
+      }
+      const held = await rewriting;
+      assert.ok(held >= 0 && held < 1, `the seconds it held the event loop: ${held}`);
+      assert.ok(order.length > 0, 'appends went on during the rewrite');
+      const after = log.append(['z']);
+      await Promise.all([...during, after]);
+      assert.deepEqual(reopenCopy(file), ['c', 'd', ...order, 'z'], 'the snapshot, what was written meanwhile, and what came after');
+      assert.equal(log.records, 2 + order.length + 1);
+      assert.equal(fs.existsSync(`${file}.tmp`), false);
+    } finally {
+      log.close();
+    }
+    await tmp.remove();
+  });
+
+  it('a background rewrite that fails, or is overtaken by close, leaves the file as it was, with every append', async () => {
+    const tmp = await tempDir('append-log');
+    const file = `${tmp.dir}/bg-fail.log`;
+    let log = AppendLog.open(file, true, () => undefined);
+    await log.append(['a', 'b']);
+    // The temp file's path is taken by a directory: the kernel refuses to open it for writing.
+    fs.mkdirSync(`${file}.tmp`);
+    const failing = log.rewriteInBackground(() => ['b']);
+    const meanwhile = log.append(['c']);
+    await assert.rejects(failing, /EISDIR/);
+    await meanwhile;
+    await log.append(['d']);
+    assert.deepEqual(reopenCopy(file), ['a', 'b', 'c', 'd'], 'nothing lost, nothing rewritten');
+    assert.ok(fs.statSync(`${file}.tmp`).isDirectory(), 'what stood in the way is left alone');
+    fs.rmdirSync(`${file}.tmp`);
+    // Closed while the rewrite writes its temp file: the rewrite gives up, the appends it held are synced.
+    const closing = log.rewriteInBackground(() => ['d']);
+    const held = log.append(['e']);
+    await new Promise((r) => setImmediate(r));
+    log.close();
+    await assert.rejects(closing, /closed/);
+    await held;
+    assert.deepEqual(reopen(file), ['a', 'b', 'c', 'd', 'e']);
+    assert.equal(fs.existsSync(`${file}.tmp`), false, 'no temp file left behind');
+    // And a rewrite that worked leaves a file the next start reads as its snapshot.
+    log = AppendLog.open(file, true, () => undefined);
+    await log.rewriteInBackground(() => ['e']);
+    await log.append(['f']);
+    log.close();
+    assert.deepEqual(reopen(file), ['e', 'f']);
+    await tmp.remove();
+  });
+
   it('tells an append its records are written (in the file, before its sync), and synced() waits for every earlier append', async () => {
     const tmp = await tempDir('append-log');
     const file = `${tmp.dir}/w.log`;

@@ -178,7 +178,7 @@ describe('ClaimIndex', () => {
         a.store.store({ sender, cid, claim, ttlSeconds: 3600, queue: [], outbox: [] }).durable;
       const senders = ['alice', 'bob', 'Ünïcødé'];
       for (let i = 0; i < 3000; i++) await write(senders[i % 3], `c-${i}`, `${1000 + i}:${i}`);
-      (a.journal as unknown as { compact(): void }).compact();
+      assert.equal(await a.journal.compact(), true);
       const lines = fs.readFileSync(path.join(dir, 'journal-1.log'), 'utf8').split('\n').filter(Boolean);
       assert.equal(lines.length, 0, 'the compacted journal holds no claims: they moved to the archive');
       const archived = fs.readdirSync(dir).filter((f) => f.startsWith('journal-1.claims-'));
@@ -208,45 +208,45 @@ describe('ClaimIndex', () => {
     }
   });
 
-  it('archive: rolls its files, reads them back oldest first, and lets a file go once all its claims expired', () => {
+  it('archive: rolls its files, reads them back oldest first, and lets a file go once all its claims expired', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-archive-'));
     try {
       const a = new ClaimArchive(dir, 'journal-7.claims', false);
       a.load(() => assert.fail('nothing to read yet'));
       const line = (expiresAt: number, n: number) => Buffer.from(`${expiresAt} u${n} c${n} ${n}:0\n`);
-      a.append([line(1000, 1), line(2000, 2)], 0);
-      a.append([line(3000, 3)], 0);
+      await a.append([line(1000, 1), line(2000, 2)], 0);
+      await a.append([line(3000, 3)], 0);
       // Roll by hand to the next file, as ROLL_BYTES would: a new archive over the same directory.
-      (a as unknown as { roll(): void }).roll();
-      a.append([line(9000, 4)], 0);
+      await (a as unknown as { roll(): Promise<void> }).roll();
+      await a.append([line(9000, 4)], 0);
       assert.equal(a.fileCount, 2);
-      a.close();
+      await a.close();
       const read: string[] = [];
       const b = new ClaimArchive(dir, 'journal-7.claims', false);
       b.load((l) => read.push(l), 0);
       assert.deepEqual(read, ['1000 u1 c1 1:0', '2000 u2 c2 2:0', '3000 u3 c3 3:0', '9000 u4 c4 4:0'], 'oldest first');
-      b.append([line(9500, 5)], 3000); // the first file's newest claim expired at 3000: it goes
+      await b.append([line(9500, 5)], 3000); // the first file's newest claim expired at 3000: it goes
       assert.equal(b.fileCount, 1);
       assert.deepEqual(fs.readdirSync(dir).sort(), ['journal-7.claims-0000000002.log']);
-      b.close();
+      await b.close();
       const after: string[] = [];
       const c = new ClaimArchive(dir, 'journal-7.claims', false);
       c.load((l) => after.push(l), 9200);
       assert.deepEqual(after, ['9000 u4 c4 4:0', '9500 u5 c5 5:0'], 'a file with a claim still live is read whole');
-      c.close();
+      await c.close();
       const d = new ClaimArchive(dir, 'journal-7.claims', false);
       d.load(() => assert.fail('every claim had expired'), 9500);
       assert.deepEqual(fs.readdirSync(dir), [], 'and then the file went at the start');
-      d.close();
+      await d.close();
 
       // Past the index's cap: a file stored before the oldest claim the index kept goes (marks are where
       // the index stood after each file), whatever its claims' expiry.
       const e = new ClaimArchive(dir, 'journal-7.claims', false);
-      e.append([line(1000, 1), line(30000, 3)], 0, 100);
-      (e as unknown as { roll(): void }).roll();
-      e.append([line(6000, 6)], 0, 200, 100);
+      await e.append([line(1000, 1), line(30000, 3)], 0, 100);
+      await (e as unknown as { roll(): Promise<void> }).roll();
+      await e.append([line(6000, 6)], 0, 200, 100);
       assert.equal(e.fileCount, 1, 'the older file went: the index no longer has its claims');
-      e.close();
+      await e.close();
       // A line that is no claim (not written by this code) neither counts as one nor keeps its file.
       fs.writeFileSync(path.join(dir, 'journal-7.claims-0000000009.log'), 'garbage without an expiry\n');
       const read2: string[] = [];
@@ -254,18 +254,18 @@ describe('ClaimIndex', () => {
       f.load((l) => read2.push(l), 100);
       assert.deepEqual(read2, ['6000 u6 c6 6:0']);
       assert.ok(!fs.existsSync(path.join(dir, 'journal-7.claims-0000000009.log')), 'a file without a claim went');
-      f.close();
+      await f.close();
       for (const name of fs.readdirSync(dir)) fs.rmSync(path.join(dir, name));
       // A file the index still keeps claims of stays, even when they expire before the claims stored after
       // them (the ttl was raised between starts).
       const e2 = new ClaimArchive(dir, 'journal-7.claims', false);
-      e2.append([line(5000, 7)], 0, 100);
-      (e2 as unknown as { roll(): void }).roll();
-      e2.append([line(90000, 8)], 0, 200, 50);
+      await e2.append([line(5000, 7)], 0, 100);
+      await (e2 as unknown as { roll(): Promise<void> }).roll();
+      await e2.append([line(90000, 8)], 0, 200, 50);
       assert.equal(e2.fileCount, 2, 'kept: stored after where the index\'s claims start');
-      e2.append([line(90001, 9)], 5000, 300, 50);
+      await e2.append([line(90001, 9)], 5000, 300, 50);
       assert.equal(e2.fileCount, 1, 'and goes once its claims expired');
-      e2.close();
+      await e2.close();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

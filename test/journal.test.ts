@@ -123,6 +123,7 @@ describe('Journal (embedded queue + outbox)', () => {
     const all = Array.from({ length: 12_000 }, (_, i) => message(i));
     await queue.push(all.map((m) => ({ userId: 'bob', message: m })));
     for (const m of all.slice(0, 11_900)) await queue.remove('bob', m);
+    await journal.idle();
     await queue.close();
     const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
     // Without compaction 24,001 records; the journal rewrites itself once past 10,000 records mostly dead.
@@ -148,16 +149,20 @@ describe('Journal (embedded queue + outbox)', () => {
     const all = Array.from({ length: 12_000 }, (_, i) => message(i));
     await s.queue.push(all.map((m) => ({ userId: 'bob', message: m })));
     await s.outbox.append([{ key: 'kept', value: 'outbox record' }]);
-    // Mostly dead after 7,201 removals: a compaction is due, and fails, at that one and 1,001 records later.
+    // Mostly dead after 7,201 removals: a compaction is due there, fails, and is tried again 1,000 records
+    // after its failure (compactions run beside the removals, so where exactly depends on the disk).
     for (const m of all.slice(0, 9_000)) await s.queue.remove('bob', m);
-    assert.equal(failures.length, 2, `one try per 1,000 records, not one per removal: ${failures.length}`);
-    for (const err of failures) assert.equal((err as NodeJS.ErrnoException).code, 'EISDIR');
+    await s.journal.idle();
+    assert.ok(failures.length >= 1 && failures.length <= 2, `one try per 1,000 records, not one per removal: ${failures.length}`);
+    for (const err of failures) assert.match(String((err as NodeJS.ErrnoException).code), /EISDIR/);
     assert.equal(compactions.length, 0);
     assert.equal(logRecords(file).length, 12_000 + 1 + 9_000, 'the journal as it was, every record kept');
     // The disk is fixed: the next try compacts.
     fs.rmdirSync(`${file}.tmp`);
+    const failed = failures.length;
     for (const m of all.slice(9_000, 11_900)) await s.queue.remove('bob', m);
-    assert.equal(failures.length, 2);
+    await s.journal.idle();
+    assert.equal(failures.length, failed);
     assert.ok(logRecords(file).length < 10_000, `compacted: ${logRecords(file).length} records`);
     assert.equal(compactions.length, 1, 'the compaction that worked was timed (parley_journal_compaction_seconds)');
     assert.ok(compactions[0] > 0 && compactions[0] < 10);
@@ -174,6 +179,7 @@ describe('Journal (embedded queue + outbox)', () => {
     const legacy = path.join(tmp.dir, `outbox-${NODE}.log`);
     fs.writeFileSync(legacy, ['+ a\tfirst', '+ b\tsecond', '- 1', '+ c\tthird', ''].join('\n'));
     let s = openBoth(tmp.dir);
+    await s.journal.idle();
     assert.equal(fs.existsSync(legacy), false);
     assert.deepEqual(await s.outbox.peek(10), [
       { key: 'b', value: 'second' },

@@ -81,7 +81,13 @@ describe('EmbeddedOutbox journal file', () => {
   let tmp: { dir: string; remove(): Promise<void> };
   const journalFile = (node: number) => path.join(tmp.dir, `journal-${node}.log`);
   // Compacting as soon as most records are dead, at any size (the default waits for 32 MB of them).
-  const open = (node: number) => new EmbeddedOutbox(Journal.open(tmp.dir, node, true, 0), node);
+  const journals = new WeakMap<EmbeddedOutbox, Journal>();
+  const open = (node: number) => {
+    const journal = Journal.open(tmp.dir, node, true, 0);
+    const outbox = new EmbeddedOutbox(journal, node);
+    journals.set(outbox, journal);
+    return outbox;
+  };
   before(async () => {
     tmp = await tempDir('outbox-file');
   });
@@ -130,6 +136,7 @@ describe('EmbeddedOutbox journal file', () => {
     const rs = records(25_000);
     await outbox.append(rs);
     for (let i = 0; i < 20; i++) await outbox.drop(1000);
+    await journals.get(outbox)!.idle(); // compactions run beside the drops
     await outbox.close();
     const lines = fs.readFileSync(journalFile(4), 'utf8').split('\n').filter((l) => l.length > 0);
     // Uncompacted it would hold 25,000 appends and 20 drops.
@@ -143,7 +150,7 @@ describe('EmbeddedOutbox journal file', () => {
   it("keeps the offline queue's records when the outbox's drops compact the shared journal, and the other way round", async () => {
     const openBoth = () => {
       const journal = Journal.open(tmp.dir, 5, true, 0);
-      return { queue: new EmbeddedOfflineQueue(journal, 5, 20_000), outbox: new EmbeddedOutbox(journal, 5) };
+      return { journal, queue: new EmbeddedOfflineQueue(journal, 5, 20_000), outbox: new EmbeddedOutbox(journal, 5) };
     };
     const closeBoth = (s: ReturnType<typeof openBoth>) => Promise.all([s.queue.close(), s.outbox.close()]);
     let s = openBoth();
@@ -153,10 +160,12 @@ describe('EmbeddedOutbox journal file', () => {
     const rs = records(15_000);
     await s.outbox.append(rs);
     for (let i = 0; i < 14; i++) await s.outbox.drop(1000);
+    await s.journal.idle();
     // The queue makes it sparse again while the outbox holds records.
     const churn = Array.from({ length: 12_000 }, () => queued('delivered at once'));
     await s.queue.push(churn.map((message) => ({ userId: 'carol', message })));
     await Promise.all(churn.map((m) => s.queue.remove('carol', m)));
+    await s.journal.idle();
     assert.ok(fs.readFileSync(path.join(tmp.dir, 'journal-5.log'), 'utf8').split('\n').length < 20_000, 'the journal was compacted');
     await closeBoth(s);
     s = openBoth();

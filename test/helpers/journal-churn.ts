@@ -1,0 +1,46 @@
+// Run by journal-kill.test.ts: the embedded stores under steady traffic, compacting as soon as they can
+// (the claims moving to their archive each time), until the test kills this process. Prints, one per line:
+// `acked {cid} {id}` once a store is durable, `removed {id}` once a removal is written (it then survives the
+// death of this process), `compacting` when a compaction starts and `compacted` when it is over.
+import { EmbeddedAcceptStore } from '../../broker/accept-store-embedded.ts';
+import { EmbeddedOfflineQueue } from '../../broker/offline-queue-embedded.ts';
+import { EmbeddedOutbox } from '../../broker/outbox-embedded.ts';
+import { Journal } from '../../common/journal.ts';
+
+const [dir, from] = process.argv.slice(2);
+const journal = Journal.open(dir, 1, true, 0);
+const queue = new EmbeddedOfflineQueue(journal, 1, 1_000_000);
+const outbox = new EmbeddedOutbox(journal, 1);
+const store = new EmbeddedAcceptStore(journal, queue, outbox);
+const say = (line: string) => process.stdout.write(`${line}\n`);
+journal.onCompacted = () => say('compacted');
+// A channel of its own, with no records, told when each compaction starts.
+journal.channel('x', { live: () => [], liveCount: () => 0, compactionStarts: () => say('compacting') }, () => undefined);
+journal.onCompactionFailed = (err) => say(`failed ${String(err)}`);
+
+async function main(): Promise<void> {
+  for (let n = Number(from); ; n += 20) {
+    // Twenty messages handed over in one turn, as the accept pipeline does, each acked once durable.
+    const batch = Array.from({ length: 20 }, (_, i) => {
+      const id = String(n + i);
+      const stored = store.store({
+        sender: 'alice',
+        cid: `c${id}`,
+        claim: `${id}:1`,
+        ttlSeconds: 3600,
+        queue: [{ userId: 'bob', message: { id, payload: JSON.stringify({ id, body: 'x'.repeat(40) }) } }],
+        outbox: [{ key: 'alice:bob', value: JSON.stringify({ id }) }],
+      });
+      return stored.durable.then(() => say(`acked c${id} ${id}`));
+    });
+    await Promise.all(batch);
+    // Most are delivered and leave the queue; the outbox ships them.
+    for (let i = 0; i < 18; i++) {
+      const id = String(n + i);
+      await queue.remove('bob', { id, payload: '' });
+      say(`removed ${id}`);
+    }
+    await outbox.drop(20);
+  }
+}
+void main();
