@@ -1,7 +1,8 @@
 // Run by journal-kill.test.ts: the embedded stores under steady traffic, compacting as soon as they can
 // (the claims moving to their archive each time), until the test kills this process. Prints, one per line:
-// `acked {cid} {id}` once a store is durable, `removed {id}` once a removal is written (it then survives the
-// death of this process), `compacting` when a compaction starts and `compacted` when it is over.
+// `acked {cid} {id}` once a store is durable, `removing {id}` before a removal is handed over (it may be
+// written before the next line is), `removed {id}` once it is written (it then survives the death of this
+// process), `compacting` when a compaction starts and `compacted` when it is over.
 import { EmbeddedAcceptStore } from '../../broker/accept-store-embedded.ts';
 import { EmbeddedOfflineQueue } from '../../broker/offline-queue-embedded.ts';
 import { EmbeddedOutbox } from '../../broker/outbox-embedded.ts';
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
     // Most are delivered and leave the queue; the outbox ships them.
     for (let i = 0; i < 18; i++) {
       const id = String(n + i);
+      say(`removing ${id}`);
       await queue.remove('bob', { id, payload: '' });
       say(`removed ${id}`);
     }
