@@ -75,7 +75,7 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
   if (redis) await redis.ping();
   const directory: Directory = config.ldap ? new LdapDirectory(config.ldap) : new EmbeddedDirectory(config.dataDir);
   // The embedded queue and outbox share one journal: a message's records in both cost one fsync.
-  const journal = redis ? null : Journal.open(config.dataDir, config.nodeId, config.embeddedFsync);
+  const journal = redis ? null : Journal.open(config.dataDir, config.nodeId, config.embeddedFsync, config.journalCompactBytes);
   const embedded = journal ? { queue: new EmbeddedOfflineQueue(journal, config.nodeId, config.offlineMax), outbox: new EmbeddedOutbox(journal, config.nodeId) } : null;
   const a = {
     directory,

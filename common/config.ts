@@ -33,6 +33,9 @@ const schema = z.object({
   PARLEY_PRESENCE_HEARTBEAT_MS: int(100, 600_000).default(5000),
   // Embedded adapters only: false trades the no-loss guarantee for speed (benchmarks say which was used).
   PARLEY_EMBEDDED_FSYNC: bool.default(true),
+  // The embedded journal compacts once it holds this many MB and most of its records are dead (0: as soon as
+  // they are). Higher: fewer compactions, longer replays at start.
+  PARLEY_JOURNAL_COMPACT_MB: int(0, 4096).default(32),
   PARLEY_REDIS_URL: optional,
   PARLEY_REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]*$/).default(''),
   PARLEY_LDAP_URL: optional,
@@ -115,6 +118,7 @@ export interface Config {
   groupMaxMembers: number;
   presenceHeartbeatMs: number;
   embeddedFsync: boolean;
+  journalCompactBytes: number;
   redis: { url: string; keyPrefix: string } | null;
   ldap: { url: string; baseDn: string; usersDn: string; adminDn: string; adminPassword: string } | null;
   kafka: { brokers: string[]; partitions: number; replication: number } | null;
@@ -201,6 +205,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     groupMaxMembers: e.PARLEY_GROUP_MAX_MEMBERS,
     presenceHeartbeatMs: e.PARLEY_PRESENCE_HEARTBEAT_MS,
     embeddedFsync: e.PARLEY_EMBEDDED_FSYNC,
+    journalCompactBytes: e.PARLEY_JOURNAL_COMPACT_MB * 1024 * 1024,
     redis: e.PARLEY_REDIS_URL ? { url: e.PARLEY_REDIS_URL, keyPrefix: e.PARLEY_REDIS_KEY_PREFIX } : null,
     ldap: ldap
       ? {
