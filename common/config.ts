@@ -33,9 +33,9 @@ const schema = z.object({
   PARLEY_PRESENCE_HEARTBEAT_MS: int(100, 600_000).default(5000),
   // Embedded adapters only: false trades the no-loss guarantee for speed (benchmarks say which was used).
   PARLEY_EMBEDDED_FSYNC: bool.default(true),
-  // The embedded journal compacts once it holds this many MB and most of its records are dead (0: as soon as
-  // they are). Higher: fewer compactions, longer replays at start.
-  PARLEY_JOURNAL_COMPACT_MB: int(0, 4096).default(32),
+  // The embedded journal compacts once it holds this many MB and most of its records are dead (0: once it
+  // holds 10,000 records, most dead). Higher: fewer, larger compactions and longer replays at start.
+  PARLEY_JOURNAL_COMPACT_MB: int(0, 4096).default(0),
   PARLEY_REDIS_URL: optional,
   PARLEY_REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]*$/).default(''),
   PARLEY_LDAP_URL: optional,

@@ -15,7 +15,7 @@ import { logRecords } from './helpers/log-file.ts';
 const NODE = 3;
 const message = (n: number) => ({ id: `9000000000000${n}`, payload: `{"id":"9000000000000${n}","body":"m${n}"}` });
 
-/** Compactions as soon as most records are dead, at any file size (the default waits for 32 MB). */
+/** Compactions as soon as most records are dead, at any file size (whatever the default). */
 const COMPACT_ANY_SIZE = 0;
 
 function openBoth(dir: string) {

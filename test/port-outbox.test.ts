@@ -80,7 +80,7 @@ const queued = (body: string) => ({ id: ids.next().id, payload: JSON.stringify({
 describe('EmbeddedOutbox journal file', () => {
   let tmp: { dir: string; remove(): Promise<void> };
   const journalFile = (node: number) => path.join(tmp.dir, `journal-${node}.log`);
-  // Compacting as soon as most records are dead, at any size (the default waits for 32 MB of them).
+  // Compacting as soon as most records are dead, at any size (whatever the default).
   const journals = new WeakMap<EmbeddedOutbox, Journal>();
   const open = (node: number) => {
     const journal = Journal.open(tmp.dir, node, true, 0);
