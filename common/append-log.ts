@@ -117,8 +117,12 @@ export class AppendLog {
   private retired: number[] = [];
   private closed = false;
   private rewriting: Rewrite | null = null;
-  /** The file was replaced: the next sync makes the rename durable too, before it answers anyone. */
-  private renameUnsynced = false;
+  /**
+   * Renames of a new file into place (rewrites), and how many of them a directory sync has made durable:
+   * while one is not, every sync syncs the directory too before it answers anyone.
+   */
+  private renames = 0;
+  private renamesSynced = 0;
   /** Records in the file, live or dead; the owner compacts when most are dead. */
   records = 0;
   /** Bytes of records in the file (what a compaction would shrink). */
@@ -201,18 +205,19 @@ export class AppendLog {
     return this.append([], true, noop);
   }
 
-  /** Writes what this turn appended, and syncs it after any sync in flight. */
-  private readonly commit = (): void => {
+  /** Writes what this turn appended, and syncs it after any sync in flight; false when the write failed. */
+  private readonly commit = (): boolean => {
     this.scheduled = false;
-    if (this.closed) return;
+    if (this.closed) return false;
     const waiters = this.write();
-    if (!waiters) return;
+    if (!waiters) return false;
     for (const w of waiters) {
       w.written?.();
       if (this.fsync && w.durable) (this.rewriting?.held ?? this.unsynced).push(w);
       else w.resolve();
     }
     this.sync();
+    return true;
   };
 
   /** Starts an fdatasync for everything written and not yet synced, unless one is in flight (its end starts the next). */
@@ -221,13 +226,15 @@ export class AppendLog {
     const batch = this.unsynced;
     this.unsynced = [];
     this.syncing = true;
-    const renamed = this.renameUnsynced;
-    this.renameUnsynced = false;
+    const renames = this.renames;
+    const renamed = renames > this.renamesSynced;
     const started = process.hrtime.bigint();
     const done = (err: Error | null) => {
       this.syncing = false;
-      if (!err) this.onSync?.(Number(process.hrtime.bigint() - started) / 1e9);
-      else if (renamed) this.renameUnsynced = true;
+      if (!err) {
+        this.onSync?.(Number(process.hrtime.bigint() - started) / 1e9);
+        if (renamed) this.renamesSynced = Math.max(this.renamesSynced, renames);
+      }
       for (const fd of this.retired.splice(0)) closeInBackground(fd);
       for (const w of batch) (err ? w.reject(err) : w.resolve());
       if (!this.closed) this.sync();
@@ -283,7 +290,14 @@ export class AppendLog {
     const waiters = this.unsynced.concat(written);
     this.unsynced = [];
     try {
-      if (this.fsync && (always || waiters.some((w) => w.durable))) fs.fdatasyncSync(this.fd);
+      if (this.fsync && (always || waiters.some((w) => w.durable))) {
+        fs.fdatasyncSync(this.fd);
+        // A rename not yet synced (a sync of it may be in flight) is made durable before anyone is answered.
+        if (this.renames > this.renamesSynced) {
+          syncDirSync(path.dirname(this.file));
+          this.renamesSynced = this.renames;
+        }
+      }
       for (const w of waiters) w.resolve();
       return wrote !== null;
     } catch (err) {
@@ -297,6 +311,7 @@ export class AppendLog {
    * rename, fsync of the directory. For small states (the event log's offsets).
    */
   rewrite(records: Iterable<string>): void {
+    if (this.closed) throw new Error(`append log ${this.file} is closed`);
     if (this.rewriting) throw new Error(`append log ${this.file}: a rewrite is under way`);
     this.commitNow();
     const tmp = `${this.file}.tmp`;
@@ -334,7 +349,9 @@ export class AppendLog {
     if (this.closed) throw new Error(`append log ${this.file} is closed`);
     if (this.rewriting) throw new Error(`append log ${this.file}: a rewrite is under way`);
     let started = process.hrtime.bigint();
-    this.commit();
+    // The snapshot is of what is written: after a refused write, the owner's state may still show what the
+    // write carried (a claim is let go when its promise settles), so no snapshot is taken then.
+    if (!this.commit()) throw new Error(`append log ${this.file}: a write failed just before the rewrite; it is tried again later`);
     const r: Rewrite = { tail: [], tailRecords: 0, held: [], aborted: false };
     const encoded = encode(snapshot());
     this.rewriting = r;
@@ -379,7 +396,7 @@ export class AppendLog {
     // Records appended and not written yet go to the new file: they count there.
     this.replaceFd(fd, size, encoded.count + r.tailRecords + this.pending.length);
     // Those appends, and every durable one from now on, wait for a sync of the new file and its directory.
-    this.renameUnsynced = this.fsync;
+    if (this.fsync) this.renames++;
     this.endRewrite(r);
     held += process.hrtime.bigint() - started;
     return Number(held) / 1e9;

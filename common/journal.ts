@@ -69,6 +69,10 @@ export class Journal {
   private open = 0;
   /** After a failed compaction, the next is tried once the file has this many records (not at every removal). */
   private retryAt = 0;
+  /** Channels that left: a compaction under way when one does stops (its state may be cleared already). */
+  private left = 0;
+  /** Files of earlier versions taken in, removed once a compaction has put their records in the journal. */
+  private readonly legacyFiles = new Set<string>();
   /**
    * Told when a compaction fails (a full disk, an I/O error): the journal keeps its records as they were
    * and tries again after COMPACT_RETRY_RECORDS more. Unset, a process warning says so.
@@ -130,10 +134,10 @@ export class Journal {
     this.channels.set(tag, state);
     this.open++;
     if (legacyFile) {
-      // Only once its records are in the journal, on disk: a failed compaction keeps the file for next time.
-      void this.compact().then((done) => {
-        if (done) fs.rmSync(legacyFile, { force: true });
-      });
+      // Removed once a compaction has its records in the journal, on disk; until then it stays, and a
+      // restart reads it again.
+      this.legacyFiles.add(legacyFile);
+      void this.compact();
     }
     let closed = false;
     const channel: JournalChannel = {
@@ -143,6 +147,7 @@ export class Journal {
       close: () => {
         if (closed) return;
         closed = true;
+        this.left++;
         if (--this.open === 0) this.log.close();
       },
     };
@@ -207,21 +212,27 @@ export class Journal {
 
   private async compactOnce(): Promise<boolean> {
     const { channels, unclaimed } = this;
+    const left = this.left;
+    // A channel that left may have cleared its state: what the snapshot would read of it is not its records.
+    const stillOpen = () => this.open > 0 && this.left === left;
     try {
-      if (this.open === 0) return false;
+      if (!stillOpen()) return false;
+      const legacy = [...this.legacyFiles];
       for (const state of channels.values()) state.compactionStarts?.();
       // What the channels noted is on disk before any of it moves elsewhere (a claim before its message).
       await this.log.synced();
       for (const state of channels.values()) {
-        if (this.open === 0) return false;
+        if (!stillOpen()) return false;
         await state.compacting?.();
       }
-      if (this.open === 0) return false;
+      if (!stillOpen()) return false;
       const held = await this.log.rewriteInBackground(function* () {
         for (const [tag, state] of channels) for (const r of state.live()) yield `${tag} ${r}`;
         for (const [tag, records] of unclaimed) for (const r of records) yield `${tag} ${r}`;
       });
+      this.retryAt = 0;
       this.onCompacted?.(held);
+      if (legacy.length > 0) await this.dropLegacy(legacy);
       return true;
     } catch (err) {
       if (this.open === 0) return false; // closed meanwhile: nothing to report
@@ -229,6 +240,19 @@ export class Journal {
       if (this.onCompactionFailed) this.onCompactionFailed(err);
       else process.emitWarning(`journal ${this.file}: compaction failed, retried later: ${String(err)}`);
       return false;
+    }
+  }
+
+  /** Removes files of earlier versions once the journal that took them in, and its rename, are on disk. */
+  private async dropLegacy(files: string[]): Promise<void> {
+    try {
+      await this.log.synced();
+      for (const file of files) {
+        await fs.promises.rm(file, { force: true });
+        this.legacyFiles.delete(file);
+      }
+    } catch {
+      // kept, and removed after the next compaction
     }
   }
 }

@@ -145,6 +145,31 @@ describe('AppendLog', () => {
     await tmp.remove();
   });
 
+  it('makes a rename durable before it answers anyone, closing included, and refuses a rewrite once closed', async () => {
+    const tmp = await tempDir('append-log');
+    const file = `${tmp.dir}/rename.log`;
+    const log = AppendLog.open(file, true, () => undefined);
+    await log.append(['a', 'b']);
+    await log.rewriteInBackground(() => ['b']);
+    // Nothing durable was appended since the swap, so no sync has carried the rename yet: closing must.
+    const original = fs.fsyncSync;
+    const synced: number[] = [];
+    fs.fsyncSync = ((fd: number) => {
+      synced.push(fd);
+      return original(fd);
+    }) as typeof fs.fsyncSync;
+    try {
+      log.close();
+    } finally {
+      fs.fsyncSync = original;
+    }
+    assert.equal(synced.length, 1, 'the directory was synced at close');
+    assert.throws(() => log.rewrite(['x']), /closed/);
+    await assert.rejects(log.rewriteInBackground(() => ['x']), /closed/);
+    assert.deepEqual(reopen(file), ['b']);
+    await tmp.remove();
+  });
+
   it('tells an append its records are written (in the file, before its sync), and synced() waits for every earlier append', async () => {
     const tmp = await tempDir('append-log');
     const file = `${tmp.dir}/w.log`;

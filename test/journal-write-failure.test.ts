@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { EmbeddedAcceptStore } from '../broker/accept-store-embedded.ts';
 import { EmbeddedOfflineQueue } from '../broker/offline-queue-embedded.ts';
 import { EmbeddedOutbox } from '../broker/outbox-embedded.ts';
 import { Journal } from '../common/journal.ts';
@@ -30,12 +31,24 @@ describe('Journal write failure (a real EFBIG)', () => {
     // The claim went with the write: the resend is stored as a new message, not acked under the failed one.
     assert.deepEqual(seen.again, { ok: true, earlier: null, bob: ['101', '103'], carol: ['101', '103'], outbox: ['{"id":"101"}', '{"id":"103"}'] });
 
+    // A rewrite (a compaction's) starting in the turn a write is refused gives up before its snapshot.
+    assert.equal(seen.doomed, 'EFBIG');
+    assert.match(seen.rewrite, /a write failed just before the rewrite/);
+    assert.equal(seen.snapshotTaken, false);
+
     // The journal on disk says the same after a restart (without the limit).
     const journal = Journal.open(tmp.dir, 1, true);
     const queue = new EmbeddedOfflineQueue(journal, 1, 100);
     const outbox = new EmbeddedOutbox(journal, 1);
     assert.deepEqual((await queue.list('bob', 10)).map((m) => m.id), ['101', '103']);
     assert.deepEqual((await outbox.peek(10)).map((r) => r.value), ['{"id":"101"}', '{"id":"103"}']);
+    // Neither refused message left a claim: their resends are stored, not acked under the refused ids.
+    const store = new EmbeddedAcceptStore(journal, queue, outbox);
+    for (const cid of ['c4']) {
+      const resend = store.store({ sender: 'alice', cid, claim: 'resent:1', ttlSeconds: 3600, queue: [], outbox: [] });
+      assert.equal(await resend.written, null, `${cid} was not claimed`);
+    }
+    await store.close();
     await queue.close();
     await outbox.close();
     await tmp.remove();

@@ -42,7 +42,21 @@ const first = await attempt('c1', '101', 'small');
 const failed = await attempt('c2', '102', 'x'.repeat(Number(bigBytes)));
 // The same cid again, small enough to fit where the file still can grow: stored now, not answered as a repeat.
 const again = await attempt('c2', '103', 'small again');
+// A compaction whose rewrite starts in the turn a write is refused takes no snapshot: the refused store's
+// claim is still in memory until its promise settles, and a snapshot would keep it without its message.
+const doomed = store.store(write('c4', '104', 'x'.repeat(Number(bigBytes))));
+doomed.written.catch(() => undefined);
+let snapshotTaken = false;
+const log = (journal as unknown as { log: { rewriteInBackground(s: () => Iterable<string>): Promise<number> } }).log;
+const rewrite = await log.rewriteInBackground(() => ((snapshotTaken = true), [])).then(
+  () => 'done',
+  (err: Error) => err.message,
+);
+const doomedOutcome = await doomed.durable.then(
+  () => 'stored',
+  (err: NodeJS.ErrnoException) => err.code,
+);
 await store.close();
 await queue.close();
 await outbox.close();
-process.stdout.write(`${JSON.stringify({ first, failed, again })}\n`);
+process.stdout.write(`${JSON.stringify({ first, failed, again, rewrite, snapshotTaken, doomed: doomedOutcome })}\n`);
