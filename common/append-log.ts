@@ -52,8 +52,8 @@ function encode(records: Iterable<string>): { chunks: Buffer[]; count: number; s
   return { chunks, count, size };
 }
 
-/** Makes a directory's entries durable (a rename in it). */
-function syncDirSync(dir: string): void {
+/** Makes a directory's entries durable (a file created, renamed or removed in it). */
+export function syncDirSync(dir: string): void {
   const fd = fs.openSync(dir, 'r');
   try {
     fs.fsyncSync(fd);

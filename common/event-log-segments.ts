@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { syncDirSync } from './append-log.ts';
 
 export interface StoredRecord {
   offset: number;
@@ -73,7 +74,7 @@ export class PartitionLog {
       .sort((a, b) => a - b);
     if (bases.length === 0) {
       fs.writeFileSync(path.join(dir, segmentName(0)), '');
-      if (fsync) syncDir(dir);
+      if (fsync) syncDirSync(dir);
       bases.push(0);
     }
     const segments: Segment[] = bases.map((base, i) => {
@@ -169,7 +170,7 @@ export class PartitionLog {
     const base = old.base + old.count;
     const seg: Segment = { base, file: path.join(this.dir, segmentName(base)), count: 0, size: 0, index: [] };
     this.fd = fs.openSync(seg.file, 'a');
-    if (this.fsync) syncDir(this.dir);
+    if (this.fsync) syncDirSync(this.dir);
     this.segments.push(seg);
     return seg;
   }
@@ -247,7 +248,7 @@ export class PartitionLog {
       fs.rmSync(seg.file, { force: true });
       deleted++;
     }
-    if (deleted > 0 && this.fsync) syncDir(this.dir);
+    if (deleted > 0 && this.fsync) syncDirSync(this.dir);
     return deleted;
   }
 
@@ -328,13 +329,4 @@ async function buildIndex(file: string): Promise<number[]> {
     await fh.close();
   }
   return index;
-}
-
-function syncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
