@@ -47,7 +47,6 @@ export class EmbeddedAcceptStore implements AcceptStore {
       {
         // Those not in the archive: the claims stored since the compaction under way started.
         live: () => this.unarchived(),
-        // About (expiry and the cap take from the older ones).
         // None that a compaction would rewrite: it moves them to the archive instead, so the claims make the
         // journal no less sparse (counted as live, they kept a journal of claims and removals from ever
         // looking sparse: four records a delivered message, one of them live).
@@ -59,7 +58,7 @@ export class EmbeddedAcceptStore implements AcceptStore {
           const upTo = this.archiving;
           await this.archive.append(claims.lines('', Date.now(), this.archived, upTo), Date.now(), claims.position(upTo), claims.keptFrom());
           this.archived = upTo;
-              },
+        },
       },
       replay,
     );

@@ -328,8 +328,13 @@ export class AppendLog {
       fs.rmSync(tmp, { force: true });
       throw err;
     }
-    syncDirSync(path.dirname(this.file));
+    // The new file is the log from the rename on, even should the directory's sync fail (the next sync
+    // tries it again, before it answers anyone).
     this.replaceFd(fd, encoded.size, encoded.count);
+    if (!this.fsync) return;
+    this.renames++;
+    syncDirSync(path.dirname(this.file));
+    this.renamesSynced = this.renames;
   }
 
   /**
