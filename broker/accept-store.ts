@@ -38,8 +38,8 @@ export interface Stored {
 export interface AcceptStore {
   readonly adapter: 'redis' | 'embedded';
   /**
-   * Claims and stores. The write is handed over before `store` returns, so stores called in some order are
-   * applied in that order.
+   * Claims and stores. The write is queued before `store` returns (an adapter may send the writes of one
+   * event-loop turn together), so stores called in some order are applied in that order.
    */
   store(write: AcceptWrite): Stored;
   close(): Promise<void>;

@@ -128,4 +128,56 @@ describe('AcceptStore, redis only', () => {
     assert.deepEqual(await raw.lrange(`${p}offline:${carol}`, 0, -1), [`42 {"to":"${carol}"}`]);
     assert.deepEqual(await raw.lrange(`${p}outbox:${NODE}`, 0, -1), [`${alice}:${bob}\t{"v":1}`]);
   });
+
+  it('sends the stores of one event-loop turn in one script call', async () => {
+    const raw = f.sandbox.raw();
+    const [alice, bob] = [`u${rand()}`, `u${rand()}`];
+    const monitor = await raw.monitor();
+    const calls: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (/^eval/i.test(args[0]) && args.some((a) => a.includes(alice))) calls.push(args[0]);
+    });
+    const w = (cid: string) => ({ sender: alice, cid, claim: `${cid}:1`, ttlSeconds: 60, queue: [{ userId: bob, message: { id: cid, payload: '{}' } }], outbox: [{ key: `${alice}:${bob}`, value: '{}' }] });
+    const answers = await Promise.all(['1', '2', '3', '1'].map((c) => both(f.adapter.store(w(c)))));
+    await new Promise((r) => setTimeout(r, 200));
+    monitor.disconnect();
+    assert.deepEqual(answers, [null, null, null, '1:1']);
+    assert.equal(calls.length, 1, `one script call for four stores, saw ${calls.length}`);
+    assert.deepEqual(await raw.lrange(`${f.sandbox.prefix}offline:${bob}`, 0, -1), ['1 {}', '2 {}', '3 {}']);
+  });
+
+  it('refuses a message whose queue key holds something else, writing nothing for it; the rest of its batch is stored', async () => {
+    const raw = f.sandbox.raw();
+    const [alice, bob, carol] = [`u${rand()}`, `u${rand()}`, `u${rand()}`];
+    const p = f.sandbox.prefix;
+    await raw.set(`${p}offline:${carol}`, 'not a list');
+    const w = (cid: string, to: string[]) => ({ sender: alice, cid, claim: `${cid}:1`, ttlSeconds: 60, queue: to.map((userId) => ({ userId, message: { id: cid, payload: '{}' } })), outbox: [{ key: `${alice}:${to[0]}`, value: cid }] });
+    const outboxBefore = await raw.llen(`${p}outbox:${NODE}`);
+    const [one, bad, three] = [w('1', [bob]), w('2', [bob, carol]), w('3', [bob])].map((x) => both(f.adapter.store(x)));
+    assert.equal(await one, null);
+    await assert.rejects(bad, /Redis refused the store: .*WRONGTYPE .*offline:.* holds a string/);
+    assert.equal(await three, null);
+    assert.equal(await raw.exists(`${p}dedupe:${alice}:2`), 0, 'no claim for the refused message: its resend is stored once the key is fixed');
+    assert.deepEqual(await raw.lrange(`${p}offline:${bob}`, 0, -1), ['1 {}', '3 {}'], 'bob did not get the refused group message either');
+    assert.deepEqual((await raw.lrange(`${p}outbox:${NODE}`, outboxBefore, -1)).map((r) => r.split('\t')[1]), ['1', '3']);
+    assert.equal(await raw.get(`${p}offline:${carol}`), 'not a list');
+  });
+
+  it('refuses a whole batch while Redis is out of memory, writing nothing, and stores again after', async () => {
+    const raw = f.sandbox.raw();
+    const [alice, bob] = [`u${rand()}`, `u${rand()}`];
+    const w = (cid: string, claim: string) => ({ sender: alice, cid, claim, ttlSeconds: 60, queue: [{ userId: bob, message: { id: claim, payload: '{}' } }], outbox: [{ key: `${alice}:${bob}`, value: '{}' }] });
+    const [, limit] = (await raw.config('GET', 'maxmemory')) as string[];
+    await raw.config('SET', 'maxmemory', '1');
+    try {
+      const refused = ['a', 'b'].map((c) => both(f.adapter.store(w(c, `${c}:1`))));
+      for (const r of refused) await assert.rejects(r, /OOM/);
+    } finally {
+      await raw.config('SET', 'maxmemory', limit);
+    }
+    const p = f.sandbox.prefix;
+    assert.equal(await raw.exists(`${p}dedupe:${alice}:a`, `${p}dedupe:${alice}:b`, `${p}offline:${bob}`), 0, 'no claim, no queue row');
+    assert.deepEqual(await Promise.all(['a', 'b'].map((c) => both(f.adapter.store(w(c, `${c}:2`))))), [null, null], 'the resends are stored');
+    assert.deepEqual(await raw.lrange(`${p}offline:${bob}`, 0, -1), ['a:2 {}', 'b:2 {}']);
+  });
 });

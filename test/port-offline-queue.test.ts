@@ -203,4 +203,20 @@ describe('RedisOfflineQueue keys', () => {
     await q.remove(u, ms[0]);
     assert.deepEqual(await raw.lrange(key, 0, -1), [`${ms[1].id} ${ms[1].payload}`]);
   });
+
+  it('removes the rest of a turn’s removals when one queue key holds something else', async () => {
+    const q = new RedisOfflineQueue(sandbox.client(), 100);
+    const [u, v, bad] = [user(), user(), user()];
+    const ms = [msg(), msg()];
+    await q.push([...ms.map((message) => ({ userId: u, message })), { userId: v, message: ms[0] }]);
+    const raw = sandbox.raw();
+    await raw.set(`${sandbox.prefix}offline:${bad}`, 'not a list');
+    const [one, refused, two] = [q.remove(u, ms[0]), q.remove(bad, ms[0]), q.remove(v, ms[0])];
+    await one;
+    await assert.rejects(refused, /Redis refused the removal: WRONGTYPE/);
+    await two;
+    assert.deepEqual(await q.list(u, 10), [ms[1]]);
+    assert.deepEqual(await q.list(v, 10), []);
+    assert.equal(await raw.get(`${sandbox.prefix}offline:${bad}`), 'not a list');
+  });
 });

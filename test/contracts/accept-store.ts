@@ -120,6 +120,20 @@ export function acceptStoreContract(name: string, make: (opts: { max: number }) 
       assert.deepEqual((await outboxValues()).slice(outboxBefore), writes.map((w) => w.outbox[0].value), 'the outbox in call order');
     });
 
+    it('answers each of many stores issued at once on its own, a repeat within them included', async () => {
+      const [alice, bob, carol, c1, c2] = [user(), user(), user(), cid(), cid()];
+      const first = write(alice, c1, [bob]);
+      const repeat = write(alice, c1, [carol]);
+      const other = write(bob, c1, [alice, carol], undefined, 60);
+      const second = write(alice, c2, [bob, carol]);
+      // Issued in one turn, as the messages of one socket read are.
+      const answers = await Promise.all([first, repeat, other, second].map((w) => both(store.store(w))));
+      assert.deepEqual(answers, [null, first.claim, null, null]);
+      assert.deepEqual(await f.queue.list(bob, 10), [first.queue[0].message, second.queue[0].message]);
+      assert.deepEqual(await f.queue.list(carol, 10), [other.queue[1].message, second.queue[1].message], 'the repeat wrote nothing');
+      assert.deepEqual(await f.queue.list(alice, 10), [other.queue[0].message]);
+    });
+
     it('keeps each queue at its maximum, the oldest leaving, and the outbox whole', async () => {
       const [alice, bob] = [user(), user()];
       const writes = Array.from({ length: ACCEPT_STORE_MAX + 7 }, () => write(alice, cid(), [bob]));

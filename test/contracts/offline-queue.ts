@@ -107,6 +107,16 @@ export function offlineQueueContract(name: string, make: OfflineQueueFactory): v
       assert.equal(await q.length(u), 2);
     });
 
+    it('removes many at once, not waiting for each: repeated, missing and across users, each settled', async () => {
+      const [a, b] = [user(), user()];
+      const ms = [msg(), msg(), msg(), msg()];
+      await q.push([...batchFor(a, ms), ...batchFor(b, ms)]);
+      // Issued together, as the PUBACKs of one socket read are.
+      await Promise.all([q.remove(a, ms[1]), q.remove(b, ms[0]), q.remove(a, ms[1]), q.remove(a, msg()), q.remove(user(), ms[2]), q.remove(b, ms[3]), q.remove(a, ms[3])]);
+      assert.deepEqual(await q.list(a, 100), [ms[0], ms[2]]);
+      assert.deepEqual(await q.list(b, 100), [ms[1], ms[2]]);
+    });
+
     it('accepts removing what is not there', async () => {
       const u = user();
       const ms = [msg(), msg()];

@@ -1,0 +1,42 @@
+// TurnBatch: the calls of one event-loop turn go out as one request, in call order; a full batch goes at
+// once; a request's failure (thrown or rejected, or a wrong number of answers) fails its items only.
+import assert from './helpers/assert.ts';
+import { describe, it } from 'node:test';
+import { TurnBatch } from '../common/turn-batch.ts';
+
+describe('TurnBatch', () => {
+  it('sends one turn’s calls together, in call order, and answers each its own', async () => {
+    const sent: number[][] = [];
+    const b = new TurnBatch<number, number>(async (xs) => (sent.push(xs), xs.map((x) => x * 10)));
+    const answers = Promise.all([b.add(1), b.add(2), b.add(3)]);
+    assert.deepEqual(sent, [], 'nothing sent before the turn ends');
+    assert.deepEqual(await answers, [10, 20, 30]);
+    assert.deepEqual(await b.add(4), 40);
+    assert.deepEqual(sent, [[1, 2, 3], [4]]);
+  });
+
+  it('sends a full batch at once, and the rest at the turn’s end', async () => {
+    const sent: number[][] = [];
+    const b = new TurnBatch<number, number>(async (xs) => (sent.push(xs), xs), 2);
+    const answers = Promise.all([1, 2, 3, 4, 5].map((x) => b.add(x)));
+    assert.deepEqual(sent, [[1, 2], [3, 4]], 'full batches go synchronously');
+    assert.deepEqual(await answers, [1, 2, 3, 4, 5]);
+    assert.deepEqual(sent, [[1, 2], [3, 4], [5]]);
+  });
+
+  it('fails the items of a failed request, not the next batch', async () => {
+    let calls = 0;
+    const b = new TurnBatch<string, string>((xs) => {
+      calls++;
+      if (calls === 1) throw new Error('thrown');
+      if (calls === 2) return Promise.reject(new Error('rejected'));
+      if (calls === 3) return Promise.resolve(['one answer']);
+      return Promise.resolve(xs.map((x) => x.toUpperCase()));
+    });
+    await assert.rejects(Promise.all([b.add('a'), b.add('b')]), /thrown/);
+    await assert.rejects(b.add('c'), /rejected/);
+    const short = [b.add('d'), b.add('e')];
+    for (const p of short) await assert.rejects(p, /answered 1 results for 2 items/);
+    assert.deepEqual(await Promise.all([b.add('f'), b.add('g')]), ['F', 'G']);
+  });
+});
