@@ -21,7 +21,7 @@ import type { Groups } from './groups.ts';
 import type { OfflineQueue } from './offline-queue.ts';
 import type { Presence } from './presence.ts';
 import { Recipients } from './recipients.ts';
-import { trimConnect, trimConnection } from './connection-trim.ts';
+import { dropNumberCache, trimConnect, trimConnection } from './connection-trim.ts';
 import { ClusterRouter } from './router.ts';
 import { grantSubscription, inboxTopic, parseSendTopic, presenceTopic, VOID_TOPIC } from './topics.ts';
 
@@ -103,6 +103,7 @@ export class ParleyBroker {
   }
 
   static async create(deps: BrokerDeps): Promise<ParleyBroker> {
+    dropNumberCache();
     let self: ParleyBroker | null = null;
     const aedes = await Aedes.createBroker({
       id: `parley-${deps.config.nodeId}`,

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import bl from 'bl';
+import mqttPacket from 'mqtt-packet';
 
 const noop = () => {};
 
@@ -29,8 +30,36 @@ interface ParserInternals {
 }
 
 interface ClientInternals {
-  _parser?: ParserInternals;
+  _parser?: ParserInternals & { _events?: object };
   _eos?: () => void;
+  _events?: object;
+  duplicates?: object;
+}
+
+/**
+ * A record that, like Object.create(null), inherits nothing: a key from the wire such as `constructor` or
+ * `__proto__` reads back as absent, and `__proto__` is stored as an own key. Unlike Object.create(null),
+ * which V8 keeps as a hash table (~160 bytes even when empty), its instances are ordinary fast objects
+ * (~50 bytes with a key or two): its prototype is one shared object that inherits nothing.
+ */
+function NullRecord(this: object) {}
+NullRecord.prototype = Object.create(null) as object;
+const record = (from: object): object => Object.assign(new (NullRecord as unknown as new () => object)(), from);
+
+/** Replaces `owner[field]`, a null-prototype object, with a NullRecord holding the same keys. */
+function asRecord(owner: Record<string, unknown> | undefined, field: string): void {
+  const held = owner?.[field];
+  if (held && typeof held === 'object' && Object.getPrototypeOf(held) === null) owner![field] = record(held);
+}
+
+/**
+ * mqtt-packet builds, on its first write, a cache of one 2-byte Buffer for every number up to 65535 (6.3 MB
+ * of JS heap, 65,536 objects that every major GC marks) to save allocating two bytes per packet field.
+ * Parley writes few enough numbers (a packet id and a topic length per PUBLISH) that allocating them is
+ * cheaper than keeping the cache. Global to the process; set once at start.
+ */
+export function dropNumberCache(): void {
+  mqttPacket.writeToStream.cacheNumbers = false;
 }
 
 /** Right after Aedes took the stream, before CONNECT. */
@@ -40,6 +69,11 @@ export function trimConnection(stream: Duplex): void {
   // not a silent leak, should an Aedes upgrade stop setting it.
   if (!client) throw new Error('Aedes did not attach its client to the connection stream');
   if (client._parser) client._parser._list = new ParserBuffer();
+  // Three null-prototype objects of every connection, kept as hash tables: the EventEmitter listener maps
+  // of Aedes's client and of its parser, and the client's QoS dedupe map (~0.35 KB in all).
+  asRecord(client as Record<string, unknown>, '_events');
+  asRecord(client._parser as Record<string, unknown> | undefined, '_events');
+  asRecord(client as Record<string, unknown>, 'duplicates');
   // Aedes watches the stream with stream.finished() (eight closures and their listeners, ~0.7 KB); it
   // already closes the client on 'error', and the broker's shared 'close' listener covers the rest.
   if (client._eos) {

@@ -1,0 +1,95 @@
+// What broker/connection-trim.ts takes off an idle connection, on a real Aedes and real sockets: the
+// null-prototype maps it replaces still inherit nothing (a key from the wire like `constructor` or
+// `__proto__` reads back as absent, GHSA-52qw-whmv-87c5) and are V8 fast objects; the client still works;
+// mqtt-packet's number cache is off and what it writes is unchanged.
+import assert from './helpers/assert.ts';
+import { spawnSync } from 'node:child_process';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { Aedes } from 'aedes';
+import mqtt from 'mqtt';
+import mqttPacket from 'mqtt-packet';
+import { dropNumberCache, trimConnection } from '../broker/connection-trim.ts';
+
+type Internals = { _events: Record<string, unknown>; duplicates: Record<string, unknown>; _parser: { _events: Record<string, unknown> } };
+
+describe('connection trim', () => {
+  let aedes: Aedes;
+  let server: net.Server;
+  let port: number;
+  const clients: Internals[] = [];
+  before(async () => {
+    aedes = await Aedes.createBroker();
+    server = net.createServer((s) => {
+      aedes.handle(s);
+      trimConnection(s);
+      clients.push((s as unknown as { client: Internals }).client);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as net.AddressInfo).port;
+  });
+  after(async () => {
+    await new Promise<void>((r) => aedes.close(() => r()));
+    server.close();
+  });
+
+  it('keeps the maps null-prototype in behaviour: inherited names read back as absent, __proto__ is an own key', () => {
+    const c = { _events: Object.assign(Object.create(null), { error: () => {} }), duplicates: Object.create(null), _parser: { _events: Object.create(null) } };
+    const stream = new net.Socket();
+    (stream as unknown as { client: unknown }).client = c;
+    trimConnection(stream);
+    for (const map of [c._events, c.duplicates, c._parser._events] as Record<string, unknown>[]) {
+      for (const name of ['constructor', 'toString', 'hasOwnProperty', '__proto__', 'valueOf']) assert.equal(map[name], undefined, name);
+      assert.equal('constructor' in map, false);
+      map['__proto__'] = 7;
+      assert.equal(map['__proto__'], 7, '__proto__ is stored as a key');
+      assert.ok(Object.hasOwn(map, '__proto__'));
+      assert.equal((map as { constructor?: unknown }).constructor, undefined, 'setting __proto__ did not give it a prototype');
+    }
+    assert.equal(typeof c._events.error, 'function', 'the listeners it held are kept');
+  });
+
+  it('serves a client through the trimmed maps: subscribe, publish at QoS 1, errors reach Aedes', async () => {
+    const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'sub', reconnectPeriod: 0 });
+    const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'pub', reconnectPeriod: 0 });
+    try {
+      await sub.subscribeAsync('t/constructor', { qos: 1 });
+      const got = new Promise<string>((r) => sub.once('message', (_t, p) => r(p.toString())));
+      await pub.publishAsync('t/constructor', 'hello', { qos: 1 });
+      assert.equal(await got, 'hello');
+      const trimmed = clients.at(-1)!;
+      for (const map of [trimmed._events, trimmed.duplicates, trimmed._parser._events]) assert.equal(Object.getPrototypeOf(Object.getPrototypeOf(map)), null);
+      assert.equal(typeof trimmed._events.error, 'function', 'Aedes still listens for its client’s errors');
+      assert.equal(typeof trimmed._parser._events.packet, 'function');
+    } finally {
+      await Promise.all([sub.endAsync(), pub.endAsync()]);
+    }
+  });
+
+  it('makes maps V8 keeps in fast mode, where Object.create(null) is a hash table', () => {
+    const script = `
+      const { trimConnection } = await import(${JSON.stringify(new URL('../broker/connection-trim.ts', import.meta.url).href)});
+      const net = await import('node:net');
+      const c = { _events: Object.assign(Object.create(null), { error() {} }), duplicates: Object.create(null), _parser: { _events: Object.create(null) } };
+      const before = [c._events, c.duplicates, c._parser._events].map((m) => %HasFastProperties(m));
+      const s = new net.Socket(); s.client = c; trimConnection(s);
+      c.duplicates['parley-1'] = 1;
+      const after = [c._events, c.duplicates, c._parser._events].map((m) => %HasFastProperties(m));
+      console.log(JSON.stringify({ before, after }));`;
+    const r = spawnSync(process.execPath, ['--allow-natives-syntax', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { before: [false, false, false], after: [true, true, true] });
+  });
+
+  it('turns mqtt-packet’s number cache off, writing the same bytes', () => {
+    const packet = { cmd: 'publish', topic: 'inbox/u1', payload: Buffer.from('x'), qos: 1, messageId: 513, retain: false, dup: false } as const;
+    const cached = mqttPacket.generate(packet);
+    dropNumberCache();
+    assert.equal(mqttPacket.writeToStream.cacheNumbers, false);
+    assert.ok(mqttPacket.generate(packet).equals(cached));
+    const chunks: Buffer[] = [];
+    const sink = { write: (b: Buffer | string) => (chunks.push(Buffer.from(b)), true), cork() {}, uncork() {}, destroy() {} };
+    mqttPacket.writeToStream(packet, sink as never);
+    assert.ok(Buffer.concat(chunks).equals(cached), 'written without the cache as generated with it');
+  });
+});
