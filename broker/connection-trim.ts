@@ -53,6 +53,43 @@ function asRecord(owner: Record<string, unknown> | undefined, field: string): vo
 }
 
 /**
+ * Aedes's client keeps a Set of the inbound QoS 2 messages awaiting PUBREL (~180 bytes when empty) and uses
+ * has, add, delete and size; Parley's clients publish at QoS 0 and 1. This makes the Set on first add.
+ */
+class LazySet<T> {
+  private set: Set<T> | null = null;
+  get size(): number {
+    return this.set?.size ?? 0;
+  }
+  has(value: T): boolean {
+    return this.set?.has(value) ?? false;
+  }
+  add(value: T): this {
+    (this.set ??= new Set()).add(value);
+    return this;
+  }
+  delete(value: T): boolean {
+    return this.set?.delete(value) ?? false;
+  }
+}
+
+/**
+ * Aedes re-emits its socket's and its parser's errors as the client's through two functions bound to the
+ * client (~70 bytes each). One shared function does it for both: each holds the client as `client`.
+ */
+function forwardError(this: { client?: { emit(event: string, err: unknown): void } }, err: unknown): void {
+  this.client?.emit('error', err);
+}
+
+/** Swaps Aedes's bound `emit('error')` listener on `emitter` for forwardError. */
+function shareErrorForwarder(emitter: { listeners(e: string): Function[]; removeListener(e: string, fn: never): void; on(e: string, fn: never): void } | undefined): void {
+  const bound = emitter?.listeners('error').find((fn) => fn.name === 'bound emit');
+  if (!bound) return;
+  emitter!.removeListener('error', bound as never);
+  emitter!.on('error', forwardError as never);
+}
+
+/**
  * mqtt-packet builds, on its first write, a cache of one 2-byte Buffer for every number up to 65535 (6.3 MB
  * of JS heap, 65,536 objects that every major GC marks) to save allocating two bytes per packet field.
  * Parley writes few enough numbers (a packet id and a topic length per PUBLISH) that allocating them is
@@ -69,6 +106,14 @@ export function trimConnection(stream: Duplex): void {
   // not a silent leak, should an Aedes upgrade stop setting it.
   if (!client) throw new Error('Aedes did not attach its client to the connection stream');
   if (client._parser) client._parser._list = new ParserBuffer();
+  const inflight = (client as { _inboundInflight?: unknown })._inboundInflight;
+  if (inflight instanceof Set && inflight.size === 0) (client as { _inboundInflight?: unknown })._inboundInflight = new LazySet();
+  // Before the parser's listener map becomes a NullRecord: removing a key from it there would make V8 turn
+  // it back into a hash table.
+  if ((client._parser as { client?: unknown } | undefined)?.client === client) {
+    shareErrorForwarder(stream as never);
+    shareErrorForwarder(client._parser as never);
+  }
   // Three null-prototype objects of every connection, kept as hash tables: the EventEmitter listener maps
   // of Aedes's client and of its parser, and the client's QoS dedupe map (~0.35 KB in all).
   asRecord(client as Record<string, unknown>, '_events');

@@ -61,8 +61,35 @@ describe('connection trim', () => {
       for (const map of [trimmed._events, trimmed.duplicates, trimmed._parser._events]) assert.equal(Object.getPrototypeOf(Object.getPrototypeOf(map)), null);
       assert.equal(typeof trimmed._events.error, 'function', 'Aedes still listens for its client’s errors');
       assert.equal(typeof trimmed._parser._events.packet, 'function');
+      // QoS 2 goes through the inbound in-flight set that is made on first use.
+      const got2 = new Promise<string>((r) => sub.once('message', (_t, p) => r(p.toString())));
+      await pub.publishAsync('t/constructor', 'twice', { qos: 2 });
+      assert.equal(await got2, 'twice');
+      const inflight = (clients.at(-1) as unknown as { _inboundInflight: { size: number; has(x: number): boolean } })._inboundInflight;
+      assert.equal(inflight.size, 0, 'the PUBREL released its slot');
     } finally {
       await Promise.all([sub.endAsync(), pub.endAsync()]);
+    }
+  });
+
+  it('still closes a connection on a socket or parser error, through the shared error forwarder', async () => {
+    const watcher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'watcher', reconnectPeriod: 0 });
+    try {
+      const raw = net.connect(port, '127.0.0.1');
+      await new Promise((r) => raw.once('connect', r));
+      await new Promise((r) => setTimeout(r, 50));
+      const conn = (clients.at(-1) as unknown as { conn: net.Socket }).conn;
+      assert.deepEqual(conn.listeners('error').map((f) => f.name).filter((n) => n === 'bound emit' || n === 'forwardError'), ['forwardError']);
+      const errors: string[] = [];
+      // Before CONNECT is accepted Aedes reports a client's error as a connectionError.
+      aedes.once('connectionError', (_c, err) => errors.push(err.message));
+      const closed = new Promise((r) => raw.once('close', r));
+      raw.write(Buffer.from([0x10, 0x0c, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x09, 0x02, 0x00, 0x3c, 0x00, 0x00])); // CONNECT with protocol level 9
+      await closed;
+      assert.deepEqual(errors, ['Invalid protocol version'], 'the parser’s error reached the client');
+      await watcher.publishAsync('t/x', 'still served', { qos: 1 });
+    } finally {
+      await watcher.endAsync();
     }
   });
 
