@@ -56,6 +56,8 @@ const HELP = `npm run bench -- [options]
                           process, as \`npm start\`) or e.g. broker to measure the broker alone; in the cluster
                           node 1 runs R, node 2 always the broker alone
   --cpu-prof              run Parley and bare Aedes under node --cpu-prof and list their hottest functions
+  --heap-snapshots        in the connections scenario, heap snapshots of each Node broker before and after
+                          (bench/results/heaps-*/) and what one idle connection keeps, by constructor
   --data-dir DIR          bench state kept between runs: users, tokens, logs (default bench/data)
   --report FILE           print the tables of an earlier results file and redraw its chart (.svg beside it;
                           bench/charts/latest.svg too with --update-chart); runs nothing
@@ -93,6 +95,7 @@ function options(argv: string[]) {
       'kafka-brokers': { type: 'string' },
       'kafka-topic': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
+      'heap-snapshots': { type: 'boolean' },
       'parley-ref': { type: 'string' },
       'parley-role': { type: 'string' },
       'parley-env': { type: 'string' },
@@ -149,6 +152,7 @@ function options(argv: string[]) {
     kafkaBrokers: values['kafka-brokers'] ?? '127.0.0.1:19092',
     kafkaTopic: values['kafka-topic'] ?? 'parley-bench.messages',
     cpuProf: values['cpu-prof'] ?? false,
+    heapSnapshots: values['heap-snapshots'] ?? false,
     parleyRef: values['parley-ref'],
     parleyRole: values['parley-role'] ?? 'all',
     parleyEnv: parleyEnv(values['parley-env']),
@@ -260,6 +264,7 @@ async function main(): Promise<number> {
     groupRates: o.groupRates,
     quietCpu: o.quietCpu,
     quietWaitMs: o.quietWaitMs,
+    heapSnapshotDir: o.heapSnapshots ? path.join(resultsDir, `heaps-${stamp()}`) : undefined,
     progress: log,
   };
   const gens = Generators.start(o.workers, profileDir);

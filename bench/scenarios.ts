@@ -5,10 +5,13 @@
 //   fanout       one sender to a group, rising rate
 // A system of several broker processes (a Parley cluster) gets its clients spread over them (nodeFor), and
 // is measured as the sum of its processes.
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { RawClient, encodeTopic } from './client.ts';
 import { Generators, shares } from './generators.ts';
 import type { HeapReading } from './inspector.ts';
+import { formatGrowth, heapGroups, heapGrowth } from './heap-diff.ts';
 import { maxMs, merge, newHistogram, quantileMs } from './histogram.ts';
 import { mergeMetrics, pausesBetween, pausesText, readMetrics, type MetricsSample } from './pauses.ts';
 import { CpuMeter, sampleProcess } from './procstat.ts';
@@ -39,6 +42,8 @@ export interface ScenarioOptions {
   /** Before each measurement, wait (at most quietWaitMs) until other processes use under quietCpu % of a core. */
   quietCpu: number;
   quietWaitMs: number;
+  /** Where the connections scenario writes heap snapshots of each Node broker before and after (--heap-snapshots). */
+  heapSnapshotDir?: string;
   progress(line: string): void;
 }
 
@@ -492,6 +497,7 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
   await quiet(sut, gens, o);
   // Every reading starts from a settled broker: what earlier work (signing users in) left for the GC is gone.
   const settledBefore = await settledRss(sut, o);
+  const snapshotsBefore = await heapSnapshots(sut, o, 'before');
   const beforeNodes = settledBefore.rss;
   const before = sum(beforeNodes);
   const usage = meter(sut, gens);
@@ -511,6 +517,7 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
   const afterNodes = rssOf(sut);
   const after = sum(afterNodes);
   const settledAfter = await settledRss(sut, o);
+  const snapshotsAfter = await heapSnapshots(sut, o, 'after');
   const settledNodes = settledAfter.rss;
   const settled = sum(settledNodes);
   const heapBefore = settledBefore.heap;
@@ -555,6 +562,20 @@ export async function connections(sut: SystemUnderTest, gens: Generators, o: Sce
       (result.nodeRss ? `  per node settled ${result.nodeRss.map((n) => `${n.rssBeforeMB} → ${n.rssSettledMB} MB`).join(', ')}` : '') +
       (c.failed ? `  (${c.failed} failed: ${c.firstError})` : ''),
   );
+  for (const [i, before] of snapshotsBefore.entries()) {
+    const after = snapshotsAfter[i];
+    const [name, connections] = [sut.nodes[i].name, specs.filter((_, k) => nodeFor(sut, k) === sut.nodes[i]).length];
+    o.progress(`  heap snapshots of ${name}: ${before} → ${after}\n${formatGrowth(heapGrowth(heapGroups(before), heapGroups(after)), connections, 20)}`);
+  }
   await sleep(o.settleMs);
   return result;
+}
+
+/** With --heap-snapshots: one file per Node broker process (after its settled reading), in sut.nodes order. */
+async function heapSnapshots(sut: SystemUnderTest, o: ScenarioOptions, label: string): Promise<string[]> {
+  if (!o.heapSnapshotDir || sut.nodes.some((n) => !n.heapSnapshot)) return [];
+  fs.mkdirSync(o.heapSnapshotDir, { recursive: true });
+  const files = sut.nodes.map((n) => path.join(o.heapSnapshotDir!, `${n.name}-${label}.heapsnapshot`));
+  for (const [i, n] of sut.nodes.entries()) await n.heapSnapshot!(files[i]);
+  return files;
 }

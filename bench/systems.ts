@@ -7,7 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { livePid } from '../test/stack/processes.ts';
-import { collectGarbage, INSPECT_ON_SIGNAL, type HeapReading } from './inspector.ts';
+import { collectGarbage, INSPECT_ON_SIGNAL, takeHeapSnapshot, type HeapReading } from './inspector.ts';
 import { shares } from './generators.ts';
 import { ensureMosquitto, mosquittoConfig, mosquittoVersion } from './mosquitto.ts';
 import { http, knownUsers, loginAll, registerAll, stillValid } from './users.ts';
@@ -43,6 +43,8 @@ export interface BrokerNode {
    * Mosquitto, which has no garbage collector.
    */
   collectGarbage?(): Promise<HeapReading>;
+  /** Node brokers: writes a heap snapshot of the main thread to `file` (--heap-snapshots). */
+  heapSnapshot?(file: string): Promise<void>;
 }
 
 export interface SystemUnderTest {
@@ -285,6 +287,7 @@ function parleySystem(name: SystemName, processes: ParleyProcess[], tokens: Map<
       pid: p.child.pid!,
       metricsUrl: `${p.base}/metrics`,
       collectGarbage: () => collectGarbage(p.child.pid!, p.log),
+      heapSnapshot: (file: string) => takeHeapSnapshot(p.child.pid!, p.log, file),
     })),
     backendPids,
     version: parleyVersion(ctx, processes.map((p) => p.role)),
@@ -516,7 +519,7 @@ async function startAedes(ctx: StartContext): Promise<SystemUnderTest> {
     name: 'aedes',
     parley: false,
     host: '127.0.0.1',
-    nodes: [{ name: 'aedes', port, pid: child.pid!, collectGarbage: () => collectGarbage(child.pid!, log) }],
+    nodes: [{ name: 'aedes', port, pid: child.pid!, collectGarbage: () => collectGarbage(child.pid!, log), heapSnapshot: (file: string) => takeHeapSnapshot(child.pid!, log, file) }],
     backendPids: [],
     version: `aedes ${version} on Node ${process.version}`,
     notes: ['default in-memory persistence, no hooks, TCP_NODELAY'],

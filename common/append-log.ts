@@ -24,6 +24,20 @@ const PREALLOCATE_BYTES = 1 << 20;
 let zeros: Buffer | null = null;
 const noop = () => {};
 
+/**
+ * Calls a waiter's `written`; when it throws (a bug in its owner), that append is rejected with the error
+ * and the others of the commit go on: their records are written all the same. False when it threw.
+ */
+function told(w: { written: (() => void) | undefined; reject(err: Error): void }): boolean {
+  try {
+    w.written?.();
+    return true;
+  } catch (err) {
+    w.reject(err instanceof Error ? err : new Error(String(err)));
+    return false;
+  }
+}
+
 /** Writes all of `data` at `position` (the file's position when null); returns its length. */
 function writeAll(fd: number, data: Buffer, position: number | null = null): number {
   for (let at = 0; at < data.length; ) at += fs.writeSync(fd, data, at, data.length - at, position === null ? null : position + at);
@@ -212,7 +226,7 @@ export class AppendLog {
     const waiters = this.write();
     if (!waiters) return false;
     for (const w of waiters) {
-      w.written?.();
+      if (!told(w)) continue;
       if (this.fsync && w.durable) (this.rewriting?.held ?? this.unsynced).push(w);
       else w.resolve();
     }
@@ -285,8 +299,7 @@ export class AppendLog {
    */
   private commitNow(always = false): boolean {
     const wrote = this.write();
-    const written = wrote ?? [];
-    for (const w of written) w.written?.();
+    const written = (wrote ?? []).filter(told);
     const waiters = this.unsynced.concat(written);
     this.unsynced = [];
     try {

@@ -199,6 +199,33 @@ describe('AppendLog', () => {
     }
   });
 
+  it('rejects only the append whose written callback throws; the others of its commit, and later ones, go on', async () => {
+    const tmp = await tempDir('append-log');
+    const file = `${tmp.dir}/w.log`;
+    const log = AppendLog.open(file, true, () => undefined);
+    const told: string[] = [];
+    const before = log.append(['a'], true, () => told.push('a'));
+    const throwing = log.append(['b'], true, () => {
+      throw new Error('owner bug');
+    });
+    const after = log.append(['c'], true, () => told.push('c'));
+    const nonDurable = log.append(['d'], false, () => told.push('d'));
+    await assert.rejects(throwing, /owner bug/);
+    await Promise.all([before, after, nonDurable]);
+    assert.deepEqual(told, ['a', 'c', 'd']);
+    await log.append(['e']);
+    // Through close's synchronous commit too.
+    const atClose = log.append(['f'], true, () => {
+      throw new Error('at close');
+    });
+    const last = log.append(['g']);
+    log.close();
+    await assert.rejects(atClose, /at close/);
+    await last;
+    assert.deepEqual(reopen(file), ['a', 'b', 'c', 'd', 'e', 'f', 'g'], 'the records were written all the same');
+    await tmp.remove();
+  });
+
   it('writes a non-durable record in order with the others, and close makes it durable', async () => {
     const tmp = await tempDir('append-log');
     const file = `${tmp.dir}/d.log`;

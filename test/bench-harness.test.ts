@@ -280,3 +280,45 @@ test('bench profiles: the longest busy stretches inside the measured steps, by t
   assert.deepEqual(summarizeProfile(file).stalls.map((s) => s.ms), [9, 5, 2]);
   fs.rmSync(dir, { recursive: true });
 });
+
+test('bench heap diff: what grew between two real heap snapshots, by constructor, per connection', { timeout: 60_000 }, async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-heap-'));
+  try {
+    // A process that keeps 5,000 objects of a class of its own between its two snapshots.
+    const script = `
+      const v8 = require('node:v8');
+      class KeptPerConnection { constructor(i) { this.a = i; this.b = 'x' + i; this.c = [i]; } }
+      v8.writeHeapSnapshot(${JSON.stringify(path.join(tmp, 'before.heapsnapshot'))});
+      globalThis.kept = Array.from({ length: 5000 }, (_, i) => new KeptPerConnection(i));
+      v8.writeHeapSnapshot(${JSON.stringify(path.join(tmp, 'after.heapsnapshot'))});`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: 'inherit' });
+    assert.equal(await new Promise((r) => child.on('exit', r)), 0);
+    const { heapGroups, heapGrowth, formatGrowth } = await import('../bench/heap-diff.ts');
+    const growth = heapGrowth(heapGroups(path.join(tmp, 'before.heapsnapshot')), heapGroups(path.join(tmp, 'after.heapsnapshot')));
+    const kept = growth.find((g) => g.group === 'KeptPerConnection');
+    assert.ok(kept, `KeptPerConnection among ${growth.slice(0, 10).map((g) => g.group).join(', ')}`);
+    assert.equal(kept.objects, 5000);
+    assert.ok(kept.bytes >= 5000 * 24, `each instance has a size (${kept.bytes} bytes)`);
+    const text = formatGrowth(growth, 5000, 10);
+    assert.match(text, /^heap grew [\d.]+ MB = \d+ bytes per connection; largest:/);
+    assert.match(text, /\d+ B +1\.00 objects +KeptPerConnection/);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('bench --heap-snapshots: the connections scenario writes snapshots before and after and prints what a connection keeps', { timeout: 300_000 }, async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bench-'));
+  try {
+    const args = ['--quick', '--systems', 'aedes', '--scenarios', 'connections', '--heap-snapshots', '--json-out', path.join(tmp, 'r.json'), '--data-dir', path.join(tmp, 'data')];
+    const { code, output } = await runBench(args);
+    assert.equal(code, 0, output.slice(-3000));
+    const m = /heap snapshots of aedes: (\S+) → (\S+)\n(heap grew .* bytes per connection; largest:)/.exec(output);
+    assert.ok(m, output.slice(-3000));
+    for (const file of [m[1], m[2]]) assert.ok(fs.statSync(file).size > 1_000_000, `${file} is a heap snapshot`);
+    fs.rmSync(path.dirname(m[1]), { recursive: true, force: true });
+    assert.match(output, /\d+ B +1\.00 objects +Client\b/, 'one Aedes Client per connection');
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
