@@ -115,7 +115,11 @@ export function trimConnection(stream: Duplex): void {
     shareErrorForwarder(client._parser as never);
   }
   // Three null-prototype objects of every connection, kept as hash tables: the EventEmitter listener maps
-  // of Aedes's client and of its parser, and the client's QoS dedupe map (~0.35 KB in all).
+  // of Aedes's client and of its parser, and the client's QoS dedupe map (~0.35 KB in all). Aedes listens
+  // once for the client's 'connected'; removing that key from the map (EventEmitter deletes a type's last
+  // listener) would turn it back into a hash table, so a listener that stays keeps the key.
+  const emitter = client as unknown as { on?: (e: string, fn: () => void) => void };
+  if (typeof emitter.on === 'function') emitter.on('connected', noop);
   asRecord(client as Record<string, unknown>, '_events');
   asRecord(client._parser as Record<string, unknown> | undefined, '_events');
   asRecord(client as Record<string, unknown>, 'duplicates');
