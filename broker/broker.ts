@@ -21,7 +21,7 @@ import type { Groups } from './groups.ts';
 import type { OfflineQueue } from './offline-queue.ts';
 import type { Presence } from './presence.ts';
 import { Recipients } from './recipients.ts';
-import { dropNumberCache, trimConnect, trimConnection } from './connection-trim.ts';
+import { dropNumberCache, trimConnect, trimConnection, trimSubscriptions } from './connection-trim.ts';
 import { ClusterRouter } from './router.ts';
 import { grantSubscription, inboxTopic, parseSendTopic, presenceTopic, VOID_TOPIC } from './topics.ts';
 
@@ -56,6 +56,7 @@ function forgetAedesSubscription(aedes: Aedes, client: Client, topic: string): v
   const sub = subscriptions[topic];
   if (!sub) return;
   delete subscriptions[topic];
+  trimSubscriptions(client);
   aedes.unsubscribe(topic, sub.func as never, noop);
 }
 /** How long a starting node waits for the live nodes' welcome. */

@@ -138,6 +138,17 @@ export function trimConnection(stream: Duplex): void {
   }
 }
 
+/**
+ * Aedes's map of a client's subscriptions (null prototype, so a hash table of ~160 bytes). Once the broker
+ * has taken a clean session's inbox subscription out of Aedes (Parley routes the inbox itself), it is
+ * usually empty for good: a NullRecord then, which holds topics subscribed later as any object does.
+ */
+export function trimSubscriptions(client: object): void {
+  const owner = client as Record<string, unknown>;
+  const held = owner.subscriptions;
+  if (held && typeof held === 'object' && Object.getPrototypeOf(held) === null && Object.keys(held).length === 0) owner.subscriptions = record(held);
+}
+
 /** mqtt-packet reads only these of the CONNECT packet it keeps as its parser's `settings`. */
 const SETTINGS = new Map<string, Readonly<{ protocolVersion: number; bridgeMode: boolean }>>();
 

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
-import { dropNumberCache, trimConnection } from '../broker/connection-trim.ts';
+import { dropNumberCache, trimConnection, trimSubscriptions } from '../broker/connection-trim.ts';
 
 type Internals = { _events: Record<string, unknown>; duplicates: Record<string, unknown>; _parser: { _events: Record<string, unknown> } };
 
@@ -72,6 +72,29 @@ describe('connection trim', () => {
     }
   });
 
+  it('turns an emptied subscriptions map into a fast one that inherits nothing, and Aedes keeps using it', async () => {
+    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'emptied', reconnectPeriod: 0 });
+    try {
+      const internal = clients.at(-1) as unknown as { subscriptions: Record<string, unknown> };
+      await c.subscribeAsync('t/first', { qos: 1 });
+      trimSubscriptions(internal);
+      assert.equal(Object.getPrototypeOf(internal.subscriptions), null, 'a map with a subscription in it is left alone');
+      await c.unsubscribeAsync('t/first');
+      trimSubscriptions(internal);
+      const map = internal.subscriptions;
+      assert.notEqual(Object.getPrototypeOf(map), null, 'the emptied map is a NullRecord');
+      assert.equal(map['constructor'], undefined);
+      assert.equal('toString' in map, false);
+      await c.subscribeAsync('t/constructor', { qos: 1 });
+      assert.deepEqual(Object.keys(internal.subscriptions), ['t/constructor']);
+      const got = new Promise<string>((r) => c.once('message', (_t, p) => r(p.toString())));
+      await c.publishAsync('t/constructor', 'after', { qos: 1 });
+      assert.equal(await got, 'after');
+    } finally {
+      await c.endAsync();
+    }
+  });
+
   it('still closes a connection on a socket or parser error, through the shared error forwarder', async () => {
     const watcher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'watcher', reconnectPeriod: 0 });
     try {
@@ -95,7 +118,7 @@ describe('connection trim', () => {
 
   it('makes maps V8 keeps in fast mode, where Object.create(null) is a hash table', () => {
     const script = `
-      const { trimConnection } = await import(${JSON.stringify(new URL('../broker/connection-trim.ts', import.meta.url).href)});
+      const { trimConnection, trimSubscriptions } = await import(${JSON.stringify(new URL('../broker/connection-trim.ts', import.meta.url).href)});
       const net = await import('node:net');
       const c = { _events: Object.assign(Object.create(null), { error() {} }), duplicates: Object.create(null), _parser: { _events: Object.create(null) } };
       const before = [c._events, c.duplicates, c._parser._events].map((m) => %HasFastProperties(m));
@@ -109,11 +132,16 @@ describe('connection trim', () => {
       s.client = client; trimConnection(s);
       client.emit('connected');
       c.connectedClient = client._events;
-      const after = [c._events, c.duplicates, c._parser._events, c.connectedClient].map((m) => %HasFastProperties(m));
+      const owner = { subscriptions: Object.create(null) };
+      owner.subscriptions['inbox/u1'] = {}; delete owner.subscriptions['inbox/u1'];
+      trimSubscriptions(owner);
+      owner.subscriptions['presence/u2'] = {};
+      c.subscriptions = owner.subscriptions;
+      const after = [c._events, c.duplicates, c._parser._events, c.connectedClient, c.subscriptions].map((m) => %HasFastProperties(m));
       console.log(JSON.stringify({ before, after }));`;
     const r = spawnSync(process.execPath, ['--allow-natives-syntax', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { before: [false, false, false], after: [true, true, true, true] }, 'the client’s listener map stays fast once connected');
+    assert.deepEqual(JSON.parse(r.stdout), { before: [false, false, false], after: [true, true, true, true, true] }, 'the client’s listener map stays fast once connected');
   });
 
   it('turns mqtt-packet’s number cache off, writing the same bytes', () => {
