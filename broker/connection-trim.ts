@@ -54,7 +54,8 @@ function asRecord(owner: Record<string, unknown> | undefined, field: string): vo
 
 /**
  * Aedes's client keeps a Set of the inbound QoS 2 messages awaiting PUBREL (~180 bytes when empty) and uses
- * has, add, delete and size; Parley's clients publish at QoS 0 and 1. This makes the Set on first add.
+ * has, add, delete and size; chat clients publish at QoS 1 (PROTOCOL.md), so most never need it. This makes
+ * the Set on first add.
  */
 class LazySet<T> {
   private set: Set<T> | null = null;
