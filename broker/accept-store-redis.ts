@@ -90,7 +90,10 @@ export class RedisAcceptStore implements AcceptStore {
     return this.r.acceptStore(keys.length, ...keys, ...args);
   }
 
-  async close(): Promise<void> {}
+  /** Sends what this turn gathered now, ahead of whatever the caller does to the connection next (QUIT). */
+  async close(): Promise<void> {
+    this.batch.flush();
+  }
 }
 
 function answer(a: string): string | null {

@@ -58,7 +58,10 @@ export class RedisOfflineQueue implements OfflineQueue {
     return this.redis.llen(queueKey(userId));
   }
 
-  async close(): Promise<void> {}
+  /** Sends what this turn gathered now, ahead of whatever the caller does to the connection next (QUIT). */
+  async close(): Promise<void> {
+    this.removals.flush();
+  }
 }
 
 function removed(err: string): void {

@@ -163,6 +163,26 @@ describe('AcceptStore, redis only', () => {
     assert.equal(await raw.get(`${p}offline:${carol}`), 'not a list');
   });
 
+  it('close sends the stores gathered this turn before the caller closes the connection', async () => {
+    const s = await redisSandbox();
+    try {
+      const client = s.client();
+      const store = new RedisAcceptStore(client, NODE, ACCEPT_STORE_MAX);
+      const queue = new RedisOfflineQueue(client, ACCEPT_STORE_MAX);
+      const [alice, bob] = [`u${rand()}`, `u${rand()}`];
+      await queue.push([{ userId: bob, message: { id: 'old', payload: '{}' } }]);
+      const stored = both(store.store({ sender: alice, cid: 'c', claim: 'c:1', ttlSeconds: 60, queue: [{ userId: bob, message: { id: 'c', payload: '{}' } }], outbox: [{ key: `${alice}:${bob}`, value: '{}' }] }));
+      const removed = queue.remove(bob, { id: 'old', payload: '{}' });
+      await Promise.all([store.close(), queue.close()]);
+      await client.quit();
+      assert.equal(await stored, null);
+      await removed;
+      assert.deepEqual(await s.raw().lrange(`${s.prefix}offline:${bob}`, 0, -1), ['c {}']);
+    } finally {
+      await s.cleanup();
+    }
+  });
+
   it('refuses a whole batch while Redis is out of memory, writing nothing, and stores again after', async () => {
     const raw = f.sandbox.raw();
     const [alice, bob] = [`u${rand()}`, `u${rand()}`];
