@@ -58,7 +58,7 @@ export class RedisAcceptStore implements AcceptStore {
   readonly adapter = 'redis';
   private readonly outbox: string;
   private readonly r: Redis & Scripts;
-  private readonly batch = new TurnBatch<AcceptWrite, string>((writes) => this.storeAll(writes));
+  private readonly batch = new TurnBatch<AcceptWrite, string | null>((writes) => this.storeAll(writes));
 
   constructor(
     redis: Redis,
@@ -73,11 +73,11 @@ export class RedisAcceptStore implements AcceptStore {
 
   /** One reply for both stages: Redis answers once the script's writes are in its AOF (fsync'd first under `always`). */
   store(w: AcceptWrite): Stored {
-    const reply = this.batch.add(w).then(answer);
+    const reply = this.batch.add(w);
     return { written: reply, durable: reply };
   }
 
-  private storeAll(writes: readonly AcceptWrite[]): Promise<string[]> {
+  private storeAll(writes: readonly AcceptWrite[]): Promise<(string | null | Error)[]> {
     const keys: string[] = [this.outbox];
     const args: (string | number)[] = [this.max];
     for (const w of writes) {
@@ -87,7 +87,7 @@ export class RedisAcceptStore implements AcceptStore {
       for (const r of w.outbox) args.push(outboxRow(r));
       for (const q of w.queue) args.push(encodeQueued(q.message));
     }
-    return this.r.acceptStore(keys.length, ...keys, ...args);
+    return this.r.acceptStore(keys.length, ...keys, ...args).then((answers) => answers.map(answer));
   }
 
   /** Sends what this turn gathered now, ahead of whatever the caller does to the connection next (QUIT). */
@@ -96,10 +96,11 @@ export class RedisAcceptStore implements AcceptStore {
   }
 }
 
-function answer(a: string): string | null {
+/** A message's answer from the script: no earlier claim (stored), the earlier claim, or why it was refused. */
+function answer(a: string): string | null | Error {
   if (a === '') return null;
   if (a[0] === '=') return a.slice(1);
-  throw new Error(`Redis refused the store: ${a.slice(1)}`);
+  return new Error(`Redis refused the store: ${a.slice(1)}`);
 }
 
 export const dedupeKey = (sender: string, cid: string) => `dedupe:${sender}:${cid}`;

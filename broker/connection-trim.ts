@@ -147,7 +147,7 @@ export function trimConnection(stream: Duplex): void {
 export function trimSubscriptions(client: object): void {
   const owner = client as Record<string, unknown>;
   const held = owner.subscriptions;
-  if (held && typeof held === 'object' && Object.getPrototypeOf(held) === null && Object.keys(held).length === 0) owner.subscriptions = record(held);
+  if (held && typeof held === 'object' && Object.keys(held).length === 0) asRecord(owner, 'subscriptions');
 }
 
 /** mqtt-packet reads only these of the CONNECT packet it keeps as its parser's `settings`. */

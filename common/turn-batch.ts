@@ -13,12 +13,13 @@ export class TurnBatch<In, Out> {
   private scheduled = false;
 
   /**
-   * @param send sends `items` as one request and answers one result per item, in their order. It is called
+   * @param send sends `items` as one request and answers one result per item, in their order (an Error
+   *   there fails that item alone, as when one item of the request was refused). It is called
    *   in call order, at the end of the turn (in the check phase, after every socket read of the poll phase)
    *   or as soon as `max` items have gathered; requests on one connection keep that order.
    */
   constructor(
-    private readonly send: (items: In[]) => Promise<readonly Out[]>,
+    private readonly send: (items: In[]) => Promise<readonly (Out | Error)[]>,
     private readonly max = 128,
   ) {}
 
@@ -41,7 +42,7 @@ export class TurnBatch<In, Out> {
     const waiting = this.waiting;
     this.items = [];
     this.waiting = [];
-    let sent: Promise<readonly Out[]>;
+    let sent: Promise<readonly (Out | Error)[]>;
     try {
       sent = this.send(items);
     } catch (err) {
@@ -54,7 +55,11 @@ export class TurnBatch<In, Out> {
           for (const w of waiting) w.reject(err);
           return;
         }
-        for (let i = 0; i < waiting.length; i++) waiting[i].resolve(outs[i]);
+        for (let i = 0; i < waiting.length; i++) {
+          const out = outs[i];
+          if (out instanceof Error) waiting[i].reject(out);
+          else waiting[i].resolve(out);
+        }
       },
       (err: unknown) => {
         for (const w of waiting) w.reject(err);

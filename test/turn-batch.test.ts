@@ -24,6 +24,14 @@ describe('TurnBatch', () => {
     assert.deepEqual(sent, [[1, 2], [3, 4], [5]]);
   });
 
+  it('fails an item answered with an Error alone', async () => {
+    const b = new TurnBatch<number, number>(async (xs) => xs.map((x) => (x === 2 ? new Error(`refused ${x}`) : x)));
+    const [one, two, three] = [b.add(1), b.add(2), b.add(3)];
+    assert.equal(await one, 1);
+    await assert.rejects(two, /refused 2/);
+    assert.equal(await three, 3);
+  });
+
   it('fails the items of a failed request, not the next batch', async () => {
     let calls = 0;
     const b = new TurnBatch<string, string>((xs) => {
