@@ -45,8 +45,8 @@ export class EmbeddedAcceptStore implements AcceptStore {
     this.log = journal.channel(
       'd',
       {
-        // Those not in the archive: the claims stored since the compaction under way started.
-        live: () => this.unarchived(),
+        // Those not in the archive: the claims stored since the compaction under way started (few, read at once).
+        live: () => [...this.unarchived()],
         // None that a compaction would rewrite: it moves them to the archive instead, so the claims make the
         // journal no less sparse (counted as live, they kept a journal of claims and removals from ever
         // looking sparse: four records a delivered message, one of them live).

@@ -7,6 +7,11 @@ import { UserQueue } from './user-queue.ts';
 const EMPTY_KEPT_MS = 60_000;
 const noop = () => {};
 
+/** The `+` records of users' queues. */
+function* queuedRecords(queues: readonly [string, Iterable<[string, string]>][]): Generator<string> {
+  for (const [userId, entries] of queues) for (const [id, payload] of entries) yield `+ ${userId} ${id} ${payload}`;
+}
+
 /**
  * Queues in memory, made durable in the node's journal (channel `q`, shared with the outbox so a message
  * costs one fsync): `+ user id payload` and `- user id` records, replayed at start, compacted with the
@@ -32,8 +37,10 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
     this.log = journal.channel(
       'q',
       {
-        live: function* () {
-          for (const [userId, q] of queues) for (const [id, payload] of q.entries()) yield `+ ${userId} ${id} ${payload}`;
+        live: () => {
+          const now: [string, Iterable<[string, string]>][] = [];
+          for (const [userId, q] of queues) if (q.size > 0) now.push([userId, q.entriesNow()]);
+          return queuedRecords(now);
         },
         liveCount: () => this.live,
       },

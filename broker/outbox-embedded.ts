@@ -3,6 +3,11 @@ import type { LogRecord } from '../common/event-log.ts';
 import type { ChannelRecords, Journal, JournalChannel } from '../common/journal.ts';
 import type { Outbox } from './outbox.ts';
 
+/** The `+` records of records[from..to-1]. */
+function* outboxRecords(records: readonly LogRecord[], from: number, to: number): Generator<string> {
+  for (let i = from; i < to; i++) yield `+ ${records[i].key}\t${records[i].value}`;
+}
+
 /**
  * Records in memory, made durable in the node's journal (channel `o`, shared with the offline queue so a
  * message costs one fsync): `+ key\tvalue` records and `- count` drops. An outbox file of an earlier
@@ -19,7 +24,8 @@ export class EmbeddedOutbox implements Outbox {
     this.log = journal.channel(
       'o',
       {
-        live: () => this.live(),
+        // No copy needed: records are only ever pushed to the array, and trim() makes a new one.
+        live: () => outboxRecords(this.records, this.head, this.records.length),
         liveCount: () => this.records.length - this.head,
       },
       (line) => {
@@ -33,10 +39,6 @@ export class EmbeddedOutbox implements Outbox {
       legacy,
     );
     this.trim();
-  }
-
-  private *live(): Iterable<string> {
-    for (let i = this.head; i < this.records.length; i++) yield `+ ${this.records[i].key}\t${this.records[i].value}`;
   }
 
   append(records: readonly LogRecord[]): Promise<void> {

@@ -10,7 +10,11 @@ import path from 'node:path';
 import { AppendLog } from './append-log.ts';
 
 export interface ChannelState {
-  /** The records that rebuild the channel's present state, oldest first (without the tag). */
+  /**
+   * The records that rebuild the channel's present state, oldest first (without the tag). Called in the
+   * turn a compaction takes its snapshot and read afterwards, a slice per turn, while the channel goes on
+   * changing: it yields the records as they were when it was called (AppendLog.rewriteInBackground).
+   */
   live(): Iterable<string>;
   /** How many records live() yields. */
   liveCount(): number;
@@ -49,10 +53,14 @@ export interface ChannelRecords {
   written?: () => void;
 }
 
+function* tagged(parts: readonly [string, Iterable<string>][]): Generator<string> {
+  for (const [tag, records] of parts) for (const r of records) yield `${tag} ${r}`;
+}
+
 const COMPACT_MIN_RECORDS = 10_000;
 /**
  * Nor, by default, before the file holds this many bytes (PARLEY_JOURNAL_COMPACT_MB). 0: a compaction
- * runs beside the event loop, holding it ~1–5 ms for the snapshot and the swap, so small frequent ones
+ * runs beside the event loop, holding it ~1–5 ms at once (the snapshot, a slice of it, or the swap), so small frequent ones
  * (every 1–2 s at 1,000–3,000 msg/s) cost least; larger thresholds bunch the claims' move and the file
  * writes into bigger lumps (32 MB: p99.9 15–24 ms at 2,000 msg/s against 7.5–11 ms; BENCHMARKS.md, round 14).
  */
@@ -78,7 +86,7 @@ export class Journal {
    * and tries again after COMPACT_RETRY_RECORDS more. Unset, a process warning says so.
    */
   onCompactionFailed: ((err: unknown) => void) | null = null;
-  /** Told how long each compaction held the event loop (seconds): the snapshot and the swap (AppendLog.rewriteInBackground). */
+  /** Told the longest each compaction held the event loop at once (seconds): its snapshot, a slice, or the swap (AppendLog.rewriteInBackground). */
   onCompacted: ((seconds: number) => void) | null = null;
   /** The compaction under way. */
   private compaction: Promise<boolean> | null = null;
@@ -226,9 +234,12 @@ export class Journal {
         await state.compacting?.();
       }
       if (!stillOpen()) return false;
-      const held = await this.log.rewriteInBackground(function* () {
-        for (const [tag, state] of channels) for (const r of state.live()) yield `${tag} ${r}`;
-        for (const [tag, records] of unclaimed) for (const r of records) yield `${tag} ${r}`;
+      const held = await this.log.rewriteInBackground(() => {
+        // Every channel's snapshot in this turn; read later. Unclaimed records never change.
+        const parts: [string, Iterable<string>][] = [];
+        for (const [tag, state] of channels) parts.push([tag, state.live()]);
+        for (const entry of unclaimed) parts.push(entry);
+        return tagged(parts);
       });
       this.retryAt = 0;
       this.onCompacted?.(held);

@@ -21,7 +21,7 @@ export function createMetrics() {
     }),
     journalCompactionSeconds: new Histogram({
       name: 'parley_journal_compaction_seconds',
-      help: 'One compaction of the embedded journal (rewritten to its live records when most are dead), which holds the event loop',
+      help: 'The longest one compaction of the embedded journal (rewritten to its live records when most are dead) held the event loop at once: its snapshot, a slice of it, or the swap',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
       registers: [registry],
     }),

@@ -112,6 +112,43 @@ describe('AppendLog', () => {
     await tmp.remove();
   });
 
+  it('reads a big snapshot a slice per turn: appends are written between the slices, and follow the snapshot in the file', async () => {
+    const tmp = await tempDir('append-log');
+    const file = `${tmp.dir}/bg-slices.log`;
+    const log = AppendLog.open(file, true, () => undefined);
+    try {
+      await log.append(['old']);
+      // ~1.2 MB of snapshot: many slices.
+      const snapshot = Array.from({ length: 10_000 }, (_, i) => `s${i} ${'x'.repeat(120)}`);
+      let read = 0;
+      const readAtAppend: number[] = [];
+      const rewriting = log.rewriteInBackground(function* () {
+        for (const r of snapshot) {
+          read++;
+          yield r;
+        }
+      });
+      let rewritten = false;
+      void rewriting.then(() => (rewritten = true));
+      const appended: string[] = [];
+      const during: Promise<void>[] = [];
+      for (let turn = 0; !rewritten && turn < 10_000; turn++) {
+        appended.push(`a${turn}`);
+        during.push(log.append([`a${turn}`], false).then(() => void readAtAppend.push(read)));
+        await new Promise((r) => setImmediate(r));
+      }
+      await rewriting;
+      await Promise.all(during);
+      const midway = readAtAppend.filter((n) => n > 0 && n < snapshot.length);
+      assert.ok(midway.length >= 2, `appends were written while the snapshot was being read (${midway.length} of ${readAtAppend.length})`);
+      assert.deepEqual(reopenCopy(file), [...snapshot, ...appended], 'the whole snapshot, then the appends in order');
+      assert.equal(log.records, snapshot.length + appended.length);
+    } finally {
+      log.close();
+    }
+    await tmp.remove();
+  });
+
   it('a background rewrite that fails, or is overtaken by close, leaves the file as it was, with every append', async () => {
     const tmp = await tempDir('append-log');
     const file = `${tmp.dir}/bg-fail.log`;

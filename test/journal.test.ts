@@ -136,6 +136,51 @@ describe('Journal (embedded queue + outbox)', () => {
     await tmp.remove();
   });
 
+  it('compacts to the stores\' state when the compaction started, whatever they do while it is written', async () => {
+    const tmp = await tempDir('journal-compact-busy');
+    let s = openBoth(tmp.dir);
+    const body = 'y'.repeat(150);
+    const queued = Array.from({ length: 6_000 }, (_, i) => ({ id: `8000000000${i}`, payload: `{"n":${i},"body":"${body}"}` }));
+    await s.queue.push(queued.map((m, i) => ({ userId: `u${i % 3}`, message: m })));
+    await s.outbox.append(Array.from({ length: 3_000 }, (_, i) => ({ key: `k${i}`, value: `v${i} ${body}` })));
+    // Dead records enough for a compaction to be worth it, which is then started by hand.
+    const churn = Array.from({ length: 20_000 }, (_, i) => ({ id: `7000000000${i}`, payload: '{}' }));
+    await s.queue.push(churn.map((m) => ({ userId: 'churn', message: m })));
+    for (const m of churn) await s.queue.remove('churn', m);
+    await s.journal.idle();
+    const compacting = s.journal.compact();
+    let done = false;
+    void compacting.then(() => (done = true));
+    // While the snapshot (~1.5 MB, many slices) is read and written: out-of-order removals that make a
+    // user's queue move its slots, new messages, outbox drops and appends.
+    let turns = 0;
+    let next = 0;
+    const extra: { id: string; payload: string }[] = [];
+    while (!done && turns < 5_000) {
+      const work: Promise<void>[] = [];
+      for (let k = 0; k < 40 && next < queued.length; k++, next += 2) work.push(s.queue.remove(`u${next % 3}`, queued[next]));
+      const m = { id: `6000000000${turns}`, payload: `{"extra":${turns}}` };
+      extra.push(m);
+      work.push(s.queue.push([{ userId: `u${turns % 3}`, message: m }]));
+      work.push(s.outbox.drop(25));
+      work.push(s.outbox.append([{ key: `late${turns}`, value: 'w' }]));
+      await Promise.all(work);
+      turns++;
+    }
+    assert.equal(await compacting, true, 'the compaction worked');
+    assert.ok(turns >= 2, `the stores changed while it was under way (${turns} turns)`);
+    const users = ['u0', 'u1', 'u2', 'churn'];
+    const expectQueues = await Promise.all(users.map((u) => s.queue.list(u, 100_000)));
+    const expectOutbox = await s.outbox.peek(100_000);
+    assert.ok(logRecords(path.join(tmp.dir, `journal-${NODE}.log`)).length < 6_000 + 3_000 + 20_000, 'the file was rewritten');
+    await closeBoth(s);
+    s = openBoth(tmp.dir);
+    assert.deepEqual(await Promise.all(users.map((u) => s.queue.list(u, 100_000))), expectQueues, 'every queue, in order');
+    assert.deepEqual(await s.outbox.peek(100_000), expectOutbox, 'the outbox');
+    await closeBoth(s);
+    await tmp.remove();
+  });
+
   it('keeps serving when a compaction fails: removals succeed, the failure is reported once, tried again later', async () => {
     const tmp = await tempDir('journal-compact-fails');
     const file = path.join(tmp.dir, `journal-${NODE}.log`);

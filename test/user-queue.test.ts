@@ -96,4 +96,41 @@ describe('UserQueue', () => {
     }
     assert.equal(storage(), first, 'the same arrays after 10,000 messages');
   });
+  it('gives its messages as they are now: what it does afterwards does not show (a compaction\'s snapshot; copy on write)', () => {
+    const q = new UserQueue();
+    for (let i = 0; i < 40; i++) q.set(`m${i}`, `p${i}`);
+    const before = [...q.entries()];
+    const now = q.entriesNow();
+    // Out-of-order removals, then messages that fill the arrays: the queue moves its slots (compact) and
+    // replaces a payload, all before the copy is read.
+    for (let i = 1; i < 40; i += 2) q.delete(`m${i}`);
+    q.delete('m0');
+    for (let i = 40; i < 80; i++) q.set(`m${i}`, `p${i}`);
+    q.set('m2', 'replaced');
+    assert.deepEqual([...now], before, 'the copy yields the queue as it was when taken');
+    assert.notDeepEqual([...q.entries()], before);
+    // A short queue emptied keeps its arrays and starts again at slot 0, where a copy still reads.
+    const short = new UserQueue();
+    short.set('a', '1');
+    short.set('b', '2');
+    const copy = short.entriesNow();
+    short.delete('a');
+    short.delete('b');
+    short.set('c', '3');
+    short.set('d', '4');
+    assert.deepEqual([...copy], [['a', '1'], ['b', '2']]);
+    assert.deepEqual([...short.entries()], [['c', '3'], ['d', '4']]);
+    // Two copies at once, and a queue that only grows: no copy of the arrays is needed for it.
+    const growing = new UserQueue();
+    growing.set('x', '1');
+    const first = growing.entriesNow();
+    const storage = (growing as unknown as { ids: unknown[] }).ids;
+    growing.set('y', '2');
+    const second = growing.entriesNow();
+    growing.set('z', '3');
+    assert.equal((growing as unknown as { ids: unknown[] }).ids, storage, 'new messages go after what the copies read');
+    growing.delete('x');
+    assert.deepEqual([...first], [['x', '1']]);
+    assert.deepEqual([...second], [['x', '1'], ['y', '2']]);
+  });
 });
