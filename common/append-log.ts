@@ -79,6 +79,51 @@ function encode(records: Iterable<string>): { chunks: Buffer[]; count: number; s
   return { chunks, count, size };
 }
 
+/**
+ * Hands the file's complete records to `replay`, in order, and cuts off what follows them. The records end
+ * at the first NUL (the zeros ahead of them), and a record torn by a crash has no newline yet: it was never
+ * acknowledged, so it is dropped, and so are the zeros. Returns the records and the bytes they take.
+ */
+function readRecords(file: string, replay: (record: string) => void, readBytes: number): { count: number; size: number } {
+  const fd = fs.openSync(file, 'r');
+  let count = 0;
+  /** The end of the last complete record. */
+  let size = 0;
+  try {
+    const buf = Buffer.allocUnsafe(readBytes);
+    /** A record begun in an earlier slice. */
+    let carry: Buffer | null = null;
+    for (let at = 0; ; ) {
+      const n = fs.readSync(fd, buf, 0, buf.length, at);
+      if (n === 0) break;
+      const zero = buf.subarray(0, n).indexOf(0);
+      const limit = zero < 0 ? n : zero;
+      // (A negative offset would search from the end: a slice that starts with a NUL has no newline here.)
+      const newline = limit === 0 ? -1 : buf.lastIndexOf(0x0a, limit - 1);
+      if (newline >= 0) {
+        const whole: Buffer = carry ? Buffer.concat([carry, buf.subarray(0, newline)]) : buf.subarray(0, newline);
+        for (const line of whole.toString('utf8').split('\n')) {
+          if (line.length > 0) {
+            replay(line);
+            count++;
+          }
+        }
+        size = at + newline + 1;
+        carry = null;
+      }
+      // What follows the last newline waits for the next slice (a copy: buf is read into again).
+      const rest = buf.subarray(newline + 1, limit);
+      if (rest.length > 0) carry = carry ? Buffer.concat([carry, rest]) : Buffer.from(rest);
+      at += n;
+      if (zero >= 0) break;
+    }
+    if (size !== fs.fstatSync(fd).size) fs.truncateSync(file, size);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { count, size };
+}
+
 /** Makes a directory's entries durable (a file created, renamed or removed in it). */
 export function syncDirSync(dir: string): void {
   const fd = fs.openSync(dir, 'r');
@@ -169,29 +214,14 @@ export class AppendLog {
     this.end = this.allocated = size;
   }
 
-  /** Opens (creating) the file and hands every complete record to `replay`, in order. */
-  static open(file: string, fsync: boolean, replay: (record: string) => void): AppendLog {
+  /**
+   * Opens (creating) the file and hands every complete record to `replay`, in order. The file is read
+   * `readBytes` at a time: a journal is as big as what users have queued, and V8 cannot make a string of
+   * more than ~512 MB (read whole, a journal past that could not be opened again).
+   */
+  static open(file: string, fsync: boolean, replay: (record: string) => void, readBytes = 16 << 20): AppendLog {
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    let count = 0;
-    let size = 0;
-    if (fs.existsSync(file)) {
-      const bytes = fs.readFileSync(file);
-      // The records end at the first NUL (the zeros ahead of them), and a record torn by a crash has no
-      // newline yet: it was never acknowledged, so it is dropped, and so are the zeros.
-      const zero = bytes.indexOf(0);
-      const limit = zero < 0 ? bytes.length : zero;
-      // (A negative offset would search from the end: a file that starts with a NUL has no records.)
-      size = limit === 0 ? 0 : bytes.lastIndexOf(0x0a, limit - 1) + 1;
-      if (size > 0) {
-        for (const line of bytes.toString('utf8', 0, size - 1).split('\n')) {
-          if (line.length > 0) {
-            replay(line);
-            count++;
-          }
-        }
-      }
-      if (size !== bytes.length) fs.truncateSync(file, size);
-    }
+    const { count, size } = fs.existsSync(file) ? readRecords(file, replay, readBytes) : { count: 0, size: 0 };
     const log = new AppendLog(file, fsync, size);
     log.records = count;
     return log;

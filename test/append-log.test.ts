@@ -18,9 +18,9 @@ function reopenCopy(file: string): string[] {
   return seen;
 }
 
-function reopen(file: string): string[] {
+function reopen(file: string, readBytes?: number): string[] {
   const seen: string[] = [];
-  AppendLog.open(file, true, (r) => seen.push(r)).close();
+  AppendLog.open(file, true, (r) => seen.push(r), readBytes).close();
   return seen;
 }
 
@@ -327,6 +327,66 @@ describe('AppendLog', () => {
     await log.append(['four']);
     log.close();
     assert.deepEqual(reopen(file), ['four']);
+    await tmp.remove();
+  });
+
+  it('reads the file a slice at a time: records across slices, longer than one, characters split between two', async () => {
+    const tmp = await tempDir('append-log');
+    const file = `${tmp.dir}/slices.log`;
+    const records = ['one', 'héllo wörld 😀 ünïcode', 'x'.repeat(200), '', '€', `last ${'😀'.repeat(10)}`].filter(Boolean);
+    const body = Buffer.from(records.join('\n') + '\n');
+    for (const readBytes of [1, 2, 3, 5, 7, 64, 1 << 20]) {
+      // A torn record and zeros after the records, as a crash leaves them.
+      fs.writeFileSync(file, Buffer.concat([body, Buffer.from('torn ü'), Buffer.alloc(300)]));
+      assert.deepEqual(reopen(file, readBytes), records, `read ${readBytes} bytes at a time`);
+      assert.deepEqual(fs.readFileSync(file), body, `cut after the last record (${readBytes} at a time)`);
+      // A hole, and records after it: dropped whichever slice the hole is in.
+      fs.writeFileSync(file, Buffer.concat([body, Buffer.alloc(9), Buffer.from('late\n')]));
+      assert.deepEqual(reopen(file, readBytes), records);
+      fs.writeFileSync(file, 'no newline at all');
+      assert.deepEqual(reopen(file, readBytes), []);
+      assert.equal(fs.statSync(file).size, 0);
+    }
+    // Appends go on right after what was read.
+    fs.writeFileSync(file, Buffer.concat([body, Buffer.from('torn')]));
+    const log = AppendLog.open(file, true, () => undefined, 5);
+    assert.equal(log.records, records.length);
+    await log.append(['next']);
+    log.close();
+    assert.deepEqual(reopen(file), [...records, 'next']);
+    await tmp.remove();
+  });
+
+  it('opens a file longer than the longest string V8 can make (~512 MB), every record in order', async () => {
+    const tmp = await tempDir('append-log');
+    const file = `${tmp.dir}/big.log`;
+    // 550,000 records of 1,000 bytes: 550 MB, more than 0x1fffffe8 characters.
+    const perWrite = 1000;
+    const record = (i: number) => `${String(i).padStart(10, '0')} ${'q'.repeat(988)}`;
+    const fd = fs.openSync(file, 'w');
+    try {
+      for (let i = 0; i < 550_000; i += perWrite) {
+        const lines: string[] = [];
+        for (let j = i; j < i + perWrite; j++) lines.push(record(j));
+        fs.writeSync(fd, lines.join('\n') + '\n');
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    assert.ok(fs.statSync(file).size > 0x1fffffe8);
+    let count = 0;
+    let inOrder = true;
+    const log = AppendLog.open(file, false, (r) => {
+      if (inOrder && r !== record(count)) inOrder = false;
+      count++;
+    });
+    try {
+      assert.equal(count, 550_000);
+      assert.equal(inOrder, true, 'each record whole and in order');
+      assert.equal(log.records, 550_000);
+    } finally {
+      log.close();
+    }
     await tmp.remove();
   });
 
