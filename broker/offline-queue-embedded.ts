@@ -30,6 +30,8 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
   private readonly sweeper: NodeJS.Timeout;
   private readonly log: JournalChannel;
   private live = 0;
+  /** The queues a compaction's snapshot reads (UserQueue.entriesNow), until it ends. */
+  private lent: UserQueue[] = [];
 
   constructor(journal: Journal, nodeId: number, private readonly max: number) {
     const queues = this.queues;
@@ -39,8 +41,17 @@ export class EmbeddedOfflineQueue implements OfflineQueue {
       {
         live: () => {
           const now: [string, Iterable<[string, string]>][] = [];
-          for (const [userId, q] of queues) if (q.size > 0) now.push([userId, q.entriesNow()]);
+          for (const [userId, q] of queues) {
+            if (q.size === 0) continue;
+            now.push([userId, q.entriesNow()]);
+            this.lent.push(q);
+          }
           return queuedRecords(now);
+        },
+        // Until then the queues copy their arrays before changing what the snapshot reads.
+        compacted: () => {
+          for (const q of this.lent) q.released();
+          this.lent = [];
         },
         liveCount: () => this.live,
       },

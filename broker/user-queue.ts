@@ -31,7 +31,8 @@ export class UserQueue {
   private count = 0;
   /**
    * Slots below this are read by copies entriesNow() handed out (a compaction's snapshot, read over many
-   * turns): the arrays are copied once before a write there, and the copies keep the old ones.
+   * turns): the arrays are copied once before a write there, and the copies keep the old ones. Back to 0
+   * once the owner says the copies are read no more (released).
    */
   private sharedUpTo = 0;
 
@@ -94,6 +95,11 @@ export class UserQueue {
   entriesNow(): IterableIterator<[string, string]> {
     this.sharedUpTo = Math.max(this.sharedUpTo, this.end);
     return present(this.ids, this.payloads, this.head, this.end);
+  }
+
+  /** The copies entriesNow() handed out are read no more: writes need not copy the arrays for them. */
+  released(): void {
+    this.sharedUpTo = 0;
   }
 
   /** Before a write to `slot`: arrays a copy still reads there are left to it. */

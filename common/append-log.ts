@@ -85,12 +85,14 @@ function encode(records: Iterable<string>): { chunks: Buffer[]; count: number; s
  * acknowledged, so it is dropped, and so are the zeros. Returns the records and the bytes they take.
  */
 function readRecords(file: string, replay: (record: string) => void, readBytes: number): { count: number; size: number } {
+  if (!Number.isInteger(readBytes) || readBytes < 1) throw new Error(`append log ${file}: read ${readBytes} bytes at a time?`);
   const fd = fs.openSync(file, 'r');
   let count = 0;
   /** The end of the last complete record. */
   let size = 0;
   try {
-    const buf = Buffer.allocUnsafe(readBytes);
+    // (A small file, an offsets log say, needs no 16 MB buffer.)
+    const buf = Buffer.allocUnsafe(Math.max(1, Math.min(readBytes, fs.fstatSync(fd).size)));
     /** A record begun in an earlier slice. */
     let carry: Buffer | null = null;
     for (let at = 0; ; ) {
@@ -453,6 +455,11 @@ export class AppendLog {
       fs.renameSync(tmp, this.file);
     } catch (err) {
       this.endRewrite(r);
+      try {
+        records.return?.();
+      } catch {
+        // the owner's cleanup failed: the rewrite's own error is the one to report
+      }
       // The temp file goes, if this rewrite made it (what stood in its way stays, and so does its error).
       if (fd !== null) {
         try {

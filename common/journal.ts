@@ -29,6 +29,11 @@ export interface ChannelState {
    * record before what it rests on is on disk (a claim before its message).
    */
   compacting?(): Promise<void>;
+  /**
+   * Told when the compaction that called live() has ended, its file written or not: what live() handed
+   * out is read no more.
+   */
+  compacted?(): void;
 }
 
 export interface JournalChannel {
@@ -223,6 +228,8 @@ export class Journal {
     const left = this.left;
     // A channel that left may have cleared its state: what the snapshot would read of it is not its records.
     const stillOpen = () => this.open > 0 && this.left === left;
+    /** The channels whose live() the snapshot took. */
+    const lent: ChannelState[] = [];
     try {
       if (!stillOpen()) return false;
       const legacy = [...this.legacyFiles];
@@ -237,7 +244,10 @@ export class Journal {
       const held = await this.log.rewriteInBackground(() => {
         // Every channel's snapshot in this turn; read later. Unclaimed records never change.
         const parts: [string, Iterable<string>][] = [];
-        for (const [tag, state] of channels) parts.push([tag, state.live()]);
+        for (const [tag, state] of channels) {
+          parts.push([tag, state.live()]);
+          lent.push(state);
+        }
         for (const entry of unclaimed) parts.push(entry);
         return tagged(parts);
       });
@@ -251,6 +261,8 @@ export class Journal {
       if (this.onCompactionFailed) this.onCompactionFailed(err);
       else process.emitWarning(`journal ${this.file}: compaction failed, retried later: ${String(err)}`);
       return false;
+    } finally {
+      for (const state of lent) state.compacted?.();
     }
   }
 

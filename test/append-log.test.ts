@@ -376,18 +376,18 @@ describe('AppendLog', () => {
     assert.ok(fs.statSync(file).size > 0x1fffffe8);
     let count = 0;
     let inOrder = true;
-    const log = AppendLog.open(file, false, (r) => {
-      if (inOrder && r !== record(count)) inOrder = false;
-      count++;
-    });
     try {
+      const log = AppendLog.open(file, false, (r) => {
+        if (inOrder && r !== record(count)) inOrder = false;
+        count++;
+      });
+      log.close();
       assert.equal(count, 550_000);
       assert.equal(inOrder, true, 'each record whole and in order');
       assert.equal(log.records, 550_000);
     } finally {
-      log.close();
+      await tmp.remove();
     }
-    await tmp.remove();
   });
 
   it('refuses a record with a newline or a NUL and writes nothing of that append', async () => {

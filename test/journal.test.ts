@@ -140,42 +140,55 @@ describe('Journal (embedded queue + outbox)', () => {
     const tmp = await tempDir('journal-compact-busy');
     let s = openBoth(tmp.dir);
     const body = 'y'.repeat(150);
+    const users = ['u0', 'u1', 'u2'];
     const queued = Array.from({ length: 6_000 }, (_, i) => ({ id: `8000000000${i}`, payload: `{"n":${i},"body":"${body}"}` }));
-    await s.queue.push(queued.map((m, i) => ({ userId: `u${i % 3}`, message: m })));
+    await s.queue.push(queued.map((m, i) => ({ userId: users[i % 3], message: m })));
+    // Every other message of each queue removed out of order: the queues are full and half holes, so
+    // the next message each gets makes it close them (UserQueue's compact() moves messages down).
+    for (let i = 0; i < queued.length; i += 2) await s.queue.remove(users[i % 3], queued[i]);
     await s.outbox.append(Array.from({ length: 3_000 }, (_, i) => ({ key: `k${i}`, value: `v${i} ${body}` })));
+    // A user who stays away: nothing writes to that queue during the compaction.
+    const away = Array.from({ length: 50 }, (_, i) => ({ id: `5000000000${i}`, payload: '{"away":true}' }));
+    await s.queue.push(away.map((message) => ({ userId: 'away', message })));
     // Dead records enough for a compaction to be worth it, which is then started by hand.
     const churn = Array.from({ length: 20_000 }, (_, i) => ({ id: `7000000000${i}`, payload: '{}' }));
     await s.queue.push(churn.map((m) => ({ userId: 'churn', message: m })));
     for (const m of churn) await s.queue.remove('churn', m);
     await s.journal.idle();
+    const log = (s.journal as unknown as { log: { rewriting: unknown } }).log;
     const compacting = s.journal.compact();
     let done = false;
     void compacting.then(() => (done = true));
-    // While the snapshot (~1.5 MB, many slices) is read and written: out-of-order removals that make a
-    // user's queue move its slots, new messages, outbox drops and appends.
-    let turns = 0;
-    let next = 0;
-    const extra: { id: string; payload: string }[] = [];
-    while (!done && turns < 5_000) {
-      const work: Promise<void>[] = [];
-      for (let k = 0; k < 40 && next < queued.length; k++, next += 2) work.push(s.queue.remove(`u${next % 3}`, queued[next]));
-      const m = { id: `6000000000${turns}`, payload: `{"extra":${turns}}` };
-      extra.push(m);
-      work.push(s.queue.push([{ userId: `u${turns % 3}`, message: m }]));
+    // While the snapshot (~1 MB, many slices) is read and written: new messages (each queue closes its
+    // holes at the first), out-of-order removals, outbox drops and appends.
+    // (Durable appends written during the rewrite are answered after the new file's sync: not waited on here.)
+    let duringRewrite = 0;
+    let next = 1;
+    const work: Promise<void>[] = [];
+    for (let turn = 0; !done && turn < 5_000; turn++) {
+      if (log.rewriting) duringRewrite++;
+      for (const [u, userId] of users.entries()) work.push(s.queue.push([{ userId, message: { id: `6000000000${turn}${u}`, payload: `{"extra":${turn}}` } }]));
+      for (let k = 0; k < 20 && next < queued.length; k++, next += 2) work.push(s.queue.remove(users[next % 3], queued[next]));
       work.push(s.outbox.drop(25));
-      work.push(s.outbox.append([{ key: `late${turns}`, value: 'w' }]));
-      await Promise.all(work);
-      turns++;
+      work.push(s.outbox.append([{ key: `late${turn}`, value: 'w' }]));
+      await new Promise((r) => setImmediate(r));
     }
     assert.equal(await compacting, true, 'the compaction worked');
-    assert.ok(turns >= 2, `the stores changed while it was under way (${turns} turns)`);
-    const users = ['u0', 'u1', 'u2', 'churn'];
-    const expectQueues = await Promise.all(users.map((u) => s.queue.list(u, 100_000)));
+    await Promise.all(work);
+    assert.ok(duringRewrite >= 2, `the stores changed while the snapshot was being written (${duringRewrite} turns)`);
+    const all = [...users, 'away', 'churn'];
+    const expectQueues = await Promise.all(all.map((u) => s.queue.list(u, 100_000)));
     const expectOutbox = await s.outbox.peek(100_000);
-    assert.ok(logRecords(path.join(tmp.dir, `journal-${NODE}.log`)).length < 6_000 + 3_000 + 20_000, 'the file was rewritten');
+    assert.ok(logRecords(path.join(tmp.dir, `journal-${NODE}.log`)).length < 6_000 * 2 + 3_000 + 40_000, 'the file was rewritten');
+    // The compaction over, a queue it read changes its arrays in place again (no copy at its next write).
+    const arrays = () => (s.queue as unknown as { queues: Map<string, { ids: unknown[] }> }).queues.get('away')?.ids;
+    const held = arrays();
+    await s.queue.remove('away', away[0]);
+    expectQueues[3].shift();
+    assert.equal(arrays(), held, 'the snapshot released the queues');
     await closeBoth(s);
     s = openBoth(tmp.dir);
-    assert.deepEqual(await Promise.all(users.map((u) => s.queue.list(u, 100_000))), expectQueues, 'every queue, in order');
+    assert.deepEqual(await Promise.all(all.map((u) => s.queue.list(u, 100_000))), expectQueues, 'every queue, in order');
     assert.deepEqual(await s.outbox.peek(100_000), expectOutbox, 'the outbox');
     await closeBoth(s);
     await tmp.remove();

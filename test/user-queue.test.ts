@@ -120,6 +120,25 @@ describe('UserQueue', () => {
     short.set('d', '4');
     assert.deepEqual([...copy], [['a', '1'], ['b', '2']]);
     assert.deepEqual([...short.entries()], [['c', '3'], ['d', '4']]);
+    // Holes before the copy, then a message that makes the queue close them (its own compaction moves
+    // messages to lower slots): the copy still reads each message once, where it was.
+    const holey = new UserQueue();
+    for (let i = 0; i < 32; i++) holey.set(`h${i}`, `p${i}`);
+    for (let i = 1; i < 32; i += 2) holey.delete(`h${i}`);
+    const beforeFill = [...holey.entries()];
+    const holeyCopy = holey.entriesNow();
+    // Read part of the way, as a compaction does a slice per turn.
+    const readFirst = [holeyCopy.next().value, holeyCopy.next().value, holeyCopy.next().value];
+    holey.set('h32', 'p32'); // the arrays are full and half empty: compact() runs first
+    holey.delete('h0');
+    assert.deepEqual([...readFirst, ...holeyCopy], beforeFill);
+    assert.deepEqual([...holey.entries()], [...beforeFill.slice(1), ['h32', 'p32']]);
+    // Once the copies are released, writes change the arrays in place again.
+    holey.released();
+    const kept = (holey as unknown as { ids: unknown[] }).ids;
+    holey.delete('h2');
+    holey.set('h2', 'again');
+    assert.equal((holey as unknown as { ids: unknown[] }).ids, kept, 'no copy once released');
     // Two copies at once, and a queue that only grows: no copy of the arrays is needed for it.
     const growing = new UserQueue();
     growing.set('x', '1');
