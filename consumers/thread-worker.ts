@@ -9,7 +9,7 @@ import { createLogger } from '../common/log.ts';
 import { RpcEndpoint } from '../common/rpc.ts';
 import { serveArchive } from './archive-rpc.ts';
 import { createConsumers } from './consumers.ts';
-import type { ThreadData } from './thread.ts';
+import { FAULT_EXIT_CODE, type ThreadData } from './thread.ts';
 
 const { config, roles } = workerData as ThreadData;
 const rpc = new RpcEndpoint(parentPort!);
@@ -26,9 +26,46 @@ rpc.serve('consumers.start', async () => {
 });
 rpc.serve('consumers.archived', () => consumers.archived());
 rpc.serve('consumers.metrics', () => registry.metrics());
-rpc.serve('consumers.stop', async () => {
+/** Ends what the thread opened, in order: consumers (their batches), the archive's RPC, the archive, the log. */
+async function closeAll(): Promise<void> {
   await consumers.stop();
   await served?.stop();
   await archive.close();
   await eventLog.close();
-});
+}
+
+rpc.serve('consumers.stop', closeAll);
+
+// A fault in this thread (an exception nothing caught) ends it, and the broker thread starts it again
+// (consumers/thread.ts); what it had not committed is handed out again. It ends only once its stores are
+// closed: a thread that exits with a LevelDB database open, an iterator in use, can take the whole process
+// down with it while Node tears the thread down (a failed LevelDB assertion or a SIGSEGV; seen when a test
+// ended the thread with Worker.terminate() while it served history reads).
+const CLOSE_ON_FAULT_MS = 10_000;
+let failing = false;
+function fail(err: unknown): void {
+  if (failing) return;
+  failing = true;
+  log.error({ err }, 'consumer thread failed; closing its stores, then it ends and is started again');
+  // Past the limit it ends anyway: something of it is stuck.
+  setTimeout(() => process.exit(1), CLOSE_ON_FAULT_MS).unref();
+  closeAll().then(
+    () => process.exit(FAULT_EXIT_CODE),
+    (closeErr) => {
+      log.error({ err: closeErr }, 'consumer thread could not close its stores');
+      process.exit(1);
+    },
+  );
+}
+process.on('uncaughtException', fail);
+process.on('unhandledRejection', fail);
+
+// Tests only (PARLEY_FAULT_INJECTION=1, never set by a deployment): a fault the thread does not catch, thrown
+// outside any call, as a bug in a consumer would be.
+if (process.env.PARLEY_FAULT_INJECTION === '1') {
+  rpc.serve('fault.uncaught', () => {
+    setImmediate(() => {
+      throw new Error('fault injected by a test');
+    });
+  });
+}

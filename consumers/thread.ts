@@ -23,6 +23,9 @@ const RESTART_MIN_MS = 1000;
 const RESTART_MAX_MS = 30_000;
 const STOP_TIMEOUT_MS = 30_000;
 
+/** How the thread ends after a fault it closed its stores for (thread-worker.ts); an exception not handled at all ends it with 1. */
+export const FAULT_EXIT_CODE = 70;
+
 export interface ThreadData {
   config: Readonly<Config>;
   roles: readonly ConsumerRole[];

@@ -9,6 +9,7 @@ import { threadId } from 'node:worker_threads';
 import { after, before, describe, it } from 'node:test';
 import { EMBEDDED_PARTITIONS } from '../cli/server.ts';
 import { RpcArchive } from '../consumers/archive-rpc.ts';
+import { FAULT_EXIT_CODE } from '../consumers/thread.ts';
 import { connectDevice, PASSWORD, registerUser, sleep, startTestParley, testEnv, type TestParley } from './helpers/parley.ts';
 
 async function token(p: TestParley, user: string): Promise<string> {
@@ -44,9 +45,12 @@ for (const mode of ['thread', 'inline'] as const) {
   describe(`consumers ${mode === 'thread' ? 'on their own thread' : 'inline on the broker loop'}, embedded adapters`, () => {
     let p: TestParley;
     before(async () => {
+      // The consumer thread serves `fault.uncaught` (thread-worker.ts), for the test of its restart.
+      process.env.PARLEY_FAULT_INJECTION = '1';
       p = await startTestParley('embedded', { PARLEY_CONSUMER_THREAD: mode === 'thread' ? 'true' : 'false', PARLEY_ANALYTICS_LINGER_MS: '50' });
     });
     after(async () => {
+      delete process.env.PARLEY_FAULT_INJECTION;
       await p?.stop();
     });
 
@@ -102,21 +106,28 @@ for (const mode of ['thread', 'inline'] as const) {
     });
 
     if (mode === 'thread') {
-      it('starts the thread again when it dies, and archives what was acked meanwhile', async () => {
+      it('starts the thread again when a fault ends it, and archives what was acked meanwhile', async () => {
         const [ann, ben] = [await registerUser(p), await registerUser(p)];
         const a = await connectDevice(p, 'tcp', ann);
         const thread = p.running.consumerThread!;
         const ids: string[] = [];
         for (let i = 0; i < 10; i++) ids.push((await a.sendAndAck(ben, { body: `before ${i}` })).id);
-        // The thread ends mid-stream: whatever batch it held was not committed.
+        // A fault nothing in the thread catches ends it mid-stream, history reads under way: whatever batch
+        // it held was not committed. (Ended with Worker.terminate() instead, a LevelDB database still open
+        // could take the whole process down now and then: see thread-worker.ts.)
         const dying = thread.current!;
-        const exited = new Promise((resolve) => dying.once('exit', resolve));
+        const exited = new Promise<number>((resolve) => dying.once('exit', resolve));
         const sending = (async () => {
           for (let i = 0; i < 30; i++) ids.push((await a.sendAndAck(ben, { body: `during ${i}` })).id);
         })();
-        await dying.terminate();
-        await exited;
+        const reading = (async () => {
+          for (let i = 0; i < 20; i++) await p.http(`/v1/conversations/user/${ben}/messages`, { token: await token(p, ann) });
+        })();
+        await new Promise((r) => setTimeout(r, 20));
+        dying.postMessage({ rpc: 'call', id: 1e9, method: 'fault.uncaught', args: [] });
+        assert.equal(await exited, FAULT_EXIT_CODE, 'the thread closed its stores, then ended');
         await sending;
+        await reading;
         // While it is gone, history reads fail cleanly (503) rather than hang.
         const down = await p.http(`/v1/conversations/user/${ben}/messages`, { token: await token(p, ann) });
         assert.ok(down.status === 503 || (down.status === 200 && thread.current), `history while the thread is down: ${down.status}`);
