@@ -11,7 +11,9 @@
 // open-addressing table of typed arrays (0.03–2 bytes of JS heap a claim, measured at 200,000–3,000,000). Keys are compared in full (the hash only picks the slot), so two claims never mix. Every
 // claim of a deployment lives equally long, so claims expire in the order stored, and the oldest chunk
 // goes once all of it has expired, or when the claims are over the cap (the oldest making room, as
-// before). Its slots are found stale then, and cleared by the next rebuild of the table.
+// before). Its slots are found stale then, and cleared by the next rebuild of the table. A rebuild moves
+// the claims to the new table a few slots per store, not all at once: at once, it held the event loop
+// ~45 ms at 1,000,000 claims and several times that at the cap (BENCHMARKS.md, round 16).
 import crypto from 'node:crypto';
 
 /** expiresAt (f64), key bytes (u16), claim bytes (u16), then the two. */
@@ -20,6 +22,8 @@ const MAX_PART_BYTES = 0xffff;
 /** Slots in use (claims and cleared ones) at most this share of the table before it is rebuilt. */
 const LOAD = 0.6;
 const INITIAL_SLOTS = 1024;
+/** Slots of the table being emptied that each store moves at least (see rebuild). */
+const MOVE_PER_STORE = 64;
 /** The Buffers lines() fills: each holds at least one line (a key and a claim are at most 64 KB each). */
 const LINES_BYTES = 1 << 20;
 
@@ -94,6 +98,13 @@ export class ClaimIndex {
   private mask = INITIAL_SLOTS - 1;
   /** Slots not empty (claims, stale ones and cleared ones). */
   private used = 0;
+  /**
+   * The table before the last rebuild, while its claims move to the current one (`next` is where the move
+   * stands, `perStore` how many slots each store moves). A claim is in one of the two, never both: find()
+   * looks in this one too, and moves what it finds there. Its moved slots read as cleared, so the probes
+   * through it still reach what is behind them.
+   */
+  private draining: { locs: Float64Array; hashes: Uint32Array; mask: number; next: number; perStore: number } | null = null;
   private count = 0;
   /** The key of the current call as UTF-8, written here rather than into a new Buffer each time. */
   private scratch = Buffer.allocUnsafe(2 * MAX_PART_BYTES);
@@ -245,6 +256,7 @@ export class ClaimIndex {
     this.hashes = new Uint32Array(INITIAL_SLOTS);
     this.mask = INITIAL_SLOTS - 1;
     this.used = this.count = 0;
+    this.draining = null;
   }
 
   /** Writes the key into the scratch buffer; returns its length in bytes. */
@@ -270,18 +282,37 @@ export class ClaimIndex {
    * store it in) when it has none. A slot pointing into a chunk that has gone is cleared on the way.
    */
   private find(key: string, keyBytes: number, h: number): number {
+    const slot = this.probe(this.locs, this.hashes, this.mask, keyBytes, h);
+    if (slot >= 0 || !this.draining) return slot;
+    // Not moved yet? Then it moves now, to the slot it would be stored in.
+    const old = this.draining;
+    const at = this.probe(old.locs, old.hashes, old.mask, keyBytes, h);
+    if (at < 0) return slot;
+    const to = -1 - slot;
+    if (this.locs[to] === 0) this.used++;
+    this.locs[to] = old.locs[at];
+    this.hashes[to] = h;
+    old.locs[at] = -1;
+    return to;
+  }
+
+  /**
+   * In one table: the slot holding the key whose UTF-8 is in the scratch buffer, `keyBytes` long, or
+   * -(1 + the slot to store it in). A slot pointing into a chunk that has gone is cleared on the way.
+   */
+  private probe(locs: Float64Array, hashes: Uint32Array, mask: number, keyBytes: number, h: number): number {
     let free = -1;
-    for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
-      const loc = this.locs[i];
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const loc = locs[i];
       if (loc === 0) return -1 - (free >= 0 ? free : i);
       if (loc < 0) {
         if (free < 0) free = i;
         continue;
       }
-      if (this.hashes[i] !== h) continue;
+      if (hashes[i] !== h) continue;
       const seq = Math.floor((loc - 1) / this.chunkBytes);
       if (seq < this.firstSeq) {
-        this.locs[i] = -1;
+        locs[i] = -1;
         if (free < 0) free = i;
         continue;
       }
@@ -336,6 +367,7 @@ export class ClaimIndex {
     this.hashes[slot] = h;
 
     this.dropOld(now);
+    if (this.draining) this.move(this.draining.perStore);
     if (this.used > this.locs.length * LOAD) this.rebuild();
   }
 
@@ -348,24 +380,46 @@ export class ClaimIndex {
     }
   }
 
-  /** A new table for the claims the chunks still hold, with room for a quarter more before the next. */
+  /**
+   * A new table for the claims the chunks still hold, with room for a quarter more before the next. The
+   * claims move to it a few slots per store (move), enough that the old table is empty well before the new
+   * one is due for its own rebuild: half of the stores it has room for.
+   */
   private rebuild(): void {
-    const locs = this.locs;
-    const hashes = this.hashes;
+    if (this.draining) this.move(Infinity);
     let slots = INITIAL_SLOTS;
     while (slots * LOAD < this.count * 1.25) slots *= 2;
+    const room = Math.max(1, Math.floor(slots * LOAD) - this.count);
+    this.draining = {
+      locs: this.locs,
+      hashes: this.hashes,
+      mask: this.mask,
+      next: 0,
+      perStore: Math.max(MOVE_PER_STORE, Math.ceil(this.locs.length / (room / 2))),
+    };
     this.locs = new Float64Array(slots);
     this.hashes = new Uint32Array(slots);
     this.mask = slots - 1;
     this.used = 0;
-    for (let i = 0; i < locs.length; i++) {
-      const loc = locs[i];
-      if (loc <= 0 || Math.floor((loc - 1) / this.chunkBytes) < this.firstSeq) continue;
-      let j = hashes[i] & this.mask;
-      while (this.locs[j] !== 0) j = (j + 1) & this.mask;
+  }
+
+  /** Moves the claims of up to `slots` slots of the draining table to the current one. */
+  private move(slots: number): void {
+    const old = this.draining as NonNullable<ClaimIndex['draining']>;
+    const end = Math.min(old.locs.length, old.next + slots);
+    for (let i = old.next; i < end; i++) {
+      const loc = old.locs[i];
+      if (loc <= 0) continue;
+      old.locs[i] = -1;
+      // A claim of a chunk that has gone is left behind.
+      if (Math.floor((loc - 1) / this.chunkBytes) < this.firstSeq) continue;
+      let j = old.hashes[i] & this.mask;
+      while (this.locs[j] > 0) j = (j + 1) & this.mask;
+      if (this.locs[j] === 0) this.used++;
       this.locs[j] = loc;
-      this.hashes[j] = hashes[i];
-      this.used++;
+      this.hashes[j] = old.hashes[i];
     }
+    old.next = end;
+    if (end === old.locs.length) this.draining = null;
   }
 }

@@ -109,6 +109,43 @@ describe('ClaimIndex', () => {
     assert.ok((c as unknown as { chunks: unknown[] }).chunks.length < chunks / 2, 'expired chunks went');
   });
 
+  it('moves the claims to a rebuilt table a few slots per store, every claim answering throughout', () => {
+    type Draining = { locs: Float64Array; next: number; perStore: number } | null;
+    const c = new ClaimIndex();
+    const state = () => c as unknown as { draining: Draining; locs: Float64Array };
+    const now = 1_700_000_000_000;
+    const TTL = 3_600_000;
+    let n = 0;
+    // Up to the store that starts a rebuild of a table of 65,536 slots.
+    while (!(state().draining && state().draining!.locs.length === 65_536) && n < 200_000) c.setIfAbsent(`u${n % 97}\ncid-${n}`, `claim ${n}`, TTL, now), n++;
+    const old = state().draining!;
+    assert.ok(old, 'a rebuild drains the old table over the stores that follow');
+    const { perStore } = old;
+    const firstNew = n;
+    assert.ok(perStore >= 64 && perStore < old.locs.length / 100, `${perStore} slots a store, of ${old.locs.length}`);
+    assert.ok(old.next <= perStore, 'the rebuild itself moved no more than a store does');
+    // While it drains: each store moves perStore slots; every claim, old or new, answers; a replacement
+    // and a removal of claims still in the old table take effect.
+    c.set('u1\ncid-1', 'replaced', TTL, now);
+    c.delete('u2\ncid-2');
+    let stores = 0;
+    while (state().draining === old) {
+      const before = old.next;
+      c.setIfAbsent(`v${n % 97}\ncid-${n}`, `claim ${n}`, TTL, now), n++, stores++;
+      if (state().draining === old) assert.equal(old.next - before, perStore, 'one store, one step');
+      if (stores % 50 === 0) {
+        for (let k = 3; k < n; k += 997) assert.equal(c.get(`${k < firstNew ? 'u' : 'v'}${k % 97}\ncid-${k}`, now)?.startsWith('claim'), true, `claim ${k} while draining`);
+      }
+    }
+    assert.ok(stores > 10, `drained over ${stores} stores`);
+    assert.equal(state().draining === null || state().draining!.locs.length > 65_536, true, 'empty before the next rebuild began');
+    assert.equal(c.get('u1\ncid-1', now), 'replaced');
+    assert.equal(c.get('u2\ncid-2', now), undefined);
+    assert.equal(c.setIfAbsent('u3\ncid-3', 'again', TTL, now), 'claim 3', 'a claim moved answers setIfAbsent with its first');
+    assert.equal(c.size, n - 1);
+    assert.equal(liveOf(c, now).length, n - 1, 'each claim once');
+  });
+
   it('makes room past the cap, the oldest claims going first', () => {
     const c = new ClaimIndex({ ...SMALL_CHUNKS, maxEntries: 10_000 });
     for (let i = 0; i < 50_000; i++) c.setIfAbsent(`u\n${i}`, `${i}`, 3_600_000, 0);
