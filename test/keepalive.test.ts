@@ -7,7 +7,7 @@ import net from 'node:net';
 import { after, before, describe, it, mock } from 'node:test';
 import mqttPacket from 'mqtt-packet';
 import WebSocket, { createWebSocketStream } from 'ws';
-import { Device, KeepaliveSweep, type DeviceRegistry } from '../broker/devices.ts';
+import { Device, KeepaliveSweep, SWEEP_SLICE, type DeviceRegistry } from '../broker/devices.ts';
 import { connectDevice, PASSWORD, registerUser, startTestParley, type TestDevice, type TestParley } from './helpers/parley.ts';
 
 interface Raw {
@@ -169,6 +169,42 @@ describe('keep-alive sweep, on mocked timers', () => {
       sweep.stop();
       assert.ok(d.state.closedAt !== null, 'closed once the pings stop');
       assert.ok(d.state.closedAt - lastRead >= 1500, `closed after ${d.state.closedAt - lastRead} ms of silence`);
+    } finally {
+      mock.timers.reset();
+    }
+  });
+  it('looks at many devices a slice at a time, the event loop serving others between slices', async () => {
+    mock.timers.enable({ apis: ['setInterval'] });
+    const turn = () => new Promise((r) => setImmediate(r));
+    try {
+      let now = 0;
+      const devices: Device[] = [];
+      const sweep = new KeepaliveSweep({ all: () => devices } as unknown as DeviceRegistry, 1000);
+      sweep.start();
+      const all = Array.from({ length: SWEEP_SLICE * 2 + 500 }, () => watched(sweep, 1, () => now));
+      for (const d of all) devices.push(d.device);
+      // Each reads something before the first sweep, which notes it a slice at a time.
+      for (const d of all) d.conn.bytesRead += 2;
+      const noted = () => all.filter((d) => d.device.lastRead === d.conn.bytesRead).length;
+      now = 1000;
+      mock.timers.tick(1000);
+      assert.equal(noted(), SWEEP_SLICE, 'one slice in the timer\'s turn');
+      await turn();
+      assert.equal(noted(), SWEEP_SLICE * 2, 'the next in a later turn');
+      await turn();
+      assert.equal(noted(), all.length, 'and the rest');
+      // Then silence: each is closed after at least 1.5 s of it, and within the bound, slices and all.
+      for (let t = 1001; t <= 6000; t++) {
+        now = t;
+        mock.timers.tick(1);
+        if (t % 1000 === 0) for (let k = 0; k < 4; k++) await turn();
+      }
+      sweep.stop();
+      for (const d of all) {
+        assert.ok(d.state.closedAt !== null, 'closed');
+        assert.ok(d.state.closedAt - 1000 >= 1500 && d.state.closedAt - 1000 <= 3000, `closed ${d.state.closedAt - 1000} ms after its last read`);
+        assert.deepEqual(d.state.events, ['keepaliveTimeout', 'error']);
+      }
     } finally {
       mock.timers.reset();
     }
