@@ -248,6 +248,8 @@ export class EmbeddedEventLog implements EventLog {
     this.closed = true;
     await Promise.all([...this.subscriptions].map((s) => s.stop()));
     await this.flushing;
+    // Deleted segments' files gone before the lock is let go (another process may open the folder next).
+    for (const t of this.topics.values()) await Promise.all(t.partitions.map((p) => p.removed()));
     for (const t of this.topics.values()) t.close();
     this.topics.clear();
     unlock(this.dir);

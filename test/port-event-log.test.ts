@@ -249,6 +249,9 @@ describe('EmbeddedEventLog files', () => {
     const left = log.segmentFiles('t', 0);
     assert.ok(left.length <= 2, `${left.length} segments left of ${before}`);
     for (const f of left) assert.ok(fs.existsSync(f));
+    // The deleted ones' files go beside the event loop, soon after.
+    const partitionDir = path.dirname(left[0]);
+    await until('the deleted segments\' files gone', () => fs.readdirSync(partitionDir).filter((n) => /^\d{20}\.log$/.test(n)).length === left.length, 5_000);
     // A new group reading from the beginning starts at the oldest record still there.
     const rest = await readAll(log, 't', 1);
     assert.ok(rest.length > 0 && rest.length < 400);
