@@ -45,9 +45,9 @@ export class Device {
   presenceUp = false;
   /** The CONNECT's keep-alive in ms when this node checks it (TCP and TLS; see KeepaliveSweep), else 0. */
   keepaliveMs = 0;
-  /** The socket's bytesRead at the last sweep that saw it grow, and that sweep's number (when just watched: the next sweep's). */
+  /** The socket's bytesRead when a sweep last saw it grow, and when that was (ms; when just watched: then). */
   lastRead = 0;
-  lastReadSweep = 0;
+  lastReadAt = 0;
   /** Resolves when the last accepted publish has been handed to the offline queue. */
   storeTurn: Promise<void> = RESOLVED;
   /** Created on the first QoS 1 delivery: most idle devices never get one. */
@@ -252,15 +252,17 @@ export class DeviceRegistry {
  * The keep-alive check [MQTT-3.1.2-24] for TCP and TLS devices: one timer for the node instead of Aedes's
  * timer, closure and its refresh() on every packet (~0.3 KB a connection). Every second it looks at each
  * device's socket: one that has read nothing for 1.5 times its keep-alive is closed, as Aedes would
- * (a 'keepaliveTimeout' event, then an error that closes the client). Counted in whole sweeps from the
- * first sweep that could have seen the last read, so a device is closed after at least 1.5 times its
- * keep-alive of silence, and at most one sweep (a second) after that rounded up to whole sweeps.
+ * (a 'keepaliveTimeout' event, then an error that closes the client). The silence is counted from when a
+ * sweep last saw the socket's byte count grow (or the device was watched, at its CONNECT), and the last
+ * read came before that: so a device is closed after at least 1.5 times its keep-alive of silence, and
+ * at most about two sweeps (two seconds) after that.
  *
  * A sweep looks at SWEEP_SLICE devices, then lets the event loop serve others before the next slice: all
- * at once it held the loop ~140 ns a device (measured with 5,000 sockets; 14 ms a second at 100,000).
+ * at once it held the loop ~140 ns a device (measured with 5,000 sockets; 14 ms a second at 100,000). So a
+ * device is looked at a little later in one sweep than in another, which is why the silence is timed by
+ * the clock when its slice runs, not counted in sweeps.
  */
 export class KeepaliveSweep {
-  private sweeps = 0;
   private timer: NodeJS.Timeout | null = null;
   /** The sweep under way, when it is longer than a slice. */
   private sweeping: Iterator<Device> | null = null;
@@ -268,6 +270,7 @@ export class KeepaliveSweep {
   constructor(
     private readonly devices: DeviceRegistry,
     private readonly everyMs = 1000,
+    private readonly clock: () => number = () => performance.now(),
   ) {}
 
   start(): void {
@@ -285,41 +288,39 @@ export class KeepaliveSweep {
   watch(device: Device, keepaliveSeconds: number): void {
     device.keepaliveMs = keepaliveSeconds * 1000;
     device.lastRead = bytesRead(device.client);
-    // Those bytes were read after the last sweep: they count as seen by the next one, as a read that sweep
-    // notices would. (Counting from the last sweep closed a device up to a sweep early: 1.0 s of silence
-    // for a keep-alive of 1 s.)
-    device.lastReadSweep = this.sweeps + 1;
+    // Its CONNECT was just read.
+    device.lastReadAt = this.clock();
   }
 
   private sweep(): void {
     // (The last sweep still going, a second later, would mean the loop is swamped: it goes on, this one waits.)
     if (this.sweeping) return;
-    const n = ++this.sweeps;
     this.sweeping = this.devices.all()[Symbol.iterator]();
-    this.slice(this.sweeping, n);
+    this.slice(this.sweeping);
   }
 
-  /** Looks at the next SWEEP_SLICE devices of sweep `n`; the rest in a later turn. */
-  private slice(devices: Iterator<Device>, n: number): void {
+  /** Looks at the next SWEEP_SLICE devices of the sweep; the rest in a later turn. */
+  private slice(devices: Iterator<Device>): void {
     if (this.sweeping !== devices) return; // stopped meanwhile
+    const now = this.clock();
     for (let k = 0; k < SWEEP_SLICE; k++) {
       const next = devices.next();
       if (next.done) {
         this.sweeping = null;
         return;
       }
-      this.check(next.value, n);
+      this.check(next.value, now);
     }
-    setImmediate(() => this.slice(devices, n));
+    setImmediate(() => this.slice(devices));
   }
 
-  private check(device: Device, n: number): void {
+  private check(device: Device, now: number): void {
     if (device.keepaliveMs === 0) return;
     const read = bytesRead(device.client);
     if (read !== device.lastRead) {
       device.lastRead = read;
-      device.lastReadSweep = n;
-    } else if ((n - device.lastReadSweep) * this.everyMs >= device.keepaliveMs * 1.5) {
+      device.lastReadAt = now;
+    } else if (now - device.lastReadAt >= device.keepaliveMs * 1.5) {
       device.keepaliveMs = 0;
       const client = device.client as Client & { broker: { emit(event: string, client: Client): void } };
       client.broker.emit('keepaliveTimeout', client);

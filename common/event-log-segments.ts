@@ -34,19 +34,21 @@ const READ_CHUNK = 256 * 1024;
 const fdatasync = promisify(fs.fdatasync);
 const segmentName = (base: number) => `${String(base).padStart(20, '0')}.log`;
 
-/** Removes the files, then syncs their directory; a file that will not go stays (see deleteBefore). */
-async function removeFiles(files: readonly string[], dir: string, fsync: boolean): Promise<void> {
+/** Removes the files, oldest first, then syncs their directory; false when one would not go. */
+async function removeFiles(files: readonly string[], dir: string, fsync: boolean): Promise<boolean> {
   try {
     for (const file of files) await fs.promises.rm(file, { force: true });
-    if (!fsync) return;
+    if (!fsync) return true;
     const handle = await fs.promises.open(dir, 'r');
     try {
       await handle.sync();
     } finally {
       await handle.close();
     }
-  } catch {
-    // left for the next start (see deleteBefore)
+    return true;
+  } catch (err) {
+    process.emitWarning(`event log ${dir}: deleting consumed segments failed, left until the next start: ${String(err)}`);
+    return false;
   }
 }
 
@@ -65,6 +67,7 @@ export class PartitionLog {
   private tailBytes = 0;
   /** Deletions of segment files under way, one after another (deleteBefore). */
   private removals: Promise<void> = Promise.resolve();
+  private removalFailed = false;
   /** Records written to the file (durable or not). */
   private written: number;
   /** Records made durable: offsets below are readable. */
@@ -267,8 +270,15 @@ export class PartitionLog {
   deleteBefore(offset: number): number {
     const gone: string[] = [];
     while (this.segments.length > 1 && this.segments[1].base <= offset) gone.push(this.segments.shift()!.file);
-    if (gone.length > 0) this.removals = this.removals.then(() => removeFiles(gone, this.dir, this.fsync));
+    // After a failure none goes: the files left stay one run of segments, oldest first, which the next start
+    // reads as the log's first segments.
+    if (gone.length > 0) this.removals = this.removals.then(() => this.remove(gone));
     return gone.length;
+  }
+
+  private async remove(files: readonly string[]): Promise<void> {
+    if (this.removalFailed) return;
+    if (!(await removeFiles(files, this.dir, this.fsync))) this.removalFailed = true;
   }
 
   /** Resolves once the files of the segments deleted so far are gone (tests, and closing). */

@@ -26,12 +26,19 @@ rpc.serve('consumers.start', async () => {
 });
 rpc.serve('consumers.archived', () => consumers.archived());
 rpc.serve('consumers.metrics', () => registry.metrics());
-/** Ends what the thread opened, in order: consumers (their batches), the archive's RPC, the archive, the log. */
-async function closeAll(): Promise<void> {
-  await consumers.stop();
-  await served?.stop();
-  await archive.close();
-  await eventLog.close();
+/**
+ * Ends what the thread opened, in order: consumers (their batches), the archive's RPC, the archive, the log.
+ * Once: a stop asked for while a fault closes them (or the other way round) waits for the same closing.
+ */
+let closing: Promise<void> | null = null;
+function closeAll(): Promise<void> {
+  closing ??= (async () => {
+    await consumers.stop();
+    await served?.stop();
+    await archive.close();
+    await eventLog.close();
+  })();
+  return closing;
 }
 
 rpc.serve('consumers.stop', closeAll);
@@ -47,7 +54,7 @@ function fail(err: unknown): void {
   if (failing) return;
   failing = true;
   log.error({ err }, 'consumer thread failed; closing its stores, then it ends and is started again');
-  // Past the limit it ends anyway: something of it is stuck.
+  // Past the limit it ends anyway, its stores perhaps still open (the risk above): something of it is stuck.
   setTimeout(() => process.exit(1), CLOSE_ON_FAULT_MS).unref();
   closeAll().then(
     () => process.exit(FAULT_EXIT_CODE),

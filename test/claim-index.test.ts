@@ -120,6 +120,7 @@ describe('ClaimIndex', () => {
     while (!(state().draining && state().draining!.locs.length === 65_536) && n < 200_000) c.setIfAbsent(`u${n % 97}\ncid-${n}`, `claim ${n}`, TTL, now), n++;
     const old = state().draining!;
     assert.ok(old, 'a rebuild drains the old table over the stores that follow');
+    const table = state().locs;
     const { perStore } = old;
     const firstNew = n;
     assert.ok(perStore >= 64 && perStore < old.locs.length / 100, `${perStore} slots a store, of ${old.locs.length}`);
@@ -138,7 +139,8 @@ describe('ClaimIndex', () => {
       }
     }
     assert.ok(stores > 10, `drained over ${stores} stores`);
-    assert.equal(state().draining === null || state().draining!.locs.length > 65_536, true, 'empty before the next rebuild began');
+    assert.equal(state().draining, null, 'the old table emptied');
+    assert.equal(state().locs, table, 'before the new table was due for a rebuild of its own');
     assert.equal(c.get('u1\ncid-1', now), 'replaced');
     assert.equal(c.get('u2\ncid-2', now), undefined);
     assert.equal(c.setIfAbsent('u3\ncid-3', 'again', TTL, now), 'claim 3', 'a claim moved answers setIfAbsent with its first');

@@ -112,8 +112,9 @@ for (const mode of ['thread', 'inline'] as const) {
         const thread = p.running.consumerThread!;
         const ids: string[] = [];
         for (let i = 0; i < 10; i++) ids.push((await a.sendAndAck(ben, { body: `before ${i}` })).id);
-        // A fault nothing in the thread catches ends it mid-stream, history reads under way: whatever batch
-        // it held was not committed. (Ended with Worker.terminate() instead, a LevelDB database still open
+        // A fault nothing in the thread catches ends it mid-stream, history reads under way: it closes its
+        // stores (finishing the batch in hand) and ends; what arrives meanwhile waits in the event log for
+        // the thread started again. (Ended with Worker.terminate() instead, a LevelDB database still open
         // could take the whole process down now and then: see thread-worker.ts.)
         const dying = thread.current!;
         const exited = new Promise<number>((resolve) => dying.once('exit', resolve));

@@ -108,7 +108,7 @@ describe('keep-alive sweep, on mocked timers', () => {
         state.closedAt ??= now();
       },
     };
-    const device = Object.assign(Object.create(Device.prototype) as Device, { client, keepaliveMs: 0, lastRead: 0, lastReadSweep: 0 });
+    const device = Object.assign(Object.create(Device.prototype) as Device, { client, keepaliveMs: 0, lastRead: 0, lastReadAt: 0 });
     sweep.watch(device, keepaliveSeconds);
     return { device, conn, state };
   }
@@ -119,7 +119,7 @@ describe('keep-alive sweep, on mocked timers', () => {
       for (const watchAt of [1, 500, 999]) {
         let now = 0;
         const devices: Device[] = [];
-        const sweep = new KeepaliveSweep({ all: () => devices } as unknown as DeviceRegistry, 1000);
+        const sweep = new KeepaliveSweep({ all: () => devices } as unknown as DeviceRegistry, 1000, () => now);
         sweep.start();
         mock.timers.tick(watchAt);
         now = watchAt;
@@ -147,7 +147,7 @@ describe('keep-alive sweep, on mocked timers', () => {
     try {
       let now = 0;
       const devices: Device[] = [];
-      const sweep = new KeepaliveSweep({ all: () => devices } as unknown as DeviceRegistry, 1000);
+      const sweep = new KeepaliveSweep({ all: () => devices } as unknown as DeviceRegistry, 1000, () => now);
       sweep.start();
       const d = watched(sweep, 1, () => now);
       devices.push(d.device);
@@ -179,22 +179,28 @@ describe('keep-alive sweep, on mocked timers', () => {
     try {
       let now = 0;
       const devices: Device[] = [];
-      const sweep = new KeepaliveSweep({ all: () => devices } as unknown as DeviceRegistry, 1000);
+      const sweep = new KeepaliveSweep({ all: () => devices } as unknown as DeviceRegistry, 1000, () => now);
       sweep.start();
       const all = Array.from({ length: SWEEP_SLICE * 2 + 500 }, () => watched(sweep, 1, () => now));
       for (const d of all) devices.push(d.device);
-      // Each reads something before the first sweep, which notes it a slice at a time.
+      // Each reads something before the first sweep, which notes it a slice at a time, on a loop so busy
+      // that each slice runs 400 ms after the one before.
       for (const d of all) d.conn.bytesRead += 2;
       const noted = () => all.filter((d) => d.device.lastRead === d.conn.bytesRead).length;
       now = 1000;
       mock.timers.tick(1000);
       assert.equal(noted(), SWEEP_SLICE, 'one slice in the timer\'s turn');
+      now = 1400;
       await turn();
       assert.equal(noted(), SWEEP_SLICE * 2, 'the next in a later turn');
+      now = 1800;
       await turn();
       assert.equal(noted(), all.length, 'and the rest');
-      // Then silence: each is closed after at least 1.5 s of it, and within the bound, slices and all.
-      for (let t = 1001; t <= 6000; t++) {
+      const seenAt = new Map(all.map((d) => [d, d.device.lastReadAt]));
+      assert.deepEqual([...new Set(seenAt.values())], [1000, 1400, 1800], 'each slice notes the time it ran');
+      // Then silence, the later sweeps quick: each device is closed once 1.5 s have passed since the sweep
+      // saw it read (so at least 1.5 s after its last read), and no more than two sweeps after that.
+      for (let t = 1801; t <= 7000; t++) {
         now = t;
         mock.timers.tick(1);
         if (t % 1000 === 0) for (let k = 0; k < 4; k++) await turn();
@@ -202,7 +208,8 @@ describe('keep-alive sweep, on mocked timers', () => {
       sweep.stop();
       for (const d of all) {
         assert.ok(d.state.closedAt !== null, 'closed');
-        assert.ok(d.state.closedAt - 1000 >= 1500 && d.state.closedAt - 1000 <= 3000, `closed ${d.state.closedAt - 1000} ms after its last read`);
+        const silence = d.state.closedAt - seenAt.get(d)!;
+        assert.ok(silence >= 1500 && silence <= 3500, `closed ${silence} ms after the sweep saw its last read`);
         assert.deepEqual(d.state.events, ['keepaliveTimeout', 'error']);
       }
     } finally {
