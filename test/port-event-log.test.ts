@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import kafkajs from 'kafkajs';
 import { EmbeddedEventLog, partitionOf, type EmbeddedEventLogOptions } from '../common/event-log-embedded.ts';
 import { ConsumerGroup, type EmbeddedSubscription, type TopicState } from '../common/event-log-embedded-group.ts';
-import type { PartitionLog } from '../common/event-log-segments.ts';
+import { PartitionLog } from '../common/event-log-segments.ts';
 import { KafkaEventLog } from '../common/event-log-kafka.ts';
 import { RpcEventLog, serveEventLog } from '../common/event-log-rpc.ts';
 import type { LogRecord } from '../common/event-log.ts';
@@ -257,6 +257,39 @@ describe('EmbeddedEventLog files', () => {
     assert.ok(rest.length > 0 && rest.length < 400);
     assert.deepEqual(rest.map((r) => r.value), sent.slice(400 - rest.length).map((r) => r.value));
     await log.close();
+  });
+
+  it('keeps the files of consumed segments it could not delete in one run, oldest first, and says so', async () => {
+    const dir = path.join(tmp.dir, 'delete-fails');
+    const part = PartitionLog.open(dir, 2048, false);
+    for (let i = 0; i < 400; i++) {
+      part.push(i, 'k', `value ${i} ${'v'.repeat(40)}`);
+      if (i % 20 === 19) part.write();
+    }
+    const files = part.files();
+    assert.ok(files.length >= 8, `${files.length} segments`);
+    // The second segment's name taken by a directory with something in it: the kernel will not unlink it.
+    fs.rmSync(files[1]);
+    fs.mkdirSync(files[1]);
+    fs.writeFileSync(path.join(files[1], 'x'), 'x');
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      const base = (f: string) => Number(path.basename(f, '.log'));
+      assert.equal(part.deleteBefore(base(files[4])), 4, 'four segments out of the log at once');
+      assert.equal(part.deleteBefore(base(files[6])), 2, 'two more');
+      await part.removed();
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.equal(warnings.filter((w) => /deleting consumed segments failed/.test(w)).length, 1, `said once: ${warnings.join('; ')}`);
+    assert.equal(fs.existsSync(files[0]), false, 'the oldest went');
+    // From the one that would not go on, every file stays: one run of segments, as a restart reads them.
+    for (const f of files.slice(1)) assert.ok(fs.existsSync(f), `${path.basename(f)} kept`);
+    assert.deepEqual(part.files(), files.slice(6), 'the log itself starts after what was deleted');
+    part.close();
   });
 
   it('compacts the committed offsets and resumes from them', async () => {
