@@ -46,7 +46,7 @@ function writeAll(fd: number, data: Buffer, position: number | null = null): num
 
 /**
  * How much of a background rewrite's snapshot is encoded in one turn: p50 0.08 ms, at most 0.4 ms of the
- * event loop here. The whole snapshot at once held it 81–84 ms for 100,000 queued messages of ~300 bytes
+ * event loop here. The whole snapshot at once held it 104–139 ms for 100,000 queued messages of ~300 bytes
  * (BENCHMARKS.md, round 16).
  */
 const REWRITE_SLICE_BYTES = 64 * 1024;
