@@ -9,6 +9,7 @@
 // end (it let them go past its cap); files go oldest first. A file is rolled after ROLL_BYTES. At start the files are read, oldest first, before the journal's own `d` records.
 import fs from 'node:fs';
 import path from 'node:path';
+import { syncDirAsync } from '../common/append-log.ts';
 
 const ROLL_BYTES = 32 * 1024 * 1024;
 const NEWLINE = 0x0a;
@@ -156,14 +157,7 @@ export class ClaimArchive {
     const full = path.join(this.dir, file.name);
     const created = !fs.existsSync(full);
     this.handle = await fs.promises.open(full, 'a');
-    if (created && this.fsync) {
-      const dir = await fs.promises.open(this.dir, 'r');
-      try {
-        await dir.sync();
-      } finally {
-        await dir.close();
-      }
-    }
+    if (created && this.fsync) await syncDirAsync(this.dir);
     return this.handle;
   }
 

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { syncDirSync } from './append-log.ts';
+import { syncDirAsync, syncDirSync } from './append-log.ts';
 
 export interface StoredRecord {
   offset: number;
@@ -38,13 +38,7 @@ const segmentName = (base: number) => `${String(base).padStart(20, '0')}.log`;
 async function removeFiles(files: readonly string[], dir: string, fsync: boolean): Promise<boolean> {
   try {
     for (const file of files) await fs.promises.rm(file, { force: true });
-    if (!fsync) return true;
-    const handle = await fs.promises.open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    if (fsync) await syncDirAsync(dir);
     return true;
   } catch (err) {
     process.emitWarning(`event log ${dir}: deleting consumed segments failed, left until the next start: ${String(err)}`);
