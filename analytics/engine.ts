@@ -15,8 +15,10 @@
 //   3. each touched window's metric rows are merged from all partitions' partials and upserted to the
 //      archive, then the partials are read again and the merge redone if another instance wrote meanwhile;
 //   4. the ids this batch took into each open 1-minute window are written as rows of their own, keyed by
-//      the batch's end offset (the duplicate filter grows by the batch, it is not rewritten whole), then the
-//      checkpoint (open windows, watermark, next offset) in one row; it owns the id rows up to its offset;
+//      the batch's end offset (the duplicate filter grows by the batch, it is not rewritten whole), with what
+//      the batch changed in a job's own growing state of the window (Job.takeChanges: the backlog's pending
+//      ids), then the checkpoint (open windows, watermark, next offset) in one row; it owns the id rows up
+//      to its offset;
 //   5. the handler resolves and the log commits the offsets.
 // A crash anywhere before 4 replays the batch from the previous checkpoint and rewrites identical rows; a
 // crash between 4 and 5 replays it too, and records below the checkpoint's offset are skipped. Nothing is
@@ -29,7 +31,7 @@ import type { Archive, MetricPoint } from '../consumers/archive.ts';
 import { MESSAGES_TOPIC, type ConsumedRecord, type EventLog, type Subscription } from '../common/event-log.ts';
 import type { Logger } from '../common/log.ts';
 import { LATE_EVENTS, type AnyJob } from './job.ts';
-import type { StateStore } from './state-store.ts';
+import type { SeenRow, StateStore } from './state-store.ts';
 import { HOUR, MINUTE, WINDOWS, toEvent, windowLabel, windowStart, type AnalyticsEvent } from './windows.ts';
 
 /** The consumer group of a job: `parley-analytics.{job}`, suffixed with the topic when it is not the default. */
@@ -220,9 +222,13 @@ export class StreamJob {
       ),
     );
     await this.publish([...touched.values()]);
-    const seen = [...st.windows.values()]
-      .filter((w) => w.fresh && w.fresh.length > 0)
-      .map((w) => ({ job: this.stateName, partition, windowStart: w.start, offset: st.offset, ids: w.fresh! }));
+    const seen: SeenRow[] = [];
+    for (const w of st.windows.values()) {
+      if (w.ms !== MINUTE) continue;
+      const changes = this.job.takeChanges?.(w.agg);
+      if (w.fresh!.length === 0 && changes === undefined) continue;
+      seen.push({ job: this.stateName, partition, windowStart: w.start, offset: st.offset, ids: w.fresh!, ...(changes === undefined ? {} : { changes: JSON.stringify(changes) }) });
+    }
     await this.io(() => this.o.store.putSeen(seen));
     await this.io(() => this.o.store.putCheckpoint(this.stateName, partition, JSON.stringify(save(st, this.job))));
     for (const w of st.windows.values()) if (w.fresh) w.fresh = [];
@@ -250,6 +256,8 @@ export class StreamJob {
       for (const w of st.windows.values()) {
         if (w.ms !== MINUTE) continue;
         for (const id of await this.io(() => this.o.store.seen(this.stateName, partition, w.start, checkpoint.offset))) w.ids!.add(id);
+        if (!this.job.replayChanges) continue;
+        for (const changes of await this.io(() => this.o.store.changes(this.stateName, partition, w.start, checkpoint.offset))) this.job.replayChanges(w.agg, JSON.parse(changes));
       }
     }
     if (st.offset < first) {

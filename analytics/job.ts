@@ -35,6 +35,14 @@ export interface Job<S, P> {
   applyRelated?(minute: S, event: AnalyticsEvent): boolean;
   /** A 1-minute window closes; `hour` is its (still open) 1-hour window. */
   closeMinute?(minute: S, hour: S): void;
+  /**
+   * For a minute window's state that grows with its events (a set of ids, which a checkpoint would rewrite
+   * whole after every batch): what changed since the last call, JSON-able, or undefined when nothing did;
+   * the call forgets it. The engine writes it beside the batch's seen ids (StateStore), `save` leaves that
+   * part of the state out, and `replayChanges` rebuilds it from those rows, oldest first, on top of `load`.
+   */
+  takeChanges?(minute: S): unknown;
+  replayChanges?(minute: S, changes: unknown): void;
   save(state: S): unknown;
   load(saved: unknown, windowMs: number): S;
   partial(state: S, windowMs: number): P;

@@ -14,6 +14,7 @@ import {
   partitionOfKey,
   prefixEnd,
   seenKey,
+  seenChanges,
   seenIds,
   seenPrefix,
   SEEN_SEPARATOR,
@@ -23,6 +24,16 @@ import {
 } from './state-store.ts';
 
 const SWEEP_EVERY_MS = 3600_000;
+/**
+ * A seen row's value: `{written at} {ids}`, then NUL and the batch's changes when it has some. NUL is in
+ * neither part: ids are digits, and the changes are JSON, which writes control characters escaped.
+ */
+const CHANGES_MARK = '\u0000';
+function seenPart(value: string): { ids: string; changes: string } {
+  const mark = value.indexOf(CHANGES_MARK);
+  const body = value.slice(value.indexOf(' ') + 1, mark < 0 ? undefined : mark);
+  return { ids: body, changes: mark < 0 ? '' : value.slice(mark + 1) };
+}
 
 export class EmbeddedStateStore implements StateStore {
   readonly adapter = 'embedded';
@@ -94,7 +105,7 @@ export class EmbeddedStateStore implements StateStore {
     await this.ready();
     const at = Date.now();
     await this.db.batch(
-      rows.map((r) => ({ type: 'put' as const, key: seenKey(r), value: `${at} ${r.ids.join(SEEN_SEPARATOR)}` })),
+      rows.map((r) => ({ type: 'put' as const, key: seenKey(r), value: `${at} ${r.ids.join(SEEN_SEPARATOR)}${r.changes ? `${CHANGES_MARK}${r.changes}` : ''}` })),
       this.sync,
     );
   }
@@ -103,7 +114,14 @@ export class EmbeddedStateStore implements StateStore {
     await this.ready();
     const prefix = seenPrefix(job, partition, windowStart);
     const rows = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
-    return seenIds(rows.map(([key, value]) => [key, value.slice(value.indexOf(' ') + 1)] as const), upTo);
+    return seenIds(rows.map(([key, value]) => [key, seenPart(value).ids] as const), upTo);
+  }
+
+  async changes(job: string, partition: number, windowStart: number, upTo: number): Promise<string[]> {
+    await this.ready();
+    const prefix = seenPrefix(job, partition, windowStart);
+    const rows = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
+    return seenChanges(rows.map(([key, value]) => [key, seenPart(value).changes] as const), upTo);
   }
 
   async dropSeen(job: string, partition: number, windowStart: number): Promise<void> {

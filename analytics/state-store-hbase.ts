@@ -13,6 +13,7 @@ import {
   partitionOfKey,
   prefixEnd,
   seenKey,
+  seenChanges,
   seenIds,
   seenPrefix,
   SEEN_SEPARATOR,
@@ -100,7 +101,14 @@ export class HBaseStateStore implements StateStore {
   async putSeen(rows: readonly SeenRow[]): Promise<void> {
     if (rows.length === 0) return;
     const c = await this.hbase();
-    await c.putMany(this.table, rows.map((r) => ({ row: seenKey(r), cells: [{ family: 'w', qualifier: 's', value: r.ids.join(SEEN_SEPARATOR) }] })));
+    await c.putMany(
+      this.table,
+      rows.map((r) => {
+        const cells = [{ family: 'w', qualifier: 's', value: r.ids.join(SEEN_SEPARATOR) }];
+        if (r.changes) cells.push({ family: 'w', qualifier: 'c', value: r.changes });
+        return { row: seenKey(r), cells };
+      }),
+    );
   }
 
   async seen(job: string, partition: number, windowStart: number, upTo: number): Promise<string[]> {
@@ -108,6 +116,13 @@ export class HBaseStateStore implements StateStore {
     const prefix = seenPrefix(job, partition, windowStart);
     const rows = await c.scan(this.table, { startRow: prefix, stopRow: prefixEnd(prefix), columns: ['w:s'] });
     return seenIds(rows.map((r) => [r.row.toString('utf8'), cellValue(r, 'w', 's')?.toString('utf8') ?? ''] as const), upTo);
+  }
+
+  async changes(job: string, partition: number, windowStart: number, upTo: number): Promise<string[]> {
+    const c = await this.hbase();
+    const prefix = seenPrefix(job, partition, windowStart);
+    const rows = await c.scan(this.table, { startRow: prefix, stopRow: prefixEnd(prefix), columns: ['w:c'] });
+    return seenChanges(rows.map((r) => [r.row.toString('utf8'), cellValue(r, 'w', 'c')?.toString('utf8') ?? ''] as const), upTo);
   }
 
   async dropSeen(job: string, partition: number, windowStart: number): Promise<void> {

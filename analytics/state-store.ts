@@ -10,6 +10,9 @@
 //   seen        the message ids one batch took into a partition's open 1-minute window, keyed by the
 //               offset the batch ended at, so the window's duplicate filter is written once per id rather
 //               than whole in every checkpoint; a checkpoint at offset o owns the rows with offsets ≤ o.
+//               A seen row also carries, for jobs whose minute-window state grows with its events (a set of
+//               ids), what the batch changed in that state (Job.takeChanges), so that the checkpoint need
+//               not hold that part: it is rebuilt from the rows up to the checkpoint's offset, in order.
 //               Dropped when the window closes; they expire like partials if a crash leaves some behind.
 // HBase table `{namespace}:analytics_state` in production, LevelDB under {dataDir}/analytics embedded.
 
@@ -31,6 +34,8 @@ export interface SeenRow {
   /** The partition's next offset after the batch that took these ids. */
   offset: number;
   ids: readonly string[];
+  /** What the batch changed in the job's own state of the window (Job.takeChanges), as JSON; absent when nothing. */
+  changes?: string;
 }
 
 export interface StateStore {
@@ -45,6 +50,8 @@ export interface StateStore {
   putSeen(rows: readonly SeenRow[]): Promise<void>;
   /** The ids of one partition's window, from rows whose offset is at most `upTo`. */
   seen(job: string, partition: number, windowStart: number, upTo: number): Promise<string[]>;
+  /** The changes of one partition's window from rows whose offset is at most `upTo`, oldest first. */
+  changes(job: string, partition: number, windowStart: number, upTo: number): Promise<string[]>;
   /** Deletes one partition's rows of a window (it closed). */
   dropSeen(job: string, partition: number, windowStart: number): Promise<void>;
   /** Deletes a job's checkpoints, partials and seen rows (a finished replay). */
@@ -84,6 +91,16 @@ export function seenIds(rows: Iterable<readonly [key: string, ids: string]>, upT
     for (const id of ids.split(SEEN_SEPARATOR)) out.push(id);
   }
   return out;
+}
+/** The changes of seen rows (key, changes or '') whose offset is at most `upTo`, in offset order: what both adapters' changes() answer. */
+export function seenChanges(rows: Iterable<readonly [key: string, changes: string]>, upTo: number): string[] {
+  const out: { offset: number; changes: string }[] = [];
+  for (const [key, changes] of rows) {
+    const offset = offsetOfSeenKey(key);
+    if (offset <= upTo && changes.length > 0) out.push({ offset, changes });
+  }
+  // Keys sort by offset already (fixed width); sorted again so that neither adapter's scan order matters.
+  return out.sort((a, b) => a.offset - b.offset).map((r) => r.changes);
 }
 /** The first key after every key starting with `prefix` (which ends in 0x00). */
 export const prefixEnd = (prefix: string) => `${prefix.slice(0, -1)}\u0001`;

@@ -79,6 +79,32 @@ function contract(name: string, open: () => Promise<{ store: StateStore; cleanup
       assert.deepEqual(await store.seen(job, 0, W + 60_000, 100), []);
     });
 
+    it('keeps a job’s changes with the seen rows, read back oldest first up to a checkpoint offset, dropped with them', async () => {
+      const job = 'changes-test';
+      const hostile = JSON.stringify(['+1', '-2', 'nul \u0000 and , comma', 'héllo ✓']);
+      await store.putSeen([
+        { job, partition: 0, windowStart: W, offset: 30, ids: ['103'], changes: '["+103"]' },
+        { job, partition: 0, windowStart: W, offset: 10, ids: ['101', '102'], changes: '["+101","+102"]' },
+        // A batch that only took a receipt for this window: no ids, a change.
+        { job, partition: 0, windowStart: W, offset: 20, ids: [], changes: '["-101"]' },
+        { job, partition: 0, windowStart: W, offset: 25, ids: ['104'] },
+        { job, partition: 0, windowStart: W + 60_000, offset: 20, ids: ['201'], changes: hostile },
+      ]);
+      assert.deepEqual(await store.changes(job, 0, W, 20), ['["+101","+102"]', '["-101"]']);
+      assert.deepEqual(await store.changes(job, 0, W, 100), ['["+101","+102"]', '["-101"]', '["+103"]']);
+      assert.deepEqual(await store.changes(job, 0, W, 9), []);
+      assert.deepEqual(await store.changes(job, 0, W + 60_000, 100), [hostile]);
+      assert.deepEqual(await store.changes(job, 3, W, 100), []);
+      // The ids of rows with changes read as before, and a row with changes but no ids adds none.
+      assert.deepEqual([...(await store.seen(job, 0, W, 100))].sort(), ['101', '102', '103', '104']);
+      assert.deepEqual(await store.seen(job, 0, W + 60_000, 100), ['201']);
+      await store.dropSeen(job, 0, W);
+      assert.deepEqual(await store.changes(job, 0, W, 100), []);
+      assert.deepEqual(await store.changes(job, 0, W + 60_000, 100), [hostile], 'other windows keep theirs');
+      await store.dropJob(job);
+      assert.deepEqual(await store.changes(job, 0, W + 60_000, 100), []);
+    });
+
     it('drops one job’s checkpoints and partials, leaving the others', async () => {
       await store.dropJob('users');
       assert.deepEqual(await store.partials('users', 60_000, W), []);

@@ -435,6 +435,52 @@ for (const kind of ['embedded', 'real'] as const) {
       assert.deepEqual(await snapshot(b.archive, base), knownExpected());
     });
 
+    it('the backlog’s pending ids go to change rows, not into every checkpoint; a restart rebuilds them, also from an older checkpoint that held them', async () => {
+      const n = kind === 'embedded' ? 1200 : 400;
+      for (const older of [false, true]) {
+        const topic = await newTopic(1);
+        const base = T0 + (older ? 42 : 40) * HOUR;
+        // n messages in minute 0, none answered, then receipts for the first 100.
+        const sent = Array.from({ length: n }, (_, i) => msg(`p${i % 50}`, `q${i % 40}`, base + 5 * S + i * 10));
+        const early = sent.slice(0, 100).map((m, i) => receipt(m.to, m.from, base + 20 * S + i, m));
+        await b.log.append(topic, [...sent, ...early].map(record));
+        const first = await startAll(jobsOn(b, topic));
+        await caughtUp(b.store, topic, 1, n + 100);
+        await Promise.all(first.map((j) => j.stop()));
+
+        const name = stateNameOf('backlog', topic);
+        const saved = (await b.store.checkpoint(name, 0))!;
+        const pendingIds = sent.slice(100).map((m) => m.id);
+        assert.ok(!pendingIds.some((id) => saved.includes(id)), 'no pending id is in the checkpoint');
+        assert.ok(saved.length < 2000, `the checkpoint stays small: ${saved.length} bytes for ${n - 100} pending messages`);
+        if (older) {
+          // What the build before wrote: the pending ids in the checkpoint, seen rows with ids only.
+          const c = JSON.parse(saved) as { offset: number; windows: { ms: number; start: number; s: { pending?: string[] } }[] };
+          const minute = c.windows.find((w) => w.ms === MINUTE && w.start === base)!;
+          minute.s.pending = pendingIds;
+          const ids = await b.store.seen(name, 0, base, c.offset);
+          await b.store.dropSeen(name, 0, base);
+          await b.store.putSeen([{ job: name, partition: 0, windowStart: base, offset: c.offset, ids }]);
+          await b.store.putCheckpoint(name, 0, JSON.stringify(c));
+          assert.deepEqual(await b.store.changes(name, 0, base, c.offset), []);
+        }
+
+        // After the restart: receipts for 50 more, then a message that closes minute 0.
+        const late = sent.slice(100, 150).map((m, i) => receipt(m.to, m.from, base + 30 * S + i, m));
+        const closer = msg('p1', 'q1', base + 200 * S);
+        await b.log.append(topic, [...late, closer].map(record));
+        const second = await startAll(jobsOn(b, topic));
+        try {
+          await caughtUp(b.store, topic, 1, n + 100 + 50 + 1);
+        } finally {
+          await Promise.all(second.map((j) => j.stop()));
+        }
+        const rows = await b.archive.metrics('backlog_pending', { from: base, to: base + MINUTE });
+        const minute0 = rows.find((p) => p.windowMs === MINUTE && p.windowStart === base);
+        assert.equal(minute0?.value, n - 150, `${older ? 'older checkpoint' : 'change rows'}: pending when minute 0 closed`);
+      }
+    });
+
     it('the jobs on one consumer group (as parley start runs them): a batch one job fails reaches all again, and none counts it twice', async () => {
       const topic = await newTopic(1);
       const base = T0 + 30 * HOUR;

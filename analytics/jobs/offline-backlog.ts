@@ -14,13 +14,21 @@ import { quantileRows } from './delivery-latency.ts';
 interface Backlog {
   /** Minute windows: ids still waiting for their receipt. */
   pending: Set<string>;
+  /**
+   * Minute windows: what happened to `pending` since the last checkpoint, in order: `+id` taken, `-id` its
+   * receipt came. Written with the batch's seen ids (takeChanges), not in the checkpoint: `pending` grows with
+   * every message of the minute whose receipt has not come (all of them, for clients that send none), and a
+   * checkpoint holding it was rewritten whole after every batch (4.3 MB at 5,000 msg/s, ten times a second).
+   */
+  changes: string[];
   /** Hour windows: the sum of its closed minutes' pending. */
   closed: number;
   waits: Quantiles;
 }
 
 interface Saved {
-  pending: string[];
+  /** Checkpoints written before the changes went to seen rows held the pending ids here. */
+  pending?: string[];
   closed: number;
   waits: QuantilesJSON;
 }
@@ -34,21 +42,42 @@ export const offlineBacklog = (settings: JobSettings) =>
   defineJob<Backlog, Partial>({
     name: 'backlog',
     metrics: ['backlog_pending', 'backlog_delivered', 'backlog_wait_ms'],
-    empty: () => ({ pending: new Set(), closed: 0, waits: new Quantiles() }),
+    empty: () => ({ pending: new Set(), changes: [], closed: 0, waits: new Quantiles() }),
     add(s, e, windowMs) {
-      if (windowMs === MINUTE && (e.kind === 'text' || e.kind === 'attachment') && !e.group) s.pending.add(e.id);
+      if (windowMs === MINUTE && (e.kind === 'text' || e.kind === 'attachment') && !e.group && !s.pending.has(e.id)) {
+        s.pending.add(e.id);
+        s.changes.push(`+${e.id}`);
+      }
       const sent = refTime(e);
       if (sent !== undefined && e.ts - sent >= settings.offlineAfterMs) s.waits.add(e.ts - sent);
     },
     relatedTime: refTime,
-    applyRelated: (minute, e) => minute.pending.delete(e.ref!),
+    applyRelated(minute, e) {
+      if (!minute.pending.delete(e.ref!)) return false;
+      minute.changes.push(`-${e.ref!}`);
+      return true;
+    },
     closeMinute(minute, hour) {
       hour.closed += minute.pending.size;
     },
-    save: (s): Saved => ({ pending: [...s.pending], closed: s.closed, waits: s.waits.toJSON() }),
+    takeChanges(minute) {
+      if (minute.changes.length === 0) return undefined;
+      const changes = minute.changes;
+      minute.changes = [];
+      return changes;
+    },
+    replayChanges(minute, changes) {
+      for (const change of changes as string[]) {
+        if (change[0] === '+') minute.pending.add(change.slice(1));
+        else minute.pending.delete(change.slice(1));
+      }
+    },
+    save: (s): Saved => ({ closed: s.closed, waits: s.waits.toJSON() }),
     load(saved) {
       const s = saved as Saved;
-      return { pending: new Set(s.pending), closed: s.closed, waits: Quantiles.fromJSON(s.waits) };
+      // An older checkpoint's pending ids go out as changes with the next batch, before it is replaced.
+      const pending = s.pending ?? [];
+      return { pending: new Set(pending), changes: pending.map((id) => `+${id}`), closed: s.closed, waits: Quantiles.fromJSON(s.waits) };
     },
     partial: (s, windowMs) => ({ pending: windowMs === MINUTE ? s.pending.size : s.closed, waits: s.waits.toJSON() }),
     merge(partials) {
