@@ -1,7 +1,8 @@
 // The Archive port embedded: LevelDB (classic-level) under {dataDir}/archive, one sorted key space holding
 // the HBase tables' rows under the same row keys (consumers/archive-keys.ts): {table}0x00{row key}, and
 // {table}0x00{user}0x00{conversation} for the conversations table's cells. A message row's value is the
-// archived message as JSON (with its receipt state); writes of one call are one atomic batch, fsync'd.
+// archived message as JSON (with its receipt state), a conversation cell's the id of its last message
+// (lastId); writes of one call are one atomic batch, fsync'd.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ClassicLevel } from 'classic-level';
@@ -46,6 +47,14 @@ const at = (table: TableRole, row: Buffer) => Buffer.concat([TABLE_PREFIX[table]
 /** The conversations "row" of a user: its cells follow it, one key per conversation. */
 const conversationsRow = (user: string) => Buffer.concat([TABLE_PREFIX.conversations, escapePart(user), Buffer.from([0])]);
 const conversationCell = (user: string, conversation: string) => Buffer.concat([conversationsRow(user), Buffer.from(conversation, 'utf8')]);
+
+/**
+ * A conversation cell holds the id of its last message, whose row holds the message: a 1:1 message updates
+ * two cells and a group message one per member, and copies of the message there made the archive write
+ * several times its size (and LevelDB compact it again and again). Stores written before hold the message
+ * itself, as JSON.
+ */
+const lastId = (cell: string): string => (cell.startsWith('{') ? (JSON.parse(cell) as Envelope).id : cell);
 
 /** The open database (long-lived state: a class). Writes that read first run one at a time. */
 export class EmbeddedArchive implements Archive {
@@ -99,8 +108,8 @@ export class EmbeddedArchive implements Archive {
       });
       for (const i of plan.inbox) puts.push([at('inbox', i.key), i.conversation]);
       plan.last.forEach((l, i) => {
-        const was = lasts[i] === undefined ? undefined : (JSON.parse(lasts[i]!) as Envelope).id;
-        if (was === undefined || compareIds(l.message.id, was) > 0) puts.push([lastKeys[i], JSON.stringify(l.message)]);
+        const was = lasts[i] === undefined ? undefined : lastId(lasts[i]!);
+        if (was === undefined || compareIds(l.message.id, was) > 0) puts.push([lastKeys[i], l.message.id]);
       });
       await this.write(puts);
     });
@@ -152,18 +161,19 @@ export class EmbeddedArchive implements Archive {
     if (!keyable(userId) || userId.length === 0 || Buffer.byteLength(userId) > MAX_ROW_BYTES || !(limit > 0)) return [];
     await this.ready();
     const row = conversationsRow(userId);
-    const lasts = (await this.db.values({ gte: row, lt: prefixEnd(row) }).all()).map((v) => {
-      const message = JSON.parse(v) as ArchivedMessage;
-      return { conversation: conversationOf(message), message };
+    const cells = (await this.db.iterator({ gte: row, lt: prefixEnd(row) }).all()).map(([key, cell]) => ({
+      conversation: key.subarray(row.length).toString('utf8'),
+      id: lastId(cell),
+      older: cell.startsWith('{') ? (JSON.parse(cell) as ArchivedMessage) : undefined,
+    }));
+    // The newest `limit` conversations by their last message's id; those messages (with their receipt state) from their rows.
+    const newest = cells.sort((a, b) => compareIds(b.id, a.id)).slice(0, Math.floor(limit));
+    const stored = await this.db.getMany(newest.map((c) => at('messages', messageKey(c.conversation, c.id))));
+    const lasts = newest.flatMap((c, i) => {
+      const message = stored[i] === undefined ? c.older : (JSON.parse(stored[i]!) as ArchivedMessage);
+      return message ? [{ conversation: c.conversation, message }] : [];
     });
-    const list = summarize(userId, lasts, limit);
-    // The receipt state lives on the message row; the summary takes it from there.
-    const stored = await this.db.getMany(list.map((s) => at('messages', messageKey(conversationOf(s.lastMessage), s.lastMessage.id))));
-    list.forEach((s, i) => {
-      const state = stored[i] === undefined ? undefined : (JSON.parse(stored[i]!) as ArchivedMessage).state;
-      if (isReceiptState(state)) s.lastMessage.state = state;
-    });
-    return list;
+    return summarize(userId, lasts, limit);
   }
 
   async sync(userId: string, options: { after?: string; limit: number }): Promise<ArchivedMessage[]> {

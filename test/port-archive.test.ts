@@ -216,10 +216,44 @@ describe('EmbeddedArchive keys', () => {
       const row = (table: string, key: Buffer) => Buffer.concat([Buffer.from(`${table}\u0000`), key]);
       assert.deepEqual(JSON.parse((await db.get(row('messages', messageKey(conversation, m.id))))!), { ...m, state: 'read' });
       assert.equal(await db.get(row('inbox', inboxKey(b, m.id))), conversation);
-      assert.deepEqual(JSON.parse((await db.get(row('conversations', Buffer.from(`${a}\u0000${conversation}`))))!), m);
+      // A conversation cell names its last message; the message is in its row only.
+      assert.equal(await db.get(row('conversations', Buffer.from(`${a}\u0000${conversation}`))), m.id);
       assert.equal((await db.keys().all()).length, 5, 'one message row, two inbox rows, two conversation cells, nothing else');
     } finally {
       await db.close();
+    }
+  });
+
+  it('reads the conversation cells of an older store, which held the last message itself, and moves them on', async () => {
+    const [a, b, c] = [`a${rand()}`, `b${rand()}`, `c${rand()}`];
+    const ab = message(a, b);
+    const ac = message(a, c);
+    const archive = new EmbeddedArchive(tmp.dir);
+    await archive.putMessages([{ message: ab, participants: [a, b] }, { message: ac, participants: [a, c] }]);
+    await archive.setState(conversationOf(ab), ab.id, 'read');
+    await archive.close();
+    // What the build before wrote into a's cells: the message as JSON.
+    const db = new ClassicLevel<Buffer, string>(path.join(tmp.dir, 'archive'), { keyEncoding: 'buffer', valueEncoding: 'utf8' });
+    const cell = (user: string, m: Envelope) => Buffer.from(`conversations\u0000${user}\u0000${conversationOf(m)}`);
+    await db.put(cell(a, ab), JSON.stringify(ab));
+    await db.put(cell(a, ac), JSON.stringify(ac));
+    await db.close();
+
+    const reopened = new EmbeddedArchive(tmp.dir);
+    try {
+      const list = await reopened.conversations(a, 10);
+      assert.deepEqual(list.map((s) => s.id), [c, b], 'newest first');
+      assert.deepEqual(list[1].lastMessage, { ...ab, state: 'read' }, 'the state comes from the message row');
+      assert.deepEqual((await reopened.conversations(a, 1)).map((s) => s.id), [c]);
+      // An older message does not replace an older cell's newer one; a newer one does, as an id.
+      const before = message(b, a, { id: (BigInt(ab.id) - 1n).toString() });
+      const after = message(b, a);
+      await reopened.putMessages([{ message: before, participants: [a, b] }]);
+      assert.equal((await reopened.conversations(a, 10))[1].lastMessage.id, ab.id);
+      await reopened.putMessages([{ message: after, participants: [a, b] }]);
+      assert.deepEqual((await reopened.conversations(a, 10)).map((s) => [s.id, s.lastMessage.id]), [[b, after.id], [c, ac.id]]);
+    } finally {
+      await reopened.close();
     }
   });
 });
