@@ -86,7 +86,7 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
     queue: redis ? new RedisOfflineQueue(redis, config.offlineMax) : embedded!.queue,
     groups: redis ? new RedisGroups(redis) : new EmbeddedGroups(config.dataDir),
     outbox: redis ? new RedisOutbox(redis, config.nodeId) : embedded!.outbox,
-    eventLog: config.kafka ? kafkaEventLog(config, `parley-${config.nodeId}`) : new EmbeddedEventLog(config.dataDir, { fsync: config.embeddedFsync }),
+    eventLog: config.kafka ? kafkaEventLog(config, `parley-${config.nodeId}`) : new EmbeddedEventLog(config.dataDir, { fsync: config.embeddedFsync, maxBatch: embeddedLogBatch(config) }),
     archive: options.archive ?? createArchive(config),
     blobs: config.s3
       ? new MinioBlobStore({ ...config.s3, expireDays: config.attachments.expireDays })
@@ -129,3 +129,16 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
     },
   };
 }
+
+/**
+ * Most records in one batch of the embedded event log (its bytes are capped at 1 MB, about a Kafka fetch).
+ * On the consumer thread (the default) up to 2,000: the analytics jobs linger a second between batches, and
+ * at 500 a batch filled first at 500 msg/s and more, so their per-batch work (checkpoints, partials, merged
+ * rows, one synced LevelDB write each) ran four to ten times a second instead of once: 10–15 points of a core
+ * at 2,000–5,000 msg/s (BENCHMARKS.md, round 17). Consumers on the broker's own event loop keep batches of
+ * 500, as each batch holds that loop while it is handled.
+ */
+function embeddedLogBatch(config: Readonly<Config>): number {
+  return config.consumerThread ? 2000 : 500;
+}
+
