@@ -111,17 +111,18 @@ export class EmbeddedStateStore implements StateStore {
   }
 
   async seen(job: string, partition: number, windowStart: number, upTo: number): Promise<string[]> {
-    await this.ready();
-    const prefix = seenPrefix(job, partition, windowStart);
-    const rows = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
-    return seenIds(rows.map(([key, value]) => [key, seenPart(value).ids] as const), upTo);
+    return seenIds((await this.seenRows(job, partition, windowStart)).map(([key, part]) => [key, part.ids] as const), upTo);
   }
 
   async changes(job: string, partition: number, windowStart: number, upTo: number): Promise<string[]> {
+    return seenChanges((await this.seenRows(job, partition, windowStart)).map(([key, part]) => [key, part.changes] as const), upTo);
+  }
+
+  /** One partition's seen rows of a window: key, ids and changes. */
+  private async seenRows(job: string, partition: number, windowStart: number): Promise<[string, { ids: string; changes: string }][]> {
     await this.ready();
     const prefix = seenPrefix(job, partition, windowStart);
-    const rows = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
-    return seenChanges(rows.map(([key, value]) => [key, seenPart(value).changes] as const), upTo);
+    return (await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all()).map(([key, value]) => [key, seenPart(value)]);
   }
 
   async dropSeen(job: string, partition: number, windowStart: number): Promise<void> {

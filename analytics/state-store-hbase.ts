@@ -112,17 +112,19 @@ export class HBaseStateStore implements StateStore {
   }
 
   async seen(job: string, partition: number, windowStart: number, upTo: number): Promise<string[]> {
-    const c = await this.hbase();
-    const prefix = seenPrefix(job, partition, windowStart);
-    const rows = await c.scan(this.table, { startRow: prefix, stopRow: prefixEnd(prefix), columns: ['w:s'] });
-    return seenIds(rows.map((r) => [r.row.toString('utf8'), cellValue(r, 'w', 's')?.toString('utf8') ?? ''] as const), upTo);
+    return seenIds(await this.seenColumn(job, partition, windowStart, 's'), upTo);
   }
 
   async changes(job: string, partition: number, windowStart: number, upTo: number): Promise<string[]> {
+    return seenChanges(await this.seenColumn(job, partition, windowStart, 'c'), upTo);
+  }
+
+  /** One column of a window's seen rows (`s` ids, `c` changes), by row key; '' where a row has none. */
+  private async seenColumn(job: string, partition: number, windowStart: number, qualifier: 's' | 'c'): Promise<[string, string][]> {
     const c = await this.hbase();
     const prefix = seenPrefix(job, partition, windowStart);
-    const rows = await c.scan(this.table, { startRow: prefix, stopRow: prefixEnd(prefix), columns: ['w:c'] });
-    return seenChanges(rows.map((r) => [r.row.toString('utf8'), cellValue(r, 'w', 'c')?.toString('utf8') ?? ''] as const), upTo);
+    const rows = await c.scan(this.table, { startRow: prefix, stopRow: prefixEnd(prefix), columns: [`w:${qualifier}`] });
+    return rows.map((r) => [r.row.toString('utf8'), cellValue(r, 'w', qualifier)?.toString('utf8') ?? '']);
   }
 
   async dropSeen(job: string, partition: number, windowStart: number): Promise<void> {

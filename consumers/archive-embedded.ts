@@ -8,7 +8,6 @@ import path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import type { Envelope } from '../common/envelope.ts';
 import type { Archive, ArchivedMessage, ConversationSummary, MetricPoint, ReceiptState } from './archive.ts';
-import { conversationOf } from './archive.ts';
 import {
   MAX_ROW_BYTES,
   TABLES,
@@ -161,11 +160,10 @@ export class EmbeddedArchive implements Archive {
     if (!keyable(userId) || userId.length === 0 || Buffer.byteLength(userId) > MAX_ROW_BYTES || !(limit > 0)) return [];
     await this.ready();
     const row = conversationsRow(userId);
-    const cells = (await this.db.iterator({ gte: row, lt: prefixEnd(row) }).all()).map(([key, cell]) => ({
-      conversation: key.subarray(row.length).toString('utf8'),
-      id: lastId(cell),
-      older: cell.startsWith('{') ? (JSON.parse(cell) as ArchivedMessage) : undefined,
-    }));
+    const cells = (await this.db.iterator({ gte: row, lt: prefixEnd(row) }).all()).map(([key, cell]) => {
+      const older = cell.startsWith('{') ? (JSON.parse(cell) as ArchivedMessage) : undefined;
+      return { conversation: key.subarray(row.length).toString('utf8'), id: older?.id ?? cell, older };
+    });
     // The newest `limit` conversations by their last message's id; those messages (with their receipt state) from their rows.
     const newest = cells.sort((a, b) => compareIds(b.id, a.id)).slice(0, Math.floor(limit));
     const stored = await this.db.getMany(newest.map((c) => at('messages', messageKey(c.conversation, c.id))));
