@@ -51,6 +51,8 @@ const schema = z.object({
   PARLEY_ARCHIVE_LINGER_MS: int(0, 60_000).default(50),
   // The archiver and analytics jobs on a thread of their own (true) or on the broker's event loop.
   PARLEY_CONSUMER_THREAD: bool.default(true),
+  // How many nice steps the consumer thread runs below the broker's thread (Linux; 0: the same priority).
+  PARLEY_CONSUMER_NICE: int(0, 19).default(10),
   PARLEY_OUTBOX_LINGER_MS: int(0, 10_000).default(10),
   PARLEY_HBASE_HOST: optional,
   PARLEY_HBASE_PORT: int(1, 65535).default(9090),
@@ -128,6 +130,8 @@ export interface Config {
   archiveLingerMs: number;
   /** The archiver and the analytics jobs run in a worker thread rather than on the broker's event loop. */
   consumerThread: boolean;
+  /** Nice steps the consumer thread runs below the broker's thread, so that it yields the CPU to deliveries and acks. */
+  consumerNice: number;
   /** How long the outbox shipper lets records gather before it ships them after a quiet spell. */
   outboxLingerMs: number;
   /** Outbox length past which a Kafka outage is logged as an error rather than a warning. */
@@ -220,6 +224,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     outboxWarn: e.PARLEY_OUTBOX_WARN,
     archiveLingerMs: e.PARLEY_ARCHIVE_LINGER_MS,
     consumerThread: e.PARLEY_CONSUMER_THREAD,
+    consumerNice: e.PARLEY_CONSUMER_NICE,
     outboxLingerMs: e.PARLEY_OUTBOX_LINGER_MS,
     messagesTopic: e.PARLEY_KAFKA_TOPIC,
     hbase: e.PARLEY_HBASE_HOST

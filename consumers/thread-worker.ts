@@ -9,11 +9,16 @@ import { createLogger } from '../common/log.ts';
 import { RpcEndpoint } from '../common/rpc.ts';
 import { serveArchive } from './archive-rpc.ts';
 import { createConsumers } from './consumers.ts';
+import { CONSUMER_THREAD_NAME, settleThread } from './thread-priority.ts';
 import { FAULT_EXIT_CODE, type ThreadData } from './thread.ts';
 
 const { config, roles } = workerData as ThreadData;
 const rpc = new RpcEndpoint(parentPort!);
 const log = createLogger(config.logLevel).child({ thread: 'consumers' });
+// First, before this thread opens anything: it yields the CPU to the broker's thread (thread-priority.ts).
+const settled = settleThread(CONSUMER_THREAD_NAME, config.consumerNice);
+for (const problem of settled.problems) log.warn({ tid: settled.tid }, `consumer thread: ${problem}`);
+log.debug({ tid: settled.tid, nice: settled.nice }, 'consumer thread started');
 const eventLog = config.kafka ? kafkaEventLog(config, `parley-${config.nodeId}-consumers`) : new RpcEventLog(rpc, 'embedded');
 const archive = createArchive(config);
 const served = config.hbase ? null : serveArchive(rpc, archive);

@@ -10,6 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { EMBEDDED_PARTITIONS } from '../cli/server.ts';
 import { RpcArchive } from '../consumers/archive-rpc.ts';
 import { FAULT_EXIT_CODE } from '../consumers/thread.ts';
+import { CONSUMER_THREAD_NAME } from '../consumers/thread-priority.ts';
+import { ConfigError, loadConfig } from '../common/config.ts';
 import { connectDevice, PASSWORD, registerUser, sleep, startTestParley, testEnv, type TestParley } from './helpers/parley.ts';
 
 async function token(p: TestParley, user: string): Promise<string> {
@@ -34,6 +36,35 @@ async function metricsText(p: TestParley): Promise<string> {
   return res.text();
 }
 
+/** This process's OS threads as the kernel shows them: name and nice value (stat field 19). */
+function osThreads(): { tid: number; name: string; nice: number }[] {
+  const out = [];
+  for (const tid of fs.readdirSync('/proc/self/task')) {
+    try {
+      const name = fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      // Fields after the name, which is in parentheses and may hold spaces: state is field 3, nice field 19.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.push({ tid: Number(tid), name, nice: Number(fields[16]) });
+    } catch {
+      // a thread that ended while listed
+    }
+  }
+  return out;
+}
+
+/** The consumer threads the kernel lists, once the one starting has named itself. */
+async function consumerThreads(): Promise<{ tid: number; name: string; nice: number }[]> {
+  for (let i = 0; i < 100; i++) {
+    const found = osThreads().filter((t) => t.name === CONSUMER_THREAD_NAME);
+    if (found.length) return found;
+    await sleep(50);
+  }
+  return [];
+}
+
+const mainNice = () => osThreads().find((t) => t.tid === process.pid)!.nice;
+
 /** The summed value of a counter's samples (all label sets). */
 function counter(text: string, name: string): number {
   let sum = 0;
@@ -54,15 +85,20 @@ for (const mode of ['thread', 'inline'] as const) {
       await p?.stop();
     });
 
-    it('runs where configured and owns the archive there', () => {
+    it('runs where configured and owns the archive there', async () => {
       const thread = p.running.consumerThread;
       if (mode === 'thread') {
         assert.ok(thread?.current, 'a consumer thread is running');
         assert.notEqual(thread.current.threadId, threadId);
         assert.ok(p.running.ports.archive instanceof RpcArchive, 'the broker thread reads the thread-owned archive over RPC');
+        // It names itself and yields the CPU to the broker's thread: PARLEY_CONSUMER_NICE's 10 steps lower.
+        const found = await consumerThreads();
+        assert.equal(found.length, 1, 'one thread named parley-consumer');
+        assert.equal(found[0].nice, Math.min(19, mainNice() + 10));
+        assert.equal(osThreads().filter((t) => t.nice !== mainNice()).length, 1, 'no other thread of the process lowered');
       } else {
         assert.equal(thread, null);
-        assert.ok(!(p.running.ports.archive instanceof RpcArchive));
+        assert.deepEqual(osThreads().filter((t) => t.name === CONSUMER_THREAD_NAME), []);
       }
     });
 
@@ -135,12 +171,35 @@ for (const mode of ['thread', 'inline'] as const) {
         const history = await historyOf(p, ann, ben, ids.length, 60_000);
         assert.equal(thread.restarts, 1);
         assert.notEqual(thread.current, dying);
+        const again = await consumerThreads();
+        assert.equal(again.length, 1, 'the thread started again named itself');
+        assert.equal(again[0].nice, Math.min(19, mainNice() + 10), 'and runs lowered like the first');
         assert.deepEqual(history.map((m) => m.id).sort(), [...ids].sort(), 'every acked message, once');
         await a.close();
       });
     }
   });
 }
+
+describe('the consumer thread’s priority', () => {
+  it('stays the broker thread’s with PARLEY_CONSUMER_NICE=0', async () => {
+    const p = await startTestParley('embedded', { PARLEY_CONSUMER_NICE: '0' });
+    try {
+      const found = await consumerThreads();
+      assert.equal(found.length, 1);
+      assert.equal(found[0].nice, mainNice());
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it('refuses a value outside 0–19 with a clear error', () => {
+    for (const bad of ['-1', '20', 'ten', '2.5']) {
+      assert.throws(() => loadConfig({ PARLEY_DATA_DIR: '/tmp/unused', PARLEY_CONSUMER_NICE: bad }), (err: unknown) => err instanceof ConfigError && /PARLEY_CONSUMER_NICE/.test((err as Error).message), bad);
+    }
+    assert.equal(loadConfig({ PARLEY_DATA_DIR: '/tmp/unused' }).consumerNice, 10);
+  });
+});
 
 describe('a start that fails half-way, consumer thread already running', () => {
   it('ends the thread before it reports the failure', async () => {
