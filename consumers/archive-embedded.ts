@@ -2,7 +2,8 @@
 // the HBase tables' rows under the same row keys (consumers/archive-keys.ts): {table}0x00{row key}, and
 // {table}0x00{user}0x00{conversation} for the conversations table's cells. A message row's value is the
 // archived message as JSON (with its receipt state), a conversation cell's the id of its last message
-// (lastId); writes of one call are one atomic batch, fsync'd.
+// (lastId); writes of one call are one atomic batch, fsync'd. One key outside the tables holds the
+// high-water mark: the highest message id the store holds (see putMessages).
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ClassicLevel } from 'classic-level';
@@ -43,6 +44,10 @@ const TABLE_PREFIX: Record<TableRole, Buffer> = {
   metrics: Buffer.from(`${TABLES.metrics}\u0000`),
 };
 const at = (table: TableRole, row: Buffer) => Buffer.concat([TABLE_PREFIX[table], row]);
+/** The high-water mark's key: before every table (0x00 sorts first), in no table's range. */
+export const HIGH_WATER_KEY = Buffer.from('\u0000high-water');
+/** An inbox row's key ends with its message's id, zero-padded to this many digits. */
+const INBOX_ID_DIGITS = 20;
 /** The conversations "row" of a user: its cells follow it, one key per conversation. */
 const conversationsRow = (user: string) => Buffer.concat([TABLE_PREFIX.conversations, escapePart(user), Buffer.from([0])]);
 const conversationCell = (user: string, conversation: string) => Buffer.concat([conversationsRow(user), Buffer.from(conversation, 'utf8')]);
@@ -63,6 +68,18 @@ export class EmbeddedArchive implements Archive {
   private readonly fsync: boolean;
   private opening?: Promise<void>;
   private tail: Promise<unknown> = Promise.resolve();
+  /**
+   * The highest message id the store holds, or null while it is not known (a store written before the mark
+   * existed, until its inbox has been read through once: `finding`). Every row and cell holds an id at or
+   * below it, so a message above it is new: no row to keep a receipt state from, no cell with a newer id.
+   */
+  private high: string | null = null;
+  /** The highest id written since open, for a mark found while messages were being written. */
+  private writtenHigh = '0';
+  private finding?: Promise<void>;
+  private closing = false;
+  /** Messages written without reading their row and cells first (they were above the mark); for the tests. */
+  blindWrites = 0;
 
   constructor(dataDir: string, options: EmbeddedArchiveOptions = {}) {
     this.location = path.join(dataDir, 'archive');
@@ -73,11 +90,56 @@ export class EmbeddedArchive implements Archive {
   }
 
   private ready(): Promise<void> {
-    this.opening ??= this.db.open().catch((err: Error) => {
-      this.opening = undefined;
-      throw new Error(`cannot open the embedded archive at ${this.location}: ${err.message}`);
-    });
+    this.opening ??= this.db
+      .open()
+      .then(() => this.loadHighWater())
+      .catch((err: Error) => {
+        this.opening = undefined;
+        throw new Error(`cannot open the embedded archive at ${this.location}: ${err.message}`);
+      });
     return this.opening;
+  }
+
+  /** The high-water mark once known (an older store's once its inbox has been read through); null if it could not be found. */
+  async highWaterMark(): Promise<string | null> {
+    await this.ready();
+    await this.finding;
+    return this.high;
+  }
+
+  /** The mark as stored; an empty store starts at 0; an older store's is found by reading its inbox once, meanwhile. */
+  private async loadHighWater(): Promise<void> {
+    const stored = await this.db.get(HIGH_WATER_KEY);
+    if (stored !== undefined) {
+      this.high = stored;
+      return;
+    }
+    const [any] = await this.db.keys({ limit: 1 }).all();
+    if (any === undefined) {
+      this.high = '0';
+      return;
+    }
+    this.finding = this.findHighWater().catch(() => undefined);
+  }
+
+  /**
+   * Every message has an inbox row per reader, its key ending in the id: the highest of them is the mark.
+   * Read in the background (a large store takes a while); until it is known, writes read first, as before.
+   */
+  private async findHighWater(): Promise<void> {
+    let found = '0';
+    for await (const key of this.db.keys({ gte: TABLE_PREFIX.inbox, lt: prefixEnd(TABLE_PREFIX.inbox) })) {
+      if (this.closing) return;
+      const id = key.subarray(key.length - INBOX_ID_DIGITS).toString('latin1').replace(/^0+(?=.)/, '');
+      if (compareIds(id, found) > 0) found = id;
+    }
+    await this.exclusive(async () => {
+      if (this.closing) return;
+      // Batches written while the inbox was read may hold higher ids than the rows it saw.
+      const high = compareIds(this.writtenHigh, found) > 0 ? this.writtenHigh : found;
+      await this.db.put(HIGH_WATER_KEY, high, { sync: this.fsync });
+      this.high = high;
+    });
   }
 
   /** Read-modify-write steps (putMessages, setState) in series, so none works from a stale read. */
@@ -96,21 +158,43 @@ export class EmbeddedArchive implements Archive {
     if (plan.messages.length === 0) return;
     await this.ready();
     await this.exclusive(async () => {
+      // Reading a row and two cells per message cost more than writing them (LevelDB looks each up level
+      // by level, and the lookups bring on compactions of their own). A message above the mark needs
+      // neither: only a replay, at or below it, is read first.
+      const high = this.high;
+      const isNew = (id: string) => high !== null && compareIds(id, high) > 0;
       const keys = plan.messages.map((m) => at('messages', m.key));
       const lastKeys = plan.last.map((l) => conversationCell(l.user, l.conversation));
-      const [stored, lasts] = await Promise.all([this.db.getMany(keys), this.db.getMany(lastKeys)]);
+      const rowsToRead = plan.messages.flatMap((m, i) => (isNew(m.message.id) ? [] : [i]));
+      const cellsToRead = plan.last.flatMap((l, i) => (isNew(l.message.id) ? [] : [i]));
+      const [stored, lasts] = await Promise.all([
+        rowsToRead.length ? this.db.getMany(rowsToRead.map((i) => keys[i])) : [],
+        cellsToRead.length ? this.db.getMany(cellsToRead.map((i) => lastKeys[i])) : [],
+      ]);
+      const storedRow = new Map(rowsToRead.map((i, k) => [i, stored[k]]));
+      const storedCell = new Map(cellsToRead.map((i, k) => [i, lasts[k]]));
       const puts: Array<[Buffer, string]> = [];
+      let top = this.writtenHigh;
       plan.messages.forEach((m, i) => {
         // A replay keeps the receipt state recorded since.
-        const state = stored[i] === undefined ? undefined : (JSON.parse(stored[i]!) as ArchivedMessage).state;
+        const row = storedRow.get(i);
+        const state = row === undefined ? undefined : (JSON.parse(row) as ArchivedMessage).state;
         puts.push([keys[i], JSON.stringify(state ? { ...m.message, state } : m.message)]);
+        if (compareIds(m.message.id, top) > 0) top = m.message.id;
       });
       for (const i of plan.inbox) puts.push([at('inbox', i.key), i.conversation]);
       plan.last.forEach((l, i) => {
-        const was = lasts[i] === undefined ? undefined : lastId(lasts[i]!);
+        const cell = storedCell.get(i);
+        const was = cell === undefined ? undefined : lastId(cell);
         if (was === undefined || compareIds(l.message.id, was) > 0) puts.push([lastKeys[i], l.message.id]);
       });
+      // The mark moves in the same atomic batch as the rows under it; not while an older store's is still sought.
+      const raised = high !== null && compareIds(top, high) > 0;
+      if (raised) puts.push([HIGH_WATER_KEY, top]);
       await this.write(puts);
+      this.writtenHigh = top;
+      if (raised) this.high = top;
+      this.blindWrites += plan.messages.length - rowsToRead.length;
     });
   }
 
@@ -213,6 +297,8 @@ export class EmbeddedArchive implements Archive {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    await this.finding;
     await this.tail;
     await this.opening?.catch(() => undefined);
     await this.db.close();

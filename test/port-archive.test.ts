@@ -9,7 +9,7 @@ import { connect, type HBaseClient, type HBaseRow, type HBaseTransport } from '.
 import { IdGenerator } from '../common/ids.ts';
 import type { Envelope } from '../common/envelope.ts';
 import { conversationOf } from '../consumers/archive.ts';
-import { EmbeddedArchive } from '../consumers/archive-embedded.ts';
+import { EmbeddedArchive, HIGH_WATER_KEY } from '../consumers/archive-embedded.ts';
 import { RpcArchive, serveArchive } from '../consumers/archive-rpc.ts';
 import { HBaseArchive } from '../consumers/archive-hbase.ts';
 import { inboxKey, messageKey, metricKey, saltOf } from '../consumers/archive-keys.ts';
@@ -218,7 +218,8 @@ describe('EmbeddedArchive keys', () => {
       assert.equal(await db.get(row('inbox', inboxKey(b, m.id))), conversation);
       // A conversation cell names its last message; the message is in its row only.
       assert.equal(await db.get(row('conversations', Buffer.from(`${a}\u0000${conversation}`))), m.id);
-      assert.equal((await db.keys().all()).length, 5, 'one message row, two inbox rows, two conversation cells, nothing else');
+      assert.equal(await db.get(HIGH_WATER_KEY), m.id, 'the high-water mark: the highest id stored');
+      assert.equal((await db.keys().all()).length, 6, 'one message row, two inbox rows, two conversation cells, the mark, nothing else');
     } finally {
       await db.close();
     }
@@ -255,5 +256,100 @@ describe('EmbeddedArchive keys', () => {
     } finally {
       await reopened.close();
     }
+  });
+
+  describe('the high-water mark', () => {
+    const raw = (dir: string) => new ClassicLevel<Buffer, string>(path.join(dir, 'archive'), { keyEncoding: 'buffer', valueEncoding: 'utf8' });
+    const rowKey = (m: Envelope) => Buffer.concat([Buffer.from('messages\u0000'), messageKey(conversationOf(m), m.id)]);
+    const cellKey = (user: string, m: Envelope) => Buffer.from(`conversations\u0000${user}\u0000${conversationOf(m)}`);
+
+    it('writes a message above it without reading its row or cells first, and moves it with the rows', async () => {
+      const dir = path.join(tmp.dir, 'blind');
+      const [a, b] = [`a${rand()}`, `b${rand()}`];
+      const [m1, m2] = [message(a, b), message(a, b)];
+      const archive = new EmbeddedArchive(dir);
+      await archive.putMessages([{ message: m1, participants: [a, b] }]);
+      assert.equal(archive.blindWrites, 1, 'an empty store: the first message is above the mark (0)');
+      assert.equal(await archive.highWaterMark(), m1.id);
+      await archive.close();
+      // Planted behind the archive's back, where a message above the mark cannot have a row: a state, and a
+      // cell naming a newer message. Written without a read, the message replaces both.
+      const db = raw(dir);
+      await db.put(rowKey(m2), JSON.stringify({ ...m2, state: 'read' }));
+      await db.put(cellKey(a, m2), (BigInt(m2.id) + 1000n).toString());
+      await db.close();
+      const reopened = new EmbeddedArchive(dir);
+      await reopened.putMessages([{ message: m2, participants: [a, b] }]);
+      assert.equal(reopened.blindWrites, 1);
+      assert.equal(await reopened.highWaterMark(), m2.id);
+      await reopened.close();
+      const after = raw(dir);
+      try {
+        assert.deepEqual(JSON.parse((await after.get(rowKey(m2)))!), m2, 'not read first: the planted state is gone');
+        assert.equal(await after.get(cellKey(a, m2)), m2.id);
+        assert.equal(await after.get(HIGH_WATER_KEY), m2.id, 'the mark is stored with the rows');
+      } finally {
+        await after.close();
+      }
+    });
+
+    it('reads a replay at or below it first: its receipt state stays, no cell moves back, the mark stays', async () => {
+      const dir = path.join(tmp.dir, 'replay');
+      const [a, b, c] = [`a${rand()}`, `b${rand()}`, `c${rand()}`];
+      const [older, newer, other] = [message(a, b), message(a, b), message(a, c)];
+      const archive = new EmbeddedArchive(dir);
+      try {
+        await archive.putMessages([older, newer, other].map((m) => ({ message: m, participants: [m.from, m.to] })));
+        await archive.setState(conversationOf(older), older.id, 'read');
+        const blind = archive.blindWrites;
+        await archive.putMessages([{ message: older, participants: [a, b] }]);
+        assert.equal(archive.blindWrites, blind, 'the replay was read first');
+        assert.equal((await archive.page(conversationOf(older), { limit: 10 })).find((m) => m.id === older.id)?.state, 'read');
+        const list = await archive.conversations(a, 10);
+        assert.deepEqual(list.map((s) => [s.id, s.lastMessage.id]), [[c, other.id], [b, newer.id]], 'the cells keep their newest messages');
+        assert.equal(await archive.highWaterMark(), other.id);
+      } finally {
+        await archive.close();
+      }
+    });
+
+    it('finds an older store’s mark in its inbox, reading writes first until then, and stores it', async () => {
+      const dir = path.join(tmp.dir, 'older');
+      // The newest message's readers sort first: the inbox's last key is not the highest id.
+      const [y, z, a, b] = [`y${rand()}`, `z${rand()}`, `a${rand()}`, `b${rand()}`];
+      const [yz, ab] = [message(y, z), message(a, b)];
+      const archive = new EmbeddedArchive(dir);
+      await archive.putMessages([yz, ab].map((m) => ({ message: m, participants: [m.from, m.to] })));
+      await archive.setState(conversationOf(yz), yz.id, 'delivered');
+      await archive.close();
+      const db = raw(dir);
+      await db.del(HIGH_WATER_KEY); // as a store written before the mark existed
+      await db.close();
+
+      const reopened = new EmbeddedArchive(dir);
+      const fresh = message(a, b);
+      try {
+        // Both in the first turn: the replay and a new message race the search for the mark.
+        const writing = Promise.all([
+          reopened.putMessages([{ message: yz, participants: [y, z] }]),
+          reopened.putMessages([{ message: fresh, participants: [a, b] }]),
+        ]);
+        await writing;
+        assert.equal(await reopened.highWaterMark(), fresh.id, 'the highest of what the inbox held and what was written meanwhile');
+        assert.equal((await reopened.page(conversationOf(yz), { limit: 10 }))[0].state, 'delivered', 'the replay kept its state');
+        const next = message(a, b);
+        const blind = reopened.blindWrites;
+        await reopened.putMessages([{ message: next, participants: [a, b] }]);
+        assert.equal(reopened.blindWrites, blind + 1, 'with the mark found, new messages are written without reads');
+      } finally {
+        await reopened.close();
+      }
+      const after = raw(dir);
+      try {
+        assert.ok(BigInt((await after.get(HIGH_WATER_KEY))!) > BigInt(fresh.id), 'stored');
+      } finally {
+        await after.close();
+      }
+    });
   });
 });
