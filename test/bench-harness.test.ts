@@ -322,3 +322,28 @@ test('bench --heap-snapshots: the connections scenario writes snapshots before a
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test('bench:archive: CPU per message by thread, for a young and a grown store', { timeout: 300_000 }, async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bench-archive-'));
+  try {
+    const output = await new Promise<{ code: number | null; text: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'bench/archive.ts', '--prefill', '3000', '--messages', '2000', '--users', '50', '--data-dir', tmp], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      child.stdout.on('data', (d) => (text += d));
+      child.stderr.on('data', (d) => (text += d));
+      child.on('exit', (code) => resolve({ code, text }));
+    });
+    assert.equal(output.code, 0, output.text.slice(-4000));
+    assert.match(output.text, /filling a store with 3,000 messages/);
+    const rows = output.text.split('\n').filter((l) => /^\| (young|grown)/.test(l));
+    assert.equal(rows.length, 2, output.text);
+    for (const row of rows) {
+      const [, , messages, , total, main] = row.split('|').map((c) => c.trim());
+      assert.equal(messages, '2,000');
+      assert.ok(Number(total) > 0 && Number(main) > 0, row);
+    }
+    assert.ok(fs.existsSync(path.join(tmp, 'archive-prefill-3000-50', 'archive', 'CURRENT')), 'the grown store is kept for the next run');
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
