@@ -27,6 +27,7 @@ export interface ThreadSettled {
  * at 19). 0 leaves the priority alone. Never throws: a thread that cannot do either still does its work.
  */
 export function settleThread(name: string, lower: number): ThreadSettled {
+  if (process.platform !== 'linux') return { tid: null, nice: null, problems: [] };
   const problems: string[] = [];
   let tid: number | null = null;
   try {
