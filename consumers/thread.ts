@@ -4,6 +4,7 @@
 // here read it through RpcArchive). On Kafka and HBase the thread opens its own clients and only the
 // counters cross. A thread that dies is started again (backoff 1 s doubling to 30 s); what it had not
 // committed is handed out again, as after any consumer crash.
+import { randomFill } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -102,6 +103,10 @@ export class ConsumerThread implements Consumers {
   }
 
   private spawn(): void {
+    // libuv's thread pool (the journal's fsyncs, LevelDB's reads and writes) starts with the first call that
+    // needs it, and its threads take the nice value of the thread that made that call. Make sure that is
+    // this thread and not the consumer thread, which lowers its own (thread-priority.ts).
+    randomFill(new Uint8Array(1), () => undefined);
     const data: ThreadData = { config: this.config, roles: this.roles, entry: ENTRY };
     const worker = new Worker(BOOT, { workerData: data, name: 'parley-consumers' });
     const rpc = new RpcEndpoint(worker);

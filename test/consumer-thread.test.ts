@@ -12,6 +12,7 @@ import { RpcArchive } from '../consumers/archive-rpc.ts';
 import { FAULT_EXIT_CODE } from '../consumers/thread.ts';
 import { CONSUMER_THREAD_NAME } from '../consumers/thread-priority.ts';
 import { ConfigError, loadConfig } from '../common/config.ts';
+import { startParleyProcess } from './helpers/child.ts';
 import { connectDevice, PASSWORD, registerUser, sleep, startTestParley, testEnv, type TestParley } from './helpers/parley.ts';
 
 async function token(p: TestParley, user: string): Promise<string> {
@@ -190,6 +191,42 @@ describe('the consumer thread’s priority', () => {
       assert.equal(found[0].nice, mainNice());
     } finally {
       await p.stop();
+    }
+  });
+
+  it('is the only thread lowered in a process of its own (`parley start`): libuv’s pool, which fsyncs the journal, keeps the broker’s', async () => {
+    const env = testEnv('embedded');
+    const proc = await startParleyProcess(env);
+    try {
+      const pid = proc.child.proc.pid!;
+      const threads = () =>
+        fs.readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+          try {
+            const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+            const name = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+            return [{ tid, name, nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) }];
+          } catch {
+            return [];
+          }
+        });
+      // A message through it, so the journal's fsyncs and the archive's writes have used the pool.
+      const p = proc.parley;
+      const [ann, ben] = [await registerUser(p), await registerUser(p)];
+      const a = await connectDevice(p, 'tcp', ann);
+      await a.sendAndAck(ben, { body: 'through the pool' });
+      await a.close();
+      let list = threads();
+      for (let i = 0; i < 100 && !list.some((t) => t.name === CONSUMER_THREAD_NAME); i++) {
+        await sleep(50);
+        list = threads();
+      }
+      const main = list.find((t) => t.tid === String(pid))!;
+      const lowered = list.filter((t) => t.nice !== main.nice);
+      assert.deepEqual(lowered.map((t) => [t.name, t.nice]), [[CONSUMER_THREAD_NAME, Math.min(19, main.nice + 10)]], JSON.stringify(list));
+      assert.ok(list.length > 5, 'the pool and V8’s threads are among those listed');
+    } finally {
+      await proc.kill('SIGTERM');
+      fs.rmSync(env.PARLEY_DATA_DIR, { recursive: true, force: true });
     }
   });
 
