@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { IdGenerator } from '../common/ids.ts';
 import { EmbeddedArchive } from '../consumers/archive-embedded.ts';
+import { sampleThreads } from './procstat.ts';
 
 const { values } = parseArgs({
   options: {
@@ -58,21 +59,6 @@ async function write(archive: EmbeddedArchive, count: number, label: string): Pr
   }
 }
 
-/** CPU ms so far of each thread of this process, by kernel thread id. */
-function threadCpu(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const tid of fs.readdirSync('/proc/self/task')) {
-    try {
-      const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(tid, ((Number(f[11]) + Number(f[12])) * 1000) / 100); // utime + stime, in clock ticks of 10 ms
-    } catch {
-      // a thread that ended while listed
-    }
-  }
-  return out;
-}
-
 interface Measured {
   store: string;
   messages: number;
@@ -89,15 +75,15 @@ interface Measured {
 async function measure(dir: string, store: string): Promise<Measured> {
   const archive = new EmbeddedArchive(dir);
   await archive.highWaterMark(); // an older store finds its mark first, outside the measurement
-  const before = threadCpu();
+  const before = new Map(sampleThreads('self').map((t) => [t.tid, t.cpuSeconds]));
   const start = performance.now();
   await write(archive, MESSAGES, store);
   const seconds = (performance.now() - start) / 1000;
-  const after = threadCpu();
+  const after = sampleThreads('self');
   await archive.close();
-  const used = [...after].map(([tid, ms]) => ({ tid, us: ((ms - (before.get(tid) ?? 0)) * 1000) / MESSAGES }));
-  const main = used.find((t) => t.tid === String(process.pid))?.us ?? 0;
-  const others = used.filter((t) => t.tid !== String(process.pid)).sort((a, b) => b.us - a.us);
+  const used = after.map((t) => ({ tid: t.tid, us: ((t.cpuSeconds - (before.get(t.tid) ?? 0)) * 1e6) / MESSAGES }));
+  const main = used.find((t) => t.tid === process.pid)?.us ?? 0;
+  const others = used.filter((t) => t.tid !== process.pid).sort((a, b) => b.us - a.us);
   const busiest = others[0]?.us ?? 0;
   const total = used.reduce((sum, t) => sum + t.us, 0);
   return { store, messages: MESSAGES, seconds, perMessageUs: { total, main, busiest, rest: total - main - busiest } };

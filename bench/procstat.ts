@@ -13,11 +13,18 @@ export interface ProcSample {
   peakRssBytes: number;
 }
 
+/**
+ * The fields of a /proc stat file after the command name (which is in parentheses and may contain
+ * spaces): index 0 is field 3 (state), 11 and 12 utime and stime, 16 the nice value.
+ */
+function statFields(file: string): string[] {
+  const stat = fs.readFileSync(file, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 export function sampleProcess(pid: number): ProcSample | null {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name is in parentheses and may contain spaces: fields count from after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const fields = statFields(`/proc/${pid}/stat`);
     const utime = Number(fields[11]);
     const stime = Number(fields[12]);
     const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -26,6 +33,31 @@ export function sampleProcess(pid: number): ProcSample | null {
   } catch {
     return null;
   }
+}
+
+export interface ThreadSample {
+  /** kernel thread id */
+  tid: number;
+  /** the thread's name (comm): Node names none of its own, Parley names its consumer thread */
+  name: string;
+  nice: number;
+  /** user + system CPU seconds since the thread started */
+  cpuSeconds: number;
+}
+
+/** The threads of a process (`self` for this one); a thread that ends while listed is left out. */
+export function sampleThreads(pid: number | 'self'): ThreadSample[] {
+  const out: ThreadSample[] = [];
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const fields = statFields(`/proc/${pid}/task/${tid}/stat`);
+      const name = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      out.push({ tid: Number(tid), name, nice: Number(fields[16]), cpuSeconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND });
+    } catch {
+      // ended while listed
+    }
+  }
+  return out;
 }
 
 export interface MachineSample {

@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { EMBEDDED_PARTITIONS } from '../cli/server.ts';
 import { RpcArchive } from '../consumers/archive-rpc.ts';
 import { FAULT_EXIT_CODE } from '../consumers/thread.ts';
+import { sampleThreads, type ThreadSample } from '../bench/procstat.ts';
 import { CONSUMER_THREAD_NAME } from '../consumers/thread-priority.ts';
 import { ConfigError, loadConfig } from '../common/config.ts';
 import { startParleyProcess } from './helpers/child.ts';
@@ -37,34 +38,17 @@ async function metricsText(p: TestParley): Promise<string> {
   return res.text();
 }
 
-/** This process's OS threads as the kernel shows them: name and nice value (stat field 19). */
-function osThreads(): { tid: number; name: string; nice: number }[] {
-  const out = [];
-  for (const tid of fs.readdirSync('/proc/self/task')) {
-    try {
-      const name = fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
-      const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      // Fields after the name, which is in parentheses and may hold spaces: state is field 3, nice field 19.
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.push({ tid: Number(tid), name, nice: Number(fields[16]) });
-    } catch {
-      // a thread that ended while listed
-    }
-  }
-  return out;
-}
-
 /** The consumer threads the kernel lists, once the one starting has named itself. */
-async function consumerThreads(): Promise<{ tid: number; name: string; nice: number }[]> {
+async function consumerThreads(): Promise<ThreadSample[]> {
   for (let i = 0; i < 100; i++) {
-    const found = osThreads().filter((t) => t.name === CONSUMER_THREAD_NAME);
+    const found = sampleThreads('self').filter((t) => t.name === CONSUMER_THREAD_NAME);
     if (found.length) return found;
     await sleep(50);
   }
   return [];
 }
 
-const mainNice = () => osThreads().find((t) => t.tid === process.pid)!.nice;
+const mainNice = () => sampleThreads('self').find((t) => t.tid === process.pid)!.nice;
 
 /** The summed value of a counter's samples (all label sets). */
 function counter(text: string, name: string): number {
@@ -96,10 +80,10 @@ for (const mode of ['thread', 'inline'] as const) {
         const found = await consumerThreads();
         assert.equal(found.length, 1, 'one thread named parley-consumer');
         assert.equal(found[0].nice, Math.min(19, mainNice() + 10));
-        assert.equal(osThreads().filter((t) => t.nice !== mainNice()).length, 1, 'no other thread of the process lowered');
+        assert.equal(sampleThreads('self').filter((t) => t.nice !== mainNice()).length, 1, 'no other thread of the process lowered');
       } else {
         assert.equal(thread, null);
-        assert.deepEqual(osThreads().filter((t) => t.name === CONSUMER_THREAD_NAME), []);
+        assert.deepEqual(sampleThreads('self').filter((t) => t.name === CONSUMER_THREAD_NAME), []);
       }
     });
 
@@ -199,16 +183,7 @@ describe('the consumer thread’s priority', () => {
     const proc = await startParleyProcess(env);
     try {
       const pid = proc.child.proc.pid!;
-      const threads = () =>
-        fs.readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
-          try {
-            const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-            const name = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-            return [{ tid, name, nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) }];
-          } catch {
-            return [];
-          }
-        });
+      const threads = () => sampleThreads(pid);
       // A message through it, so the journal's fsyncs and the archive's writes have used the pool.
       const p = proc.parley;
       const [ann, ben] = [await registerUser(p), await registerUser(p)];
@@ -220,7 +195,7 @@ describe('the consumer thread’s priority', () => {
         await sleep(50);
         list = threads();
       }
-      const main = list.find((t) => t.tid === String(pid))!;
+      const main = list.find((t) => t.tid === pid)!;
       const lowered = list.filter((t) => t.nice !== main.nice);
       assert.deepEqual(lowered.map((t) => [t.name, t.nice]), [[CONSUMER_THREAD_NAME, Math.min(19, main.nice + 10)]], JSON.stringify(list));
       assert.ok(list.length > 5, 'the pool and V8’s threads are among those listed');
