@@ -66,6 +66,8 @@ export class PartitionLog {
   private written: number;
   /** Records made durable: offsets below are readable. */
   end: number;
+  /** A segment was started since the last sync of the directory (roll). */
+  private dirUnsynced = false;
 
   private constructor(
     readonly dir: string,
@@ -172,20 +174,33 @@ export class PartitionLog {
     }
   }
 
-  /** Makes everything written so far durable, then readable. */
+  /**
+   * Makes everything written so far durable, then readable. After a roll the directory is synced too, beside
+   * the file, before anything in the new segment is: the new file's name is made durable with its records.
+   */
   async sync(upTo: number): Promise<void> {
-    if (this.fsync) await fdatasync(this.fd);
+    if (this.fsync) {
+      const dir = this.dirUnsynced;
+      await Promise.all([fdatasync(this.fd), dir ? syncDirAsync(this.dir) : undefined]);
+      if (dir) this.dirUnsynced = false;
+    }
     if (upTo > this.end) this.end = upTo;
   }
 
+  /**
+   * Starts the next segment. Nothing is synced here, on the caller's thread: the segment rolled away from
+   * holds only records a sync has covered already (write() is called once the previous sync has ended, and
+   * rolls before it writes), and the new file's directory entry is synced by the next sync(), with the
+   * first records written to it, on libuv's pool.
+   */
   private roll(): Segment {
     const old = this.segments[this.segments.length - 1];
-    if (this.fsync) fs.fdatasyncSync(this.fd);
-    fs.closeSync(this.fd);
     const base = old.base + old.count;
     const seg: Segment = { base, file: path.join(this.dir, segmentName(base)), count: 0, size: 0, index: [] };
-    this.fd = fs.openSync(seg.file, 'a');
-    if (this.fsync) syncDirSync(this.dir);
+    const fd = fs.openSync(seg.file, 'a');
+    fs.closeSync(this.fd);
+    this.fd = fd;
+    this.dirUnsynced = true;
     this.segments.push(seg);
     return seg;
   }

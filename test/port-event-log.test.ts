@@ -5,7 +5,7 @@
 import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 import kafkajs from 'kafkajs';
 import { EmbeddedEventLog, partitionOf, type EmbeddedEventLogOptions } from '../common/event-log-embedded.ts';
 import { ConsumerGroup, type EmbeddedSubscription, type TopicState } from '../common/event-log-embedded-group.ts';
@@ -202,6 +202,35 @@ describe('EmbeddedEventLog files', () => {
     assert.deepEqual(again.map((r) => r.value), sent.map((r) => r.value), 'sealed segments indexed on first read');
     assert.deepEqual(again.map((r) => r.offset), sent.map((_, i) => String(i)));
     await log.close();
+  });
+
+  it('rolls without a sync on the caller\'s thread; the directory is synced on the pool before the new segment\'s records are readable', async () => {
+    const dir = path.join(tmp.dir, 'roll-async');
+    const log = open(dir, { segmentBytes: 4096, maxBatch: 100 });
+    await log.ensureTopic('t', 1);
+    // Spies that keep the real calls: they count what a roll does, and on which side of the event loop.
+    const syncsHere = [mock.method(fs, 'fdatasyncSync'), mock.method(fs, 'fsyncSync')];
+    const dirSyncs = mock.method(fs, 'fsync');
+    try {
+      const sent = recs(600, 'k');
+      for (let i = 0; i < sent.length; i += 50) {
+        const rolls = log.segmentFiles('t', 0).length;
+        const before = dirSyncs.mock.callCount();
+        await log.append('t', sent.slice(i, i + 50));
+        const rolled = log.segmentFiles('t', 0).length - rolls;
+        // The append resolved, so its records are durable: a roll in its write synced the directory first.
+        assert.equal(dirSyncs.mock.callCount() - before, rolled, `append ${i / 50}: one directory sync per roll`);
+      }
+      assert.ok(log.segmentFiles('t', 0).length >= 4, `${log.segmentFiles('t', 0).length} segments`);
+      assert.deepEqual(syncsHere.map((m) => m.mock.callCount()), [0, 0], 'no fdatasyncSync or fsyncSync while appending');
+      assert.deepEqual((await readAll(log, 't', 600)).map((r) => r.value), sent.map((r) => r.value));
+    } finally {
+      for (const m of [...syncsHere, dirSyncs]) m.mock.restore();
+      await log.close();
+    }
+    const again = open(dir, { segmentBytes: 4096, maxBatch: 100 });
+    assert.equal((await readAll(again, 't', 600)).length, 600, 'every record back after a restart');
+    await again.close();
   });
 
   it('reads a partition whose oldest records have left the in-memory tail: files first, then memory, no seam', async () => {
