@@ -50,7 +50,22 @@ export const HIGH_WATER_KEY = Buffer.from('\u0000high-water');
 const INBOX_ID_DIGITS = 20;
 /** The conversations "row" of a user: its cells follow it, one key per conversation. */
 const conversationsRow = (user: string) => Buffer.concat([TABLE_PREFIX.conversations, escapePart(user), Buffer.from([0])]);
-const conversationCell = (user: string, conversation: string) => Buffer.concat([conversationsRow(user), Buffer.from(conversation, 'utf8')]);
+/** A user's cell of a conversation: its row, then the conversation id (one buffer; an ASCII user id without 0x00 or 0x01 as it is). */
+function conversationCell(user: string, conversation: string): Buffer {
+  for (let i = 0; i < user.length; i++) {
+    const c = user.charCodeAt(i);
+    if (c < 2 || c >= 0x80) return Buffer.concat([conversationsRow(user), Buffer.from(conversation, 'utf8')]);
+  }
+  const prefix = TABLE_PREFIX.conversations;
+  const cell = Buffer.allocUnsafe(prefix.length + user.length + 1 + Buffer.byteLength(conversation, 'utf8'));
+  let at = prefix.copy(cell);
+  at += cell.write(user, at, 'latin1');
+  cell[at++] = 0;
+  cell.write(conversation, at, 'utf8');
+  return cell;
+}
+/** planMessages builds the `messages` and `inbox` keys with their table's prefix in front. */
+const PLAN_TABLES = { messages: TABLE_PREFIX.messages, inbox: TABLE_PREFIX.inbox };
 
 /**
  * A conversation cell holds the id of its last message, whose row holds the message: a 1:1 message updates
@@ -154,7 +169,7 @@ export class EmbeddedArchive implements Archive {
   }
 
   async putMessages(batch: readonly { message: Envelope; participants: readonly string[] }[]): Promise<void> {
-    const plan = planMessages(batch);
+    const plan = planMessages(batch, PLAN_TABLES);
     if (plan.messages.length === 0) return;
     await this.ready();
     await this.exclusive(async () => {
@@ -163,7 +178,7 @@ export class EmbeddedArchive implements Archive {
       // neither: only a replay, at or below it, is read first.
       const high = this.high;
       const isNew = (id: string) => high !== null && compareIds(id, high) > 0;
-      const keys = plan.messages.map((m) => at('messages', m.key));
+      const keys = plan.messages.map((m) => m.key);
       const lastKeys = plan.last.map((l) => conversationCell(l.user, l.conversation));
       const rowsToRead = plan.messages.flatMap((m, i) => (isNew(m.message.id) ? [] : [i]));
       const cellsToRead = plan.last.flatMap((l, i) => (isNew(l.message.id) ? [] : [i]));
@@ -182,7 +197,7 @@ export class EmbeddedArchive implements Archive {
         puts.push([keys[i], JSON.stringify(state ? { ...m.message, state } : m.message)]);
         if (compareIds(m.message.id, top) > 0) top = m.message.id;
       });
-      for (const i of plan.inbox) puts.push([at('inbox', i.key), i.conversation]);
+      for (const i of plan.inbox) puts.push([i.key, i.conversation]);
       plan.last.forEach((l, i) => {
         const cell = storedCell.get(i);
         const was = cell === undefined ? undefined : lastId(cell);

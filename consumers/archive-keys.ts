@@ -64,7 +64,18 @@ function salt(bucket: number): string {
 /** FNV-1a, 32 bits, over the UTF-8 bytes. */
 export function fnv1a32(text: string): number {
   let hash = 0x811c9dc5;
-  for (const byte of Buffer.from(text, 'utf8')) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    // ASCII is its own UTF-8 (every valid id is); anything else is hashed over its encoding.
+    if (c >= 0x80) return fnv1a32Bytes(Buffer.from(text, 'utf8'));
+    hash = Math.imul(hash ^ c, 0x01000193) >>> 0;
+  }
+  return hash;
+}
+
+function fnv1a32Bytes(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) hash = Math.imul(hash ^ bytes[i], 0x01000193) >>> 0;
   return hash;
 }
 
@@ -349,15 +360,14 @@ export interface WritePlan {
  * Checks a whole batch before anything is written (a bad message fails the batch and writes nothing)
  * and works out every row it touches. Repeated ids in one batch are written once.
  */
-export function planMessages(batch: readonly { message: Envelope; participants: readonly string[] }[]): WritePlan {
-  // Prefixes repeat across a batch (a few conversations and users, many messages): build each once.
-  const conversationPrefixes = new Map<string, Buffer>();
-  const userPrefixes = new Map<string, Buffer>();
-  const once = (cache: Map<string, Buffer>, id: string, make: (id: string) => Buffer) => {
-    let prefix = cache.get(id);
-    if (!prefix) cache.set(id, (prefix = make(id)));
-    return prefix;
-  };
+/**
+ * What a batch of messages writes. `tables`: bytes that go in front of every `messages` and `inbox` key
+ * (the embedded adapter's table prefixes, so its keys are built once); the row-key limit counts without them.
+ */
+export function planMessages(batch: readonly { message: Envelope; participants: readonly string[] }[], tables?: { messages: Buffer; inbox: Buffer }): WritePlan {
+  const none = Buffer.alloc(0);
+  const messagesTable = tables?.messages ?? none;
+  const inboxTable = tables?.inbox ?? none;
   const byId = new Map<string, PlannedMessage>();
   for (const { message, participants } of batch) {
     if (!message || !isArchiveId(message.id)) throw new RangeError(`cannot archive a message whose id is ${JSON.stringify(message?.id)}`);
@@ -366,14 +376,16 @@ export function planMessages(batch: readonly { message: Envelope; participants: 
     if (!keyable(message.from) || !keyable(message.to) || (message.group !== undefined && !keyable(message.group)))
       throw new RangeError(`message ${message.id}: from, to and group must be well-formed text`);
     const conversation = conversationOf(message);
-    const key = withDigits(once(conversationPrefixes, conversation, messagePrefix), reversed(BigInt(message.id)));
-    if (tooLong(key)) throw new RangeError(`message ${message.id}: conversation id too long for a row key (${key.length} bytes)`);
+    const key = saltedKey(messagesTable, conversation, reversed(BigInt(message.id)));
+    if (key.length - messagesTable.length > MAX_ROW_BYTES) throw new RangeError(`message ${message.id}: conversation id too long for a row key (${key.length - messagesTable.length} bytes)`);
     const readers = new Set<string>();
     for (const p of participants) if (typeof p === 'string') readers.add(p);
     readers.add(message.from);
     if (!message.group) readers.add(message.to);
     for (const r of readers) {
-      if (r.length === 0 || !keyable(r) || tooLong(once(userPrefixes, r, inboxPrefix)))
+      // Its inbox key (prefix, 20 digits) must fit. A UTF-16 unit is at most 3 bytes of UTF-8, an escaped
+      // one 2: only a long id needs its prefix built to tell.
+      if (r.length === 0 || !keyable(r) || (r.length * 3 + 23 > MAX_ROW_BYTES && inboxPrefix(r).length + 20 > MAX_ROW_BYTES))
         throw new RangeError(`message ${message.id}: participant id empty, ill-formed or too long`);
     }
     byId.set(message.id, { conversation, message: archivedEnvelope(message), key, readers: [...readers] });
@@ -384,7 +396,7 @@ export function planMessages(batch: readonly { message: Envelope; participants: 
   for (const m of messages) {
     const digits = m.message.id.padStart(20, '0');
     for (const user of m.readers) {
-      inbox.push({ user, key: withDigits(userPrefixes.get(user)!, digits), conversation: m.conversation, ts: m.message.ts });
+      inbox.push({ user, key: saltedKey(inboxTable, user, digits), conversation: m.conversation, ts: m.message.ts });
       const k = `${user}\u0000${m.conversation}`;
       const seen = last.get(k);
       if (!seen || compareIds(m.message.id, seen.message.id) > 0) last.set(k, { user, conversation: m.conversation, message: m.message });
@@ -393,10 +405,30 @@ export function planMessages(batch: readonly { message: Envelope; participants: 
   return { messages, inbox, last: [...last.values()] };
 }
 
-function withDigits(prefix: Buffer, digits: string): Buffer {
-  const key = Buffer.allocUnsafe(prefix.length + digits.length);
-  prefix.copy(key);
-  key.write(digits, prefix.length, 'latin1');
+/** The salts, by bucket. */
+const SALTS = Array.from({ length: SALT_BUCKETS }, (_, i) => salt(i));
+
+/**
+ * `table` + {salt(id)}{id, escaped}0x00 (messagePrefix, inboxPrefix) + `digits`, in one buffer: what
+ * planMessages writes for every message and reader. An ASCII id without 0x00 or 0x01 (every valid id) is
+ * its own escaped UTF-8 and is written as it is; any other goes the long way.
+ */
+export function saltedKey(table: Buffer, id: string, digits: string): Buffer {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c < 2 || c >= 0x80) {
+      const prefix = Buffer.concat([Buffer.from(saltOf(id)), escapePart(id), ZERO]);
+      return Buffer.concat([table, prefix, Buffer.from(digits, 'latin1')]);
+    }
+    hash = Math.imul(hash ^ c, 0x01000193) >>> 0;
+  }
+  const key = Buffer.allocUnsafe(table.length + 2 + id.length + 1 + digits.length);
+  let at = table.copy(key);
+  at += key.write(SALTS[hash % SALT_BUCKETS], at, 'latin1');
+  at += key.write(id, at, 'latin1');
+  key[at++] = 0;
+  key.write(digits, at, 'latin1');
   return key;
 }
 

@@ -12,7 +12,7 @@ import { conversationOf } from '../consumers/archive.ts';
 import { EmbeddedArchive, HIGH_WATER_KEY } from '../consumers/archive-embedded.ts';
 import { RpcArchive, serveArchive } from '../consumers/archive-rpc.ts';
 import { HBaseArchive } from '../consumers/archive-hbase.ts';
-import { inboxKey, messageKey, metricKey, saltOf } from '../consumers/archive-keys.ts';
+import { escapePart, fnv1a32, inboxKey, inboxPrefix, messageKey, messagePrefix, metricKey, saltOf, saltedKey } from '../consumers/archive-keys.ts';
 import { archiveContract } from './contracts/archive.ts';
 import { rand, rpcPair, tempDir } from './contracts/support.ts';
 import { loadStackEnv } from './stack/env.ts';
@@ -222,6 +222,49 @@ describe('EmbeddedArchive keys', () => {
       assert.equal((await db.keys().all()).length, 6, 'one message row, two inbox rows, two conversation cells, the mark, nothing else');
     } finally {
       await db.close();
+    }
+  });
+
+  it('builds the same keys on its short path (ASCII ids) and its long one (0x00, 0x01, non-ASCII): ids that need escaping or are not ASCII', async () => {
+    const fnvOfBytes = (text: string) => {
+      let hash = 0x811c9dc5;
+      for (const byte of Buffer.from(text, 'utf8')) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+      return hash;
+    };
+    const digits = '00000000000000000042';
+    const table = Buffer.from('inbox\u0000');
+    for (const id of ['alice', 'u:alice:bob', 'a\u0000b', 'a\u0001b', '\u0001', 'a\x7f', 'a\x80', 'ünï', '李', 'x🌸y', 'a\uffff']) {
+      assert.equal(fnv1a32(id), fnvOfBytes(id), `FNV-1a of ${JSON.stringify(id)} is over its UTF-8 bytes`);
+      assert.deepEqual(saltedKey(table, id, digits), Buffer.concat([table, inboxPrefix(id), Buffer.from(digits)]), JSON.stringify(id));
+      assert.deepEqual(saltedKey(Buffer.alloc(0), id, digits), Buffer.concat([messagePrefix(id), Buffer.from(digits)]), JSON.stringify(id));
+    }
+    const dir = path.join(tmp.dir, 'hostile');
+    const archive = new EmbeddedArchive(dir);
+    await archive.ensureSchema();
+    const [a, b] = [`a\u0000${rand()}`, `b\u0001é🌸${rand()}`];
+    const m = message(a, b);
+    await archive.putMessages([{ message: m, participants: [a, b] }]);
+    await archive.close();
+    const db = new ClassicLevel<Buffer, string>(path.join(dir, 'archive'), { keyEncoding: 'buffer', valueEncoding: 'utf8' });
+    try {
+      const conversation = conversationOf(m);
+      const row = (table: string, key: Buffer) => Buffer.concat([Buffer.from(`${table}\u0000`), key]);
+      const cell = (user: string) => Buffer.concat([Buffer.from('conversations\u0000'), escapePart(user), Buffer.from([0]), Buffer.from(conversation)]);
+      const expected = [row('messages', messageKey(conversation, m.id)), row('inbox', inboxKey(a, m.id)), row('inbox', inboxKey(b, m.id)), cell(a), cell(b)];
+      const keys = (await db.keys().all()).filter((k) => !k.equals(HIGH_WATER_KEY));
+      assert.deepEqual(keys.map((k) => k.toString('hex')).sort(), expected.map((k) => k.toString('hex')).sort());
+    } finally {
+      await db.close();
+    }
+    // A reader's inbox key (2 salt bytes, its id, 0x00, 20 digits) fits HBase's 32,767 bytes, or the batch is refused.
+    const edge = new EmbeddedArchive(path.join(tmp.dir, 'edge'));
+    try {
+      const reader = (n: number) => 'r'.repeat(n);
+      await edge.putMessages([{ message: message(a, b), participants: [a, b, reader(32_744)] }]);
+      assert.equal((await edge.sync(reader(32_744), { limit: 10 })).length, 1, 'a key of exactly 32,767 bytes is stored');
+      await assert.rejects(edge.putMessages([{ message: message(a, b), participants: [a, b, reader(32_745)] }]), RangeError);
+    } finally {
+      await edge.close();
     }
   });
 
