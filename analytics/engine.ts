@@ -169,11 +169,12 @@ export class StreamJob {
     this.parts.clear();
   }
 
-  async handle(batch: ConsumedRecord[]): Promise<void> {
+  /** `events`: the batch's records as toEvent gives them, when the caller has them already (StreamJobSet). */
+  async handle(batch: ConsumedRecord[], events: readonly (Readonly<AnalyticsEvent> | null)[] = batch.map(toEvent)): Promise<void> {
     if (batch.length === 0) return;
     const partition = batch[0].partition;
     try {
-      await this.process(partition, batch);
+      await this.process(partition, batch, events);
     } catch (err) {
       // The retry starts from the checkpoint, not from what this attempt half did.
       this.parts.delete(partition);
@@ -187,16 +188,16 @@ export class StreamJob {
     return step();
   }
 
-  private async process(partition: number, batch: ConsumedRecord[]): Promise<void> {
+  private async process(partition: number, batch: ConsumedRecord[], events: readonly (Readonly<AnalyticsEvent> | null)[]): Promise<void> {
     const st = await this.partitionState(partition, Number(batch[0].offset));
     const before = st.offset;
     const touched = new Map<number, WindowState>();
     const tally: Tally = { accepted: 0, duplicate: 0, late: 0, skipped: 0 };
-    for (const record of batch) {
-      const offset = Number(record.offset);
+    for (let i = 0; i < batch.length; i++) {
+      const offset = Number(batch[i].offset);
       if (offset < st.offset) continue; // in the checkpoint already
       st.offset = offset + 1;
-      const event = toEvent(record);
+      const event = events[i];
       if (!event || (this.o.skipBefore !== undefined && event.ts < this.o.skipBefore)) {
         tally.skipped++;
         continue;
@@ -288,12 +289,14 @@ export class StreamJob {
       return 'late';
     }
     const minute = this.window(st, MINUTE, minuteStart);
-    if (minute.ids!.has(e.id)) return 'duplicate';
-    minute.ids!.add(e.id);
+    // One lookup: an id already there leaves the set's size as it was.
+    const ids = minute.ids!;
+    const size = ids.size;
+    if (ids.add(e.id).size === size) return 'duplicate';
     minute.fresh!.push(e.id);
     for (const ms of WINDOWS) {
       // Open: the minute is open, and an hour ends no earlier than its minutes.
-      const w = this.window(st, ms, windowStart(e.ts, ms));
+      const w = ms === MINUTE ? minute : this.window(st, ms, windowStart(e.ts, ms));
       this.job.add(w.agg, e, ms);
       touched.set(keyOf(ms, w.start), w);
     }
@@ -381,8 +384,10 @@ export class StreamJobSet {
   }
 
   private async handle(batch: ConsumedRecord[]): Promise<void> {
+    // Each record's event is made once for all the jobs.
+    const events = batch.map(toEvent);
     // Every job finishes (or fails) its part before the batch is retried, so no job runs a partition twice at once.
-    const outcomes = await Promise.allSettled(this.jobs.map((job) => job.handle(batch)));
+    const outcomes = await Promise.allSettled(this.jobs.map((job) => job.handle(batch, events)));
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) throw failed.reason;
   }

@@ -44,8 +44,9 @@ export interface AnalyticsEvent {
 
 /**
  * The event of one log record, or null for records that are not message events (skipped). Frozen and
- * shared like parseEvent's result: the five jobs read the same records, so each record's event is built
- * once (per record timestamp, which can move its event time).
+ * shared like parseEvent's result: StreamJobSet makes each record's event once for its jobs, and jobs that
+ * read the log each on a group of its own (replays) share it through parseEvent's cache (per record
+ * timestamp, which can move its event time).
  */
 export function toEvent(record: ConsumedRecord): Readonly<AnalyticsEvent> | null {
   const e = parseEvent(record.value);
