@@ -22,6 +22,7 @@ import {
   messageKey,
   pageRange,
   planMessages,
+  plainKeyPart,
   planMetrics,
   prefixEnd,
   readMetrics,
@@ -50,12 +51,9 @@ export const HIGH_WATER_KEY = Buffer.from('\u0000high-water');
 const INBOX_ID_DIGITS = 20;
 /** The conversations "row" of a user: its cells follow it, one key per conversation. */
 const conversationsRow = (user: string) => Buffer.concat([TABLE_PREFIX.conversations, escapePart(user), Buffer.from([0])]);
-/** A user's cell of a conversation: its row, then the conversation id (one buffer; an ASCII user id without 0x00 or 0x01 as it is). */
+/** A user's cell of a conversation: its row, then the conversation id, in one buffer (a plain user id as it is). */
 function conversationCell(user: string, conversation: string): Buffer {
-  for (let i = 0; i < user.length; i++) {
-    const c = user.charCodeAt(i);
-    if (c < 2 || c >= 0x80) return Buffer.concat([conversationsRow(user), Buffer.from(conversation, 'utf8')]);
-  }
+  if (!plainKeyPart(user)) return Buffer.concat([conversationsRow(user), Buffer.from(conversation, 'utf8')]);
   const prefix = TABLE_PREFIX.conversations;
   const cell = Buffer.allocUnsafe(prefix.length + user.length + 1 + Buffer.byteLength(conversation, 'utf8'));
   let at = prefix.copy(cell);

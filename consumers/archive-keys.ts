@@ -60,6 +60,8 @@ const ZERO = Buffer.from([0]);
 function salt(bucket: number): string {
   return bucket.toString(16).padStart(2, '0');
 }
+/** The salts, by bucket. */
+const SALTS = Array.from({ length: SALT_BUCKETS }, (_, i) => salt(i));
 
 /** FNV-1a, 32 bits, over the UTF-8 bytes. */
 export function fnv1a32(text: string): number {
@@ -80,7 +82,21 @@ function fnv1a32Bytes(bytes: Uint8Array): number {
 }
 
 export function saltOf(id: string): string {
-  return salt(fnv1a32(id) % SALT_BUCKETS);
+  return SALTS[fnv1a32(id) % SALT_BUCKETS];
+}
+
+/** {salt(id)}{id, escaped}0x00: how a `messages` row (by conversation) and an `inbox` row (by user) begin. */
+function saltedPrefix(id: string): Buffer {
+  return Buffer.concat([Buffer.from(saltOf(id)), escapePart(id), ZERO]);
+}
+
+/** Whether an id is its own escaped UTF-8 (escapePart): ASCII without 0x00 or 0x01, as every valid id is. */
+export function plainKeyPart(id: string): boolean {
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c < 2 || c >= 0x80) return false;
+  }
+  return true;
 }
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -134,7 +150,7 @@ export function prefixEnd(prefix: Buffer): Buffer {
 // --- parley:messages -------------------------------------------------------------------------------
 
 export function messagePrefix(conversation: string): Buffer {
-  return Buffer.concat([Buffer.from(saltOf(conversation)), escapePart(conversation), ZERO]);
+  return saltedPrefix(conversation);
 }
 
 export function messageKey(conversation: string, id: string): Buffer {
@@ -201,7 +217,7 @@ export function messageKeyBelow(key: Buffer): Buffer | null {
 // --- parley:inbox ----------------------------------------------------------------------------------
 
 export function inboxPrefix(user: string): Buffer {
-  return Buffer.concat([Buffer.from(saltOf(user)), escapePart(user), ZERO]);
+  return saltedPrefix(user);
 }
 
 export function inboxKey(user: string, id: string): Buffer {
@@ -365,9 +381,8 @@ export interface WritePlan {
  * (the embedded adapter's table prefixes, so its keys are built once); the row-key limit counts without them.
  */
 export function planMessages(batch: readonly { message: Envelope; participants: readonly string[] }[], tables?: { messages: Buffer; inbox: Buffer }): WritePlan {
-  const none = Buffer.alloc(0);
-  const messagesTable = tables?.messages ?? none;
-  const inboxTable = tables?.inbox ?? none;
+  const messagesTable = tables?.messages ?? NO_TABLE;
+  const inboxTable = tables?.inbox ?? NO_TABLE;
   const byId = new Map<string, PlannedMessage>();
   for (const { message, participants } of batch) {
     if (!message || !isArchiveId(message.id)) throw new RangeError(`cannot archive a message whose id is ${JSON.stringify(message?.id)}`);
@@ -405,27 +420,18 @@ export function planMessages(batch: readonly { message: Envelope; participants: 
   return { messages, inbox, last: [...last.values()] };
 }
 
-/** The salts, by bucket. */
-const SALTS = Array.from({ length: SALT_BUCKETS }, (_, i) => salt(i));
+const NO_TABLE = Buffer.alloc(0);
 
 /**
  * `table` + {salt(id)}{id, escaped}0x00 (messagePrefix, inboxPrefix) + `digits`, in one buffer: what
- * planMessages writes for every message and reader. An ASCII id without 0x00 or 0x01 (every valid id) is
- * its own escaped UTF-8 and is written as it is; any other goes the long way.
+ * planMessages writes for every message and reader. A plain id (plainKeyPart) is written as it is, any
+ * other goes the long way.
  */
 export function saltedKey(table: Buffer, id: string, digits: string): Buffer {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < id.length; i++) {
-    const c = id.charCodeAt(i);
-    if (c < 2 || c >= 0x80) {
-      const prefix = Buffer.concat([Buffer.from(saltOf(id)), escapePart(id), ZERO]);
-      return Buffer.concat([table, prefix, Buffer.from(digits, 'latin1')]);
-    }
-    hash = Math.imul(hash ^ c, 0x01000193) >>> 0;
-  }
+  if (!plainKeyPart(id)) return Buffer.concat([table, saltedPrefix(id), Buffer.from(digits, 'latin1')]);
   const key = Buffer.allocUnsafe(table.length + 2 + id.length + 1 + digits.length);
   let at = table.copy(key);
-  at += key.write(SALTS[hash % SALT_BUCKETS], at, 'latin1');
+  at += key.write(saltOf(id), at, 'latin1');
   at += key.write(id, at, 'latin1');
   key[at++] = 0;
   key.write(digits, at, 'latin1');
