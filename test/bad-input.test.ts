@@ -144,6 +144,28 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       await bystandersStillChat();
     });
 
+    it('survives 20,000 PUBLISHes in one write (invalid JSON, forbidden topics, typing, QoS 1 messages), and serves the others', async () => {
+      // A bare Aedes relay overflows its stack when a socket's packets keep completing synchronously (its
+      // nextBatch reads the socket again from inside the last packet's callback): Parley's accept path must not.
+      const gen = (packet: mqttPacket.Packet) => mqttPacket.generate(packet);
+      const packets: Buffer[] = [gen({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `flood-${alice}`, keepalive: 30, username: alice, password: Buffer.from(PASSWORD) })];
+      for (let i = 0; i < 20_000; i++) {
+        const kind = i % 4;
+        const topic = kind === 1 ? 'elsewhere/x' : `send/user/${bob}`;
+        const payload = kind === 0 ? '{nope' : kind === 2 ? JSON.stringify({ cid: `t${i}`, kind: 'typing' }) : JSON.stringify({ cid: `flood${i}`, body: 'hi' });
+        const qos = kind === 3 ? 1 : 0;
+        packets.push(gen({ cmd: 'publish', topic, payload, qos, messageId: qos ? (i % 60_000) + 1 : undefined, retain: false, dup: false }));
+      }
+      const s = net.connect(p.running.mqttPort, '127.0.0.1');
+      s.on('error', () => undefined);
+      s.on('data', () => undefined);
+      await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+      s.write(Buffer.concat(packets));
+      await sleep(1000);
+      await bystandersStillChat();
+      s.destroy();
+    });
+
     it('refuses bad credentials with the right CONNACK codes, including LDAP-filter usernames', async () => {
       assert.equal(await connackCode(p, 'tcp', bob, 'wrong password'), 4);
       assert.equal(await connackCode(p, 'tcp', 'nobody-at-all', 'whatever1'), 5);
