@@ -47,8 +47,6 @@ const TABLE_PREFIX: Record<TableRole, Buffer> = {
 const at = (table: TableRole, row: Buffer) => Buffer.concat([TABLE_PREFIX[table], row]);
 /** The high-water mark's key: before every table (0x00 sorts first), in no table's range. */
 export const HIGH_WATER_KEY = Buffer.from('\u0000high-water');
-/** An inbox row's key ends with its message's id, zero-padded to this many digits. */
-const INBOX_ID_DIGITS = 20;
 /** The conversations "row" of a user: its cells follow it, one key per conversation. */
 const conversationsRow = (user: string) => Buffer.concat([TABLE_PREFIX.conversations, escapePart(user), Buffer.from([0])]);
 /** A user's cell of a conversation: its row, then the conversation id, in one buffer (a plain user id as it is). */
@@ -143,7 +141,7 @@ export class EmbeddedArchive implements Archive {
     let found = '0';
     for await (const key of this.db.keys({ gte: TABLE_PREFIX.inbox, lt: prefixEnd(TABLE_PREFIX.inbox) })) {
       if (this.closing) return;
-      const id = key.subarray(key.length - INBOX_ID_DIGITS).toString('latin1').replace(/^0+(?=.)/, '');
+      const id = idOfInboxKey(key);
       if (compareIds(id, found) > 0) found = id;
     }
     await this.exclusive(async () => {
