@@ -126,6 +126,8 @@ export function fullReport(r: BenchResults): string {
     '### Ratios (Parley / baseline, same run)',
     ratiosTable(r),
   ];
+  if (r.crashes?.length)
+    parts.push('### Broker processes that died (each was started again for the scenarios left)', ...r.crashes.map((c) => `- ${c.system} / ${c.scenario}: ${c.message}`));
   if (r.errors.length) parts.push('### Errors', ...r.errors.map((e) => `- ${e.system} / ${e.scenario}: ${e.message}`));
   return parts.join('\n\n');
 }

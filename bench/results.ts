@@ -182,6 +182,11 @@ export interface BenchResults {
    */
   profiles: Record<string, { self: ProfileEntry[]; parley: ProfileEntry[]; stalls?: ProfileStall[] }>;
   errors: { system: string; scenario: string; message: string }[];
+  /**
+   * Broker processes that died during a scenario (a crash of the system measured, not of the harness): the
+   * system is started again for the scenarios left. Absent in results from before 2026-12-05.
+   */
+  crashes?: { system: string; scenario: string; message: string }[];
 }
 
 export interface Ratio {

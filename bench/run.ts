@@ -12,9 +12,9 @@ import { Generators } from './generators.ts';
 import { machineInfo } from './procstat.ts';
 import { busiestProfile, profileText, stallText, summarizeProfile } from './profile.ts';
 import { fullReport } from './report.ts';
-import { computeRatios, type BenchResults } from './results.ts';
+import { computeRatios, type BenchResults, type SystemInfo } from './results.ts';
 import { chat, connections, drain, fanout, type ScenarioOptions } from './scenarios.ts';
-import { ensureUsers, exportParley, LABELS, REDIS_FSYNC, startSystem, SYSTEMS, type RedisFsync, type StartContext, type SystemName } from './systems.ts';
+import { ensureUsers, exportParley, LABELS, REDIS_FSYNC, startSystem, SYSTEMS, type RedisFsync, type StartContext, type SystemName, type SystemUnderTest } from './systems.ts';
 import { userName } from './users.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -268,29 +268,49 @@ async function main(): Promise<number> {
     progress: log,
   };
   const gens = Generators.start(o.workers, profileDir);
+  const start = async (name: SystemName) => {
+    try {
+      return await startSystem(name, ctx, { mosquittoQueued: Math.max(100_000, o.drainMessages * 2) });
+    } catch (err) {
+      results.errors.push({ system: name, scenario: 'start', message: (err as Error).message });
+      log(`!! ${LABELS[name]} did not start: ${(err as Error).message}`);
+      return null;
+    }
+  };
+  const nodesOf = (sut: SystemUnderTest) => sut.nodes.map((n) => ({ name: n.name, pid: n.pid, port: n.port }));
   try {
     for (const name of o.systems) {
       log(`== ${LABELS[name]}: starting`);
-      let sut;
+      let sut = await start(name);
+      if (!sut) continue;
+      const info: SystemInfo = { name, label: LABELS[name], version: sut.version, notes: sut.notes, nodes: nodesOf(sut) };
+      results.systems.push(info);
+      log(`   ${sut.version}; ${info.nodes!.map((n) => `${n.name} pid ${n.pid} port ${n.port}`).join(', ')}${sut.backendPids.length ? `; backend pids ${sut.backendPids.join(",")}` : ''}`);
       try {
-        sut = await startSystem(name, ctx, { mosquittoQueued: Math.max(100_000, o.drainMessages * 2) });
-      } catch (err) {
-        results.errors.push({ system: name, scenario: 'start', message: (err as Error).message });
-        log(`!! ${LABELS[name]} did not start: ${(err as Error).message}`);
-        continue;
-      }
-      const nodes = sut.nodes.map((n) => ({ name: n.name, pid: n.pid, port: n.port }));
-      results.systems.push({ name, label: LABELS[name], version: sut.version, notes: sut.notes, nodes });
-      log(`   ${sut.version}; ${nodes.map((n) => `${n.name} pid ${n.pid} port ${n.port}`).join(', ')}${sut.backendPids.length ? `; backend pids ${sut.backendPids.join(",")}` : ''}`);
-      try {
-        for (const scenario of o.scenarios) {
+        for (const [i, scenario] of o.scenarios.entries()) {
           try {
             await runScenario(scenario, name, sut, gens, scenarioOptions, results);
           } catch (err) {
-            results.errors.push({ system: name, scenario, message: (err as Error).message });
-            log(`!! ${LABELS[name]} / ${scenario}: ${(err as Error).message}`);
+            // A scenario cut short by the broker's death is told below, as the death.
+            if (!sut.died()) {
+              results.errors.push({ system: name, scenario, message: (err as Error).message });
+              log(`!! ${LABELS[name]} / ${scenario}: ${(err as Error).message}`);
+            }
             await gens.all(() => ({ type: 'close' })).catch(() => undefined);
           }
+          const death = sut.died();
+          if (!death) continue;
+          // The system's own failure, not the harness's: recorded, and the scenarios left get a new process.
+          (results.crashes ??= []).push({ system: name, scenario, message: death });
+          const left = o.scenarios.slice(i + 1);
+          log(`!! ${LABELS[name]} died during ${scenario}: ${death}${left.length ? `; starting it again for ${left.join(', ')}` : ''}`);
+          await sut.stop();
+          if (!left.length) break;
+          const again = await start(name);
+          if (!again) break;
+          sut = again;
+          info.notes = [...info.notes, `died during ${scenario} (${death}); started again (${nodesOf(sut).map((n) => `${n.name} pid ${n.pid}`).join(', ')}) for ${left.join(', ')}`];
+          info.nodes = [...info.nodes!, ...nodesOf(sut)];
         }
       } finally {
         await sut.stop();
@@ -311,11 +331,13 @@ async function main(): Promise<number> {
   const svg = renderChart(results);
   const svgOut = jsonOut.replace(/\.json$/, '') + '.svg';
   fs.writeFileSync(svgOut, svg);
-  const complete = !o.quick && results.errors.length === 0 && o.systems.length === SYSTEMS.length && o.scenarios.includes('chat');
+  // A baseline that died is a finding of the run; Parley dying is a failure of the product measured.
+  const parleyDied = (results.crashes ?? []).some((c) => c.system.startsWith('parley'));
+  const complete = !o.quick && results.errors.length === 0 && !parleyDied && o.systems.length === SYSTEMS.length && o.scenarios.includes('chat');
   if (complete) fs.writeFileSync(path.join(HERE, 'charts', 'latest.svg'), svg);
   console.log('\n' + fullReport(results) + '\n');
   log(`results: ${path.relative(process.cwd(), jsonOut)}; chart: ${path.relative(process.cwd(), svgOut)}${complete ? ' (and bench/charts/latest.svg)' : ''}`);
-  return results.errors.length ? 1 : 0;
+  return results.errors.length || parleyDied ? 1 : 0;
 }
 
 function reprint(file: string, updateChart: boolean): number {

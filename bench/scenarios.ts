@@ -200,6 +200,8 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
   // Every run gets its own tag, so a straggler of an earlier run is never counted in a later one.
   let tag = 0;
   if (o.warmupMs > 0) await runStep(++tag, l.rates[0], o.warmupMs);
+  const warmupDeath = sut.died();
+  if (warmupDeath) throw new Error(`the broker died in the warm-up: ${warmupDeath}`);
   for (const rate of l.rates) {
     let s: ChatStep | null = null;
     let failures = 0;
@@ -214,12 +216,15 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
       s.attempts = run;
       s.disturbed = disturbed;
       s.quietWaitMs = waited;
+      // A broker that died in the step ends the ladder: no rerun, and the death is the reason.
+      const death = sut.died();
+      if (death) s.broken = `the broker died: ${death}`;
       // Lost messages, errors and disconnects are the system's own; a slow p99 or a short delivery may be
       // a neighbour's burst: run again, without counting it, when other processes were busy meanwhile,
       // and up to --retries more times when they were not.
       const ownFault = s.lost > 0 || s.errors > 0 || s.disconnects > 0;
       const noisy = s.otherCpu > o.noisyCpu && disturbed < o.maxDisturbed;
-      const again = s.broken !== null && !ownFault && (noisy || failures < o.retries);
+      const again = s.broken !== null && !death && !ownFault && (noisy || failures < o.retries);
       // Out of reruns on a busy machine: say so, the limit may be the neighbours' rather than the system's.
       if (s.broken && !again && s.otherCpu > o.noisyCpu) s.broken += ` while other processes used ${s.otherCpu.toFixed(0)}% of a core`;
       o.progress(stepLine(l.what, s, again ? (noisy ? `disturbed (other processes ${s.otherCpu.toFixed(0)}%); once more` : 'once more') : ''));

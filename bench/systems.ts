@@ -63,6 +63,11 @@ export interface SystemUnderTest {
   sendTopic(user: string): string;
   /** Parley only: a group owned by `owner`, through POST /v1/groups. */
   createGroup?(owner: string, name: string, members: string[]): Promise<{ ok: true; id: string } | { ok: false; reason: string }>;
+  /**
+   * Null while every broker process runs; once one has ended on its own (a crash, the OOM killer), what
+   * ended it: which process, its exit code or signal, and the last error line of its log.
+   */
+  died(): string | null;
   stop(): Promise<void>;
 }
 
@@ -130,6 +135,17 @@ export async function waitFor(what: string, check: () => Promise<boolean>, child
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${what} did not start within ${timeoutMs / 1000} s${where()}`);
+}
+
+/** `died()` of one process (see SystemUnderTest): null while it runs. */
+export function deathOf(name: string, child: ChildProcess, log: string): string | null {
+  if (child.exitCode === null && child.signalCode === null) return null;
+  const how = child.signalCode ? `was killed by ${child.signalCode}` : `exited with code ${child.exitCode}`;
+  const lines = tail(log, 60).split('\n').map((l) => l.trim()).filter(Boolean);
+  // Not a stack frame ("at f (file:line)"), which may name a file called errors.ts.
+  const errors = lines.filter((l) => !l.startsWith('at ') && /error|fatal|panic|abort/i.test(l));
+  const last = errors.at(-1) ?? lines.at(-1);
+  return `${name} ${how}${last ? `: ${last.slice(0, 300)}` : ''} (log ${log})`;
 }
 
 function tail(file: string, lines = 30): string {
@@ -299,6 +315,7 @@ function parleySystem(name: SystemName, processes: ParleyProcess[], tokens: Map<
       if (res.status === 201 && typeof res.body?.id === 'string') return { ok: true, id: res.body.id as string };
       return { ok: false, reason: `POST /v1/groups answered ${res.status} ${JSON.stringify(res.body).slice(0, 200)}` };
     },
+    died: () => processes.map((p) => deathOf(p.name, p.child, p.log)).find((d) => d !== null) ?? null,
     stop: () => stopAll(processes),
   };
 }
@@ -525,6 +542,7 @@ async function startAedes(ctx: StartContext): Promise<SystemUnderTest> {
     notes: ['default in-memory persistence, no hooks, TCP_NODELAY'],
     credentials: () => ({}),
     sendTopic: (user) => `inbox/${user}`,
+    died: () => deathOf('bare Aedes', child, log),
     stop: () => stopChild(child),
   };
 }
@@ -549,6 +567,7 @@ async function startMosquitto(ctx: StartContext, queued: number): Promise<System
     notes: [`set_tcp_nodelay true, allow_anonymous true, persistence false, max_queued_messages ${queued}, other settings default (max_inflight_messages 20)`],
     credentials: () => ({}),
     sendTopic: (user) => `inbox/${user}`,
+    died: () => deathOf('Mosquitto', child, log),
     stop: () => stopChild(child),
   };
 }

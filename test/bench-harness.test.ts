@@ -40,6 +40,7 @@ test('bench --quick: a row for every system and scenario, and every message arri
     const r = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResults;
     assert.equal(r.quick, true);
     assert.deepEqual(r.errors, []);
+    assert.deepEqual(r.crashes ?? [], [], 'no broker process died');
     assert.deepEqual(r.systems.map((s) => s.name).sort(), [...SYSTEMS].sort());
 
     for (const system of SYSTEMS) {
@@ -100,6 +101,59 @@ test('bench --quick: a row for every system and scenario, and every message arri
     assert.ok(fs.existsSync(out.replace(/\.json$/, '.svg')), 'the chart was written next to the results');
   } finally {
     await removeKeys(prefix).catch(() => undefined);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+// A broker that dies mid-ladder (bare Aedes overflowed its stack at 30,000 msg/s in one full run) ends its
+// ladder with the death as the reason, and the scenarios after it run on a new process of the same system.
+test('bench: a broker process killed during the 1:1 ladder is a recorded death, and the drain runs on a new one', { timeout: 180_000 }, async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bench-'));
+  const out = path.join(tmp, 'results.json');
+  try {
+    const args = ['--quick', '--systems', 'aedes', '--scenarios', 'chat,drain', '--rates', '1,2,3,4', '--step-seconds', '3', '--json-out', out, '--data-dir', path.join(tmp, 'data')];
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    let killed: number | null = null;
+    child.stderr.on('data', (d) => (output += d));
+    child.stdout.on('data', (d) => {
+      output += d;
+      const pid = /aedes pid (\d+)/.exec(output);
+      // Killed as the second step begins: its first step is measured whole.
+      if (pid && killed === null && /chat +1\/user\/s: offered/.test(output)) {
+        killed = Number(pid[1]);
+        process.kill(killed, 'SIGKILL');
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.ok(killed !== null, `the bench never reached its second step:\n${output.slice(-3000)}`);
+    // A baseline's death is what the run found, not a failure of the harness.
+    assert.equal(code, 0, `bench exited with ${code}:\n${output.slice(-3000)}`);
+    const r = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResults;
+    assert.deepEqual(r.errors, []);
+    assert.equal(r.crashes?.length, 1, JSON.stringify(r.crashes));
+    assert.equal(r.crashes![0].system, 'aedes');
+    assert.equal(r.crashes![0].scenario, 'chat');
+    assert.match(r.crashes![0].message, /^bare Aedes was killed by SIGKILL/);
+
+    const steps = r.chat.find((c) => c.system === 'aedes')!.steps;
+    assert.equal(steps.length, 2, 'the ladder stopped at the step the broker died in');
+    assert.equal(steps[0].broken, null);
+    assert.equal(steps[0].received, steps[0].sent);
+    assert.match(steps[1].broken ?? '', /^the broker died: bare Aedes was killed by SIGKILL/);
+    assert.equal(steps[1].attempts, 1, 'a death is not run again');
+    assert.equal(r.chat.find((c) => c.system === 'aedes')!.peak?.ratePerUser, 1);
+
+    const drain = r.drain.find((d) => d.system === 'aedes');
+    assert.ok(drain, 'the drain ran after the death');
+    assert.equal(drain.received, drain.messages, 'every queued message arrived, from the new process');
+    const info = r.systems.find((s) => s.name === 'aedes')!;
+    assert.equal(info.nodes?.length, 2, 'the dead process and the new one');
+    assert.equal(info.nodes![0].pid, killed);
+    assert.notEqual(info.nodes![1].pid, killed);
+    assert.ok(info.notes.some((n) => n.startsWith('died during chat')), info.notes.join(' | '));
+    assert.match(output, /### Broker processes that died[^\n]*\n\n- aedes \/ chat: bare Aedes was killed by SIGKILL/);
+  } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 });
