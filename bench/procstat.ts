@@ -60,6 +60,40 @@ export function sampleThreads(pid: number | 'self'): ThreadSample[] {
   return out;
 }
 
+/**
+ * A process's main thread (its tid is the pid) as the scheduler counts it (/proc/<pid>/task/<pid>/schedstat):
+ * seconds on a CPU and seconds spent runnable but waiting for one. Null where the kernel keeps no schedstat.
+ */
+export function sampleMainThread(pid: number): { runSeconds: number; waitSeconds: number } | null {
+  try {
+    const [run, wait] = fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+    return Number.isFinite(run) && Number.isFinite(wait) ? { runSeconds: run / 1e9, waitSeconds: wait / 1e9 } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A process's main thread between two points in time: % of a core it ran, and ms per second it was
+ * ready to run but waited for a CPU (others held both cores). The broker's event loop is its main thread,
+ * so the wait is time every message in hand waited too. Null where the kernel keeps no schedstat.
+ */
+export class MainThreadMeter {
+  private readonly t0 = performance.now();
+  private readonly start: { runSeconds: number; waitSeconds: number } | null;
+
+  constructor(private readonly pid: number) {
+    this.start = sampleMainThread(pid);
+  }
+
+  read(): { cpu: number; waitMsPerSec: number } | null {
+    const now = sampleMainThread(this.pid);
+    const seconds = (performance.now() - this.t0) / 1000;
+    if (!this.start || !now || seconds <= 0) return null;
+    return { cpu: ((now.runSeconds - this.start.runSeconds) / seconds) * 100, waitMsPerSec: ((now.waitSeconds - this.start.waitSeconds) / seconds) * 1000 };
+  }
+}
+
 export interface MachineSample {
   busySeconds: number;
   totalSeconds: number;

@@ -53,6 +53,7 @@ export function chatLadderTable(r: BenchResults, ladders: BenchResults['chat'] =
         ms(s.p999),
         ms(s.max),
         pct(s.brokerCpu),
+        s.mainCpu === undefined ? '–' : `${pct(s.mainCpu)} / ${Math.round(s.mainWaitMsPerSec!)}`,
         String(s.brokerRssMB),
         s.backendCpu ? pct(s.backendCpu) : '–',
         pct(s.generatorCpu),
@@ -61,7 +62,7 @@ export function chatLadderTable(r: BenchResults, ladders: BenchResults['chat'] =
       ]);
     }
   }
-  return table(['system', 'target msg/s', 'offered', 'delivered', 'received/expected', 'p50 ms', 'p99', 'p99.9', 'max', 'broker CPU', 'RSS MB', 'backend CPU', 'gen CPU', 'other CPU', 'verdict'], rows);
+  return table(['system', 'target msg/s', 'offered', 'delivered', 'received/expected', 'p50 ms', 'p99', 'p99.9', 'max', 'broker CPU', 'main thread CPU / waited for a CPU (ms/s)', 'RSS MB', 'backend CPU', 'gen CPU', 'other CPU', 'verdict'], rows);
 }
 
 export function drainTable(r: BenchResults): string {

@@ -7,6 +7,9 @@ export interface NodeUsage {
   node: string;
   brokerCpu: number;
   brokerRssMB: number;
+  /** Its main thread, as in Usage. */
+  mainCpu?: number;
+  mainWaitMsPerSec?: number;
 }
 
 export interface Usage {
@@ -23,6 +26,13 @@ export interface Usage {
    * the machine and kernel work (loopback TCP in softirq) not charged to a process.
    */
   otherCpu: number;
+  /**
+   * The broker's main thread (its event loop; Mosquitto's only thread): % of a core it ran, and ms per
+   * second it was ready but waited for a CPU. Summed over a cluster's nodes. Absent where the kernel keeps
+   * no schedstat, and in results from before 2026-12-05.
+   */
+  mainCpu?: number;
+  mainWaitMsPerSec?: number;
   /** A cluster only: the broker's CPU and RSS per node. */
   nodes?: NodeUsage[];
 }

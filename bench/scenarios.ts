@@ -14,7 +14,7 @@ import type { HeapReading } from './inspector.ts';
 import { formatGrowth, heapGroups, heapGrowth } from './heap-diff.ts';
 import { maxMs, merge, newHistogram, quantileMs } from './histogram.ts';
 import { mergeMetrics, pausesBetween, pausesText, readMetrics, type MetricsSample } from './pauses.ts';
-import { CpuMeter, sampleProcess } from './procstat.ts';
+import { CpuMeter, MainThreadMeter, sampleProcess } from './procstat.ts';
 import type { ClientSpec, Connected, Ran } from './protocol.ts';
 import { summarizeChat, type ChatResult, type ChatStep, type ConnectionsResult, type DrainResult, type NodeRss, type Usage } from './results.ts';
 import { nodeFor, type SystemUnderTest } from './systems.ts';
@@ -61,13 +61,20 @@ const rssOf = (sut: SystemUnderTest) => sut.nodes.map((n) => sampleProcess(n.pid
 function meter(sut: SystemUnderTest, gens: Generators | null) {
   // One meter per broker process, read once: the system's CPU is exactly the sum of its nodes'.
   const brokers = sut.nodes.map((n) => new CpuMeter([n.pid]));
+  const mains = sut.nodes.map((n) => new MainThreadMeter(n.pid));
   const backend = new CpuMeter(sut.backendPids);
   const generator = new CpuMeter(gens ? gens.pids : [process.pid]);
   return (): Usage => {
     const nodeCpu = brokers.map((m) => m.percent());
+    const nodeMain = mains.map((m) => m.read());
     const u = { brokerCpu: sum(nodeCpu), backendCpu: backend.percent(), generatorCpu: generator.percent(), machineBusy: generator.machineBusyPercent() };
     const other = (u.machineBusy * os.cpus().length) - u.brokerCpu - u.backendCpu - u.generatorCpu;
     const rss = rssOf(sut);
+    const main = (m: (typeof nodeMain)[number] | (typeof nodeMain)[number][]) => {
+      const all = Array.isArray(m) ? m : [m];
+      if (all.some((x) => x === null)) return {};
+      return { mainCpu: round(sum(all.map((x) => x!.cpu))), mainWaitMsPerSec: round(sum(all.map((x) => x!.waitMsPerSec))) };
+    };
     return {
       brokerCpu: round(u.brokerCpu),
       brokerRssMB: mb(sum(rss)),
@@ -75,7 +82,8 @@ function meter(sut: SystemUnderTest, gens: Generators | null) {
       generatorCpu: round(u.generatorCpu),
       machineBusy: round(u.machineBusy),
       otherCpu: round(Math.max(0, other)),
-      ...(clustered(sut) ? { nodes: sut.nodes.map((n, i) => ({ node: n.name, brokerCpu: round(nodeCpu[i]), brokerRssMB: mb(rss[i]) })) } : {}),
+      ...main(nodeMain),
+      ...(clustered(sut) ? { nodes: sut.nodes.map((n, i) => ({ node: n.name, brokerCpu: round(nodeCpu[i]), brokerRssMB: mb(rss[i]), ...main(nodeMain[i]) })) } : {}),
     };
   };
 }
@@ -354,6 +362,7 @@ function stepLine(what: string, s: ChatStep, again: string): string {
   return (
     `  ${what} ${String(s.ratePerUser).padStart(4)}/${what === 'chat' ? 'user' : 'sender'}/s: offered ${String(s.offeredPerSec).padStart(6)} delivered ${String(s.deliveredPerSec).padStart(6)} msg/s  ` +
     `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} ms  broker ${brokerCpuText(s)} ${s.brokerRssMB} MB  ` +
+    (s.mainCpu === undefined ? '' : `main thread ${s.mainCpu.toFixed(0)}% waited ${s.mainWaitMsPerSec!.toFixed(0)} ms/s  `) +
     `gen ${s.generatorCpu.toFixed(0)}%${s.backendCpu ? `  backend ${s.backendCpu.toFixed(0)}%` : ''}  other ${s.otherCpu.toFixed(0)}%` +
     (s.pauses ? `  ${pausesText(s.pauses)}` : '') +
     (s.broken ? `  ← ${s.broken}${again ? `; ${again}` : ''}` : '')

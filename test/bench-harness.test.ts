@@ -15,6 +15,7 @@ import { Redis } from 'ioredis';
 import { mergeMetrics, parseMetrics, pausesBetween, pausesText } from '../bench/pauses.ts';
 import { stallText, summarizeProfile } from '../bench/profile.ts';
 import { PARLEYS, type BenchResults, type ChatStep, type Usage } from '../bench/results.ts';
+import { MainThreadMeter } from '../bench/procstat.ts';
 import { redisFsyncFor, SYSTEMS } from '../bench/systems.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -56,6 +57,9 @@ test('bench --quick: a row for every system and scenario, and every message arri
         if (system.startsWith('parley')) assert.equal(s.appAcks, s.sent, `${system}: an ack envelope for every message`);
         assert.equal(s.errors, 0, `${system}: no error envelopes (${s.errorSamples.join(' | ')})`);
         assert.ok(s.p50 !== null && s.p99 !== null, `${system}: latency was measured`);
+        // The broker's main thread: what it ran and how long it waited for a CPU (Linux schedstat).
+        assert.ok(s.mainCpu !== undefined && s.mainCpu > 0, `${system}: its main thread ran during the step`);
+        assert.ok(s.mainWaitMsPerSec !== undefined && s.mainWaitMsPerSec >= 0);
         if (!system.startsWith('parley')) assert.equal(s.pauses, undefined, `${system} has no /metrics to read`);
         else {
           assert.ok(s.pauses, `${system}: its GC, fsync and event-loop figures were read around the step`);
@@ -156,6 +160,16 @@ test('bench: a broker process killed during the 1:1 ladder is a recorded death, 
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+});
+
+test('bench main-thread meter: a thread that spins is seen running, and its wait for a CPU is counted', () => {
+  const meter = new MainThreadMeter(process.pid);
+  const until = performance.now() + 300;
+  while (performance.now() < until);
+  const r = meter.read();
+  assert.ok(r, 'this kernel keeps schedstat');
+  assert.ok(r.cpu > 50 && r.cpu <= 101, `ran ${r.cpu}% of a core while spinning`);
+  assert.ok(r.waitMsPerSec >= 0 && r.waitMsPerSec < 1000);
 });
 
 test('bench pauses: GC, fsync, compaction and event-loop figures of one step from two /metrics reads', () => {
