@@ -193,10 +193,12 @@ export interface BenchResults {
   profiles: Record<string, { self: ProfileEntry[]; parley: ProfileEntry[]; stalls?: ProfileStall[] }>;
   errors: { system: string; scenario: string; message: string }[];
   /**
-   * Broker processes that died during a scenario (a crash of the system measured, not of the harness): the
-   * system is started again for the scenarios left. Absent in results from before 2026-12-05.
+   * Broker processes that died (a crash of the system measured, not of the harness), with the last lines
+   * of their logs: `scenario` is the one they died in, or "after X" between scenarios. The system is started
+   * again for the scenarios left, and a scenario that had measured nothing yet runs once more. Absent in
+   * results from before 2026-12-05.
    */
-  crashes?: { system: string; scenario: string; message: string }[];
+  crashes?: { system: string; scenario: string; message: string; logTail?: string }[];
 }
 
 export interface Ratio {

@@ -14,7 +14,7 @@ import { busiestProfile, profileText, stallText, summarizeProfile } from './prof
 import { fullReport } from './report.ts';
 import { computeRatios, type BenchResults, type SystemInfo } from './results.ts';
 import { chat, connections, drain, fanout, type ScenarioOptions } from './scenarios.ts';
-import { ensureUsers, exportParley, LABELS, REDIS_FSYNC, startSystem, SYSTEMS, type RedisFsync, type StartContext, type SystemName, type SystemUnderTest } from './systems.ts';
+import { ensureUsers, exportParley, LABELS, REDIS_FSYNC, startSystem, SYSTEMS, type RedisFsync, type StartContext, type Death, type SystemName, type SystemUnderTest } from './systems.ts';
 import { userName } from './users.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -281,36 +281,56 @@ async function main(): Promise<number> {
   try {
     for (const name of o.systems) {
       log(`== ${LABELS[name]}: starting`);
-      let sut = await start(name);
-      if (!sut) continue;
+      const first = await start(name);
+      if (!first) continue;
+      let sut: SystemUnderTest = first;
       const info: SystemInfo = { name, label: LABELS[name], version: sut.version, notes: sut.notes, nodes: nodesOf(sut) };
       results.systems.push(info);
       log(`   ${sut.version}; ${info.nodes!.map((n) => `${n.name} pid ${n.pid} port ${n.port}`).join(', ')}${sut.backendPids.length ? `; backend pids ${sut.backendPids.join(",")}` : ''}`);
+      // A death is the system's own failure, not the harness's: recorded with its log's tail, and the system
+      // started again. `when`: the scenario it died in, or "after X" when it died between scenarios (working
+      // through a backlog the last step left).
+      const restart = async (when: string, death: Death, left: Scenario[]): Promise<SystemUnderTest | null> => {
+        (results.crashes ??= []).push({ system: name, scenario: when, message: death.message, logTail: death.logTail });
+        log(`!! ${LABELS[name]} died ${when.startsWith('after') ? when : `during ${when}`}: ${death.message}${left.length ? `; starting it again for ${left.join(', ')}` : ''}`);
+        await sut.stop();
+        if (!left.length) return null;
+        const again = await start(name);
+        if (!again) return null;
+        info.notes = [...info.notes, `died ${when.startsWith('after') ? when : `during ${when}`} (${death.message}); started again (${nodesOf(again).map((n) => `${n.name} pid ${n.pid}`).join(', ')}) for ${left.join(', ')}`];
+        info.nodes = [...info.nodes!, ...nodesOf(again)];
+        return again;
+      };
       try {
-        for (const [i, scenario] of o.scenarios.entries()) {
-          try {
-            await runScenario(scenario, name, sut, gens, scenarioOptions, results);
-          } catch (err) {
-            // A scenario cut short by the broker's death is told below, as the death.
-            if (!sut.died()) {
-              results.errors.push({ system: name, scenario, message: (err as Error).message });
-              log(`!! ${LABELS[name]} / ${scenario}: ${(err as Error).message}`);
-            }
-            await gens.all(() => ({ type: 'close' })).catch(() => undefined);
+        scenarios: for (const [i, scenario] of o.scenarios.entries()) {
+          const before = sut.died();
+          if (before) {
+            const again = await restart(`after ${o.scenarios[i - 1]}`, before, o.scenarios.slice(i));
+            if (!again) break;
+            sut = again;
           }
-          const death = sut.died();
-          if (!death) continue;
-          // The system's own failure, not the harness's: recorded, and the scenarios left get a new process.
-          (results.crashes ??= []).push({ system: name, scenario, message: death });
-          const left = o.scenarios.slice(i + 1);
-          log(`!! ${LABELS[name]} died during ${scenario}: ${death}${left.length ? `; starting it again for ${left.join(', ')}` : ''}`);
-          await sut.stop();
-          if (!left.length) break;
-          const again = await start(name);
-          if (!again) break;
-          sut = again;
-          info.notes = [...info.notes, `died during ${scenario} (${death}); started again (${nodesOf(sut).map((n) => `${n.name} pid ${n.pid}`).join(', ')}) for ${left.join(', ')}`];
-          info.nodes = [...info.nodes!, ...nodesOf(sut)];
+          // A scenario the broker died in before it measured anything runs once more on a new process.
+          for (let attempt = 1; ; attempt++) {
+            let measured = true;
+            try {
+              await runScenario(scenario, name, sut, gens, scenarioOptions, results);
+            } catch (err) {
+              measured = false;
+              // A scenario cut short by the broker's death is told below, as the death. Its clients may see
+              // the sockets reset before this process sees the broker's exit: give that a moment.
+              if (!(await diedSoon(sut))) {
+                results.errors.push({ system: name, scenario, message: (err as Error).message });
+                log(`!! ${LABELS[name]} / ${scenario}: ${(err as Error).message}`);
+              }
+              await gens.all(() => ({ type: 'close' })).catch(() => undefined);
+            }
+            const death = sut.died();
+            if (!death) break;
+            const again = await restart(scenario, death, measured || attempt > 1 ? o.scenarios.slice(i + 1) : o.scenarios.slice(i));
+            if (!again) break scenarios;
+            sut = again;
+            if (measured || attempt > 1) break;
+          }
         }
       } finally {
         await sut.stop();
@@ -338,6 +358,16 @@ async function main(): Promise<number> {
   console.log('\n' + fullReport(results) + '\n');
   log(`results: ${path.relative(process.cwd(), jsonOut)}; chart: ${path.relative(process.cwd(), svgOut)}${complete ? ' (and bench/charts/latest.svg)' : ''}`);
   return results.errors.length || parleyDied ? 1 : 0;
+}
+
+/** The broker's death, if it is dead or dies within `ms` (an exit not yet seen when its sockets reset). */
+async function diedSoon(sut: SystemUnderTest, ms = 2000): Promise<Death | null> {
+  const until = performance.now() + ms;
+  for (;;) {
+    const death = sut.died();
+    if (death || performance.now() >= until) return death;
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 function reprint(file: string, updateChart: boolean): number {

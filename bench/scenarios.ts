@@ -209,7 +209,7 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
   let tag = 0;
   if (o.warmupMs > 0) await runStep(++tag, l.rates[0], o.warmupMs);
   const warmupDeath = sut.died();
-  if (warmupDeath) throw new Error(`the broker died in the warm-up: ${warmupDeath}`);
+  if (warmupDeath) throw new Error(`the broker died in the warm-up: ${warmupDeath.message}`);
   for (const rate of l.rates) {
     let s: ChatStep | null = null;
     let failures = 0;
@@ -226,7 +226,7 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
       s.quietWaitMs = waited;
       // A broker that died in the step ends the ladder: no rerun, and the death is the reason.
       const death = sut.died();
-      if (death) s.broken = `the broker died: ${death}`;
+      if (death) s.broken = `the broker died: ${death.message}`;
       // Lost messages, errors and disconnects are the system's own; a slow p99 or a short delivery may be
       // a neighbour's burst: run again, without counting it, when other processes were busy meanwhile,
       // and up to --retries more times when they were not.

@@ -67,8 +67,14 @@ export interface SystemUnderTest {
    * Null while every broker process runs; once one has ended on its own (a crash, the OOM killer), what
    * ended it: which process, its exit code or signal, and the last error line of its log.
    */
-  died(): string | null;
+  died(): Death | null;
   stop(): Promise<void>;
+}
+
+/** How a broker process ended on its own: what ended it (see deathOf), and its log's last lines. */
+export interface Death {
+  message: string;
+  logTail: string;
 }
 
 /**
@@ -137,15 +143,19 @@ export async function waitFor(what: string, check: () => Promise<boolean>, child
   throw new Error(`${what} did not start within ${timeoutMs / 1000} s${where()}`);
 }
 
-/** `died()` of one process (see SystemUnderTest): null while it runs. */
-export function deathOf(name: string, child: ChildProcess, log: string): string | null {
+/**
+ * `died()` of one process (see SystemUnderTest): null while it runs. The log's tail is kept here, as the
+ * process left it: a new process of the system writes its own log over it.
+ */
+export function deathOf(name: string, child: ChildProcess, log: string): Death | null {
   if (child.exitCode === null && child.signalCode === null) return null;
   const how = child.signalCode ? `was killed by ${child.signalCode}` : `exited with code ${child.exitCode}`;
-  const lines = tail(log, 60).split('\n').map((l) => l.trim()).filter(Boolean);
+  const logTail = tail(log, 40);
+  const lines = logTail.split('\n').map((l) => l.trim()).filter(Boolean);
   // Not a stack frame ("at f (file:line)"), which may name a file called errors.ts.
   const errors = lines.filter((l) => !l.startsWith('at ') && /error|fatal|panic|abort/i.test(l));
   const last = errors.at(-1) ?? lines.at(-1);
-  return `${name} ${how}${last ? `: ${last.slice(0, 300)}` : ''} (log ${log})`;
+  return { message: `${name} ${how}${last ? `: ${last.slice(0, 300)}` : ''}`, logTail };
 }
 
 function tail(file: string, lines = 30): string {

@@ -139,6 +139,7 @@ test('bench: a broker process killed during the 1:1 ladder is a recorded death, 
     assert.equal(r.crashes![0].system, 'aedes');
     assert.equal(r.crashes![0].scenario, 'chat');
     assert.match(r.crashes![0].message, /^bare Aedes was killed by SIGKILL/);
+    assert.equal(typeof r.crashes![0].logTail, 'string', "the dead process's log is kept in the results");
 
     const steps = r.chat.find((c) => c.system === 'aedes')!.steps;
     assert.equal(steps.length, 2, 'the ladder stopped at the step the broker died in');
@@ -157,6 +158,40 @@ test('bench: a broker process killed during the 1:1 ladder is a recorded death, 
     assert.notEqual(info.nodes![1].pid, killed);
     assert.ok(info.notes.some((n) => n.startsWith('died during chat')), info.notes.join(' | '));
     assert.match(output, /### Broker processes that died[^\n]*\n\n- aedes \/ chat: bare Aedes was killed by SIGKILL/);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('bench: a broker killed in a scenario before it measured anything is started again and the scenario runs whole', { timeout: 180_000 }, async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bench-'));
+  const out = path.join(tmp, 'results.json');
+  try {
+    const args = ['--quick', '--systems', 'aedes', '--scenarios', 'drain', '--drain', '50000', '--json-out', out, '--data-dir', path.join(tmp, 'data')];
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    let killed: number | null = null;
+    child.stderr.on('data', (d) => (output += d));
+    child.stdout.on('data', (d) => {
+      output += d;
+      const pid = /aedes pid (\d+)/.exec(output);
+      // Killed as the drain begins to queue its 50,000 messages.
+      if (pid && killed === null && /-- bare Aedes: drain/.test(output)) {
+        killed = Number(pid[1]);
+        process.kill(killed, 'SIGKILL');
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.ok(killed !== null, `the bench never reached the drain:\n${output.slice(-3000)}`);
+    assert.equal(code, 0, `bench exited with ${code}:\n${output.slice(-3000)}`);
+    const r = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResults;
+    assert.deepEqual(r.errors, []);
+    assert.deepEqual(r.crashes?.map((c) => [c.system, c.scenario]), [['aedes', 'drain']]);
+    const drains = r.drain.filter((d) => d.system === 'aedes');
+    assert.equal(drains.length, 1, 'one drain result: the one measured on the new process');
+    assert.equal(drains[0].received, drains[0].messages);
+    assert.equal(r.systems[0].nodes?.length, 2);
+    assert.ok(r.systems[0].notes.some((n) => /^died during drain .*started again .* for drain$/.test(n)), r.systems[0].notes.join(' | '));
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
