@@ -64,10 +64,12 @@ export function sampleThreads(pid: number | 'self'): ThreadSample[] {
  * A process's main thread (its tid is the pid) as the scheduler counts it (/proc/<pid>/task/<pid>/schedstat):
  * seconds on a CPU and seconds spent runnable but waiting for one. Null where the kernel keeps no schedstat.
  */
-export function sampleMainThread(pid: number): { runSeconds: number; waitSeconds: number } | null {
+export function sampleMainThread(pid: number): { runSeconds: number; waitSeconds: number; preempted: number } | null {
   try {
     const [run, wait] = fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
-    return Number.isFinite(run) && Number.isFinite(wait) ? { runSeconds: run / 1e9, waitSeconds: wait / 1e9 } : null;
+    // Switches away from a thread that could have gone on running: the scheduler gave its CPU to another.
+    const preempted = Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'))?.[1]);
+    return [run, wait, preempted].every(Number.isFinite) ? { runSeconds: run / 1e9, waitSeconds: wait / 1e9, preempted } : null;
   } catch {
     return null;
   }
@@ -80,17 +82,26 @@ export function sampleMainThread(pid: number): { runSeconds: number; waitSeconds
  */
 export class MainThreadMeter {
   private readonly t0 = performance.now();
-  private readonly start: { runSeconds: number; waitSeconds: number } | null;
+  private readonly start: ReturnType<typeof sampleMainThread>;
 
   constructor(private readonly pid: number) {
     this.start = sampleMainThread(pid);
   }
 
-  read(): { cpu: number; waitMsPerSec: number } | null {
+  /**
+   * `waitMsPerSec` counts every delay between the thread's wake-up and its running, so a thread that sleeps
+   * between events pays it on each wake-up; `preemptedPerSec` counts only the times it was taken off a CPU
+   * while it could have gone on: the part of the wait that is other threads' and processes' doing.
+   */
+  read(): { cpu: number; waitMsPerSec: number; preemptedPerSec: number } | null {
     const now = sampleMainThread(this.pid);
     const seconds = (performance.now() - this.t0) / 1000;
     if (!this.start || !now || seconds <= 0) return null;
-    return { cpu: ((now.runSeconds - this.start.runSeconds) / seconds) * 100, waitMsPerSec: ((now.waitSeconds - this.start.waitSeconds) / seconds) * 1000 };
+    return {
+      cpu: ((now.runSeconds - this.start.runSeconds) / seconds) * 100,
+      waitMsPerSec: ((now.waitSeconds - this.start.waitSeconds) / seconds) * 1000,
+      preemptedPerSec: (now.preempted - this.start.preempted) / seconds,
+    };
   }
 }
 

@@ -10,6 +10,7 @@ export interface NodeUsage {
   /** Its main thread, as in Usage. */
   mainCpu?: number;
   mainWaitMsPerSec?: number;
+  mainPreemptedPerSec?: number;
 }
 
 export interface Usage {
@@ -33,6 +34,8 @@ export interface Usage {
    */
   mainCpu?: number;
   mainWaitMsPerSec?: number;
+  /** Times a second the main thread was taken off a CPU while it could have gone on running (summed over a cluster's nodes). */
+  mainPreemptedPerSec?: number;
   /** A cluster only: the broker's CPU and RSS per node. */
   nodes?: NodeUsage[];
 }

@@ -73,7 +73,11 @@ function meter(sut: SystemUnderTest, gens: Generators | null) {
     const main = (m: (typeof nodeMain)[number] | (typeof nodeMain)[number][]) => {
       const all = Array.isArray(m) ? m : [m];
       if (all.some((x) => x === null)) return {};
-      return { mainCpu: round(sum(all.map((x) => x!.cpu))), mainWaitMsPerSec: round(sum(all.map((x) => x!.waitMsPerSec))) };
+      return {
+        mainCpu: round(sum(all.map((x) => x!.cpu))),
+        mainWaitMsPerSec: round(sum(all.map((x) => x!.waitMsPerSec))),
+        mainPreemptedPerSec: Math.round(sum(all.map((x) => x!.preemptedPerSec))),
+      };
     };
     return {
       brokerCpu: round(u.brokerCpu),
@@ -362,7 +366,7 @@ function stepLine(what: string, s: ChatStep, again: string): string {
   return (
     `  ${what} ${String(s.ratePerUser).padStart(4)}/${what === 'chat' ? 'user' : 'sender'}/s: offered ${String(s.offeredPerSec).padStart(6)} delivered ${String(s.deliveredPerSec).padStart(6)} msg/s  ` +
     `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} ms  broker ${brokerCpuText(s)} ${s.brokerRssMB} MB  ` +
-    (s.mainCpu === undefined ? '' : `main thread ${s.mainCpu.toFixed(0)}% waited ${s.mainWaitMsPerSec!.toFixed(0)} ms/s  `) +
+    (s.mainCpu === undefined ? '' : `main thread ${s.mainCpu.toFixed(0)}% waited ${s.mainWaitMsPerSec!.toFixed(0)} ms/s preempted ${s.mainPreemptedPerSec}/s  `) +
     `gen ${s.generatorCpu.toFixed(0)}%${s.backendCpu ? `  backend ${s.backendCpu.toFixed(0)}%` : ''}  other ${s.otherCpu.toFixed(0)}%` +
     (s.pauses ? `  ${pausesText(s.pauses)}` : '') +
     (s.broken ? `  ← ${s.broken}${again ? `; ${again}` : ''}` : '')

@@ -60,6 +60,7 @@ test('bench --quick: a row for every system and scenario, and every message arri
         // The broker's main thread: what it ran and how long it waited for a CPU (Linux schedstat).
         assert.ok(s.mainCpu !== undefined && s.mainCpu > 0, `${system}: its main thread ran during the step`);
         assert.ok(s.mainWaitMsPerSec !== undefined && s.mainWaitMsPerSec >= 0);
+        assert.ok(s.mainPreemptedPerSec !== undefined && s.mainPreemptedPerSec >= 0);
         if (!system.startsWith('parley')) assert.equal(s.pauses, undefined, `${system} has no /metrics to read`);
         else {
           assert.ok(s.pauses, `${system}: its GC, fsync and event-loop figures were read around the step`);
@@ -205,6 +206,24 @@ test('bench main-thread meter: a thread that spins is seen running, and its wait
   assert.ok(r, 'this kernel keeps schedstat');
   assert.ok(r.cpu > 50 && r.cpu <= 101, `ran ${r.cpu}% of a core while spinning`);
   assert.ok(r.waitMsPerSec >= 0 && r.waitMsPerSec < 1000);
+  assert.ok(r.preemptedPerSec >= 0);
+});
+
+test('bench main-thread meter: a thread that shares the cores with more spinning processes than there are cores waits and is preempted', async () => {
+  const spinners = Array.from({ length: os.cpus().length + 1 }, () => spawn(process.execPath, ['-e', 'for (;;);'], { stdio: 'ignore' }));
+  try {
+    await new Promise((r) => setTimeout(r, 200));
+    const meter = new MainThreadMeter(process.pid);
+    const until = performance.now() + 800;
+    while (performance.now() < until);
+    const r = meter.read();
+    assert.ok(r);
+    assert.ok(r.preemptedPerSec > 0, `preempted ${r.preemptedPerSec}/s among ${spinners.length} spinners`);
+    assert.ok(r.waitMsPerSec > 0, `waited ${r.waitMsPerSec} ms/s`);
+    assert.ok(r.cpu < 100, `ran ${r.cpu}%: the spinners took some of its core`);
+  } finally {
+    for (const c of spinners) c.kill('SIGKILL');
+  }
 });
 
 test('bench pauses: GC, fsync, compaction and event-loop figures of one step from two /metrics reads', () => {
