@@ -305,7 +305,7 @@ async function main(): Promise<number> {
         scenarios: for (const [i, scenario] of o.scenarios.entries()) {
           const before = sut.died();
           if (before) {
-            const again = await restart(`after ${o.scenarios[i - 1]}`, before, o.scenarios.slice(i));
+            const again = await restart(i > 0 ? `after ${o.scenarios[i - 1]}` : 'after its start', before, o.scenarios.slice(i));
             if (!again) break;
             sut = again;
           }
