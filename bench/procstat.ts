@@ -77,7 +77,7 @@ export function sampleMainThread(pid: number): { runSeconds: number; waitSeconds
 
 /**
  * A process's main thread between two points in time: % of a core it ran, and ms per second it was
- * ready to run but waited for a CPU (others held both cores). The broker's event loop is its main thread,
+ * ready to run but waited for a CPU (others held every core, or the CPU it woke on). The broker's event loop is its main thread,
  * so the wait is time every message in hand waited too. Null where the kernel keeps no schedstat.
  */
 export class MainThreadMeter {

@@ -413,20 +413,35 @@ export async function drain(sut: SystemUnderTest, o: ScenarioOptions): Promise<D
     if (payload.includes('"kind":"ack"')) appAcks++;
     else if (payload.includes('"kind":"error"')) refused ??= payload.toString('utf8', 0, 300);
   };
+  // Its PUBACKs stop when the broker dies or the connection drops: then the fill stops waiting for them.
+  let dropped: Error | null = null;
+  s.onClose = (err) => (dropped = err ?? new Error('connection closed'));
+  const cutOff = () => {
+    const death = sut.died();
+    if (death) throw new Error(`drain: the broker died while the queue filled: ${death.message}`);
+    if (dropped) throw new Error(`drain: the sender's connection dropped while the queue filled: ${dropped.message}`);
+  };
   const topic = encodeTopic(sut.sendTopic(receiver));
   const nonce = Date.now().toString(36);
   const fill0 = performance.now();
+  const fillDeadline = fill0 + 120_000;
+  const timedOut = () => new Error(`drain: ${s.outstanding} publishes not PUBACKed, ${sut.parley ? o.drainMessages - appAcks : 0} not acked, after 120 s`);
   // Pipelined, with a bounded window: a phone would not have more than this in flight either.
   for (let i = 0; i < o.drainMessages; i++) {
-    while (s.outstanding >= 500) await new Promise<void>((r) => setImmediate(r));
+    while (s.outstanding >= 500) {
+      cutOff();
+      if (performance.now() > fillDeadline) throw timedOut();
+      await new Promise<void>((r) => setImmediate(r));
+    }
     const body = `~${DRAIN_STEP}.0~queued message ${i}`;
     s.publish(topic, Buffer.from(`{"cid":"d${nonce}-${i}","kind":"text","body":"${body}"}`), 1);
   }
-  const fillDeadline = performance.now() + 120_000;
-  while ((s.outstanding > 0 || (sut.parley && appAcks < o.drainMessages)) && !refused && performance.now() < fillDeadline) await sleep(5);
+  while ((s.outstanding > 0 || (sut.parley && appAcks < o.drainMessages)) && !refused && performance.now() < fillDeadline) {
+    cutOff();
+    await sleep(5);
+  }
   if (refused) throw new Error(`drain: the broker refused a message: ${refused}`);
-  if (s.outstanding > 0 || (sut.parley && appAcks < o.drainMessages))
-    throw new Error(`drain: ${s.outstanding} publishes not PUBACKed, ${sut.parley ? o.drainMessages - appAcks : 0} not acked, after 120 s`);
+  if (s.outstanding > 0 || (sut.parley && appAcks < o.drainMessages)) throw timedOut();
   const fillMs = performance.now() - fill0;
   await s.close();
   await sleep(300);

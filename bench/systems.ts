@@ -144,8 +144,8 @@ export async function waitFor(what: string, check: () => Promise<boolean>, child
 }
 
 /**
- * `died()` of one process (see SystemUnderTest): null while it runs. The log's tail is kept here, as the
- * process left it: a new process of the system writes its own log over it.
+ * `died()` of one process (see SystemUnderTest): null while it runs. The log's tail is read at the call: the
+ * caller keeps the Death before it starts a new process of the system, which writes its own log over it.
  */
 export function deathOf(name: string, child: ChildProcess, log: string): Death | null {
   if (child.exitCode === null && child.signalCode === null) return null;
@@ -154,8 +154,10 @@ export function deathOf(name: string, child: ChildProcess, log: string): Death |
   const lines = logTail.split('\n').map((l) => l.trim()).filter(Boolean);
   // Not a stack frame ("at f (file:line)"), which may name a file called errors.ts.
   const errors = lines.filter((l) => !l.startsWith('at ') && /error|fatal|panic|abort/i.test(l));
-  const last = errors.at(-1) ?? lines.at(-1);
-  return { message: `${name} ${how}${last ? `: ${last.slice(0, 300)}` : ''}`, logTail };
+  const error = errors.at(-1);
+  const last = lines.at(-1);
+  const said = error ? `: ${error.slice(0, 300)}` : last ? `; its log's last line: ${last.slice(0, 300)}` : '';
+  return { message: `${name} ${how}${said}`, logTail };
 }
 
 function tail(file: string, lines = 30): string {
