@@ -20,14 +20,38 @@ import { redisFsyncFor, SYSTEMS } from '../bench/systems.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-function runBench(args: string[]): Promise<{ code: number | null; output: string }> {
+/**
+ * Runs `bench/run.ts`; `onOutput` sees everything it printed so far after each chunk. `signal`: the test's,
+ * so a test that times out does not leave the bench running.
+ */
+function runBench(args: string[], o: { onOutput?: (output: string) => void; signal?: AbortSignal } = {}): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], signal: o.signal, killSignal: 'SIGKILL' });
     let output = '';
-    child.stdout.on('data', (d) => (output += d));
+    child.on('error', () => undefined); // an abort; its exit follows
+    child.stdout.on('data', (d) => {
+      output += d;
+      o.onOutput?.(output);
+    });
     child.stderr.on('data', (d) => (output += d));
     child.on('exit', (code) => resolve({ code, output }));
   });
+}
+
+/** Runs the bench on bare Aedes alone and SIGKILLs that broker `delayMs` after `when` first shows in the output. */
+async function runBenchKillingAedes(args: string[], when: RegExp, delayMs: number, signal: AbortSignal) {
+  let killed: number | null = null;
+  const { code, output } = await runBench(['--quick', '--systems', 'aedes', ...args], {
+    signal,
+    onOutput: (output) => {
+      const pid = /aedes pid (\d+)/.exec(output);
+      if (!pid || killed !== null || !when.test(output)) return;
+      const victim = (killed = Number(pid[1]));
+      setTimeout(() => process.kill(victim, 'SIGKILL'), delayMs);
+    },
+  });
+  assert.ok(killed !== null, `the bench never printed ${when}:\n${output.slice(-3000)}`);
+  return { code, output, killed: killed as number };
 }
 
 test('bench --quick: a row for every system and scenario, and every message arrives', { timeout: 600_000 }, async () => {
@@ -112,28 +136,13 @@ test('bench --quick: a row for every system and scenario, and every message arri
 
 // A broker that dies mid-ladder (bare Aedes overflowed its stack at 30,000 msg/s in one full run) ends its
 // ladder with the death as the reason, and the scenarios after it run on a new process of the same system.
-test('bench: a broker process killed during the 1:1 ladder is a recorded death, and the drain runs on a new one', { timeout: 180_000 }, async () => {
+test('bench: a broker process killed during the 1:1 ladder is a recorded death, and the drain runs on a new one', { timeout: 180_000 }, async (t) => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bench-'));
   const out = path.join(tmp, 'results.json');
-  let child: ReturnType<typeof spawn> | null = null;
   try {
-    const args = ['--quick', '--systems', 'aedes', '--scenarios', 'chat,drain', '--rates', '1,2,3,4', '--step-seconds', '3', '--json-out', out, '--data-dir', path.join(tmp, 'data')];
-    const bench = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    child = bench;
-    let output = '';
-    let killed: number | null = null;
-    bench.stderr.on('data', (d) => (output += d));
-    bench.stdout.on('data', (d) => {
-      output += d;
-      const pid = /aedes pid (\d+)/.exec(output);
-      // Killed as the second step begins: its first step is measured whole.
-      if (pid && killed === null && /chat +1\/user\/s: offered/.test(output)) {
-        killed = Number(pid[1]);
-        process.kill(killed, 'SIGKILL');
-      }
-    });
-    const code = await new Promise<number | null>((resolve) => bench.on('exit', resolve));
-    assert.ok(killed !== null, `the bench never reached its second step:\n${output.slice(-3000)}`);
+    // Killed as the second step begins: its first step is measured whole.
+    const args = ['--scenarios', 'chat,drain', '--rates', '1,2,3,4', '--step-seconds', '3', '--json-out', out, '--data-dir', path.join(tmp, 'data')];
+    const { code, output, killed } = await runBenchKillingAedes(args, /chat +1\/user\/s: offered/, 0, t.signal);
     // A baseline's death is what the run found, not a failure of the harness.
     assert.equal(code, 0, `bench exited with ${code}:\n${output.slice(-3000)}`);
     const r = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResults;
@@ -162,34 +171,17 @@ test('bench: a broker process killed during the 1:1 ladder is a recorded death, 
     assert.ok(info.notes.some((n) => n.startsWith('died during chat')), info.notes.join(' | '));
     assert.match(output, /### Broker processes that died[^\n]*\n\n- aedes \/ chat: bare Aedes was killed by SIGKILL/);
   } finally {
-    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 });
 
-test('bench: a broker killed in a scenario before it measured anything is started again and the scenario runs whole', { timeout: 180_000 }, async () => {
+test('bench: a broker killed in a scenario before it measured anything is started again and the scenario runs whole', { timeout: 180_000 }, async (t) => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bench-'));
   const out = path.join(tmp, 'results.json');
-  let child: ReturnType<typeof spawn> | null = null;
   try {
-    const args = ['--quick', '--systems', 'aedes', '--scenarios', 'drain', '--drain', '50000', '--json-out', out, '--data-dir', path.join(tmp, 'data')];
-    const bench = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    child = bench;
-    let output = '';
-    let killed: number | null = null;
-    bench.stderr.on('data', (d) => (output += d));
-    bench.stdout.on('data', (d) => {
-      output += d;
-      const pid = /aedes pid (\d+)/.exec(output);
-      // Killed while the drain queues its 50,000 messages (~0.4 s here), after its clients connected.
-      if (pid && killed === null && /-- bare Aedes: drain/.test(output)) {
-        killed = Number(pid[1]);
-        const victim = killed;
-        setTimeout(() => process.kill(victim, 'SIGKILL'), 150);
-      }
-    });
-    const code = await new Promise<number | null>((resolve) => bench.on('exit', resolve));
-    assert.ok(killed !== null, `the bench never reached the drain:\n${output.slice(-3000)}`);
+    // Killed while the drain queues its 50,000 messages (~0.4 s here), after its clients connected.
+    const args = ['--scenarios', 'drain', '--drain', '50000', '--json-out', out, '--data-dir', path.join(tmp, 'data')];
+    const { code, output } = await runBenchKillingAedes(args, /-- bare Aedes: drain/, 150, t.signal);
     assert.equal(code, 0, `bench exited with ${code}:\n${output.slice(-3000)}`);
     const r = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResults;
     assert.deepEqual(r.errors, []);
@@ -200,7 +192,6 @@ test('bench: a broker killed in a scenario before it measured anything is starte
     assert.equal(r.systems[0].nodes?.length, 2);
     assert.ok(r.systems[0].notes.some((n) => /^died during drain .*started again .* for drain$/.test(n)), r.systems[0].notes.join(' | '));
   } finally {
-    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 });
