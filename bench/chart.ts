@@ -1,7 +1,10 @@
-// Throughput against latency for every system, as a self-contained SVG (no dependency): delivered msg/s
-// on a log x axis, latency on a log y axis; solid lines are p99, dashed p50; a cross marks the step past the limit.
+// The bench's charts, as self-contained SVG (no dependency). renderChart: throughput against latency for
+// every system, delivered msg/s on a log x axis, latency on a log y axis; solid lines are p99, dashed p50; a
+// cross marks the step past the limit. renderTailChart: each system's step at half of its peak over time,
+// the slowest message of every 100 ms, which shows whether its p99 is bursts or a steady tail.
 import type { BenchResults } from './results.ts';
 import { LABELS } from './systems.ts';
+import { LATE_MS, TAIL_BUCKET_MS } from './tail.ts';
 
 const COLORS: Record<string, string> = {
   'parley-embedded': '#d62728',
@@ -11,11 +14,61 @@ const COLORS: Record<string, string> = {
   mosquitto: '#2ca02c',
 };
 
-const W = 900;
+const W = 960;
 const H = 520;
-const M = { left: 70, right: 250, top: 50, bottom: 60 };
+const M = { left: 70, right: 290, top: 50, bottom: 60 };
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+const r1 = (v: number) => Math.round(v * 10) / 10;
+const tickLabel = (v: number) => (v >= 1000 ? `${v / 1000}k` : v >= 1 ? String(v) : v.toFixed(2).replace(/0+$/, ''));
+const pw = W - M.left - M.right;
+const ph = H - M.top - M.bottom;
+
+/** 1-2-5 ticks of a log axis from min to max (both powers of ten); the powers of ten are major. */
+function logTicks(min: number, max: number): { v: number; major: boolean }[] {
+  const out: { v: number; major: boolean }[] = [];
+  for (let d = min; d <= max * 1.0001; d *= 10) {
+    for (const k of [1, 2, 5]) {
+      if (d * k > max * 1.0001) break;
+      out.push({ v: d * k, major: k === 1 });
+    }
+  }
+  return out;
+}
+
+/** A log scale of latency on the y axis, its grid and labels. */
+function logScaleY(minY: number, maxY: number): (v: number) => number {
+  return (v) => r1(M.top + ph - ((Math.log10(Math.max(v, minY)) - Math.log10(minY)) / (Math.log10(maxY) - Math.log10(minY))) * ph);
+}
+
+function gridY(out: string[], minY: number, maxY: number, sy: (v: number) => number): void {
+  for (const { v, major } of logTicks(minY, maxY)) {
+    out.push(`<line x1="${M.left}" y1="${sy(v)}" x2="${M.left + pw}" y2="${sy(v)}" stroke="${major ? '#ddd' : '#f3f3f3'}"/>`);
+    out.push(`<text x="${M.left - 6}" y="${sy(v) + 4}" text-anchor="end">${tickLabel(v)}</text>`);
+  }
+}
+
+/** The title, the subtitle and the frame with its axis names. */
+function frame(out: string[], title: string, subtitle: string, xName: string, yName: string): void {
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
+  out.push(`<text x="${M.left}" y="22" font-size="15" font-weight="bold">${esc(title)}</text>`);
+  out.push(`<text x="${M.left}" y="40" fill="#555">${esc(subtitle)}</text>`);
+  out.push(`<text x="${M.left + pw / 2}" y="${H - 18}" text-anchor="middle">${esc(xName)}</text>`);
+  out.push(`<text transform="translate(18 ${M.top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(yName)}</text>`);
+}
+
+/** A dotted line across the plot at latency v, named. */
+function lineAt(out: string[], v: number, sy: (v: number) => number, name: string): void {
+  out.push(`<line x1="${M.left}" y1="${sy(v)}" x2="${M.left + pw}" y2="${sy(v)}" stroke="#888" stroke-dasharray="2 3"/>`);
+  out.push(`<text x="${M.left + pw - 4}" y="${sy(v) - 4}" text-anchor="end" fill="#666">${esc(name)}</text>`);
+}
+
+const machineText = (r: BenchResults) => {
+  const m = r.machine as { cores?: number; model?: string };
+  return `${r.startedAt.slice(0, 10)} · ${m.cores ?? '?'} cores ${m.model ?? ''}`;
+};
 
 export function renderChart(r: BenchResults): string {
   const series = r.chat.map((c) => ({
@@ -30,44 +83,25 @@ export function renderChart(r: BenchResults): string {
   const lat = all.flatMap((p) => [p.p50, p.p99]);
   const minY = Math.pow(10, Math.floor(Math.log10(Math.max(0.01, Math.min(...lat, 1)))));
   const maxY = Math.pow(10, Math.ceil(Math.log10(Math.max(...lat, 10))));
-  const pw = W - M.left - M.right;
-  const ph = H - M.top - M.bottom;
-  const r1 = (v: number) => Math.round(v * 10) / 10;
   const sx = (v: number) => r1(M.left + ((Math.log10(Math.max(v, minX)) - Math.log10(minX)) / (Math.log10(maxX) - Math.log10(minX))) * pw);
-  const sy = (v: number) => r1(M.top + ph - ((Math.log10(Math.max(v, minY)) - Math.log10(minY)) / (Math.log10(maxY) - Math.log10(minY))) * ph);
-  const label = (v: number) => (v >= 1000 ? `${v / 1000}k` : v >= 1 ? String(v) : v.toFixed(2).replace(/0+$/, ''));
+  const sy = logScaleY(minY, maxY);
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
-  out.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
-  const title = `1:1 chat, QoS 1, ${r.chat[0]?.users ?? 0} users online — latency vs delivered throughput`;
-  out.push(`<text x="${M.left}" y="22" font-size="15" font-weight="bold">${esc(title)}</text>`);
-  const m = r.machine as { cores?: number; model?: string };
-  out.push(`<text x="${M.left}" y="40" fill="#555">${esc(`${r.startedAt.slice(0, 10)} · ${m.cores ?? '?'} cores ${m.model ?? ''} · solid p99, dashed p50, × = step past the limit${r.quick ? ' · QUICK MODE' : ''}`)}</text>`);
+  frame(
+    out,
+    `1:1 chat, QoS 1, ${r.chat[0]?.users ?? 0} users online — latency vs delivered throughput`,
+    `${machineText(r)} · solid p99, dashed p50, × = step past the limit${r.quick ? ' · QUICK MODE' : ''}`,
+    'delivered messages/s (log scale)',
+    'end-to-end latency (ms, log scale)',
+  );
   // Grid and axes: 1-2-5 steps on both.
-  for (let d = minX; d <= maxX * 1.0001; d *= 10) {
-    for (const k of [1, 2, 5]) {
-      const v = d * k;
-      if (v > maxX * 1.0001) break;
-      out.push(`<line x1="${sx(v)}" y1="${M.top}" x2="${sx(v)}" y2="${M.top + ph}" stroke="${k === 1 ? '#ddd' : '#f3f3f3'}"/>`);
-      out.push(`<text x="${sx(v)}" y="${M.top + ph + 18}" text-anchor="middle">${label(v)}</text>`);
-    }
+  for (const { v, major } of logTicks(minX, maxX)) {
+    out.push(`<line x1="${sx(v)}" y1="${M.top}" x2="${sx(v)}" y2="${M.top + ph}" stroke="${major ? '#ddd' : '#f3f3f3'}"/>`);
+    out.push(`<text x="${sx(v)}" y="${M.top + ph + 18}" text-anchor="middle">${tickLabel(v)}</text>`);
   }
-  for (let d = minY; d <= maxY * 1.0001; d *= 10) {
-    for (const k of [1, 2, 5]) {
-      const v = d * k;
-      if (v > maxY * 1.0001) break;
-      out.push(`<line x1="${M.left}" y1="${sy(v)}" x2="${M.left + pw}" y2="${sy(v)}" stroke="${k === 1 ? '#ddd' : '#f3f3f3'}"/>`);
-      out.push(`<text x="${M.left - 6}" y="${sy(v) + 4}" text-anchor="end">${label(v)}</text>`);
-    }
-  }
+  gridY(out, minY, maxY, sy);
   const limit = Number((r.options as { p99LimitMs?: number }).p99LimitMs ?? 0);
-  if (limit > minY && limit < maxY) {
-    out.push(`<line x1="${M.left}" y1="${sy(limit)}" x2="${M.left + pw}" y2="${sy(limit)}" stroke="#888" stroke-dasharray="2 3"/>`);
-    out.push(`<text x="${M.left + pw - 4}" y="${sy(limit) - 4}" text-anchor="end" fill="#666">p99 limit ${limit} ms</text>`);
-  }
+  if (limit > minY && limit < maxY) lineAt(out, limit, sy, `p99 limit ${limit} ms`);
   out.push(`<rect x="${M.left}" y="${M.top}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`);
-  out.push(`<text x="${M.left + pw / 2}" y="${H - 18}" text-anchor="middle">delivered messages/s (log scale)</text>`);
-  out.push(`<text transform="translate(18 ${M.top + ph / 2}) rotate(-90)" text-anchor="middle">end-to-end latency (ms, log scale)</text>`);
   // Series.
   series.forEach((s, i) => {
     const color = COLORS[s.system] ?? '#000';
@@ -88,6 +122,59 @@ export function renderChart(r: BenchResults): string {
     out.push(`<line x1="${lx}" y1="${ly}" x2="${lx + 24}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);
     const peak = r.chat.find((c) => c.system === s.system)?.peak;
     out.push(`<text x="${lx + 30}" y="${ly + 4}">${esc(`${LABELS[s.system]}${peak ? ` (peak ${Math.round(peak.deliveredPerSec / 100) / 10}k)` : ''}`)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
+
+/**
+ * Each system's 1:1 step at half of its peak, over the step: the slowest message sent in each 100 ms (log
+ * y), with the LATE_MS line. Null when no ladder has a half-peak step with a timeline (results of earlier
+ * versions of the bench).
+ */
+export function renderTailChart(r: BenchResults): string | null {
+  const series = r.chat
+    .filter((c) => c.halfPeak?.timeline?.length)
+    .map((c) => {
+      const step = c.halfPeak!;
+      const points = step.timeline!.flatMap(([n, , slowest], i) => (n > 0 ? [{ x: ((i + 0.5) * TAIL_BUCKET_MS) / 1000, y: slowest / 1000 }] : []));
+      return { system: c.system, step, points };
+    });
+  if (series.length === 0) return null;
+  const all = series.flatMap((s) => s.points);
+  const maxX = Math.max(...series.map((s) => (s.step.timeline!.length * TAIL_BUCKET_MS) / 1000));
+  const minY = Math.pow(10, Math.floor(Math.log10(Math.max(0.01, Math.min(...all.map((p) => p.y), 1)))));
+  const maxY = Math.pow(10, Math.ceil(Math.log10(Math.max(...all.map((p) => p.y), LATE_MS * 2))));
+  const every = [1, 2, 5, 10, 20, 30, 60].find((k) => maxX / k <= 12) ?? 60;
+  const sx = (v: number) => r1(M.left + (v / maxX) * pw);
+  const sy = logScaleY(minY, maxY);
+  const out: string[] = [];
+  frame(
+    out,
+    `1:1 chat at half of each system's peak — the slowest message of every ${TAIL_BUCKET_MS} ms`,
+    `${machineText(r)} · a steady line is a steady tail, spikes are bursts (a pause, a stall)${r.quick ? ' · QUICK MODE' : ''}`,
+    'seconds into the step (by when a message was sent)',
+    'slowest end-to-end latency (ms, log scale)',
+  );
+  for (let v = 0; v <= maxX + 1e-9; v += every) {
+    out.push(`<line x1="${sx(v)}" y1="${M.top}" x2="${sx(v)}" y2="${M.top + ph}" stroke="#eee"/>`);
+    out.push(`<text x="${sx(v)}" y="${M.top + ph + 18}" text-anchor="middle">${v}</text>`);
+  }
+  gridY(out, minY, maxY, sy);
+  lineAt(out, LATE_MS, sy, `${LATE_MS} ms`);
+  out.push(`<rect x="${M.left}" y="${M.top}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`);
+  series.forEach((s, i) => {
+    const color = COLORS[s.system] ?? '#000';
+    const d = s.points.map((p, k) => `${k ? 'L' : 'M'}${sx(p.x).toFixed(1)} ${sy(p.y).toFixed(1)}`).join(' ');
+    out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.5" opacity="0.9"/>`);
+    const ly = M.top + 10 + i * 56;
+    const lx = M.left + pw + 16;
+    out.push(`<line x1="${lx}" y1="${ly}" x2="${lx + 24}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);
+    out.push(`<text x="${lx + 30}" y="${ly + 4}">${esc(`${LABELS[s.system]} @ ${Math.round(s.step.deliveredPerSec).toLocaleString('en-US')} msg/s`)}</text>`);
+    const t = s.step.tail;
+    const lines = [`p99 ${s.step.p99?.toFixed(2) ?? '–'} ms, ${t ? `${(t.lateShare * 100).toFixed(2)}% over ${LATE_MS} ms` : ''}`];
+    if (t?.halfLateWithinMs != null) lines.push(`half of those within ${t.halfLateWithinMs / 1000} s`);
+    lines.forEach((line, k) => out.push(`<text x="${lx + 30}" y="${ly + 19 + k * 14}" fill="#555" font-size="11">${esc(line)}</text>`));
   });
   out.push('</svg>');
   return out.join('\n') + '\n';

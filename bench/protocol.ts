@@ -1,5 +1,6 @@
 // Messages between the orchestrator (run.ts) and the load generator processes (worker.ts), over the
 // child_process IPC channel.
+import type { Timeline } from './tail.ts';
 
 export interface ClientSpec {
   /** The broker node it connects to (a cluster has several, on the command's host). */
@@ -69,6 +70,8 @@ export interface Ran {
   disconnects: number;
   /** End-to-end latency, send → receiver, µs histogram. */
   hist: number[];
+  /** The same messages by when they were sent (bench/tail.ts). */
+  timeline: Timeline;
 }
 
 export type Reply = Connected | Ran | { type: 'closed' } | { type: 'error'; message: string };

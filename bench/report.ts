@@ -1,6 +1,7 @@
 // The results as Markdown tables: printed at the end of a run and pasted into BENCHMARKS.md.
 import { PARLEYS, type BenchResults, type ChatStep, type Ratio } from './results.ts';
 import { LABELS, type SystemName } from './systems.ts';
+import { LATE_MS, tailCell } from './tail.ts';
 
 const ms = (v: number | null | undefined) => (v == null ? '–' : v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0));
 const int = (v: number | null | undefined) => (v == null ? '–' : Math.round(v).toLocaleString('en-US'));
@@ -52,6 +53,7 @@ export function chatLadderTable(r: BenchResults, ladders: BenchResults['chat'] =
         ms(s.p99),
         ms(s.p999),
         ms(s.max),
+        tailCell(s.tail),
         pct(s.brokerCpu),
         s.mainCpu === undefined ? '–' : `${pct(s.mainCpu)} / ${Math.round(s.mainWaitMsPerSec!)}`,
         String(s.brokerRssMB),
@@ -62,7 +64,7 @@ export function chatLadderTable(r: BenchResults, ladders: BenchResults['chat'] =
       ]);
     }
   }
-  return table(['system', 'target msg/s', 'offered', 'delivered', 'received/expected', 'p50 ms', 'p99', 'p99.9', 'max', 'broker CPU', 'main thread CPU / waited for a CPU (ms/s)', 'RSS MB', 'backend CPU', 'gen CPU', 'other CPU', 'verdict'], rows);
+  return table(['system', 'target msg/s', 'offered', 'delivered', 'received/expected', 'p50 ms', 'p99', 'p99.9', 'max', `over ${LATE_MS} ms / half of them within`, 'broker CPU', 'main thread CPU / waited for a CPU (ms/s)', 'RSS MB', 'backend CPU', 'gen CPU', 'other CPU', 'verdict'], rows);
 }
 
 export function drainTable(r: BenchResults): string {

@@ -1,13 +1,13 @@
 // `npm run bench`: Parley (one process, and a cluster of two) side by side with Mosquitto and bare Aedes in one run (issue 8).
 // Every system runs in its own process on loopback; load comes from forked generator processes on raw
 // mqtt-packet sockets. Prints progress per step, a table at the end, and writes
-// bench/results/<timestamp>.json and .svg (and, after a full run, bench/charts/latest.svg).
+// bench/results/<timestamp>.json, .svg and -tail.svg (and, after a full run, bench/charts/latest.svg and latest-tail.svg).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { renderChart } from './chart.ts';
+import { renderChart, renderTailChart } from './chart.ts';
 import { Generators } from './generators.ts';
 import { machineInfo } from './procstat.ts';
 import { busiestProfile, profileText, stallText, summarizeProfile } from './profile.ts';
@@ -59,9 +59,9 @@ const HELP = `npm run bench -- [options]
   --heap-snapshots        in the connections scenario, heap snapshots of each Node broker before and after
                           (bench/results/heaps-*/) and what one idle connection keeps, by constructor
   --data-dir DIR          bench state kept between runs: users, tokens, logs (default bench/data)
-  --report FILE           print the tables of an earlier results file and redraw its chart (.svg beside it;
-                          bench/charts/latest.svg too with --update-chart); runs nothing
-  --update-chart          with --report: also write bench/charts/latest.svg
+  --report FILE           print the tables of an earlier results file and redraw its charts (.svg and -tail.svg
+                          beside it; bench/charts/latest*.svg too with --update-chart); runs nothing
+  --update-chart          with --report: also write bench/charts/latest.svg and latest-tail.svg
   --json-out FILE         where to write the results (default bench/results/<timestamp>.json)
 `;
 
@@ -355,15 +355,12 @@ async function main(): Promise<number> {
   }
 
   save();
-  const svg = renderChart(results);
-  const svgOut = jsonOut.replace(/\.json$/, '') + '.svg';
-  fs.writeFileSync(svgOut, svg);
   // A baseline that died is a finding of the run; Parley dying is a failure of the product measured.
   const parleyDied = (results.crashes ?? []).some((c) => c.system.startsWith('parley'));
   const complete = !o.quick && results.errors.length === 0 && !parleyDied && o.systems.length === SYSTEMS.length && o.scenarios.includes('chat');
-  if (complete) fs.writeFileSync(path.join(HERE, 'charts', 'latest.svg'), svg);
+  const charts = writeCharts(results, jsonOut, complete);
   console.log('\n' + fullReport(results) + '\n');
-  log(`results: ${path.relative(process.cwd(), jsonOut)}; chart: ${path.relative(process.cwd(), svgOut)}${complete ? ' (and bench/charts/latest.svg)' : ''}`);
+  log(`results: ${path.relative(process.cwd(), jsonOut)}; charts: ${charts.map((f) => path.relative(process.cwd(), f)).join(', ')}${complete ? ' (and bench/charts/latest*.svg)' : ''}`);
   return results.errors.length || parleyDied ? 1 : 0;
 }
 
@@ -377,11 +374,25 @@ async function diedSoon(sut: SystemUnderTest, ms = 2000): Promise<Death | null> 
   }
 }
 
+/**
+ * The charts beside the results (`<name>.svg`, and `<name>-tail.svg` when the ladders have timelines); with
+ * `latest`, also as bench/charts/latest.svg and latest-tail.svg. Returns the files written beside the results.
+ */
+function writeCharts(results: BenchResults, jsonFile: string, latest: boolean): string[] {
+  const base = jsonFile.replace(/\.json$/, '');
+  const written: string[] = [];
+  for (const [suffix, svg] of [['', renderChart(results)], ['-tail', renderTailChart(results)]] as const) {
+    if (svg === null) continue;
+    fs.writeFileSync(`${base}${suffix}.svg`, svg);
+    written.push(`${base}${suffix}.svg`);
+    if (latest) fs.writeFileSync(path.join(HERE, 'charts', `latest${suffix}.svg`), svg);
+  }
+  return written;
+}
+
 function reprint(file: string, updateChart: boolean): number {
   const results = JSON.parse(fs.readFileSync(file, 'utf8')) as BenchResults;
-  const svg = renderChart(results);
-  fs.writeFileSync(file.replace(/\.json$/, '') + '.svg', svg);
-  if (updateChart) fs.writeFileSync(path.join(HERE, 'charts', 'latest.svg'), svg);
+  writeCharts(results, file, updateChart);
   console.log(fullReport(results));
   return 0;
 }

@@ -18,6 +18,7 @@ import { CpuMeter, MainThreadMeter, sampleProcess } from './procstat.ts';
 import type { ClientSpec, Connected, Ran } from './protocol.ts';
 import { summarizeChat, type ChatResult, type ChatStep, type ConnectionsResult, type DrainResult, type NodeRss, type Usage } from './results.ts';
 import { nodeFor, type SystemUnderTest } from './systems.ts';
+import { mergeTimelines, summarizeTail, tailText } from './tail.ts';
 
 export interface ScenarioOptions {
   users: readonly string[];
@@ -332,6 +333,7 @@ function stepResult(rate: number, replies: Ran[], usage: Usage, o: ScenarioOptio
   const windowMs = Math.max(...replies.map((r) => r.windowMs));
   const sent = sum((r) => r.sent);
   const received = sum((r) => r.received);
+  const timeline = mergeTimelines(replies.map((r) => r.timeline));
   const s: ChatStep = {
     ratePerUser: rate,
     targetPerSec: rate * l.senders * l.fanout,
@@ -352,6 +354,8 @@ function stepResult(rate: number, replies: Ran[], usage: Usage, o: ScenarioOptio
     p999: quantileMs(hist, 0.999),
     max: maxMs(hist),
     drainMs: Math.round(Math.max(...replies.map((r) => r.drainMs))),
+    timeline,
+    tail: summarizeTail(timeline),
     ...usage,
     broken: null,
     attempts: 1,
@@ -368,6 +372,7 @@ function stepLine(what: string, s: ChatStep, again: string): string {
     `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} ms  broker ${brokerCpuText(s)} ${s.brokerRssMB} MB  ` +
     (s.mainCpu === undefined ? '' : `main thread ${s.mainCpu.toFixed(0)}% waited ${s.mainWaitMsPerSec!.toFixed(0)} ms/s preempted ${s.mainPreemptedPerSec}/s  `) +
     `gen ${s.generatorCpu.toFixed(0)}%${s.backendCpu ? `  backend ${s.backendCpu.toFixed(0)}%` : ''}  other ${s.otherCpu.toFixed(0)}%` +
+    (s.tail ? `  ${tailText(s.tail)}` : '') +
     (s.pauses ? `  ${pausesText(s.pauses)}` : '') +
     (s.broken ? `  ← ${s.broken}${again ? `; ${again}` : ''}` : '')
   );

@@ -3,6 +3,7 @@
 // same process, so a worker knows by itself when every message it sent has arrived.
 import { RawClient, encodeTopic } from './client.ts';
 import { newHistogram, record } from './histogram.ts';
+import { recordTimeline } from './tail.ts';
 import type { ClientSpec, Command, Ran, Reply } from './protocol.ts';
 
 interface Held {
@@ -29,7 +30,7 @@ let seq = 0;
 function freshStats(step: number): Ran {
   return {
     type: 'ran', step, sent: 0, pubacks: 0, appAcks: 0, errors: 0, errorSamples: [], received: 0,
-    stray: 0, windowMs: 0, spanMs: 0, drainMs: 0, complete: false, disconnects: 0, hist: newHistogram(),
+    stray: 0, windowMs: 0, spanMs: 0, drainMs: 0, complete: false, disconnects: 0, hist: newHistogram(), timeline: [],
   };
 }
 
@@ -57,7 +58,10 @@ function onPublish(payload: Buffer, qos: number): void {
   }
   stats.received++;
   lastReceive = now;
-  record(stats.hist, Number(now - BigInt(stamp.slice(dot + 1))) / 1000);
+  const sentAt = BigInt(stamp.slice(dot + 1));
+  const micros = Number(now - sentAt) / 1000;
+  record(stats.hist, micros);
+  recordTimeline(stats.timeline, Number(sentAt - windowStart) / 1e6, micros);
 }
 
 async function connect(cmd: Extract<Command, { type: 'connect' }>): Promise<void> {

@@ -12,11 +12,13 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { renderTailChart } from '../bench/chart.ts';
 import { mergeMetrics, parseMetrics, pausesBetween, pausesText } from '../bench/pauses.ts';
 import { stallText, summarizeProfile } from '../bench/profile.ts';
 import { PARLEYS, type BenchResults, type ChatStep, type Usage } from '../bench/results.ts';
 import { MainThreadMeter } from '../bench/procstat.ts';
-import { redisFsyncFor, SYSTEMS } from '../bench/systems.ts';
+import { LABELS, redisFsyncFor, SYSTEMS } from '../bench/systems.ts';
+import { LATE_MS, mergeTimelines, recordTimeline, summarizeTail, tailCell, tailText, TAIL_BUCKET_MS, type Timeline } from '../bench/tail.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -81,6 +83,14 @@ test('bench --quick: a row for every system and scenario, and every message arri
         if (system.startsWith('parley')) assert.equal(s.appAcks, s.sent, `${system}: an ack envelope for every message`);
         assert.equal(s.errors, 0, `${system}: no error envelopes (${s.errorSamples.join(' | ')})`);
         assert.ok(s.p50 !== null && s.p99 !== null, `${system}: latency was measured`);
+        // The same messages by when they were sent: every one counted once, and its late share agrees
+        // with the histogram's p99 (whose buckets are 1 % wide).
+        assert.ok(s.timeline && s.tail, `${system}: the step has a timeline`);
+        assert.equal(s.timeline.reduce((n, b) => n + b[0], 0), s.received, `${system}: the timeline counts every message received`);
+        assert.equal(s.tail.messages, s.received);
+        assert.ok(s.timeline.length >= Math.floor(r.options.stepMs as number / TAIL_BUCKET_MS), `${system}: the timeline covers the send window`);
+        if (s.tail.lateShare > 0.0101) assert.ok(s.p99 >= LATE_MS * 0.99, `${system}: ${tailText(s.tail)} but p99 ${s.p99} ms`);
+        if (s.tail.lateShare < 0.0099) assert.ok(s.p99 <= LATE_MS * 1.01, `${system}: ${tailText(s.tail)} but p99 ${s.p99} ms`);
         // The broker's main thread: what it ran and how long it waited for a CPU (Linux schedstat).
         assert.ok(s.mainCpu !== undefined && s.mainCpu > 0, `${system}: its main thread ran during the step`);
         assert.ok(s.mainWaitMsPerSec !== undefined && s.mainWaitMsPerSec >= 0);
@@ -128,6 +138,8 @@ test('bench --quick: a row for every system and scenario, and every message arri
       assert.ok(r.ratios.chatPeak[p], `ratios for ${p}`);
     }
     assert.ok(fs.existsSync(out.replace(/\.json$/, '.svg')), 'the chart was written next to the results');
+    const tailSvg = fs.readFileSync(out.replace(/\.json$/, '-tail.svg'), 'utf8');
+    for (const system of SYSTEMS) assert.ok(tailSvg.includes(LABELS[system]), `the tail chart has a line for ${system}`);
   } finally {
     await removeKeys(prefix).catch(() => undefined);
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -194,6 +206,47 @@ test('bench: a broker killed in a scenario before it measured anything is starte
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+});
+
+test('bench tail: late messages counted by when they were sent, merged across generators, and how packed they are', () => {
+  const a: Timeline = [];
+  const b: Timeline = [];
+  // 1,000 messages a second for 10 s, 1 ms each, but those sent in 4.2–4.4 s took 30 ms (a 200 ms burst).
+  for (let t = 0; t < 10_000; t++) recordTimeline(t % 2 ? a : b, t + 0.5, t >= 4200 && t < 4400 ? 30_000 : 1000);
+  const merged = mergeTimelines([a, b]);
+  assert.equal(merged.length, 10_000 / TAIL_BUCKET_MS);
+  assert.deepEqual(merged[42], [100, 100, 30_000]);
+  assert.deepEqual(merged[0], [100, 0, 1000]);
+  const burst = summarizeTail(merged);
+  assert.deepEqual(burst, { messages: 10_000, late: 200, lateShare: 0.02, halfLateWithinMs: 100, spanMs: 10_000 });
+  assert.equal(tailText(burst), '2.00% over 5 ms (half of them within 0.1 of 10 s)');
+  assert.equal(tailCell(burst), '2.00% / 0.1 s');
+
+  // The same 200 late messages spread over the whole step: half of them need half of it.
+  const spread: Timeline = [];
+  for (let t = 0; t < 10_000; t++) recordTimeline(spread, t, t % 50 === 0 ? 6000 : 1000);
+  assert.deepEqual(summarizeTail(spread), { messages: 10_000, late: 200, lateShare: 0.02, halfLateWithinMs: 5000, spanMs: 10_000 });
+  // Exactly LATE_MS is not late; a generator whose clock read a send a little before its window counts it in the first bucket.
+  const edge: Timeline = [];
+  recordTimeline(edge, -0.3, LATE_MS * 1000);
+  assert.deepEqual(edge, [[1, 0, 5000]]);
+  assert.deepEqual(summarizeTail(edge), { messages: 1, late: 0, lateShare: 0, halfLateWithinMs: null, spanMs: 100 });
+  assert.equal(tailText(summarizeTail(edge)), 'none over 5 ms');
+  // Generators whose windows ran a bucket apart.
+  assert.deepEqual(mergeTimelines([[[1, 1, 9000]], [[2, 0, 100], [3, 1, 7000]]]), [[3, 1, 9000], [3, 1, 7000]]);
+});
+
+test('bench tail chart: one line per system at its half-peak step, none for results without timelines', () => {
+  const step = (rate: number, timeline?: Timeline) =>
+    ({ ratePerUser: rate, deliveredPerSec: rate * 1000, p99: 3, timeline, tail: timeline ? summarizeTail(timeline) : undefined }) as unknown as ChatStep;
+  const ladder = (system: string, timeline?: Timeline) => ({ system, steps: [step(1, timeline)], peak: step(1, timeline), halfPeak: step(1, timeline) });
+  const results = { startedAt: '2026-12-05T00:00:00Z', machine: { cores: 2 }, quick: false, chat: [ladder('mosquitto', [[10, 0, 300], [10, 2, 12_000]]), ladder('aedes')] } as unknown as BenchResults;
+  const svg = renderTailChart(results)!;
+  assert.match(svg, /^<svg /);
+  assert.ok(svg.includes('Mosquitto @ 1,000 msg/s'));
+  assert.ok(!svg.includes('bare Aedes'), 'a ladder without a timeline has no line');
+  assert.ok(svg.includes('10.00% over 5 ms'));
+  assert.equal(renderTailChart({ ...results, chat: [ladder('aedes')] } as unknown as BenchResults), null);
 });
 
 test('bench main-thread meter: a thread that spins is seen running, and its wait for a CPU is counted', () => {
