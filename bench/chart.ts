@@ -167,13 +167,13 @@ export function renderTailChart(r: BenchResults): string | null {
     const color = COLORS[s.system] ?? '#000';
     const d = s.points.map((p, k) => `${k ? 'L' : 'M'}${sx(p.x).toFixed(1)} ${sy(p.y).toFixed(1)}`).join(' ');
     out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.5" opacity="0.9"/>`);
-    const ly = M.top + 10 + i * 56;
+    const ly = M.top + 10 + i * 60;
     const lx = M.left + pw + 16;
     out.push(`<line x1="${lx}" y1="${ly}" x2="${lx + 24}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);
-    out.push(`<text x="${lx + 30}" y="${ly + 4}">${esc(`${LABELS[s.system]} @ ${Math.round(s.step.deliveredPerSec).toLocaleString('en-US')} msg/s`)}</text>`);
+    out.push(`<text x="${lx + 30}" y="${ly + 4}">${esc(LABELS[s.system])}</text>`);
     const t = s.step.tail;
-    const lines = [`p99 ${s.step.p99?.toFixed(2) ?? '–'} ms, ${t ? `${(t.lateShare * 100).toFixed(2)}% over ${LATE_MS} ms` : ''}`];
-    if (t?.halfLateWithinMs != null) lines.push(`half of those within ${t.halfLateWithinMs / 1000} s`);
+    const lines = [`@ ${Math.round(s.step.deliveredPerSec).toLocaleString('en-US')} msg/s: p99 ${s.step.p99?.toFixed(2) ?? '–'} ms`];
+    if (t) lines.push(`${(t.lateShare * 100).toFixed(2)}% over ${LATE_MS} ms${t.halfLateWithinMs != null ? `, half within ${t.halfLateWithinMs / 1000} s` : ''}`);
     lines.forEach((line, k) => out.push(`<text x="${lx + 30}" y="${ly + 19 + k * 14}" fill="#555" font-size="11">${esc(line)}</text>`));
   });
   out.push('</svg>');

@@ -243,9 +243,9 @@ test('bench tail chart: one line per system at its half-peak step, none for resu
   const results = { startedAt: '2026-12-05T00:00:00Z', machine: { cores: 2 }, quick: false, chat: [ladder('mosquitto', [[10, 0, 300], [10, 2, 12_000]]), ladder('aedes')] } as unknown as BenchResults;
   const svg = renderTailChart(results)!;
   assert.match(svg, /^<svg /);
-  assert.ok(svg.includes('Mosquitto @ 1,000 msg/s'));
+  assert.ok(svg.includes('Mosquitto') && svg.includes('@ 1,000 msg/s: p99 3.00 ms'));
   assert.ok(!svg.includes('bare Aedes'), 'a ladder without a timeline has no line');
-  assert.ok(svg.includes('10.00% over 5 ms'));
+  assert.ok(svg.includes('10.00% over 5 ms, half within 0.1 s'));
   assert.equal(renderTailChart({ ...results, chat: [ladder('aedes')] } as unknown as BenchResults), null);
 });
 
