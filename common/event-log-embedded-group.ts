@@ -172,12 +172,9 @@ export class EmbeddedSubscription implements Subscription {
   private async work({ partition, from, limit }: Claim): Promise<void> {
     const log = { topic: this.topic.name, group: this.group.name, partition, offset: from };
     try {
-      const stored = await this.topic.partitions[partition].read(from, limit, this.settings.maxBatchBytes);
-      if (stored.length === 0) throw new Error(`no records at ${from} though the partition ends at ${this.topic.partitions[partition].end}`);
-      const batch: ConsumedRecord[] = stored.map((r) => ({ key: r.key, value: r.value, partition, offset: String(r.offset), timestamp: r.timestamp }));
-      const next = stored[stored.length - 1].offset + 1;
+      const { next, handled } = await this.hand(partition, from, limit);
       try {
-        await this.handle(batch);
+        await handled;
       } catch (err) {
         this.settings.logger.warn({ ...log, err: (err as Error).message }, 'event log handler failed; the batch will be delivered again');
         this.group.failed(partition, next);
@@ -193,6 +190,25 @@ export class EmbeddedSubscription implements Subscription {
     } finally {
       this.group.release(partition);
     }
+  }
+
+  /**
+   * Reads the batch and gives it to the handler; returns the offset after it and the handler's promise.
+   * Apart from work(), so that the records are not kept while the handler runs: an async function keeps
+   * every local across an await, used again or not, and a batch held for the length of the analytics jobs'
+   * turn outlived the young generation (the handler keeps what it needs; over RPC it has a copy).
+   */
+  private async hand(partition: number, from: number, limit: number): Promise<{ next: number; handled: Promise<void> }> {
+    const stored = await this.topic.partitions[partition].read(from, limit, this.settings.maxBatchBytes);
+    if (stored.length === 0) throw new Error(`no records at ${from} though the partition ends at ${this.topic.partitions[partition].end}`);
+    const batch: ConsumedRecord[] = stored.map((r) => ({ key: r.key, value: r.value, partition, offset: String(r.offset), timestamp: r.timestamp }));
+    let handled: Promise<void>;
+    try {
+      handled = this.handle(batch);
+    } catch (err) {
+      handled = Promise.reject(err); // a handler that throws before it returns a promise failed like any other
+    }
+    return { next: stored[stored.length - 1].offset + 1, handled };
   }
 
   /** Waits for the batch in hand (its handler and commit), then gives the member's partitions to the others. */

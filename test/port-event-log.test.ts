@@ -5,6 +5,8 @@
 import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { after, before, describe, it, mock } from 'node:test';
 import kafkajs from 'kafkajs';
 import { EmbeddedEventLog, partitionOf, type EmbeddedEventLogOptions } from '../common/event-log-embedded.ts';
@@ -157,6 +159,34 @@ describe('EmbeddedEventLog files', () => {
     assert.equal(partitionOf('a', 10_000), 0xe40c292c % 10_000);
     assert.equal(partitionOf('foobar', 10_000), 0xbf9cf968 % 10_000);
     for (const key of ['conv-1', 'ünï 🌸', '']) assert.ok(partitionOf(key, 6) >= 0 && partitionOf(key, 6) < 6);
+  });
+
+  // The consumer thread's batches cross by copy: while the analytics jobs take their turn with one, the broker
+  // thread must not keep its own (an async function keeps its locals across an await; kept for that long, 2,000
+  // records a batch outlived the young generation and went to the old one).
+  it('keeps no reference to a batch while its handler runs', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const log = open(path.join(tmp.dir, 'handed'));
+    await log.ensureTopic('t', 1);
+    await log.append('t', recs(50));
+    let seen: WeakRef<object> | null = null;
+    let finish!: () => void;
+    const pending = new Promise<void>((resolve) => (finish = resolve));
+    // Not async: a handler that holds nothing itself once it has returned its promise.
+    const handle = (batch: object[]) => {
+      seen ??= new WeakRef(batch);
+      return pending;
+    };
+    const sub = await log.consume({ topic: 't', group: 'handed', fromBeginning: true, handle });
+    await until('a batch in hand', () => seen !== null, 5_000);
+    await sleep(20);
+    gc();
+    await sleep(20);
+    gc();
+    assert.equal(seen!.deref(), undefined, 'the batch is still referenced while its handler runs');
+    finish();
+    await sub.stop();
   });
 
   it('ignores a torn last record on reopen, and appends cleanly after it', async () => {
