@@ -382,10 +382,15 @@ function writeCharts(results: BenchResults, jsonFile: string, latest: boolean): 
   const base = jsonFile.replace(/\.json$/, '');
   const written: string[] = [];
   for (const [suffix, svg] of [['', renderChart(results)], ['-tail', renderTailChart(results)]] as const) {
-    if (svg === null) continue;
+    const latestFile = path.join(HERE, 'charts', `latest${suffix}.svg`);
+    if (svg === null) {
+      // Results of an older bench, made the latest: no tail chart of another run stays beside their chart.
+      if (latest) fs.rmSync(latestFile, { force: true });
+      continue;
+    }
     fs.writeFileSync(`${base}${suffix}.svg`, svg);
     written.push(`${base}${suffix}.svg`);
-    if (latest) fs.writeFileSync(path.join(HERE, 'charts', `latest${suffix}.svg`), svg);
+    if (latest) fs.writeFileSync(latestFile, svg);
   }
   return written;
 }

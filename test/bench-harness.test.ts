@@ -140,6 +140,21 @@ test('bench --quick: a row for every system and scenario, and every message arri
     assert.ok(fs.existsSync(out.replace(/\.json$/, '.svg')), 'the chart was written next to the results');
     const tailSvg = fs.readFileSync(out.replace(/\.json$/, '-tail.svg'), 'utf8');
     for (const system of SYSTEMS) assert.ok(tailSvg.includes(LABELS[system]), `the tail chart has a line for ${system}`);
+
+    // --report redraws both charts beside the file; results of a bench before the timelines get no tail chart.
+    fs.rmSync(out.replace(/\.json$/, '-tail.svg'));
+    const again = await runBench(['--report', out]);
+    assert.equal(again.code, 0, again.output.slice(-2000));
+    assert.match(again.output, /\| over 5 ms \/ half of them within \|/);
+    assert.equal(fs.readFileSync(out.replace(/\.json$/, '-tail.svg'), 'utf8'), tailSvg);
+    const old = path.join(tmp, 'old.json');
+    const stripped = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResults;
+    for (const ladder of [...stripped.chat, ...stripped.fanout]) for (const step of [ladder.peak, ladder.halfPeak, ...ladder.steps]) if (step) delete step.timeline;
+    fs.writeFileSync(old, JSON.stringify(stripped));
+    const older = await runBench(['--report', old]);
+    assert.equal(older.code, 0, older.output.slice(-2000));
+    assert.ok(fs.existsSync(path.join(tmp, 'old.svg')), 'the throughput chart is drawn');
+    assert.ok(!fs.existsSync(path.join(tmp, 'old-tail.svg')), 'no tail chart without timelines');
   } finally {
     await removeKeys(prefix).catch(() => undefined);
     fs.rmSync(tmp, { recursive: true, force: true });
