@@ -4,7 +4,7 @@
 // the slowest message of every 100 ms, which shows whether its p99 is bursts or a steady tail.
 import type { BenchResults } from './results.ts';
 import { LABELS } from './systems.ts';
-import { LATE_MS, TAIL_BUCKET_MS } from './tail.ts';
+import { LATE_MS, TAIL_BUCKET_MS, tailShort } from './tail.ts';
 
 const COLORS: Record<string, string> = {
   'parley-embedded': '#d62728',
@@ -170,10 +170,9 @@ export function renderTailChart(r: BenchResults): string | null {
     const ly = M.top + 10 + i * 60;
     const lx = M.left + pw + 16;
     out.push(`<line x1="${lx}" y1="${ly}" x2="${lx + 24}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);
-    out.push(`<text x="${lx + 30}" y="${ly + 4}">${esc(LABELS[s.system])}</text>`);
-    const t = s.step.tail;
+    out.push(`<text x="${lx + 30}" y="${ly + 4}">${esc(LABELS[s.system] ?? s.system)}</text>`);
     const lines = [`@ ${Math.round(s.step.deliveredPerSec).toLocaleString('en-US')} msg/s: p99 ${s.step.p99?.toFixed(2) ?? '–'} ms`];
-    if (t) lines.push(`${(t.lateShare * 100).toFixed(2)}% over ${LATE_MS} ms${t.halfLateWithinMs != null ? `, half within ${t.halfLateWithinMs / 1000} s` : ''}`);
+    if (s.step.tail) lines.push(tailShort(s.step.tail));
     lines.forEach((line, k) => out.push(`<text x="${lx + 30}" y="${ly + 19 + k * 14}" fill="#555" font-size="11">${esc(line)}</text>`));
   });
   out.push('</svg>');

@@ -34,6 +34,8 @@ export type Command =
       bodyBytes: number;
       /** Messages this generator's clients should receive; default: as many as it sent (1:1 pairs within it). */
       expectReceived?: number;
+      /** The step's start on the monotonic clock all processes share (ns): every generator's timeline counts from it. */
+      originNs: bigint;
     }
   | { type: 'close' };
 

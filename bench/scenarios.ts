@@ -197,6 +197,7 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
     const from = monotonicUs();
     const before = await readAllMetrics(sut);
     const usage = meter(sut, gens);
+    const originNs = process.hrtime.bigint();
     const replies = await gens.all<Ran>((i) => ({
       type: 'run',
       step,
@@ -205,6 +206,7 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
       drainTimeoutMs: o.drainTimeoutMs,
       bodyBytes: o.bodyBytes,
       expectReceived: l.expectFor?.(i, rate, durationMs),
+      originNs,
     }));
     const measured = usage();
     const after = before.length ? await readAllMetrics(sut) : [];

@@ -1,5 +1,6 @@
-// Where a step's slow messages fall in time. Each generator counts, per 100 ms of its send window (by when
-// a message was sent), the messages, those slower than LATE_MS (the issue's p99 target) and the slowest.
+// Where a step's slow messages fall in time. Each generator counts the messages its clients receive, per
+// 100 ms from the step's origin (one instant for all generators) by when each message was sent: how many,
+// how many were slower than LATE_MS (the issue's p99 target), and the slowest.
 // A p99 made of a few bursts (a GC pause, a stalled event loop, a CPU taken by a neighbour) reads
 // differently from one where every message is a little slow: the first packs its late messages into a
 // small part of the step, the second spreads them over all of it.
@@ -8,7 +9,7 @@ export const TAIL_BUCKET_MS = 100;
 /** A message slower than this, end to end, is late: the p99 the issue asks for at half of peak. */
 export const LATE_MS = 5;
 
-/** Per TAIL_BUCKET_MS of the send window, from its start: [messages, late messages, slowest µs]. */
+/** Per TAIL_BUCKET_MS from the step's origin: [messages, late messages, slowest µs]. */
 export type Timeline = [number, number, number][];
 
 export function recordTimeline(t: Timeline, sentAfterMs: number, latencyUs: number): void {
@@ -40,7 +41,11 @@ export interface TailSummary {
   /** Messages slower than LATE_MS, and their share of all. */
   late: number;
   lateShare: number;
-  /** The least time (whole buckets, ms) that holds half of the late messages; null when none was late. */
+  /**
+   * The least time that holds half of the late messages, in whole buckets (ms), which need not be next to each
+   * other: the step's worst moments. Bursts give a small part of the step; a steady tail about half of it.
+   * Null when none was late.
+   */
   halfLateWithinMs: number | null;
   /** The timeline's length, ms. */
   spanMs: number;
@@ -66,15 +71,23 @@ export function summarizeTail(t: Timeline): TailSummary {
 
 const seconds = (msValue: number) => (msValue < 10_000 ? (msValue / 1000).toFixed(1) : String(Math.round(msValue / 1000)));
 
-/** "2.23% over 5 ms (half of them within 0.4 of 25 s)", or "none over 5 ms". */
+const share = (s: TailSummary) => `${(s.lateShare * 100).toFixed(2)}%`;
+
+/** "2.23% over 5 ms (half of them in the worst 0.4 of 25 s)", or "none over 5 ms". */
 export function tailText(s: TailSummary): string {
   if (s.late === 0) return `none over ${LATE_MS} ms`;
-  return `${(s.lateShare * 100).toFixed(2)}% over ${LATE_MS} ms (half of them within ${seconds(s.halfLateWithinMs!)} of ${seconds(s.spanMs)} s)`;
+  return `${share(s)} over ${LATE_MS} ms (half of them in the worst ${seconds(s.halfLateWithinMs!)} of ${seconds(s.spanMs)} s)`;
+}
+
+/** "2.23% over 5 ms, half in the worst 0.4 s" (a chart's legend). */
+export function tailShort(s: TailSummary): string {
+  if (s.late === 0) return `none over ${LATE_MS} ms`;
+  return `${share(s)} over ${LATE_MS} ms, half in the worst ${seconds(s.halfLateWithinMs!)} s`;
 }
 
 /** The same for a table cell: "2.23% / 0.4 s". */
 export function tailCell(s: TailSummary | undefined): string {
   if (!s) return '–';
   if (s.late === 0) return '0%';
-  return `${(s.lateShare * 100).toFixed(2)}% / ${seconds(s.halfLateWithinMs!)} s`;
+  return `${share(s)} / ${seconds(s.halfLateWithinMs!)} s`;
 }

@@ -22,6 +22,8 @@ let held: Held[] = [];
 let parley = false;
 let stats = freshStats(-1);
 let windowStart = 0n;
+/** The step's origin, the same in every generator: the timeline's buckets are the same 100 ms in all of them. */
+let origin = 0n;
 let windowEnd = 0n;
 let lastReceive = 0n;
 let disconnects = 0;
@@ -61,7 +63,7 @@ function onPublish(payload: Buffer, qos: number): void {
   const sentAt = BigInt(stamp.slice(dot + 1));
   const micros = Number(now - sentAt) / 1000;
   record(stats.hist, micros);
-  recordTimeline(stats.timeline, Number(sentAt - windowStart) / 1e6, micros);
+  recordTimeline(stats.timeline, Number(sentAt - origin) / 1e6, micros);
 }
 
 async function connect(cmd: Extract<Command, { type: 'connect' }>): Promise<void> {
@@ -116,6 +118,7 @@ const padding = (n: number) => (pads[n] ??= 'x'.repeat(Math.max(0, n)));
 
 async function run(cmd: Extract<Command, { type: 'run' }>): Promise<void> {
   stats = freshStats(cmd.step);
+  origin = cmd.originNs;
   const startDisconnects = disconnects;
   const senders = held.filter((h) => h.topic !== null);
   const rate = senders.length * cmd.ratePerClient;

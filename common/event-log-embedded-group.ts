@@ -194,9 +194,9 @@ export class EmbeddedSubscription implements Subscription {
 
   /**
    * Reads the batch and gives it to the handler; returns the offset after it and the handler's promise.
-   * Apart from work(), so that the records are not kept while the handler runs: an async function keeps
-   * every local across an await, used again or not, and a batch held for the length of the analytics jobs'
-   * turn outlived the young generation (the handler keeps what it needs; over RPC it has a copy).
+   * Apart from work(), so that the records are not kept while the handler runs: V8's interpreter keeps an
+   * async function's locals across an await, used again or not, so the broker thread held each batch for the
+   * length of the consumer's turn with it (the handler keeps what it needs; over RPC it has a copy).
    */
   private async hand(partition: number, from: number, limit: number): Promise<{ next: number; handled: Promise<void> }> {
     const stored = await this.topic.partitions[partition].read(from, limit, this.settings.maxBatchBytes);
