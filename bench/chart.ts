@@ -4,7 +4,7 @@
 // the slowest message of every 100 ms, which shows whether its p99 is bursts or a steady tail.
 import type { BenchResults } from './results.ts';
 import { LABELS } from './systems.ts';
-import { LATE_MS, TAIL_BUCKET_MS, tailShort } from './tail.ts';
+import { LATE_MS, summarizeTail, TAIL_BUCKET_MS, tailShort } from './tail.ts';
 
 const COLORS: Record<string, string> = {
   'parley-embedded': '#d62728',
@@ -37,9 +37,31 @@ function logTicks(min: number, max: number): { v: number; major: boolean }[] {
   return out;
 }
 
-/** A log scale of latency on the y axis, its grid and labels. */
-function logScaleY(minY: number, maxY: number): (v: number) => number {
-  return (v) => r1(M.top + ph - ((Math.log10(Math.max(v, minY)) - Math.log10(minY)) / (Math.log10(maxY) - Math.log10(minY))) * ph);
+/** Powers of ten around `values`: below the least (and at most `low`, at least 0.01), above the greatest (and at least `high`). */
+function decades(values: number[], low: number, high: number): [number, number] {
+  const min = Math.pow(10, Math.floor(Math.log10(Math.max(0.01, Math.min(...values, low)))));
+  return [min, Math.pow(10, Math.ceil(Math.log10(Math.max(...values, high))))];
+}
+
+/** A log scale from [min, max] onto `length` pixels from `start` (upwards when `flip`, as a y axis). */
+function logScale(min: number, max: number, start: number, length: number, flip = false): (v: number) => number {
+  return (v) => {
+    const f = (Math.log10(Math.max(v, min)) - Math.log10(min)) / (Math.log10(max) - Math.log10(min));
+    return r1(flip ? start + length - f * length : start + f * length);
+  };
+}
+
+const logScaleY = (minY: number, maxY: number) => logScale(minY, maxY, M.top, ph, true);
+
+/** A polyline through the points. */
+const pathOf = (points: { x: number; y: number }[]) => points.map((p, k) => `${k ? 'L' : 'M'}${p.x.toFixed(1)} ${p.y.toFixed(1)}`).join(' ');
+
+/** Series i's colour swatch in the legend right of the plot; returns where its text starts. */
+function swatch(out: string[], i: number, spacing: number, color: string): { x: number; y: number } {
+  const y = M.top + 10 + i * spacing;
+  const x = M.left + pw + 16;
+  out.push(`<line x1="${x}" y1="${y}" x2="${x + 24}" y2="${y}" stroke="${color}" stroke-width="3"/>`);
+  return { x: x + 30, y };
 }
 
 function gridY(out: string[], minY: number, maxY: number, sy: (v: number) => number): void {
@@ -80,10 +102,8 @@ export function renderChart(r: BenchResults): string {
   // Both axes logarithmic: Parley's peaks and Mosquitto's are an order of magnitude apart.
   const minX = Math.pow(10, Math.floor(Math.log10(Math.max(1, Math.min(...xs, 1000)))));
   const maxX = Math.pow(10, Math.ceil(Math.log10(Math.max(...xs, 10_000) * 1.05)));
-  const lat = all.flatMap((p) => [p.p50, p.p99]);
-  const minY = Math.pow(10, Math.floor(Math.log10(Math.max(0.01, Math.min(...lat, 1)))));
-  const maxY = Math.pow(10, Math.ceil(Math.log10(Math.max(...lat, 10))));
-  const sx = (v: number) => r1(M.left + ((Math.log10(Math.max(v, minX)) - Math.log10(minX)) / (Math.log10(maxX) - Math.log10(minX))) * pw);
+  const [minY, maxY] = decades(all.flatMap((p) => [p.p50, p.p99]), 1, 10);
+  const sx = logScale(minX, maxX, M.left, pw);
   const sy = logScaleY(minY, maxY);
   const out: string[] = [];
   frame(
@@ -106,7 +126,7 @@ export function renderChart(r: BenchResults): string {
   series.forEach((s, i) => {
     const color = COLORS[s.system] ?? '#000';
     for (const key of ['p99', 'p50'] as const) {
-      const d = s.points.map((p, k) => `${k ? 'L' : 'M'}${sx(p.x).toFixed(1)} ${sy(p[key]).toFixed(1)}`).join(' ');
+      const d = pathOf(s.points.map((p) => ({ x: sx(p.x), y: sy(p[key]) })));
       if (d) out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2"${key === 'p50' ? ' stroke-dasharray="5 4" opacity="0.8"' : ''}/>`);
       for (const p of s.points) {
         const [cx, cy] = [sx(p.x), sy(p[key])];
@@ -117,11 +137,9 @@ export function renderChart(r: BenchResults): string {
         );
       }
     }
-    const ly = M.top + 10 + i * 22;
-    const lx = M.left + pw + 16;
-    out.push(`<line x1="${lx}" y1="${ly}" x2="${lx + 24}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);
+    const at = swatch(out, i, 22, color);
     const peak = r.chat.find((c) => c.system === s.system)?.peak;
-    out.push(`<text x="${lx + 30}" y="${ly + 4}">${esc(`${LABELS[s.system]}${peak ? ` (peak ${Math.round(peak.deliveredPerSec / 100) / 10}k)` : ''}`)}</text>`);
+    out.push(`<text x="${at.x}" y="${at.y + 4}">${esc(`${LABELS[s.system]}${peak ? ` (peak ${Math.round(peak.deliveredPerSec / 100) / 10}k)` : ''}`)}</text>`);
   });
   out.push('</svg>');
   return out.join('\n') + '\n';
@@ -143,8 +161,7 @@ export function renderTailChart(r: BenchResults): string | null {
   if (series.length === 0) return null;
   const all = series.flatMap((s) => s.points);
   const maxX = Math.max(...series.map((s) => (s.step.timeline!.length * TAIL_BUCKET_MS) / 1000));
-  const minY = Math.pow(10, Math.floor(Math.log10(Math.max(0.01, Math.min(...all.map((p) => p.y), 1)))));
-  const maxY = Math.pow(10, Math.ceil(Math.log10(Math.max(...all.map((p) => p.y), LATE_MS * 2))));
+  const [minY, maxY] = decades(all.map((p) => p.y), 1, LATE_MS * 2);
   const every = [1, 2, 5, 10, 20, 30, 60].find((k) => maxX / k <= 12) ?? 60;
   const sx = (v: number) => r1(M.left + (v / maxX) * pw);
   const sy = logScaleY(minY, maxY);
@@ -165,15 +182,11 @@ export function renderTailChart(r: BenchResults): string | null {
   out.push(`<rect x="${M.left}" y="${M.top}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`);
   series.forEach((s, i) => {
     const color = COLORS[s.system] ?? '#000';
-    const d = s.points.map((p, k) => `${k ? 'L' : 'M'}${sx(p.x).toFixed(1)} ${sy(p.y).toFixed(1)}`).join(' ');
-    out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.5" opacity="0.9"/>`);
-    const ly = M.top + 10 + i * 60;
-    const lx = M.left + pw + 16;
-    out.push(`<line x1="${lx}" y1="${ly}" x2="${lx + 24}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);
-    out.push(`<text x="${lx + 30}" y="${ly + 4}">${esc(LABELS[s.system] ?? s.system)}</text>`);
-    const lines = [`@ ${Math.round(s.step.deliveredPerSec).toLocaleString('en-US')} msg/s: p99 ${s.step.p99?.toFixed(2) ?? '–'} ms`];
-    if (s.step.tail) lines.push(tailShort(s.step.tail));
-    lines.forEach((line, k) => out.push(`<text x="${lx + 30}" y="${ly + 19 + k * 14}" fill="#555" font-size="11">${esc(line)}</text>`));
+    out.push(`<path d="${pathOf(s.points.map((p) => ({ x: sx(p.x), y: sy(p.y) })))}" fill="none" stroke="${color}" stroke-width="1.5" opacity="0.9"/>`);
+    const at = swatch(out, i, 60, color);
+    out.push(`<text x="${at.x}" y="${at.y + 4}">${esc(LABELS[s.system] ?? s.system)}</text>`);
+    const lines = [`@ ${Math.round(s.step.deliveredPerSec).toLocaleString('en-US')} msg/s: p99 ${s.step.p99?.toFixed(2) ?? '–'} ms`, tailShort(summarizeTail(s.step.timeline!))];
+    lines.forEach((line, k) => out.push(`<text x="${at.x}" y="${at.y + 19 + k * 14}" fill="#555" font-size="11">${esc(line)}</text>`));
   });
   out.push('</svg>');
   return out.join('\n') + '\n';

@@ -1,7 +1,7 @@
 // The results as Markdown tables: printed at the end of a run and pasted into BENCHMARKS.md.
 import { PARLEYS, type BenchResults, type ChatStep, type Ratio } from './results.ts';
 import { LABELS, type SystemName } from './systems.ts';
-import { LATE_MS, tailCell } from './tail.ts';
+import { LATE_MS, summarizeTail, tailCell } from './tail.ts';
 
 const ms = (v: number | null | undefined) => (v == null ? '–' : v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0));
 const int = (v: number | null | undefined) => (v == null ? '–' : Math.round(v).toLocaleString('en-US'));
@@ -53,7 +53,7 @@ export function chatLadderTable(r: BenchResults, ladders: BenchResults['chat'] =
         ms(s.p99),
         ms(s.p999),
         ms(s.max),
-        tailCell(s.tail),
+        tailCell(s.timeline && summarizeTail(s.timeline)),
         pct(s.brokerCpu),
         s.mainCpu === undefined ? '–' : `${pct(s.mainCpu)} / ${Math.round(s.mainWaitMsPerSec!)}`,
         String(s.brokerRssMB),

@@ -1,7 +1,7 @@
 // The shape of bench/results/<timestamp>.json, and the summaries derived from it (peak, ratios).
 import type { StepPauses } from './pauses.ts';
 import type { SystemName } from './systems.ts';
-import type { TailSummary, Timeline } from './tail.ts';
+import type { Timeline } from './tail.ts';
 
 /** One broker process of a cluster: its part of the system's brokerCpu and brokerRssMB (which are the sums). */
 export interface NodeUsage {
@@ -76,9 +76,8 @@ export interface ChatStep extends Usage {
   nodePauses?: StepPauses[];
   /** When the step ran (this machine's monotonic clock, µs, as V8's CPU profiles count): maps profile stalls to steps. */
   monotonicUs?: [number, number];
-  /** Its messages by when they were sent, per 100 ms, and how its late ones fall in time (bench/tail.ts; absent in earlier results). */
+  /** Its messages by when they were sent, per 100 ms (bench/tail.ts summarizes them; absent in earlier results). */
   timeline?: Timeline;
-  tail?: TailSummary;
 }
 
 export interface ChatResult {

@@ -357,7 +357,6 @@ function stepResult(rate: number, replies: Ran[], usage: Usage, o: ScenarioOptio
     max: maxMs(hist),
     drainMs: Math.round(Math.max(...replies.map((r) => r.drainMs))),
     timeline,
-    tail: summarizeTail(timeline),
     ...usage,
     broken: null,
     attempts: 1,
@@ -374,7 +373,7 @@ function stepLine(what: string, s: ChatStep, again: string): string {
     `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} ms  broker ${brokerCpuText(s)} ${s.brokerRssMB} MB  ` +
     (s.mainCpu === undefined ? '' : `main thread ${s.mainCpu.toFixed(0)}% waited ${s.mainWaitMsPerSec!.toFixed(0)} ms/s preempted ${s.mainPreemptedPerSec}/s  `) +
     `gen ${s.generatorCpu.toFixed(0)}%${s.backendCpu ? `  backend ${s.backendCpu.toFixed(0)}%` : ''}  other ${s.otherCpu.toFixed(0)}%` +
-    (s.tail ? `  ${tailText(s.tail)}` : '') +
+    (s.timeline ? `  ${tailText(summarizeTail(s.timeline))}` : '') +
     (s.pauses ? `  ${pausesText(s.pauses)}` : '') +
     (s.broken ? `  ← ${s.broken}${again ? `; ${again}` : ''}` : '')
   );

@@ -32,7 +32,6 @@ export function mergeTimelines(parts: readonly Timeline[]): Timeline {
       b[2] = Math.max(b[2], slowest);
     });
   }
-  for (let i = 0; i < out.length; i++) out[i] ??= [0, 0, 0];
   return out;
 }
 
