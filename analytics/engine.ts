@@ -30,6 +30,7 @@
 import type { Archive, MetricPoint } from '../consumers/archive.ts';
 import { MESSAGES_TOPIC, type ConsumedRecord, type EventLog, type Subscription } from '../common/event-log.ts';
 import type { Logger } from '../common/log.ts';
+import { IdSet } from './id-set.ts';
 import { LATE_EVENTS, type AnyJob } from './job.ts';
 import type { SeenRow, StateStore } from './state-store.ts';
 import { HOUR, MINUTE, WINDOWS, toEvent, windowLabel, windowStart, type AnalyticsEvent } from './windows.ts';
@@ -83,7 +84,7 @@ interface WindowState {
   /** Late events counted while this was the partition's newest window. */
   late: number;
   /** Minute windows: the message ids taken, to drop duplicates. */
-  ids: Set<string> | null;
+  ids: IdSet | null;
   /** Minute windows: ids taken since the last checkpoint (written as a seen row with it). */
   fresh: string[] | null;
   agg: unknown;
@@ -273,7 +274,7 @@ export class StreamJob {
   private window(st: PartitionState, ms: number, start: number): WindowState {
     const key = keyOf(ms, start);
     let w = st.windows.get(key);
-    if (!w) st.windows.set(key, (w = { ms, start, late: 0, ids: ms === MINUTE ? new Set() : null, fresh: ms === MINUTE ? [] : null, agg: this.job.empty(ms) }));
+    if (!w) st.windows.set(key, (w = { ms, start, late: 0, ids: ms === MINUTE ? new IdSet() : null, fresh: ms === MINUTE ? [] : null, agg: this.job.empty(ms) }));
     return w;
   }
 
@@ -289,10 +290,7 @@ export class StreamJob {
       return 'late';
     }
     const minute = this.window(st, MINUTE, minuteStart);
-    // One lookup: an id already there leaves the set's size as it was.
-    const ids = minute.ids!;
-    const size = ids.size;
-    if (ids.add(e.id).size === size) return 'duplicate';
+    if (!minute.ids!.add(e.id)) return 'duplicate';
     minute.fresh!.push(e.id);
     for (const ms of WINDOWS) {
       // Open: the minute is open, and an hour ends no earlier than its minutes.
@@ -414,7 +412,7 @@ function load(c: Checkpoint, job: AnyJob): PartitionState {
   const windows = new Map<number, WindowState>();
   for (const w of c.windows) {
     const minute = w.ms === MINUTE;
-    windows.set(keyOf(w.ms, w.start), { ms: w.ms, start: w.start, late: w.late, ids: minute ? new Set(w.ids ?? []) : null, fresh: minute ? [...(w.ids ?? [])] : null, agg: job.load(w.s, w.ms) });
+    windows.set(keyOf(w.ms, w.start), { ms: w.ms, start: w.start, late: w.late, ids: minute ? new IdSet(w.ids) : null, fresh: minute ? [...(w.ids ?? [])] : null, agg: job.load(w.s, w.ms) });
   }
   return { offset: c.offset, maxTs: c.maxTs, windows };
 }

@@ -1,5 +1,6 @@
-// `parley analytics replay --from T`: recomputes the windows from T on, after a job changed. Each job runs
-// again as a fresh consumer group reading the log from the beginning, with state of its own, skipping
+// `parley analytics replay --from T`: recomputes the windows from T on, after a job changed. The jobs run
+// again on a fresh consumer group reading the log from the beginning (one group for all of them, as
+// `parley start` runs them: each record is read and parsed once), each with state of its own, skipping
 // events before the start of T's hour (so every window it writes is whole), and upserts the same metric
 // rows the live job writes. Rows of closed windows from T on that the replay did not write (a conversation
 // no longer in a top 10, a window with no events any more) are set to 0. It stops once it has read what
@@ -9,7 +10,7 @@ import { canonicalLabels } from '../consumers/archive-keys.ts';
 import type { Config } from '../common/config.ts';
 import type { EventLog } from '../common/event-log.ts';
 import type { Logger } from '../common/log.ts';
-import { StreamJob, groupOf, stateNameOf } from './engine.ts';
+import { StreamJob, StreamJobSet, sharedGroupOf, stateNameOf } from './engine.ts';
 import { LATE_EVENTS } from './job.ts';
 import { createJobs } from './jobs/index.ts';
 import type { StateStore } from './state-store.ts';
@@ -86,7 +87,6 @@ export async function replay(deps: ReplayDeps, options: ReplayOptions): Promise<
         job,
         latenessMs: config.analytics.latenessMs,
         stateName: `${stamp}.${stateNameOf(job.name, config.messagesTopic)}`,
-        group: `${groupOf(job.name, config.messagesTopic)}.${stamp}`,
         skipBefore: start,
         onBatch(_partition, batch) {
           records += batch.length;
@@ -95,14 +95,15 @@ export async function replay(deps: ReplayDeps, options: ReplayOptions): Promise<
         },
       }),
   );
+  const set = new StreamJobSet(engines, { log, topic: config.messagesTopic, group: `${sharedGroupOf(config.messagesTopic)}.${stamp}` });
   const ticker = setInterval(() => options.progress?.(`replaying ${jobs.map((j) => j.name).join(', ')} from ${new Date(start).toISOString()}: ${records} records`), 2000);
   try {
-    for (const e of engines) await e.start();
+    await set.start();
     lastOld = Date.now();
     while (Date.now() - lastOld < idleMs) await new Promise((r) => setTimeout(r, 100));
   } finally {
     clearInterval(ticker);
-    for (const e of engines) await e.stop();
+    await set.stop();
   }
 
   // Stale rows: in windows the replay's watermark passed (so it wrote everything they hold).

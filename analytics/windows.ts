@@ -43,33 +43,22 @@ export interface AnalyticsEvent {
 }
 
 /**
- * The event of one log record, or null for records that are not message events (skipped). Frozen and
- * shared like parseEvent's result: StreamJobSet makes each record's event once for its jobs, and jobs that
- * read the log each on a group of its own (replays) share it through parseEvent's cache (per record
- * timestamp, which can move its event time).
+ * The event of one log record, or null for records that are not message events (skipped). Frozen:
+ * StreamJobSet makes each record's event once and hands it to all its jobs.
  */
 export function toEvent(record: ConsumedRecord): Readonly<AnalyticsEvent> | null {
   const e = parseEvent(record.value);
   if (!e) return null;
-  const cached = events.get(e);
-  if (cached !== undefined && (cached.timestamp === record.timestamp || (Number.isNaN(cached.timestamp) && Number.isNaN(record.timestamp)))) return cached.event;
   const m = e.message;
-  let event: AnalyticsEvent | null = null;
-  if (ID_PATTERN.test(m.id) && typeof m.from === 'string' && typeof m.to === 'string') {
-    let ts = Number.isFinite(m.ts) ? m.ts : parseId(m.id).ts;
-    if (Number.isFinite(record.timestamp) && ts > record.timestamp + MAX_CLOCK_SKEW_MS) ts = record.timestamp;
-    event = { id: m.id, ts, kind: m.kind ?? 'text', from: m.from, to: m.to, conversation: conversationOf(m), transport: String(e.transport) };
-    if (m.group) event.group = m.group;
-    if (m.ref !== undefined) event.ref = m.ref;
-    if (m.state !== undefined) event.state = m.state;
-    Object.freeze(event);
-  }
-  events.set(e, { timestamp: record.timestamp, event });
-  return event;
+  if (!ID_PATTERN.test(m.id) || typeof m.from !== 'string' || typeof m.to !== 'string') return null;
+  let ts = Number.isFinite(m.ts) ? m.ts : parseId(m.id).ts;
+  if (Number.isFinite(record.timestamp) && ts > record.timestamp + MAX_CLOCK_SKEW_MS) ts = record.timestamp;
+  const event: AnalyticsEvent = { id: m.id, ts, kind: m.kind ?? 'text', from: m.from, to: m.to, conversation: conversationOf(m), transport: String(e.transport) };
+  if (m.group) event.group = m.group;
+  if (m.ref !== undefined) event.ref = m.ref;
+  if (m.state !== undefined) event.state = m.state;
+  return Object.freeze(event);
 }
-
-/** Built events by parsed record (parseEvent shares those), gone with them. */
-const events = new WeakMap<object, { timestamp: number; event: Readonly<AnalyticsEvent> | null }>();
 
 /** The acceptance time of the message a receipt refers to (it is in the Snowflake id), or undefined. */
 export function refTime(e: AnalyticsEvent): number | undefined {

@@ -6,6 +6,7 @@
 //   1:1 conversation, which may sit in another partition. Clients that never send receipts count as backlog.
 // - backlog_delivered, backlog_wait_ms: receipts in the window for messages that waited at least
 //   PARLEY_ANALYTICS_OFFLINE_AFTER_MS (taken as delivered from an offline queue), and how long they waited.
+import { IdSet } from '../id-set.ts';
 import { defineJob, type JobSettings } from '../job.ts';
 import { Quantiles, type QuantilesJSON } from '../sketches.ts';
 import { MINUTE, refTime } from '../windows.ts';
@@ -13,7 +14,7 @@ import { quantileRows } from './delivery-latency.ts';
 
 interface Backlog {
   /** Minute windows: ids still waiting for their receipt. */
-  pending: Set<string>;
+  pending: IdSet;
   /**
    * Minute windows: what happened to `pending` since the last checkpoint, in order: `+id` taken, `-id` its
    * receipt came. Written with the batch's seen ids (takeChanges), not in the checkpoint: `pending` grows with
@@ -42,10 +43,9 @@ export const offlineBacklog = (settings: JobSettings) =>
   defineJob<Backlog, Partial>({
     name: 'backlog',
     metrics: ['backlog_pending', 'backlog_delivered', 'backlog_wait_ms'],
-    empty: () => ({ pending: new Set(), changes: [], closed: 0, waits: new Quantiles() }),
+    empty: () => ({ pending: new IdSet(), changes: [], closed: 0, waits: new Quantiles() }),
     add(s, e, windowMs) {
-      if (windowMs === MINUTE && (e.kind === 'text' || e.kind === 'attachment') && !e.group && !s.pending.has(e.id)) {
-        s.pending.add(e.id);
+      if (windowMs === MINUTE && (e.kind === 'text' || e.kind === 'attachment') && !e.group && s.pending.add(e.id)) {
         s.changes.push(`+${e.id}`);
       }
       const sent = refTime(e);
@@ -77,7 +77,7 @@ export const offlineBacklog = (settings: JobSettings) =>
       const s = saved as Saved;
       // An older checkpoint's pending ids go out as changes with the next batch, before it is replaced.
       const pending = s.pending ?? [];
-      return { pending: new Set(pending), changes: pending.map((id) => `+${id}`), closed: s.closed, waits: Quantiles.fromJSON(s.waits) };
+      return { pending: new IdSet(pending), changes: pending.map((id) => `+${id}`), closed: s.closed, waits: Quantiles.fromJSON(s.waits) };
     },
     partial: (s, windowMs) => ({ pending: windowMs === MINUTE ? s.pending.size : s.closed, waits: s.waits.toJSON() }),
     merge(partials) {
