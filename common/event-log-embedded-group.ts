@@ -5,7 +5,7 @@
 // by two members. A batch whose handler throws is handed out again, the same records, after a backoff.
 import type { ConsumedRecord, Subscription } from './event-log.ts';
 import type { OffsetStore } from './event-log-offsets.ts';
-import type { PartitionLog } from './event-log-segments.ts';
+import { unpackRecords, type PackedRecords, type PartitionLog } from './event-log-segments.ts';
 import type { Logger } from './log.ts';
 
 export interface TopicState {
@@ -141,6 +141,14 @@ export class ConsumerGroup {
   }
 }
 
+/** A batch as ConsumeOptions.handle takes it: `where` names the partition in the error about a corrupt record. */
+export function unpackConsumed(packed: PackedRecords, where: string): ConsumedRecord[] {
+  const batch: ConsumedRecord[] = [];
+  const partition = packed.partition;
+  unpackRecords(packed, where, (offset, timestamp, key, value) => batch.push({ key, value, partition, offset: String(offset), timestamp }));
+  return batch;
+}
+
 export class EmbeddedSubscription implements Subscription {
   private stopped = false;
   private readonly done: Promise<void>;
@@ -149,7 +157,8 @@ export class EmbeddedSubscription implements Subscription {
   constructor(
     private readonly group: ConsumerGroup,
     private readonly topic: TopicState,
-    private readonly handle: (batch: ConsumedRecord[]) => Promise<void>,
+    /** Takes the batch as read: a handler in this thread unpacks it, one in the consumer thread gets it as it is. */
+    private readonly handle: (batch: PackedRecords) => Promise<void>,
     private readonly settings: ConsumerSettings,
     private readonly onStopped: () => void,
   ) {
@@ -199,16 +208,15 @@ export class EmbeddedSubscription implements Subscription {
    * length of the consumer's turn with it (the handler keeps what it needs; over RPC it has a copy).
    */
   private async hand(partition: number, from: number, limit: number): Promise<{ next: number; handled: Promise<void> }> {
-    const stored = await this.topic.partitions[partition].read(from, limit, this.settings.maxBatchBytes);
-    if (stored.length === 0) throw new Error(`no records at ${from} though the partition ends at ${this.topic.partitions[partition].end}`);
-    const batch: ConsumedRecord[] = stored.map((r) => ({ key: r.key, value: r.value, partition, offset: String(r.offset), timestamp: r.timestamp }));
+    const packed = await this.topic.partitions[partition].readPacked(partition, from, limit, this.settings.maxBatchBytes);
+    if (packed.count === 0) throw new Error(`no records at ${from} though the partition ends at ${this.topic.partitions[partition].end}`);
     let handled: Promise<void>;
     try {
-      handled = this.handle(batch);
+      handled = this.handle(packed);
     } catch (err) {
       handled = Promise.reject(err); // a handler that throws before it returns a promise failed like any other
     }
-    return { next: stored[stored.length - 1].offset + 1, handled };
+    return { next: packed.first + packed.count, handled };
   }
 
   /** Waits for the batch in hand (its handler and commit), then gives the member's partitions to the others. */

@@ -7,9 +7,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ConsumeOptions, EventLog, LogRecord, Subscription } from './event-log.ts';
-import { ConsumerGroup, EmbeddedSubscription, type ConsumerSettings, type TopicState } from './event-log-embedded-group.ts';
+import { ConsumerGroup, EmbeddedSubscription, unpackConsumed, type ConsumerSettings, type TopicState } from './event-log-embedded-group.ts';
 import { OffsetStore } from './event-log-offsets.ts';
-import { PartitionLog } from './event-log-segments.ts';
+import { PartitionLog, type PackedRecords } from './event-log-segments.ts';
 import { createLogger, type Logger } from './log.ts';
 
 export interface EmbeddedEventLogOptions {
@@ -33,6 +33,8 @@ export interface EmbeddedEventLogOptions {
   deleteConsumed?: boolean;
   logger?: Logger;
 }
+
+export type PackedConsumeOptions = Omit<ConsumeOptions, 'handle'> & { handle(batch: PackedRecords): Promise<void> };
 
 const TOPIC_NAME = /^(?!\.{1,2}$)[A-Za-z0-9._-]{1,200}$/;
 const MAX_PARTITIONS = 10_000;
@@ -219,7 +221,15 @@ export class EmbeddedEventLog implements EventLog {
     }
   }
 
-  async consume(options: ConsumeOptions): Promise<Subscription> {
+  consume({ handle, ...options }: ConsumeOptions): Promise<Subscription> {
+    return this.consumePacked({ ...options, handle: (packed) => handle(unpackConsumed(packed, `${this.dir}/${options.topic}/${packed.partition}`)) });
+  }
+
+  /**
+   * consume() with each batch as read, its records' lines unparsed (PackedRecords): for a handler in another
+   * thread (event-log-rpc.ts), which parses them there, so the broker thread makes no object per record.
+   */
+  async consumePacked(options: PackedConsumeOptions): Promise<Subscription> {
     this.assertOpen();
     const { topic: name, group: groupName, fromBeginning, handle, lingerMs } = options;
     const t = this.topic(name, this.opts.partitions);

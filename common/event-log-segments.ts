@@ -1,7 +1,8 @@
 // One partition of the embedded event log: segment files named by their first offset (20 digits, as Kafka
 // names them), each a run of JSON lines `[timestamp, key, value]`; the newest segment takes the appends and
 // is rolled past a size. Offsets are record numbers. A record becomes readable when the fsync that covers
-// it returns (`end`), never earlier.
+// it returns (`end`), never earlier. Reads hand out records packed: their lines as written, one byte array,
+// which crosses to the consumer thread as it is and is parsed there (unpackRecords).
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -12,6 +13,14 @@ export interface StoredRecord {
   timestamp: number;
   key: string;
   value: string;
+}
+
+/** Records `first`..`first + count - 1` of a partition as their log lines, each ending in a newline. */
+export interface PackedRecords {
+  partition: number;
+  first: number;
+  count: number;
+  bytes: Uint8Array;
 }
 
 interface Segment {
@@ -26,7 +35,10 @@ interface Segment {
 }
 
 const INDEX_EVERY = 64;
-/** The newest records of a partition are also kept in memory, so consumers that keep up never read the files. */
+/**
+ * The newest records of a partition are also kept in memory, so consumers that keep up never read the files:
+ * at most this many, as the bytes written, in one ring allocated once (no object a record on the JS heap).
+ */
 const TAIL_RECORDS = 8192;
 const TAIL_BYTES = 4 * 1024 * 1024;
 const NEWLINE = 0x0a;
@@ -50,15 +62,16 @@ export class PartitionLog {
   private readonly segments: Segment[] = [];
   private fd: number;
   private pending: string[] = [];
-  private pendingRecords: Omit<StoredRecord, 'offset'>[] = [];
   /**
-   * The newest records written, oldest first: tail[i] has offset tailBase + i, and those before tailFirst
-   * were dropped (the array is cut only once as many were dropped as are kept: no copy on every write).
+   * The in-memory tail: the lines of records tailFrom..written-1, as written, in `ring` (byte position p of
+   * the partition's writes since open is at p mod TAIL_BYTES). Record o starts at tailStarts[o mod
+   * TAIL_RECORDS]; the last one ends at tailEnd. Kept as bytes outside the JS heap: as strings they were
+   * most of what the broker thread's GC copied and promoted.
    */
-  private tail: (Omit<StoredRecord, 'offset'> | undefined)[] = [];
-  private tailBase = 0;
-  private tailFirst = 0;
-  private tailBytes = 0;
+  private ring: Buffer | null = null;
+  private readonly tailStarts = new Float64Array(TAIL_RECORDS);
+  private tailFrom = 0;
+  private tailEnd = 0;
   /** Deletions of segment files under way, one after another (deleteBefore). */
   private removals: Promise<void> = Promise.resolve();
   private removalFailed = false;
@@ -78,7 +91,7 @@ export class PartitionLog {
     this.segments = segments;
     const active = segments[segments.length - 1];
     this.fd = fs.openSync(active.file, 'a');
-    this.written = this.end = active.base + active.count;
+    this.written = this.end = this.tailFrom = active.base + active.count;
   }
 
   /** Opens (creating) the partition directory; a torn record at the tail (a crash mid-write) is cut off. */
@@ -112,7 +125,6 @@ export class PartitionLog {
   push(timestamp: number, key: string, value: string): void {
     // JSON escapes newlines and lone surrogates, so every string comes back exactly and one line is one record.
     this.pending.push(JSON.stringify([timestamp, key, value]));
-    this.pendingRecords.push({ timestamp, key, value });
   }
 
   get dirty(): boolean {
@@ -125,53 +137,49 @@ export class PartitionLog {
     let active = this.segments[this.segments.length - 1];
     if (active.size >= this.segmentBytes && active.count > 0) active = this.roll();
     const lines = this.pending;
-    const records = this.pendingRecords;
     this.pending = [];
-    this.pendingRecords = [];
+    const data = Buffer.from(lines.join('\n') + '\n');
+    const first = this.written;
+    // The tail's slots of the records written now: filled before the write, so a failed one empties the tail.
+    const tailed = data.length <= TAIL_BYTES && lines.length <= TAIL_RECORDS;
     let pos = active.size;
     let n = active.count;
-    for (const line of lines) {
+    for (let i = 0; i < lines.length; i++) {
       if (n % INDEX_EVERY === 0) active.index!.push(pos);
-      pos += Buffer.byteLength(line) + 1;
+      if (tailed) this.tailStarts[(first + i) % TAIL_RECORDS] = this.tailEnd + (pos - active.size);
+      pos += Buffer.byteLength(lines[i]) + 1;
       n++;
     }
     try {
-      fs.writeSync(this.fd, lines.join('\n') + '\n');
+      const wrote = fs.writeSync(this.fd, data);
+      if (wrote !== data.length) throw new Error(`event log ${this.dir}: wrote ${wrote} of ${data.length} bytes`);
     } catch (err) {
       // Leave no partial record in the middle of the file: cut back to the last complete one.
       fs.ftruncateSync(this.fd, active.size);
       active.index!.length = Math.ceil(active.count / INDEX_EVERY);
+      this.tailFrom = this.written;
       throw err;
     }
     active.size = pos;
     active.count = n;
-    this.remember(this.written, records);
     this.written = active.base + n;
+    this.remember(first, data, tailed);
     return this.written;
   }
 
-  /** Adds records written from offset `first` to the in-memory tail, dropping its oldest past the bounds. */
-  private remember(first: number, records: Omit<StoredRecord, 'offset'>[]): void {
-    if (this.tail.length === this.tailFirst || this.tailBase + this.tail.length !== first) {
-      this.tail = [];
-      this.tailBase = first;
-      this.tailFirst = 0;
-      this.tailBytes = 0;
+  /** Adds the records just written from offset `first` (their lines: `data`) to the tail, dropping its oldest past the bounds. */
+  private remember(first: number, data: Buffer, tailed: boolean): void {
+    if (!tailed) {
+      this.tailFrom = this.written;
+      return;
     }
-    for (const r of records) {
-      this.tail.push(r);
-      this.tailBytes += r.key.length + r.value.length;
-    }
-    while (this.tail.length - this.tailFirst > 1 && (this.tail.length - this.tailFirst > TAIL_RECORDS || this.tailBytes > TAIL_BYTES)) {
-      const r = this.tail[this.tailFirst]!;
-      this.tail[this.tailFirst++] = undefined;
-      this.tailBytes -= r.key.length + r.value.length;
-    }
-    if (this.tailFirst >= Math.max(1024, this.tail.length - this.tailFirst)) {
-      this.tail = this.tail.slice(this.tailFirst);
-      this.tailBase += this.tailFirst;
-      this.tailFirst = 0;
-    }
+    const ring = (this.ring ??= Buffer.allocUnsafeSlow(TAIL_BYTES));
+    const at = this.tailEnd % TAIL_BYTES;
+    const head = Math.min(data.length, TAIL_BYTES - at);
+    data.copy(ring, at, 0, head);
+    if (head < data.length) data.copy(ring, 0, head);
+    this.tailEnd += data.length;
+    while (this.tailFrom < first && (this.written - this.tailFrom > TAIL_RECORDS || this.tailEnd - this.tailStarts[this.tailFrom % TAIL_RECORDS] > TAIL_BYTES)) this.tailFrom++;
   }
 
   /**
@@ -207,56 +215,77 @@ export class PartitionLog {
 
   /** Up to `max` durable records from `from` (within one segment), stopping past `maxBytes`. */
   async read(from: number, max: number, maxBytes: number): Promise<StoredRecord[]> {
+    const packed = await this.readPacked(0, from, max, maxBytes);
+    const out: StoredRecord[] = [];
+    unpackRecords(packed, this.dir, (offset, timestamp, key, value) => out.push({ offset, timestamp, key, value }));
+    return out;
+  }
+
+  /**
+   * read() as the lines written, unparsed: from the in-memory tail when it still has `from`, else from the
+   * segment file (within one segment). `partition` is only carried along, for the one who unpacks them.
+   */
+  async readPacked(partition: number, from: number, max: number, maxBytes: number): Promise<PackedRecords> {
     if (from < this.start) from = this.start;
-    if (from >= this.tailBase + this.tailFirst && from < this.tailBase + this.tail.length) return this.readTail(from, max, maxBytes);
+    if (from >= this.tailFrom && from < this.written) return this.readTail(partition, from, max, maxBytes);
     const seg = this.segmentOf(from);
     const limit = Math.min(max, this.end - from, seg.base + seg.count - from);
-    if (limit <= 0) return [];
+    if (limit <= 0) return { partition, first: from, count: 0, bytes: new Uint8Array(0) };
     const index = seg.index ?? (seg.index = await buildIndex(seg.file));
     const slot = Math.floor((from - seg.base) / INDEX_EVERY);
     let skip = from - seg.base - slot * INDEX_EVERY;
     let pos = index[slot];
-    const out: StoredRecord[] = [];
+    const parts: Buffer[] = [];
+    let count = 0;
     let bytes = 0;
     const fh = await fs.promises.open(seg.file, 'r');
     try {
       let carry = Buffer.alloc(0);
-      while (out.length < limit && bytes < maxBytes) {
+      while (count < limit && bytes < maxBytes) {
         const chunk = Buffer.allocUnsafe(Math.max(READ_CHUNK, carry.length * 2));
         const { bytesRead } = await fh.read(chunk, 0, chunk.length, pos);
         if (bytesRead === 0) break;
         pos += bytesRead;
         const buf = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
         let lineStart = 0;
-        for (let nl = buf.indexOf(NEWLINE); nl >= 0 && out.length < limit && bytes < maxBytes; nl = buf.indexOf(NEWLINE, lineStart)) {
+        let taken = -1;
+        for (let nl = buf.indexOf(NEWLINE); nl >= 0 && count < limit && bytes < maxBytes; nl = buf.indexOf(NEWLINE, lineStart)) {
           if (skip > 0) skip--;
           else {
-            const offset = from + out.length;
-            const [timestamp, key, value] = parseLine(buf.toString('utf8', lineStart, nl), seg.file, offset);
-            out.push({ offset, timestamp, key, value });
-            bytes += nl - lineStart;
+            if (taken < 0) taken = lineStart;
+            count++;
+            bytes += nl + 1 - lineStart;
           }
           lineStart = nl + 1;
         }
+        if (taken >= 0) parts.push(buf.subarray(taken, lineStart));
         carry = Buffer.from(buf.subarray(lineStart));
       }
     } finally {
       await fh.close();
     }
-    return out;
+    // A file shorter than its index says: what was read is handed out, and the rest is asked for again.
+    return { partition, first: from, count, bytes: exactCopy(parts, bytes) };
   }
 
-  /** read() of records still in the in-memory tail. */
-  private readTail(from: number, max: number, maxBytes: number): StoredRecord[] {
+  /** readPacked() of records still in the in-memory tail. */
+  private readTail(partition: number, from: number, max: number, maxBytes: number): PackedRecords {
     const limit = Math.min(max, this.end - from);
-    const out: StoredRecord[] = [];
-    let bytes = 0;
-    for (let i = from - this.tailBase; out.length < limit && bytes < maxBytes && i < this.tail.length; i++) {
-      const r = this.tail[i]!;
-      out.push({ offset: this.tailBase + i, timestamp: r.timestamp, key: r.key, value: r.value });
-      bytes += r.key.length + r.value.length;
+    if (limit <= 0) return { partition, first: from, count: 0, bytes: new Uint8Array(0) };
+    const start = this.tailStarts[from % TAIL_RECORDS];
+    let count = 0;
+    let end = start;
+    while (count < limit && end - start < maxBytes) {
+      count++;
+      end = from + count < this.written ? this.tailStarts[(from + count) % TAIL_RECORDS] : this.tailEnd;
     }
-    return out;
+    const ring = this.ring!;
+    const out = new Uint8Array(end - start);
+    const at = start % TAIL_BYTES;
+    const head = Math.min(out.length, TAIL_BYTES - at);
+    out.set(ring.subarray(at, at + head));
+    if (head < out.length) out.set(ring.subarray(0, out.length - head), head);
+    return { partition, first: from, count, bytes: out };
   }
 
   private segmentOf(offset: number): Segment {
@@ -303,6 +332,37 @@ export class PartitionLog {
   close(): void {
     fs.closeSync(this.fd);
   }
+}
+
+/** `parts` in one array of its own (not a slice of a pooled buffer: what crosses to a thread is all of its buffer). */
+function exactCopy(parts: readonly Uint8Array[], length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * Parses packed records (PartitionLog.readPacked) on whichever thread they reached, giving each to `each`;
+ * throws, naming the offset and `where`, at a line that is not a record or when the count does not match.
+ */
+export function unpackRecords(packed: PackedRecords, where: string, each: (offset: number, timestamp: number, key: string, value: string) => void): void {
+  const { first, count } = packed;
+  // A view of the same memory (a structured clone arrives as a plain Uint8Array), for Buffer's UTF-8 decoding.
+  const bytes = Buffer.from(packed.bytes.buffer, packed.bytes.byteOffset, packed.bytes.byteLength);
+  let lineStart = 0;
+  let n = 0;
+  for (let nl = bytes.indexOf(NEWLINE); nl >= 0; nl = bytes.indexOf(NEWLINE, lineStart)) {
+    if (n === count) break;
+    const [timestamp, key, value] = parseLine(bytes.toString('utf8', lineStart, nl), where, first + n);
+    each(first + n, timestamp, key, value);
+    n++;
+    lineStart = nl + 1;
+  }
+  if (n !== count || lineStart !== bytes.length) throw new Error(`event log records ${first}..${first + count - 1} in ${where} came packed as ${n} whole lines and ${bytes.length - lineStart} bytes more`);
 }
 
 function parseLine(text: string, file: string, offset: number): [number, string, string] {

@@ -11,7 +11,7 @@ import { after, before, describe, it, mock } from 'node:test';
 import kafkajs from 'kafkajs';
 import { EmbeddedEventLog, partitionOf, type EmbeddedEventLogOptions } from '../common/event-log-embedded.ts';
 import { ConsumerGroup, type EmbeddedSubscription, type TopicState } from '../common/event-log-embedded-group.ts';
-import { PartitionLog } from '../common/event-log-segments.ts';
+import { PartitionLog, unpackRecords } from '../common/event-log-segments.ts';
 import { KafkaEventLog } from '../common/event-log-kafka.ts';
 import { RpcEventLog, serveEventLog } from '../common/event-log-rpc.ts';
 import type { LogRecord } from '../common/event-log.ts';
@@ -454,5 +454,133 @@ describe('embedded consumer group linger, on a clock of the test', () => {
     assert.deepEqual(group.claim(member, -1), { partition: 0, from: 0, limit: 500 });
     // While the partition is busy, its release is what wakes the member.
     assert.equal(group.nextRetryIn(member), undefined);
+  });
+});
+
+describe('embedded partition: the in-memory tail as the bytes written, and packed batches', () => {
+  let tmp: { dir: string; remove(): Promise<void> };
+  before(async () => {
+    tmp = await tempDir('event-log-tail');
+  });
+  after(async () => {
+    await tmp.remove();
+  });
+
+  /** A value of `chars` characters: ASCII, two-, three- and four-byte UTF-8, and what JSON escapes. */
+  const value = (chars: number, seed: number): string => {
+    const alphabet = ['a', 'Z', '7', 'é', 'ß', '中', '語', '😀', '🚀', '"', '\\', '\n', '\t', ' '];
+    let s = '';
+    for (let i = 0; s.length < chars; i++) s += alphabet[(seed * 31 + i * 7 + ((i * i) >> 3)) % alphabet.length];
+    return s;
+  };
+
+  it('reads every range exactly, from memory and from the files, while the tail wraps its ring by records and by bytes', async () => {
+    const part = PartitionLog.open(path.join(tmp.dir, 'wrap'), 1 << 20, false);
+    const sent: { timestamp: number; key: string; value: string }[] = [];
+    let seed = 1;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    // ~13 MB in batches of 1-60 records, spells of 4,000 records of up to 6,000 characters (the 4 MB ring
+    // wraps by bytes, several times) between spells of 11,000 short ones (it wraps its 8,192 slots first).
+    let reads = 0;
+    while (sent.length < 30_000) {
+      const long = sent.length % 15_000 >= 11_000;
+      const batch = 1 + rnd(60);
+      for (let i = 0; i < batch; i++) {
+        const r = { timestamp: 1_700_000_000_000 + sent.length, key: `k${rnd(50)}`, value: value(long ? rnd(6000) : rnd(40), sent.length) };
+        sent.push(r);
+        part.push(r.timestamp, r.key, r.value);
+      }
+      await part.sync(part.write());
+      // A range at the newest records (memory), one just behind them, and one anywhere (often the files).
+      for (const from of [Math.max(0, sent.length - 1 - rnd(200)), Math.max(0, sent.length - 1 - rnd(12_000)), rnd(sent.length)]) {
+        const max = 1 + rnd(700);
+        const maxBytes = 1 + rnd(1 << 20);
+        const packed = await part.readPacked(3, from, max, maxBytes);
+        assert.equal(packed.partition, 3);
+        assert.equal(packed.first, from);
+        assert.ok(packed.count >= 1 && packed.count <= max, `count ${packed.count} of at most ${max} at ${from}`);
+        const got = await part.read(from, max, maxBytes);
+        assert.equal(got.length, packed.count, 'read() and readPacked() agree');
+        for (let i = 0; i < got.length; i++) {
+          const want = sent[from + i];
+          if (got[i].offset !== from + i || got[i].value !== want.value || got[i].key !== want.key || got[i].timestamp !== want.timestamp) {
+            assert.fail(`record ${from + i} read back wrong (batch from ${from}, ${got.length} records)`);
+          }
+        }
+        reads++;
+      }
+    }
+    assert.ok(reads > 1000, `${reads} ranges read`);
+    // The newest record is in memory even after the ring went round: the file is not what answered.
+    const last = sent.length - 1;
+    const file = part.files().at(-1)!;
+    const saved = fs.readFileSync(file);
+    fs.writeFileSync(file, Buffer.alloc(saved.length, 0x20));
+    try {
+      const [r] = await part.read(last, 1, 1 << 20);
+      assert.equal(r.value, sent[last].value, 'served from the ring, not the (blanked) file');
+    } finally {
+      fs.writeFileSync(file, saved);
+    }
+    part.close();
+  });
+
+  it('a write larger than the tail empties it, and its records are read from the file', async () => {
+    const part = PartitionLog.open(path.join(tmp.dir, 'big'), 64 << 20, false);
+    for (let i = 0; i < 10; i++) part.push(i, 'k', `small ${i}`);
+    await part.sync(part.write());
+    const big = value(1_500_000, 7);
+    for (let i = 0; i < 4; i++) part.push(100 + i, 'k', `${i}${big}`);
+    await part.sync(part.write());
+    for (let i = 0; i < 3; i++) part.push(200 + i, 'k', `after ${i}`);
+    await part.sync(part.write());
+    const all = await part.read(0, 100, 64 << 20);
+    assert.deepEqual(
+      all.map((r) => (r.value.length > 100 ? `${r.value[0]}+big` : r.value)),
+      [...Array.from({ length: 10 }, (_, i) => `small ${i}`), '0+big', '1+big', '2+big', '3+big', 'after 0', 'after 1', 'after 2'],
+    );
+    assert.ok(all.slice(10, 14).every((r, i) => r.value === `${i}${big}`));
+    part.close();
+  });
+
+  it('unpacking names the record that is not one, and a batch whose lines do not match its count', () => {
+    const bytes = (text: string) => new Uint8Array(Buffer.from(text));
+    const good = '[1,"k","a"]\n[2,"k","b"]\n';
+    const out: string[] = [];
+    unpackRecords({ partition: 0, first: 40, count: 2, bytes: bytes(good) }, 'p0', (offset, ts, key, v) => out.push(`${offset}:${ts}:${key}:${v}`));
+    assert.deepEqual(out, ['40:1:k:a', '41:2:k:b']);
+    assert.throws(() => unpackRecords({ partition: 0, first: 40, count: 2, bytes: bytes('[1,"k","a"]\n{"x":1}\n') }, 'p0', () => {}), /event log record 41 in p0 is corrupt/);
+    assert.throws(() => unpackRecords({ partition: 0, first: 40, count: 2, bytes: bytes('[1,"k",2]\n[2,"k","b"]\n') }, 'p0', () => {}), /event log record 40 in p0 is corrupt/);
+    assert.throws(() => unpackRecords({ partition: 0, first: 40, count: 3, bytes: bytes(good) }, 'p0', () => {}), /came packed as 2 whole lines/);
+    assert.throws(() => unpackRecords({ partition: 0, first: 40, count: 2, bytes: bytes(good + '[3,') }, 'p0', () => {}), /2 whole lines and 3 bytes more/);
+  });
+
+  it('hands the consumer thread its batches as the bytes written, and the far side gets the records', async () => {
+    const dir = path.join(tmp.dir, 'rpc-packed');
+    const inner = new EmbeddedEventLog(dir, { fsync: false, logger });
+    const pair = rpcPair();
+    const served = serveEventLog(pair.serving, inner);
+    // The wire, seen by a handler in place of RpcEventLog's: one byte array a batch, no record objects.
+    const wire: unknown[] = [];
+    pair.calling.serve('eventLog.handle', async (_id: number, batch: unknown) => {
+      wire.push(batch);
+    });
+    await inner.ensureTopic('t', 1);
+    await inner.append('t', [{ key: 'k', value: 'héllo 😀' }, { key: 'k', value: 'two' }]);
+    await pair.calling.call('eventLog.consume', { id: 1, topic: 't', group: 'g', fromBeginning: true });
+    await until('a batch crossed', () => wire.length > 0, 5000);
+    const batch = wire[0] as { partition: number; first: number; count: number; bytes: Uint8Array };
+    assert.ok(batch.bytes instanceof Uint8Array, 'the lines as bytes');
+    assert.deepEqual([batch.partition, batch.first, batch.count], [0, 0, 2]);
+    const records: string[] = [];
+    unpackRecords(batch, 't/0', (offset, _ts, key, v) => records.push(`${offset} ${key} ${v}`));
+    assert.deepEqual(records, ['0 k héllo 😀', '1 k two']);
+    await pair.calling.call('eventLog.stop', 1);
+    await served.stop();
+    pair.close();
+    await inner.close();
   });
 });
