@@ -4,8 +4,8 @@ import type { ChannelRecords, Journal, JournalChannel } from '../common/journal.
 import type { Outbox } from './outbox.ts';
 
 /** The `+` records of records[from..to-1]. */
-function* outboxRecords(records: readonly LogRecord[], from: number, to: number): Generator<string> {
-  for (let i = from; i < to; i++) yield `+ ${records[i].key}\t${records[i].value}`;
+function* outboxRecords(records: readonly (LogRecord | undefined)[], from: number, to: number): Generator<string> {
+  for (let i = from; i < to; i++) yield `+ ${records[i]!.key}\t${records[i]!.value}`;
 }
 
 /**
@@ -15,8 +15,12 @@ function* outboxRecords(records: readonly LogRecord[], from: number, to: number)
  */
 export class EmbeddedOutbox implements Outbox {
   readonly adapter = 'embedded';
-  private records: LogRecord[] = [];
+  /** Records head.. are in the outbox; those before `released` were dropped and their slots emptied. */
+  private records: (LogRecord | undefined)[] = [];
   private head = 0;
+  private released = 0;
+  /** A compaction is reading live() (records head.. as they were when it asked): slots are emptied after it. */
+  private lent = false;
   private readonly log: JournalChannel;
 
   constructor(journal: Journal, nodeId: number) {
@@ -24,9 +28,17 @@ export class EmbeddedOutbox implements Outbox {
     this.log = journal.channel(
       'o',
       {
-        // No copy needed: records are only ever pushed to the array, and trim() makes a new one.
-        live: () => outboxRecords(this.records, this.head, this.records.length),
+        // No copy needed: records are only pushed to the array, the slots emptied are below the head it was
+        // given (and none while it is read), and trim() makes a new one.
+        live: () => {
+          this.lent = true;
+          return outboxRecords(this.records, this.head, this.records.length);
+        },
         liveCount: () => this.records.length - this.head,
+        compacted: () => {
+          this.lent = false;
+          this.release();
+        },
       },
       (line) => {
         if (line.startsWith('+ ')) {
@@ -61,19 +73,29 @@ export class EmbeddedOutbox implements Outbox {
   }
 
   async peek(limit: number): Promise<LogRecord[]> {
-    return this.records.slice(this.head, this.head + Math.max(0, limit));
+    return this.records.slice(this.head, this.head + Math.max(0, limit)) as LogRecord[];
   }
 
   async drop(count: number): Promise<void> {
     const n = Math.min(count, this.records.length - this.head);
     if (n <= 0) return;
     this.head += n;
+    this.release();
     // A lost drop ships those records again: the event log is at least once, its consumers drop repeats.
     await this.log.append([`- ${n}`], false);
-    // Shipped records go from memory at once (in amortized O(1): the copy is of fewer records than were
-    // dropped since the last), so the event log's consumers are what keeps a record, not the outbox.
-    if (this.head * 2 > this.records.length) this.trim();
+    if (this.head > 10_000 && this.head * 2 > this.records.length) this.trim();
     this.log.compactIfSparse();
+  }
+
+  /**
+   * Lets go of the records dropped (unless a compaction is reading them): what the event log has taken is
+   * then kept by its consumers only. Kept until the array was trimmed, they outlived the young generation
+   * and were most of what the broker thread's GC promoted (BENCHMARKS.md, round 23).
+   */
+  private release(): void {
+    if (this.lent) return;
+    this.records.fill(undefined, this.released, this.head);
+    this.released = this.head;
   }
 
   async length(): Promise<number> {
@@ -84,6 +106,7 @@ export class EmbeddedOutbox implements Outbox {
   private trim(): void {
     this.records = this.records.slice(this.head);
     this.head = 0;
+    this.released = 0;
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,8 @@
 import assert from './helpers/assert.ts';
 import fs from 'node:fs';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { after, before, describe, it } from 'node:test';
 import { EmbeddedOfflineQueue } from '../broker/offline-queue-embedded.ts';
 import { EmbeddedOutbox } from '../broker/outbox-embedded.ts';
@@ -144,6 +146,25 @@ describe('EmbeddedOutbox journal file', () => {
     assert.equal(fs.existsSync(`${journalFile(4)}.tmp`), false, 'no temp file left behind');
     outbox = open(4);
     assert.deepEqual(await outbox.peek(ALL), rs.slice(20_000));
+    await outbox.close();
+  });
+
+  it('lets go of a record once it is dropped: what the event log has shipped is not kept in memory', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const outbox = open(11);
+    const shipped = records(50);
+    const kept = records(50);
+    const refs = shipped.map((r) => new WeakRef(r));
+    await outbox.append(shipped);
+    await outbox.append(kept);
+    shipped.length = 0;
+    await outbox.drop(50);
+    await new Promise((r) => setImmediate(r));
+    gc();
+    gc();
+    assert.equal(refs.filter((r) => r.deref() !== undefined).length, 0, 'dropped records still referenced');
+    assert.deepEqual(await outbox.peek(ALL), kept);
     await outbox.close();
   });
 
