@@ -168,6 +168,44 @@ describe('EmbeddedOutbox journal file', () => {
     await outbox.close();
   });
 
+  it('leaves whole the records a compaction is reading while drops land, and lets go of them once it has ended', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const journal = Journal.open(tmp.dir, 12, true, 0);
+    let outbox = new EmbeddedOutbox(journal, 12);
+    const rs = records(15_000);
+    const refs = rs.slice(0, 14_000).map((r) => new WeakRef(r));
+    await outbox.append(rs);
+    const kept = rs.slice(14_000);
+    rs.length = 0;
+    // Drops 2 ms apart: a compaction reads its snapshot a slice per turn, after an fsync, so later drops land
+    // while it reads the records they drop (emptying their slots then failed the compaction).
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      const drops: Promise<void>[] = [];
+      for (let i = 0; i < 28; i++) {
+        drops.push(outbox.drop(500));
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await Promise.all(drops);
+      await journal.idle();
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.deepEqual(warnings, [], 'no compaction failed');
+    assert.ok(fs.readFileSync(path.join(tmp.dir, 'journal-12.log'), 'utf8').split('\n').length < 10_000, 'the journal was compacted');
+    gc();
+    gc();
+    assert.equal(refs.filter((r) => r.deref() !== undefined).length, 0, 'dropped records still referenced');
+    await outbox.close();
+    outbox = new EmbeddedOutbox(Journal.open(tmp.dir, 12, true, 0), 12);
+    assert.deepEqual(await outbox.peek(ALL), kept);
+    await outbox.close();
+  });
+
   it("keeps the offline queue's records when the outbox's drops compact the shared journal, and the other way round", async () => {
     const openBoth = () => {
       const journal = Journal.open(tmp.dir, 5, true, 0);
