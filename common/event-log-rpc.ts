@@ -1,9 +1,10 @@
 // The EventLog of another thread in this process, over common/rpc.ts: the consumer thread reads the
-// embedded log that the broker thread owns (one writer per data dir). Batches cross by structured clone,
-// from the embedded log as the lines it wrote (one byte array, parsed on this side: PackedRecords); a batch
-// is committed only when the handler in the calling thread has finished, as with any EventLog, so a
-// consumer thread that dies leaves its batches uncommitted and they come back.
-import type { ConsumeOptions, ConsumedRecord, EventLog, LogRecord, Subscription } from './event-log.ts';
+// embedded log that the broker thread owns (one writer per data dir; with Kafka the consumer thread has a
+// client of its own). Batches cross by structured clone as the lines the log wrote (one byte array, parsed
+// on this side: PackedRecords); a batch is committed only when the handler in the calling thread has
+// finished, as with any EventLog, so a consumer thread that dies leaves its batches uncommitted and they
+// come back.
+import type { ConsumeOptions, EventLog, LogRecord, Subscription } from './event-log.ts';
 import { unpackConsumed } from './event-log-embedded-group.ts';
 import type { PackedConsumeOptions } from './event-log-embedded.ts';
 import type { PackedRecords } from './event-log-segments.ts';
@@ -23,8 +24,8 @@ export function serveEventLog(rpc: RpcEndpoint, log: EventLog): { stop(): Promis
   rpc.serve('eventLog.ping', () => log.ping());
   rpc.serve('eventLog.consume', async ({ id, ...options }: RemoteConsume) => {
     if (subscriptions.has(id)) throw new RangeError(`subscription ${id} is already open`);
-    const handle = (batch: ConsumedRecord[] | PackedRecords) => rpc.call<void>('eventLog.handle', id, batch);
-    const sub = packs(log) ? await log.consumePacked({ ...options, handle }) : await log.consume({ ...options, handle });
+    if (!packs(log)) throw new RangeError(`the ${log.adapter} event log is not read from another thread: that thread has a client of its own`);
+    const sub = await log.consumePacked({ ...options, handle: (batch) => rpc.call<void>('eventLog.handle', id, batch) });
     subscriptions.set(id, sub);
   });
   rpc.serve('eventLog.stop', async (id: number) => {
@@ -50,11 +51,11 @@ export class RpcEventLog implements EventLog {
     /** The adapter behind the other end. */
     readonly adapter: EventLog['adapter'],
   ) {
-    rpc.serve('eventLog.handle', async (id: number, batch: ConsumedRecord[] | PackedRecords) => {
+    rpc.serve('eventLog.handle', async (id: number, batch: PackedRecords) => {
       const handle = this.handlers.get(id);
       // A batch for a subscription this side stopped: fail it, so that it is not committed.
       if (!handle) throw new Error(`subscription ${id} is not open here`);
-      await handle(Array.isArray(batch) ? batch : unpackConsumed(batch, `the ${this.adapter} event log's partition ${batch.partition}`));
+      await handle(unpackConsumed(batch, `the ${this.adapter} event log's partition ${batch.partition}`));
     });
   }
 

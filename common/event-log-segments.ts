@@ -8,13 +8,6 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { syncDirAsync, syncDirSync } from './append-log.ts';
 
-export interface StoredRecord {
-  offset: number;
-  timestamp: number;
-  key: string;
-  value: string;
-}
-
 /** Records `first`..`first + count - 1` of a partition as their log lines, each ending in a newline. */
 export interface PackedRecords {
   partition: number;
@@ -213,17 +206,10 @@ export class PartitionLog {
     return seg;
   }
 
-  /** Up to `max` durable records from `from` (within one segment), stopping past `maxBytes`. */
-  async read(from: number, max: number, maxBytes: number): Promise<StoredRecord[]> {
-    const packed = await this.readPacked(0, from, max, maxBytes);
-    const out: StoredRecord[] = [];
-    unpackRecords(packed, this.dir, (offset, timestamp, key, value) => out.push({ offset, timestamp, key, value }));
-    return out;
-  }
-
   /**
-   * read() as the lines written, unparsed: from the in-memory tail when it still has `from`, else from the
-   * segment file (within one segment). `partition` is only carried along, for the one who unpacks them.
+   * Up to `max` durable records from `from` (within one segment), stopping past `maxBytes`, as the lines
+   * written, unparsed (unpackRecords): from the in-memory tail when it still has `from`, else from the
+   * segment file. `partition` is only carried along, for the one who unpacks them.
    */
   async readPacked(partition: number, from: number, max: number, maxBytes: number): Promise<PackedRecords> {
     if (from < this.start) from = this.start;

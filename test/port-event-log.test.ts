@@ -474,6 +474,14 @@ describe('embedded partition: the in-memory tail as the bytes written, and packe
     return s;
   };
 
+  /** A range read packed, and its records as they unpack. */
+  const readBack = async (part: PartitionLog, from: number, max: number, maxBytes: number, partition = 0) => {
+    const packed = await part.readPacked(partition, from, max, maxBytes);
+    const records: { offset: number; timestamp: number; key: string; value: string }[] = [];
+    unpackRecords(packed, part.dir, (offset, timestamp, key, v) => records.push({ offset, timestamp, key, value: v }));
+    return { packed, records };
+  };
+
   it('reads every range exactly, from memory and from the files, while the tail wraps its ring by records and by bytes', async () => {
     const part = PartitionLog.open(path.join(tmp.dir, 'wrap'), 1 << 20, false);
     const sent: { timestamp: number; key: string; value: string }[] = [];
@@ -498,12 +506,10 @@ describe('embedded partition: the in-memory tail as the bytes written, and packe
       for (const from of [Math.max(0, sent.length - 1 - rnd(200)), Math.max(0, sent.length - 1 - rnd(12_000)), rnd(sent.length)]) {
         const max = 1 + rnd(700);
         const maxBytes = 1 + rnd(1 << 20);
-        const packed = await part.readPacked(3, from, max, maxBytes);
+        const { packed, records: got } = await readBack(part, from, max, maxBytes, 3);
         assert.equal(packed.partition, 3);
         assert.equal(packed.first, from);
         assert.ok(packed.count >= 1 && packed.count <= max, `count ${packed.count} of at most ${max} at ${from}`);
-        const got = await part.read(from, max, maxBytes);
-        assert.equal(got.length, packed.count, 'read() and readPacked() agree');
         for (let i = 0; i < got.length; i++) {
           const want = sent[from + i];
           if (got[i].offset !== from + i || got[i].value !== want.value || got[i].key !== want.key || got[i].timestamp !== want.timestamp) {
@@ -520,7 +526,7 @@ describe('embedded partition: the in-memory tail as the bytes written, and packe
     const saved = fs.readFileSync(file);
     fs.writeFileSync(file, Buffer.alloc(saved.length, 0x20));
     try {
-      const [r] = await part.read(last, 1, 1 << 20);
+      const [r] = (await readBack(part, last, 1, 1 << 20)).records;
       assert.equal(r.value, sent[last].value, 'served from the ring, not the (blanked) file');
     } finally {
       fs.writeFileSync(file, saved);
@@ -537,7 +543,7 @@ describe('embedded partition: the in-memory tail as the bytes written, and packe
     await part.sync(part.write());
     for (let i = 0; i < 3; i++) part.push(200 + i, 'k', `after ${i}`);
     await part.sync(part.write());
-    const all = await part.read(0, 100, 64 << 20);
+    const all = (await readBack(part, 0, 100, 64 << 20)).records;
     assert.deepEqual(
       all.map((r) => (r.value.length > 100 ? `${r.value[0]}+big` : r.value)),
       [...Array.from({ length: 10 }, (_, i) => `small ${i}`), '0+big', '1+big', '2+big', '3+big', 'after 0', 'after 1', 'after 2'],
@@ -556,6 +562,15 @@ describe('embedded partition: the in-memory tail as the bytes written, and packe
     assert.throws(() => unpackRecords({ partition: 0, first: 40, count: 2, bytes: bytes('[1,"k",2]\n[2,"k","b"]\n') }, 'p0', () => {}), /event log record 40 in p0 is corrupt/);
     assert.throws(() => unpackRecords({ partition: 0, first: 40, count: 3, bytes: bytes(good) }, 'p0', () => {}), /came packed as 2 whole lines/);
     assert.throws(() => unpackRecords({ partition: 0, first: 40, count: 2, bytes: bytes(good + '[3,') }, 'p0', () => {}), /2 whole lines and 3 bytes more/);
+  });
+
+  it('refuses to hand another thread the batches of a log that is not the embedded one', async () => {
+    const pair = rpcPair();
+    const kafkaLike = { adapter: 'kafka', consume: () => assert.fail('consumed') } as unknown as Parameters<typeof serveEventLog>[1];
+    const served = serveEventLog(pair.serving, kafkaLike);
+    await assert.rejects(pair.calling.call('eventLog.consume', { id: 1, topic: 't', group: 'g', fromBeginning: true }), (err: unknown) => err instanceof RangeError && /kafka event log is not read from another thread/.test(err.message));
+    await served.stop();
+    pair.close();
   });
 
   it('hands the consumer thread its batches as the bytes written, and the far side gets the records', async () => {
