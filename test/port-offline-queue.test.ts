@@ -219,4 +219,33 @@ describe('RedisOfflineQueue keys', () => {
     assert.deepEqual(await q.list(v, 10), []);
     assert.equal(await raw.get(`${sandbox.prefix}offline:${bad}`), 'not a list');
   });
+
+  it('sends the removals of many turns in one call, and before any read of a queue', async () => {
+    const client = sandbox.client();
+    const q = new RedisOfflineQueue(client, 100, 60_000);
+    const calls: string[] = [];
+    for (const name of ['lrem', 'queueRemove'] as const) {
+      const real = (client as unknown as Record<string, (...a: unknown[]) => unknown>)[name].bind(client);
+      (client as unknown as Record<string, unknown>)[name] = (...a: unknown[]) => (calls.push(name), real(...a));
+    }
+    const [u, v] = [user(), user()];
+    const ms = [msg(), msg(), msg()];
+    await q.push([...ms.map((message) => ({ userId: u, message })), { userId: v, message: ms[0] }]);
+    const removed = [q.remove(u, ms[0])];
+    await new Promise((r) => setImmediate(r));
+    removed.push(q.remove(v, ms[0]));
+    await new Promise((r) => setTimeout(r, 20));
+    removed.push(q.remove(u, ms[2]));
+    const raw = sandbox.raw();
+    assert.equal(await raw.llen(`${sandbox.prefix}offline:${u}`), 3, 'the removals linger: Redis has seen none of them');
+    assert.deepEqual(calls, []);
+    // A read of one queue sends them all first, on the same connection, so it sees them done.
+    assert.deepEqual(await q.list(u, 10), [ms[1]]);
+    await Promise.all(removed);
+    assert.deepEqual(calls, ['queueRemove'], 'three removals from three turns, one script call');
+    assert.equal(await q.length(v), 0);
+    q.remove(u, ms[1]).catch(() => {});
+    assert.equal(await q.length(u), 0, 'length() sends the waiting removals first too');
+    assert.deepEqual(calls, ['queueRemove', 'lrem'], 'a removal alone goes as a plain LREM');
+  });
 });

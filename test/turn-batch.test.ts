@@ -47,4 +47,27 @@ describe('TurnBatch', () => {
     for (const p of short) await assert.rejects(p, /answered 1 results for 2 items/);
     assert.deepEqual(await Promise.all([b.add('f'), b.add('g')]), ['F', 'G']);
   });
+
+  it('with a linger, gathers the calls of many turns until the linger ends, a full batch or flush()', async () => {
+    const sent: number[][] = [];
+    const b = new TurnBatch<number, number>(async (xs) => (sent.push(xs), xs), 3, 60_000);
+    const first = [b.add(1)];
+    await new Promise((r) => setImmediate(r));
+    first.push(b.add(2));
+    await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(sent, [], 'still lingering after two turns');
+    first.push(b.add(3));
+    assert.deepEqual(sent, [[1, 2, 3]], 'a full batch goes at once');
+    assert.deepEqual(await Promise.all(first), [1, 2, 3]);
+    const second = [b.add(4), b.add(5)];
+    await new Promise((r) => setImmediate(r));
+    b.flush();
+    assert.deepEqual(await Promise.all(second), [4, 5]);
+    assert.deepEqual(sent, [[1, 2, 3], [4, 5]]);
+    // Without a full batch or a flush, the linger's end sends it.
+    const alone: number[][] = [];
+    const short = new TurnBatch<number, number>(async (xs) => (alone.push(xs), xs), 128, 20);
+    assert.equal(await short.add(6), 6, 'a lingering call goes by itself when its linger ends');
+    assert.deepEqual(alone, [[6]]);
+  });
 });
