@@ -18,7 +18,7 @@ const W = 960;
 const H = 520;
 const M = { left: 70, right: 290, top: 50, bottom: 60 };
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+export const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 const r1 = (v: number) => Math.round(v * 10) / 10;
 const tickLabel = (v: number) => (v >= 1000 ? `${v / 1000}k` : v >= 1 ? String(v) : v.toFixed(2).replace(/0+$/, ''));

@@ -6,13 +6,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ProfileEntry, ProfileStall } from './results.ts';
 
-interface CpuProfileNode {
+export interface CpuProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   children?: number[];
 }
 
-interface CpuProfile {
+export interface CpuProfile {
   startTime: number;
   nodes: CpuProfileNode[];
   samples: number[];

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { renderChart, renderTailChart } from './chart.ts';
 import { Generators } from './generators.ts';
 import { machineInfo } from './procstat.ts';
+import { renderFlame } from './flame.ts';
 import { busiestProfile, profileText, stallText, summarizeProfile } from './profile.ts';
 import { fullReport } from './report.ts';
 import { computeRatios, type BenchResults, type SystemInfo } from './results.ts';
@@ -429,7 +430,10 @@ function reportProfile(dir: string, name: string, system: SystemName, results: B
   results.profiles[name] = summary;
   const text = `self time:\n${profileText(summary.self)}\n\nParley's functions, inclusive time:\n${profileText(summary.parley)}\n\nlongest busy stretches (the event loop held):\n${stallText(summary.stalls)}\n`;
   fs.writeFileSync(file.replace(/\.cpuprofile$/, '.top.txt'), text);
-  log(`   CPU profile of ${LABELS[name as SystemName] ?? name}: ${path.relative(process.cwd(), file)}; heaviest functions (% of busy time), self:\n${profileText(summary.self.slice(0, 15))}`);
+  const flame = file.replace(/\.cpuprofile$/, '.flame.svg');
+  const steps = windows.length ? `the measured steps only: ${windows.map((w) => w.label).join(', ')}` : 'the whole run';
+  fs.writeFileSync(flame, renderFlame(JSON.parse(fs.readFileSync(file, 'utf8')), { title: `${LABELS[name as SystemName] ?? name}: its main thread's CPU (node --cpu-prof)`, subtitle: steps, windows: windows.length ? windows : undefined }));
+  log(`   CPU profile of ${LABELS[name as SystemName] ?? name}: ${path.relative(process.cwd(), file)}; flame graph ${path.relative(process.cwd(), flame)}; heaviest functions (% of busy time), self:\n${profileText(summary.self.slice(0, 15))}`);
   if (summary.parley.length) log(`   …and Parley's own functions, inclusive:\n${profileText(summary.parley.slice(0, 15))}`);
   if (summary.stalls.length) log(`   …and the longest busy stretches (the event loop held):\n${stallText(summary.stalls.slice(0, 5))}`);
 }

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { renderTailChart } from '../bench/chart.ts';
 import { mergeMetrics, parseMetrics, pausesBetween, pausesText } from '../bench/pauses.ts';
+import { flameTree, renderFlame } from '../bench/flame.ts';
 import { stallText, summarizeProfile } from '../bench/profile.ts';
 import { PARLEYS, type BenchResults, type ChatStep, type Usage } from '../bench/results.ts';
 import { MainThreadMeter } from '../bench/procstat.ts';
@@ -475,6 +476,58 @@ test('bench profiles: the longest busy stretches inside the measured steps, by t
   // Without windows every stretch is listed, longest first.
   assert.deepEqual(summarizeProfile(file).stalls.map((s) => s.ms), [9, 5, 2]);
   fs.rmSync(dir, { recursive: true });
+});
+
+test('bench flame graph: busy time in the measured steps, merged by call stack, widest first, names escaped', () => {
+  const frame = (id: number, functionName: string, url: string, children: number[] = []) => ({ id, callFrame: { functionName, url, lineNumber: 41 }, children });
+  // root → (idle); root → processImmediate → store → writeSync, and → encode <b>&</b>; root → (garbage collector);
+  // a second processImmediate node (V8 makes one per distinct stack position) → store again, to be merged.
+  const nodes = [
+    frame(1, '(root)', '', [2, 3, 6, 7]),
+    frame(2, '(idle)', ''),
+    frame(3, 'processImmediate', 'node:internal/timers', [4, 8]),
+    frame(4, 'store', 'file:///app/broker/accept-store-embedded.ts', [5]),
+    frame(5, 'writeSync', 'node:fs'),
+    frame(6, '(garbage collector)', ''),
+    frame(7, 'processImmediate', 'node:internal/timers', [9]),
+    frame(8, 'encode <b>&</b>', 'file:///app/node_modules/mqtt-packet/generate.js'),
+    frame(9, 'store', 'file:///app/broker/accept-store-embedded.ts'),
+  ];
+  // 1 ms samples from t = 1,000,000 µs: in the window (the first 12 samples) writeSync 4, store 1 (node 9),
+  // encode 1, GC 2, idle 4; after it, 9 of GC that must not count.
+  const samples = [2, 5, 5, 5, 5, 9, 8, 6, 6, 2, 2, 2, ...Array(9).fill(6)];
+  const profile = { nodes, startTime: 1_000_000, endTime: 1_021_000, samples, timeDeltas: samples.map(() => 1000) };
+  const windows = [{ label: '1:1 chat 1,000 msg/s', fromUs: 1_000_000, toUs: 1_012_000 }];
+  const root = flameTree(profile, windows);
+  const shape = (f: ReturnType<typeof flameTree>): unknown => [f.fn, f.total / 1000, f.self / 1000, [...f.children.values()].map(shape)];
+  assert.deepEqual(shape(root), [
+    'all', 8, 0,
+    [
+      ['processImmediate', 6, 0, [['store', 5, 1, [['writeSync', 4, 4, []]]], ['encode <b>&</b>', 1, 1, []]]],
+      ['(garbage collector)', 2, 2, []],
+    ],
+  ], 'idle and out-of-window samples left out; the two processImmediate → store stacks are one bar');
+  assert.equal(flameTree(profile).total / 1000, 17, 'without windows, every busy sample');
+
+  const svg = renderFlame(profile, { title: 'Parley <test>', subtitle: 'steps & more', windows });
+  assert.match(svg, /^<svg [^>]*width="1200"/);
+  assert.ok(!svg.includes('<b>') && !svg.includes('<test>'), 'names and titles are escaped');
+  assert.ok(svg.includes('Parley &lt;test&gt;') && svg.includes('steps &amp; more'));
+  assert.ok(svg.includes('<title>store broker/accept-store-embedded.ts:42: 5.0 ms, 62.5 % of busy time (itself 1.0 ms)</title>'));
+  assert.ok(svg.includes('<title>encode &lt;b&gt;&amp;&lt;/b&gt; mqtt-packet/generate.js:42: 1.0 ms, 12.5 % of busy time (itself 1.0 ms)</title>'));
+  // Widths are the time: 1,180 px for 8 ms; processImmediate (6 ms) first, at the left edge, above the root.
+  const bar = (name: string) => {
+    const m = new RegExp(`<title>${name}[^<]*</title><rect x="([\\d.]+)" y="(\\d+)" width="([\\d.]+)"`).exec(svg);
+    assert.ok(m, `a bar for ${name}`);
+    return { x: Number(m[1]), y: Number(m[2]), w: Number(m[3]) };
+  };
+  const [all, imm, store, write, gc] = ['all busy time', 'processImmediate', 'store', 'writeSync', '\\(garbage collector\\)'].map(bar);
+  assert.deepEqual([all.w, imm.w, store.w, write.w, gc.w], [1180, 885, 737.5, 590, 295]);
+  assert.deepEqual([imm.x, gc.x], [10, 895], 'the wider child first');
+  assert.ok(all.y > imm.y && imm.y > store.y && store.y > write.y, 'callees above their callers');
+  // A bar under MIN_PX is not drawn: one sample of 1 µs in a second of others.
+  const tiny = { ...profile, samples: [5, 8], timeDeltas: [1_000_000, 1] };
+  assert.ok(!renderFlame(tiny, { title: 't' }).includes('encode'), 'a sliver of time draws no bar');
 });
 
 test('bench heap diff: what grew between two real heap snapshots, by constructor, per connection', { timeout: 60_000 }, async () => {
