@@ -4,8 +4,8 @@ import type { OfflineQueue, QueuedMessage } from './offline-queue.ts';
 
 // Devices' PUBACKs remove what they confirm: nobody waits for that, so the removals of REMOVAL_LINGER_MS
 // go together, in call order, in one script call (TurnBatch). Sent one by one, each cost the broker a
-// socket write and Redis a command and, under `appendfsync always`, often an fsync of its own, which a
-// message's store arriving meanwhile waited behind. A read of the queue sends the removals waiting first, so
+// socket write and Redis a command and a reply, and under `appendfsync always` it could cost an fsync
+// (Redis syncs after each turn of its event loop that wrote anything). A read of the queue sends the removals waiting first, so
 // it never sees a message this node has seen confirmed. A removal lost with its node leaves the message to
 // be delivered again, which clients drop by its id (PROTOCOL.md, guarantees), as before.
 // KEYS: a queue per removal; ARGV: the row to remove from it (its first occurrence). Answers '' or the
