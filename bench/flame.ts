@@ -134,7 +134,7 @@ export function renderFlame(p: CpuProfile, o: FlameOptions): string {
     }
   };
   draw({ ...root, fn: `all busy time: ${ms(root.total)} ms` }, 0, 0);
-  const height = TOP + depth * ROW + 30;
+  const height = TOP + Math.max(depth, 1) * ROW + 30;
   const rowY = (level: number) => TOP + (depth - 1 - level) * ROW;
   const body = bars.map((b) => b.replace(/\{y(\d+)\}/, (_, l) => String(rowY(Number(l)))).replace(/\{t(\d+)\}/, (_, l) => String(rowY(Number(l)) + ROW - 5)));
   const legend = KINDS.map((k, i) => {
@@ -148,6 +148,7 @@ export function renderFlame(p: CpuProfile, o: FlameOptions): string {
     o.subtitle ? `<text x="${PAD}" y="42" fill="#555">${esc(o.subtitle)}</text>` : '',
     `<text x="${W - PAD}" y="42" fill="#555" text-anchor="end">width: time on the CPU; above a bar: what it called; hover for details</text>`,
     ...body,
+    root.total > 0 ? '' : `<text x="${PAD}" y="${TOP}" fill="#555">no busy samples${o.windows ? ' in these steps' : ''}</text>`,
     ...legend,
     '</svg>',
     '',

@@ -528,6 +528,8 @@ test('bench flame graph: busy time in the measured steps, merged by call stack, 
   // A bar under MIN_PX is not drawn: one sample of 1 µs in a second of others.
   const tiny = { ...profile, samples: [5, 8], timeDeltas: [1_000_000, 1] };
   assert.ok(!renderFlame(tiny, { title: 't' }).includes('encode'), 'a sliver of time draws no bar');
+  const idle = { ...profile, samples: [2, 2], timeDeltas: [1000, 1000] };
+  assert.match(renderFlame(idle, { title: 't', windows }), /no busy samples in these steps/);
 });
 
 test('bench heap diff: what grew between two real heap snapshots, by constructor, per connection', { timeout: 60_000 }, async () => {
