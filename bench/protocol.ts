@@ -72,6 +72,12 @@ export interface Ran {
   disconnects: number;
   /** End-to-end latency, send → receiver, µs histogram. */
   hist: number[];
+  /**
+   * Send → the sender's PUBACK, µs histogram: what a sender waits for before it may count its message as
+   * taken. Parley PUBACKs once the message is stored (embedded: on disk; Redis: in its fsync'd AOF) and
+   * its `ack` is written; a relay PUBACKs once it has passed the message on.
+   */
+  ackHist: number[];
   /** The same messages by when they were sent (bench/tail.ts). */
   timeline: Timeline;
 }

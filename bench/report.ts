@@ -18,7 +18,7 @@ const label = (s: SystemName) => LABELS[s];
 
 export function chatSummaryTable(r: BenchResults, ladders: BenchResults['chat'] = r.chat): string {
   return table(
-    ['system', 'peak delivered msg/s', 'p50 / p99 / p99.9 at peak (ms)', 'p99 at ~half peak (ms @ msg/s)', 'broker CPU at peak', 'broker RSS (MB)', 'backend CPU', 'generator CPU', 'other CPU', 'first step past the limit'],
+    ['system', 'peak delivered msg/s', 'p50 / p99 / p99.9 at peak (ms)', 'p99 at ~half peak (ms @ msg/s)', "sender's PUBACK p50 / p99 at ~half peak (ms)", 'broker CPU at peak', 'broker RSS (MB)', 'backend CPU', 'generator CPU', 'other CPU', 'first step past the limit'],
     ladders.map((c) => {
       const p = c.peak;
       const h = c.halfPeak;
@@ -28,6 +28,7 @@ export function chatSummaryTable(r: BenchResults, ladders: BenchResults['chat'] 
         int(p?.deliveredPerSec),
         p ? `${ms(p.p50)} / ${ms(p.p99)} / ${ms(p.p999)}` : '–',
         h ? `${ms(h.p99)} @ ${int(h.deliveredPerSec)}` : '–',
+        h && h.ackP99 != null ? `${ms(h.ackP50)} / ${ms(h.ackP99)}` : '–',
         p ? pct(p.brokerCpu) : '–',
         p ? String(p.brokerRssMB) : '–',
         p && p.backendCpu ? pct(p.backendCpu) : '–',
@@ -53,6 +54,7 @@ export function chatLadderTable(r: BenchResults, ladders: BenchResults['chat'] =
         ms(s.p99),
         ms(s.p999),
         ms(s.max),
+        s.ackP99 == null ? '–' : `${ms(s.ackP50)} / ${ms(s.ackP99)}`,
         tailCell(s.timeline && summarizeTail(s.timeline)),
         pct(s.brokerCpu),
         s.mainCpu === undefined ? '–' : `${pct(s.mainCpu)} / ${Math.round(s.mainWaitMsPerSec!)}`,
@@ -64,7 +66,7 @@ export function chatLadderTable(r: BenchResults, ladders: BenchResults['chat'] =
       ]);
     }
   }
-  return table(['system', 'target msg/s', 'offered', 'delivered', 'received/expected', 'p50 ms', 'p99', 'p99.9', 'max', `over ${LATE_MS} ms / the worst time holding half of them`, 'broker CPU', 'main thread CPU / waited for a CPU (ms/s)', 'RSS MB', 'backend CPU', 'gen CPU', 'other CPU', 'verdict'], rows);
+  return table(['system', 'target msg/s', 'offered', 'delivered', 'received/expected', 'p50 ms', 'p99', 'p99.9', 'max', 'PUBACK p50 / p99', `over ${LATE_MS} ms / the worst time holding half of them`, 'broker CPU', 'main thread CPU / waited for a CPU (ms/s)', 'RSS MB', 'backend CPU', 'gen CPU', 'other CPU', 'verdict'], rows);
 }
 
 export function drainTable(r: BenchResults): string {

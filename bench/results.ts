@@ -60,6 +60,10 @@ export interface ChatStep extends Usage {
   p99: number | null;
   p999: number | null;
   max: number | null;
+  /** Send → the sender's PUBACK (Ran.ackHist), ms, and how many PUBACKs were timed; absent in results from before round 24. */
+  ackP50?: number | null;
+  ackP99?: number | null;
+  ackTimed?: number;
   /** After the send window: ms until the last message arrived. */
   drainMs: number;
   /** Why this step counts as past the limit, or null. */

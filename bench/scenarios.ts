@@ -12,7 +12,7 @@ import { RawClient, encodeTopic } from './client.ts';
 import { Generators, shares } from './generators.ts';
 import type { HeapReading } from './inspector.ts';
 import { formatGrowth, heapGroups, heapGrowth } from './heap-diff.ts';
-import { maxMs, merge, newHistogram, quantileMs } from './histogram.ts';
+import { count, maxMs, merge, newHistogram, quantileMs } from './histogram.ts';
 import { mergeMetrics, pausesBetween, pausesText, readMetrics, type MetricsSample } from './pauses.ts';
 import { CpuMeter, MainThreadMeter, sampleProcess } from './procstat.ts';
 import type { ClientSpec, Connected, Ran } from './protocol.ts';
@@ -330,7 +330,11 @@ export async function fanout(sut: SystemUnderTest, gens: Generators, o: Scenario
 
 function stepResult(rate: number, replies: Ran[], usage: Usage, o: ScenarioOptions, l: Ladder): ChatStep {
   const hist = newHistogram();
-  for (const r of replies) merge(hist, r.hist);
+  const ackHist = newHistogram();
+  for (const r of replies) {
+    merge(hist, r.hist);
+    merge(ackHist, r.ackHist);
+  }
   const sum = (f: (r: Ran) => number) => replies.reduce((a, r) => a + f(r), 0);
   const windowMs = Math.max(...replies.map((r) => r.windowMs));
   const sent = sum((r) => r.sent);
@@ -355,6 +359,9 @@ function stepResult(rate: number, replies: Ran[], usage: Usage, o: ScenarioOptio
     p99: quantileMs(hist, 0.99),
     p999: quantileMs(hist, 0.999),
     max: maxMs(hist),
+    ackP50: quantileMs(ackHist, 0.5),
+    ackP99: quantileMs(ackHist, 0.99),
+    ackTimed: count(ackHist),
     drainMs: Math.round(Math.max(...replies.map((r) => r.drainMs))),
     timeline,
     ...usage,
@@ -370,7 +377,7 @@ function stepResult(rate: number, replies: Ran[], usage: Usage, o: ScenarioOptio
 function stepLine(what: string, s: ChatStep, again: string): string {
   return (
     `  ${what} ${String(s.ratePerUser).padStart(4)}/${what === 'chat' ? 'user' : 'sender'}/s: offered ${String(s.offeredPerSec).padStart(6)} delivered ${String(s.deliveredPerSec).padStart(6)} msg/s  ` +
-    `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} ms  broker ${brokerCpuText(s)} ${s.brokerRssMB} MB  ` +
+    `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} ms  PUBACK p50 ${fmt(s.ackP50 ?? null)} p99 ${fmt(s.ackP99 ?? null)} ms  broker ${brokerCpuText(s)} ${s.brokerRssMB} MB  ` +
     (s.mainCpu === undefined ? '' : `main thread ${s.mainCpu.toFixed(0)}% waited ${s.mainWaitMsPerSec!.toFixed(0)} ms/s preempted ${s.mainPreemptedPerSec}/s  `) +
     `gen ${s.generatorCpu.toFixed(0)}%${s.backendCpu ? `  backend ${s.backendCpu.toFixed(0)}%` : ''}  other ${s.otherCpu.toFixed(0)}%` +
     (s.timeline ? `  ${tailText(summarizeTail(s.timeline))}` : '') +

@@ -10,6 +10,8 @@ interface Held {
   spec: ClientSpec;
   client: RawClient;
   topic: Buffer | null;
+  /** When each of its publishes not yet PUBACKed was sent, by packet id (hrtime ns). */
+  sentAt: Map<number, bigint>;
 }
 
 const TILDE = 0x7e;
@@ -32,7 +34,7 @@ let seq = 0;
 function freshStats(step: number): Ran {
   return {
     type: 'ran', step, sent: 0, pubacks: 0, appAcks: 0, errors: 0, errorSamples: [], received: 0,
-    stray: 0, windowMs: 0, spanMs: 0, drainMs: 0, complete: false, disconnects: 0, hist: newHistogram(), timeline: [],
+    stray: 0, windowMs: 0, spanMs: 0, drainMs: 0, complete: false, disconnects: 0, hist: newHistogram(), ackHist: newHistogram(), timeline: [],
   };
 }
 
@@ -90,9 +92,16 @@ async function connect(cmd: Extract<Command, { type: 'connect' }>): Promise<void
       });
       const granted = await client.subscribe(spec.inbox, 1);
       if (granted !== 1) throw new Error(`SUBSCRIBE ${spec.inbox} granted ${granted}`);
-      client.onPuback = () => stats.pubacks++;
+      const h: Held = { spec, client, topic: spec.sendTo ? encodeTopic(spec.sendTo) : null, sentAt: new Map() };
+      client.onPuback = (messageId) => {
+        stats.pubacks++;
+        const at = h.sentAt.get(messageId);
+        if (at === undefined) return;
+        h.sentAt.delete(messageId);
+        record(stats.ackHist, Number(process.hrtime.bigint() - at) / 1000);
+      };
       client.onClose = () => disconnects++;
-      held.push({ spec, client, topic: spec.sendTo ? encodeTopic(spec.sendTo) : null });
+      held.push(h);
       record(hist, (performance.now() - t0) * 1000);
       ok++;
     } catch (err) {
@@ -108,8 +117,8 @@ async function connect(cmd: Extract<Command, { type: 'connect' }>): Promise<void
 }
 
 /** One message: JSON any broker relays as is and Parley accepts; ASCII only, so it is written straight into the packet. */
-function payloadFor(step: number, bodyBytes: number): string {
-  const stamp = `~${step}.${process.hrtime.bigint()}~`;
+function payloadFor(step: number, bodyBytes: number, now: bigint): string {
+  const stamp = `~${step}.${now}~`;
   return `{"cid":"${nonce}-${(seq++).toString(36)}","kind":"text","body":"${stamp}${padding(bodyBytes - stamp.length)}"}`;
 }
 
@@ -121,6 +130,7 @@ async function run(cmd: Extract<Command, { type: 'run' }>): Promise<void> {
   origin = cmd.originNs;
   const startDisconnects = disconnects;
   const senders = held.filter((h) => h.topic !== null);
+  for (const h of senders) h.sentAt.clear();
   const rate = senders.length * cmd.ratePerClient;
   const total = Math.round((rate * cmd.durationMs) / 1000);
   const t0 = process.hrtime.bigint();
@@ -133,7 +143,8 @@ async function run(cmd: Extract<Command, { type: 'run' }>): Promise<void> {
       const due = Math.min(total, Math.floor((elapsedMs * rate) / 1000));
       while (stats.sent < due) {
         const h = senders[stats.sent % senders.length];
-        h.client.publish(h.topic!, payloadFor(cmd.step, cmd.bodyBytes), 1);
+        const now = process.hrtime.bigint();
+        h.sentAt.set(h.client.publish(h.topic!, payloadFor(cmd.step, cmd.bodyBytes, now), 1), now);
         stats.sent++;
       }
       if (stats.sent >= total) resolve();

@@ -84,6 +84,8 @@ test('bench --quick: a row for every system and scenario, and every message arri
         if (system.startsWith('parley')) assert.equal(s.appAcks, s.sent, `${system}: an ack envelope for every message`);
         assert.equal(s.errors, 0, `${system}: no error envelopes (${s.errorSamples.join(' | ')})`);
         assert.ok(s.p50 !== null && s.p99 !== null, `${system}: latency was measured`);
+        assert.equal(s.ackTimed, s.sent, `${system}: every PUBACK was timed against its own publish`);
+        assert.ok(s.ackP50 != null && s.ackP99 != null && s.ackP50 <= s.ackP99, `${system}: PUBACK latency p50 ${s.ackP50} ≤ p99 ${s.ackP99}`);
         // The same messages by when they were sent: every one counted once, and its late share agrees
         // with the histogram's p99 (whose buckets are 1 % wide).
         assert.ok(s.timeline, `${system}: the step has a timeline`);
