@@ -244,6 +244,21 @@ export function summarizeChat(steps: ChatStep[]): { peak: ChatStep | null; halfP
 /** The Parley systems, each compared with the relays in the ratios. */
 export const PARLEYS: readonly SystemName[] = ['parley-embedded', 'parley-redis', 'parley-cluster'];
 
+/**
+ * The options that change what a run measures or how (its ladders, load, limits, Parley's settings, Redis's
+ * fsync, a profiler's cost). A run given any of them is an experiment: its charts stay beside its results
+ * and do not replace bench/charts/latest*.svg, the full run's that BENCHMARKS.md shows.
+ */
+export const SHAPING_OPTIONS = [
+  'quick', 'users', 'rates', 'group-rates', 'group-size', 'step-seconds', 'p99-limit', 'drain', 'connections', 'source-addresses',
+  'body-bytes', 'workers', 'parley-role', 'parley-env', 'redis-url', 'redis-appendfsync', 'kafka-brokers', 'cpu-prof', 'heap-snapshots',
+] as const;
+
+/** Whether a run's options measure as the full run does (none of SHAPING_OPTIONS given). */
+export function measuresAsFullRun(given: Readonly<Record<string, unknown>>): boolean {
+  return SHAPING_OPTIONS.every((name) => given[name] === undefined || given[name] === false);
+}
+
 const ratio = (a: number | null | undefined, b: number | null | undefined) => (a == null || b == null || b === 0 ? null : a / b);
 
 export function computeRatios(r: Pick<BenchResults, 'chat' | 'fanout' | 'drain' | 'connections'>): Ratios {

@@ -13,7 +13,7 @@ import { machineInfo } from './procstat.ts';
 import { renderFlame } from './flame.ts';
 import { busiestProfile, profileText, stallText, summarizeProfile } from './profile.ts';
 import { fullReport } from './report.ts';
-import { computeRatios, type BenchResults, type SystemInfo } from './results.ts';
+import { computeRatios, measuresAsFullRun, type BenchResults, type SystemInfo } from './results.ts';
 import { chat, connections, drain, fanout, type ScenarioOptions } from './scenarios.ts';
 import { ensureUsers, exportParley, LABELS, REDIS_FSYNC, startSystem, SYSTEMS, type RedisFsync, type StartContext, type Death, type SystemName, type SystemUnderTest } from './systems.ts';
 import { userName } from './users.ts';
@@ -161,6 +161,7 @@ function options(argv: string[]) {
     report: values.report,
     updateChart: values['update-chart'] ?? false,
     dataDir: path.resolve(values['data-dir'] ?? path.join(HERE, 'data')),
+    asFullRun: measuresAsFullRun(values),
   };
 }
 
@@ -358,7 +359,8 @@ async function main(): Promise<number> {
   save();
   // A baseline that died is a finding of the run; Parley dying is a failure of the product measured.
   const parleyDied = (results.crashes ?? []).some((c) => c.system.startsWith('parley'));
-  const complete = !o.quick && results.errors.length === 0 && !parleyDied && o.systems.length === SYSTEMS.length && o.scenarios.includes('chat');
+  // Only a run measured as the full one refreshes the charts BENCHMARKS.md shows (not an experiment's ladder).
+  const complete = o.asFullRun && results.errors.length === 0 && !parleyDied && o.systems.length === SYSTEMS.length && o.scenarios.includes('chat');
   const charts = writeCharts(results, jsonOut, complete);
   console.log('\n' + fullReport(results) + '\n');
   log(`results: ${path.relative(process.cwd(), jsonOut)}; charts: ${charts.map((f) => path.relative(process.cwd(), f)).join(', ')}${complete ? ' (and bench/charts/latest*.svg)' : ''}`);

@@ -16,7 +16,7 @@ import { renderTailChart } from '../bench/chart.ts';
 import { mergeMetrics, parseMetrics, pausesBetween, pausesText } from '../bench/pauses.ts';
 import { flameTree, renderFlame } from '../bench/flame.ts';
 import { stallText, summarizeProfile } from '../bench/profile.ts';
-import { PARLEYS, type BenchResults, type ChatStep, type Usage } from '../bench/results.ts';
+import { measuresAsFullRun, PARLEYS, type BenchResults, type ChatStep, type Usage } from '../bench/results.ts';
 import { MainThreadMeter } from '../bench/procstat.ts';
 import { LABELS, redisFsyncFor, SYSTEMS } from '../bench/systems.ts';
 import { LATE_MS, mergeTimelines, recordTimeline, summarizeTail, tailCell, tailShort, tailText, TAIL_BUCKET_MS, type Timeline } from '../bench/tail.ts';
@@ -478,6 +478,14 @@ test('bench profiles: the longest busy stretches inside the measured steps, by t
   // Without windows every stretch is listed, longest first.
   assert.deepEqual(summarizeProfile(file).stalls.map((s) => s.ms), [9, 5, 2]);
   fs.rmSync(dir, { recursive: true });
+});
+
+test('bench: only a run measured as the full one replaces the charts BENCHMARKS.md shows', () => {
+  assert.equal(measuresAsFullRun({}), true);
+  assert.equal(measuresAsFullRun({ 'parley-ref': '1455390', systems: 'parley-embedded', scenarios: 'chat', 'cpu-prof': undefined }), true, 'which commit, systems and scenarios do not change how a step measures');
+  for (const given of [{ rates: '1,2,5' }, { 'step-seconds': '20' }, { users: '300' }, { quick: true }, { 'cpu-prof': true }, { 'parley-env': 'PARLEY_EMBEDDED_FSYNC=false' }, { 'redis-appendfsync': 'everysec' }]) {
+    assert.equal(measuresAsFullRun(given), false, `${JSON.stringify(given)} makes it an experiment`);
+  }
 });
 
 test('bench flame graph: busy time in the measured steps, merged by call stack, widest first, names escaped', () => {
