@@ -110,7 +110,7 @@ export function renderFlame(p: CpuProfile, o: FlameOptions): string {
   const root = flameTree(p, o.windows);
   const width = W - 2 * PAD;
   const scale = root.total > 0 ? width / root.total : 0;
-  const bars: string[] = [];
+  const bars: { level: number; x: number; w: number; tip: string; label: string; fill: string }[] = [];
   let depth = 0;
   const draw = (f: Frame, x: number, level: number) => {
     const w = f.total * scale;
@@ -118,15 +118,15 @@ export function renderFlame(p: CpuProfile, o: FlameOptions): string {
     depth = Math.max(depth, level + 1);
     const pct = root.total > 0 ? ((100 * f.total) / root.total).toFixed(1) : '0.0';
     const at = f.url ? ` ${where(f.url)}:${f.line}` : '';
-    const tip = `${f.fn}${at}: ${ms(f.total)} ms, ${pct} % of busy time (itself ${ms(f.self)} ms)`;
     const chars = Math.floor((w - 6) / CHAR_PX);
-    const label = chars >= 3 ? (f.fn.length <= chars ? f.fn : `${f.fn.slice(0, chars - 1)}…`) : '';
-    // y is filled in once the depth is known (the root sits at the bottom).
-    bars.push(
-      `<g><title>${esc(tip)}</title><rect x="${(PAD + x).toFixed(1)}" y="{y${level}}" width="${w.toFixed(1)}" height="${ROW - 1}" fill="${level === 0 ? '#c8c8c8' : colour(f)}" rx="2"/>` +
-        (label ? `<text x="${(PAD + x + 3).toFixed(1)}" y="{t${level}}">${esc(label)}</text>` : '') +
-        '</g>',
-    );
+    bars.push({
+      level,
+      x,
+      w,
+      tip: `${f.fn}${at}: ${ms(f.total)} ms, ${pct} % of busy time (itself ${ms(f.self)} ms)`,
+      label: chars >= 3 ? (f.fn.length <= chars ? f.fn : `${f.fn.slice(0, chars - 1)}…`) : '',
+      fill: level === 0 ? '#c8c8c8' : colour(f),
+    });
     let cx = x;
     for (const c of [...f.children.values()].sort((a, b) => b.total - a.total || a.fn.localeCompare(b.fn))) {
       draw(c, cx, level + 1);
@@ -135,8 +135,12 @@ export function renderFlame(p: CpuProfile, o: FlameOptions): string {
   };
   draw({ ...root, fn: `all busy time: ${ms(root.total)} ms` }, 0, 0);
   const height = TOP + Math.max(depth, 1) * ROW + 30;
-  const rowY = (level: number) => TOP + (depth - 1 - level) * ROW;
-  const body = bars.map((b) => b.replace(/\{y(\d+)\}/, (_, l) => String(rowY(Number(l)))).replace(/\{t(\d+)\}/, (_, l) => String(rowY(Number(l)) + ROW - 5)));
+  // The root sits at the bottom, what each bar called above it.
+  const body = bars.map((b) => {
+    const y = TOP + (depth - 1 - b.level) * ROW;
+    const text = b.label ? `<text x="${(PAD + b.x + 3).toFixed(1)}" y="${y + ROW - 5}">${esc(b.label)}</text>` : '';
+    return `<g><title>${esc(b.tip)}</title><rect x="${(PAD + b.x).toFixed(1)}" y="${y}" width="${b.w.toFixed(1)}" height="${ROW - 1}" fill="${b.fill}" rx="2"/>${text}</g>`;
+  });
   const legend = KINDS.map((k, i) => {
     const x = PAD + i * 250;
     return `<rect x="${x}" y="${height - 20}" width="12" height="12" fill="hsl(${k.hue}, 65%, 68%)" rx="2"/><text x="${x + 17}" y="${height - 10}">${esc(k.label)}</text>`;

@@ -490,7 +490,7 @@ test('bench: only a run measured as the full one replaces the charts BENCHMARKS.
 
 test('bench flame graph: busy time in the measured steps, merged by call stack, widest first, names escaped', () => {
   const frame = (id: number, functionName: string, url: string, children: number[] = []) => ({ id, callFrame: { functionName, url, lineNumber: 41 }, children });
-  // root → (idle); root → processImmediate → store → writeSync, and → encode <b>&</b>; root → (garbage collector);
+  // root → (idle); root → processImmediate → store → writeSync, and → encode <b>&</b> {y1}; root → (garbage collector);
   // a second processImmediate node (V8 makes one per distinct stack position) → store again, to be merged.
   const nodes = [
     frame(1, '(root)', '', [2, 3, 6, 7]),
@@ -500,7 +500,7 @@ test('bench flame graph: busy time in the measured steps, merged by call stack, 
     frame(5, 'writeSync', 'node:fs'),
     frame(6, '(garbage collector)', ''),
     frame(7, 'processImmediate', 'node:internal/timers', [9]),
-    frame(8, 'encode <b>&</b>', 'file:///app/node_modules/mqtt-packet/generate.js'),
+    frame(8, 'encode <b>&</b> {y1}', 'file:///app/node_modules/mqtt-packet/generate.js'),
     frame(9, 'store', 'file:///app/broker/accept-store-embedded.ts'),
   ];
   // 1 ms samples from t = 1,000,000 µs: in the window (the first 12 samples) writeSync 4, store 1 (node 9),
@@ -513,7 +513,7 @@ test('bench flame graph: busy time in the measured steps, merged by call stack, 
   assert.deepEqual(shape(root), [
     'all', 8, 0,
     [
-      ['processImmediate', 6, 0, [['store', 5, 1, [['writeSync', 4, 4, []]]], ['encode <b>&</b>', 1, 1, []]]],
+      ['processImmediate', 6, 0, [['store', 5, 1, [['writeSync', 4, 4, []]]], ['encode <b>&</b> {y1}', 1, 1, []]]],
       ['(garbage collector)', 2, 2, []],
     ],
   ], 'idle and out-of-window samples left out; the two processImmediate → store stacks are one bar');
@@ -524,7 +524,7 @@ test('bench flame graph: busy time in the measured steps, merged by call stack, 
   assert.ok(!svg.includes('<b>') && !svg.includes('<test>'), 'names and titles are escaped');
   assert.ok(svg.includes('Parley &lt;test&gt;') && svg.includes('steps &amp; more'));
   assert.ok(svg.includes('<title>store broker/accept-store-embedded.ts:42: 5.0 ms, 62.5 % of busy time (itself 1.0 ms)</title>'));
-  assert.ok(svg.includes('<title>encode &lt;b&gt;&amp;&lt;/b&gt; mqtt-packet/generate.js:42: 1.0 ms, 12.5 % of busy time (itself 1.0 ms)</title>'));
+  assert.ok(svg.includes('<title>encode &lt;b&gt;&amp;&lt;/b&gt; {y1} mqtt-packet/generate.js:42: 1.0 ms, 12.5 % of busy time (itself 1.0 ms)</title>'));
   // Widths are the time: 1,180 px for 8 ms; processImmediate (6 ms) first, at the left edge, above the root.
   const bar = (name: string) => {
     const m = new RegExp(`<title>${name}[^<]*</title><rect x="([\\d.]+)" y="(\\d+)" width="([\\d.]+)"`).exec(svg);
@@ -535,6 +535,9 @@ test('bench flame graph: busy time in the measured steps, merged by call stack, 
   assert.deepEqual([all.w, imm.w, store.w, write.w, gc.w], [1180, 885, 737.5, 590, 295]);
   assert.deepEqual([imm.x, gc.x], [10, 895], 'the wider child first');
   assert.ok(all.y > imm.y && imm.y > store.y && store.y > write.y, 'callees above their callers');
+  const bars = [...svg.matchAll(/<\/title><rect [^>]*>/g)];
+  assert.equal(bars.length, 6, 'a bar for each of the six frames');
+  assert.ok(bars.every(([r]) => /\by="\d+"/.test(r)), 'every bar has a numeric y, whatever its name holds');
   // A bar under MIN_PX is not drawn: one sample of 1 µs in a second of others.
   const tiny = { ...profile, samples: [5, 8], timeDeltas: [1_000_000, 1] };
   assert.ok(!renderFlame(tiny, { title: 't' }).includes('encode'), 'a sliver of time draws no bar');
