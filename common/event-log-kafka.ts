@@ -6,9 +6,10 @@ import kafkajs from 'kafkajs';
 import type { Admin, Kafka as KafkaClient, LogEntry, Producer } from 'kafkajs';
 import type { ConsumeOptions, EventLog, LogRecord, Subscription } from './event-log.ts';
 import { KafkaSubscription, type KafkaConsumerSettings } from './event-log-kafka-consumer.ts';
+import { KeyHashPartitioner } from './kafka-partitioner.ts';
 import { createLogger, type Logger } from './log.ts';
 
-const { Kafka, logLevel, Partitioners } = kafkajs;
+const { Kafka, logLevel } = kafkajs;
 
 export interface KafkaEventLogOptions {
   /** Partitions of a topic that `append` or `consume` creates because nobody called `ensureTopic` first. */
@@ -165,7 +166,8 @@ export class KafkaEventLog implements EventLog {
         idempotent: true,
         maxInFlightRequests: 1,
         allowAutoTopicCreation: false,
-        createPartitioner: Partitioners.DefaultPartitioner,
+        // The partitions kafkajs's DefaultPartitioner (and the Java client) choose, without its BigInt arithmetic.
+        createPartitioner: KeyHashPartitioner,
         // Bounded, so an outage fails the append (the outbox retries it) instead of hanging it.
         retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 5000 },
       });
