@@ -7,12 +7,39 @@ import type { Outbox } from './outbox.ts';
 
 const BATCH = 1000;
 const MAX_BACKOFF_MS = 5000;
+/**
+ * While records flow, the backlog gauge is refreshed at most this often: reading the outbox's length after
+ * every batch was one more Redis round trip per batch, for a gauge scraped every few seconds. An empty
+ * outbox (nothing shipped) and every failure report at once, so an idle gauge reads 0.
+ */
+const BACKLOG_EVERY_MS = 1000;
+
+export interface ShipperOptions {
+  /** Told the outbox's length: after a failure, when the outbox is empty, and at most once a second while records flow. */
+  onBacklog?: (length: number) => void;
+  /** A backlog this long logs its failures as errors, not warnings. */
+  warnAt?: number;
+  /** After a quiet spell, lets records gather this long before shipping: one log append (and its fsyncs) for many messages. */
+  lingerMs?: number;
+  /** With nothing to ship and no poke, looks at the outbox again after this long (records of another writer, a lost wake-up). */
+  idlePollMs?: number;
+}
 
 export class OutboxShipper {
   private stopped = false;
+  /** Ends the idle wait: a poke, or stop(). */
   private wake: (() => void) | null = null;
+  /** Ends any wait, the backoff after a failure too: stop(). */
+  private halt: (() => void) | null = null;
+  /** A poke that came while the shipper was busy: its next idle wait ends at once, so those records do not wait for the poll. */
+  private poked = false;
   private running: Promise<void> | null = null;
   private failures = 0;
+  private backlogAt = -Infinity;
+  private readonly onBacklog: (length: number) => void;
+  private readonly warnAt: number;
+  private readonly lingerMs: number;
+  private readonly idlePollMs: number;
   /** Records shipped since start (for tests and metrics). */
   shipped = 0;
 
@@ -21,11 +48,13 @@ export class OutboxShipper {
     private readonly log: EventLog,
     private readonly topic: string,
     private readonly logger: Logger,
-    private readonly onBacklog: (length: number) => void = () => {},
-    private readonly warnAt = 100_000,
-    /** After a quiet spell, lets records gather this long before shipping: one log append (and its fsyncs) for many messages. */
-    private readonly lingerMs = 0,
-  ) {}
+    options: ShipperOptions = {},
+  ) {
+    this.onBacklog = options.onBacklog ?? (() => {});
+    this.warnAt = options.warnAt ?? 100_000;
+    this.lingerMs = options.lingerMs ?? 0;
+    this.idlePollMs = options.idlePollMs ?? 1000;
+  }
 
   start(): void {
     this.running ??= this.loop();
@@ -33,13 +62,16 @@ export class OutboxShipper {
 
   /** New records are in the outbox: ship without waiting for the idle poll. */
   poke(): void {
-    this.wake?.();
+    if (this.wake) this.wake();
+    else this.poked = true;
   }
 
   private async loop(): Promise<void> {
     while (!this.stopped) {
       let batch;
       try {
+        // Records a poke from now on announces may have come too late for this peek: they get a round of their own.
+        this.poked = false;
         batch = await this.outbox.peek(BATCH);
         if (batch.length > 0) {
           await this.log.append(this.topic, batch);
@@ -54,34 +86,40 @@ export class OutboxShipper {
         this.onBacklog(backlog);
         const level = backlog >= this.warnAt ? 'error' : 'warn';
         if (this.failures === 1 || this.failures % 20 === 0) this.logger[level]({ err, backlog }, 'event log unavailable; messages wait in the outbox');
-        await this.sleep(Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.min(this.failures, 6)));
+        // New messages do not cut the backoff short: at thousands a second they would retry without pause.
+        await this.sleep(Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.min(this.failures, 6)), false);
         continue;
       }
-      if (batch.length < BATCH) {
+      const now = performance.now();
+      if (batch.length === 0 || now - this.backlogAt >= BACKLOG_EVERY_MS) {
+        this.backlogAt = now;
         this.onBacklog(await this.outbox.length().catch(() => -1));
-        await this.sleep(1000);
+      }
+      if (batch.length < BATCH) {
+        await this.sleep(this.idlePollMs, true);
         if (this.lingerMs > 0 && !this.stopped) await new Promise((r) => setTimeout(r, this.lingerMs));
       }
     }
   }
 
-  private sleep(ms: number): Promise<void> {
+  /** Waits `ms`, or less: until stop(), and with `byPoke` until a poke (at once if one came while busy). */
+  private sleep(ms: number, byPoke: boolean): Promise<void> {
+    if (this.stopped || (byPoke && this.poked)) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
+      const done = () => {
         clearTimeout(timer);
+        this.wake = this.halt = null;
         resolve();
-      }
-      this.wake = () => {
-        this.wake = null;
-        done();
       };
+      const timer = setTimeout(done, ms);
+      this.halt = done;
+      if (byPoke) this.wake = done;
     });
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.wake?.();
+    this.halt?.();
     await this.running;
   }
 }

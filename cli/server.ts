@@ -140,7 +140,11 @@ async function startBroker(config: Readonly<Config>, log: Logger, metrics: Metri
   const auth = new AuthService({ config, directory: adapters.directory, tokens: adapters.tokens, throttle: adapters.throttle });
   const recipients = new Recipients(adapters.directory);
   const attachments = new AttachmentService({ store: adapters.blobs, settings: config.attachments, log: log.child({ part: 'blob' }) });
-  const shipper = new OutboxShipper(adapters.outbox, adapters.eventLog, config.messagesTopic, log.child({ part: 'outbox' }), (n) => metrics.outboxLength.set(n), config.outboxWarn, config.outboxLingerMs);
+  const shipper = new OutboxShipper(adapters.outbox, adapters.eventLog, config.messagesTopic, log.child({ part: 'outbox' }), {
+    onBacklog: (n) => metrics.outboxLength.set(n),
+    warnAt: config.outboxWarn,
+    lingerMs: config.outboxLingerMs,
+  });
   const broker = await ParleyBroker.create({
     config,
     log,

@@ -40,7 +40,7 @@ export function murmur2(data: Uint8Array, length = data.length): number {
 const SCRATCH = Buffer.allocUnsafe(1024);
 
 /** The partition of `key` among `partitions`, as the Java client and kafkajs's DefaultPartitioner choose it. */
-export function partitionOf(key: string | Buffer, partitions: number): number {
+export function kafkaPartitionOf(key: string | Buffer, partitions: number): number {
   let hash: number;
   if (typeof key !== 'string') hash = murmur2(key);
   // A UTF-16 unit is at most 3 UTF-8 bytes, so a key of up to a third of the scratch always fits.
@@ -57,7 +57,7 @@ export const KeyHashPartitioner: ICustomPartitioner = () => {
   const counters = new Map<string, number>();
   return ({ topic, partitionMetadata, message }) => {
     if (message.partition !== null && message.partition !== undefined) return message.partition;
-    if (message.key !== null && message.key !== undefined) return partitionOf(message.key, partitionMetadata.length);
+    if (message.key !== null && message.key !== undefined) return kafkaPartitionOf(message.key, partitionMetadata.length);
     const next = ((counters.get(topic) ?? Math.floor(Math.random() * 0x7fffffff)) + 1) & 0x7fffffff;
     counters.set(topic, next);
     const led = partitionMetadata.filter((p) => p.leader >= 0);
