@@ -53,7 +53,7 @@ const schema = z.object({
   PARLEY_CONSUMER_THREAD: bool.default(true),
   // How many nice steps the consumer thread runs below the broker's thread (Linux; 0: the same priority).
   PARLEY_CONSUMER_NICE: int(0, 19).default(10),
-  PARLEY_OUTBOX_LINGER_MS: int(0, 10_000).default(10),
+  PARLEY_OUTBOX_LINGER_MS: int(0, 10_000).default(50),
   PARLEY_HBASE_HOST: optional,
   PARLEY_HBASE_PORT: int(1, 65535).default(9090),
   PARLEY_HBASE_TRANSPORT: z.enum(['framed', 'buffered']).default('framed'),
