@@ -159,6 +159,7 @@ describe('EmbeddedEventLog files', () => {
     assert.equal(partitionOf('a', 10_000), 0xe40c292c % 10_000);
     assert.equal(partitionOf('foobar', 10_000), 0xbf9cf968 % 10_000);
     for (const key of ['conv-1', 'ünï 🌸', '']) assert.ok(partitionOf(key, 6) >= 0 && partitionOf(key, 6) < 6);
+    for (const key of ['conv-1', 'ünï 🌸', '']) assert.equal(partitionOf(key, 1), 0, 'one partition: every key on it');
   });
 
   // The consumer thread's batches cross by copy: while the analytics jobs take their turn with one, the broker
