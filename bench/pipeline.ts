@@ -2,7 +2,8 @@
 // ack-to-archived lag at a steady load, and the latency of a 50-message history page with a large archive.
 //   npm run bench:pipeline [-- --stack] [--quick] [--rows N] [--json-out FILE]
 // --stack uses the real Redis, Kafka and HBase from test/stack (started with `npm run stack:up`);
-// without it everything is embedded. Progress goes to stderr, a table and JSON to stdout / --json-out.
+// without it everything is embedded. PARLEY_* variables in the environment override the bench's settings.
+// Progress goes to stderr, a table and JSON to stdout / --json-out.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -48,6 +49,8 @@ function env(): Record<string, string> {
     e.PARLEY_KAFKA_TOPIC = `bench.messages.${tag}`;
     e.PARLEY_HBASE_NAMESPACE = `bench${tag}`;
   }
+  // PARLEY_* settings of the bench's own environment go on top (e.g. PARLEY_OUTBOX_LINGER_MS=10 to see the lag it buys).
+  for (const [k, v] of Object.entries(process.env)) if (k.startsWith('PARLEY_') && v !== undefined) e[k] = v;
   return e;
 }
 
