@@ -37,7 +37,7 @@ export function murmur2(data: Uint8Array, length = data.length): number {
   return h | 0;
 }
 
-// Keys up to this many UTF-16 units are encoded into one reused buffer instead of a new Buffer each.
+// A string key of up to a third of this many UTF-16 units is encoded into this one buffer, not a new Buffer each.
 const SCRATCH = Buffer.allocUnsafe(1024);
 
 /** The partition of `key` among `partitions`, as the Java client and kafkajs's DefaultPartitioner choose it. */
