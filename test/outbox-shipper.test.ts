@@ -115,6 +115,15 @@ async function until(what: string, ok: () => boolean | Promise<boolean>, timeout
   }
 }
 
+/** Records 0…n-1 reached the log once each, in order (nothing more came in 100 ms), the outbox is empty and the gauge says so. */
+async function allShipped(r: Rig, n: number): Promise<void> {
+  await until(`${n} records in the log`, () => r.got.length >= n);
+  await sleep(100);
+  assert.deepEqual(numbers(r.got), range(0, n), 'each once, in order');
+  assert.equal(await r.outbox.length(), 0);
+  await until('the gauge at 0', () => r.backlog.at(-1) === 0);
+}
+
 describe('OutboxShipper', () => {
   let r: Rig;
 
@@ -128,12 +137,8 @@ describe('OutboxShipper', () => {
       await r.append(records(0, 1200));
       await r.append(records(1200, 900));
       await r.append(records(2100, 400));
-      await until('2,500 records in the log', () => r.got.length >= 2500);
-      await sleep(100);
-      assert.deepEqual(numbers(r.got), range(0, 2500), 'each once, in order');
+      await allShipped(r, 2500);
       assert.ok(r.gate.appends >= 3, `appends: ${r.gate.appends}`);
-      assert.equal(await r.outbox.length(), 0);
-      await until('the gauge at 0', () => r.backlog.at(-1) === 0);
     });
   });
 
@@ -159,11 +164,7 @@ describe('OutboxShipper', () => {
       assert.equal(await r.outbox.length(), 150, 'nothing left the outbox');
       assert.ok(Math.max(...r.backlog) > 30, `a later failure reported the grown backlog: ${r.backlog.join(', ')}`);
       r.gate.refuse = false;
-      await until('150 records in the log', () => r.got.length >= 150);
-      await sleep(100);
-      assert.deepEqual(numbers(r.got), range(0, 150));
-      assert.equal(await r.outbox.length(), 0);
-      await until('the gauge at 0', () => r.backlog.at(-1) === 0);
+      await allShipped(r, 150);
     });
   });
 
