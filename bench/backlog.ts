@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { runBench, send, users, type Endpoint } from './chat-client.ts';
 import { maxMs, newHistogram, quantileMs, record } from './histogram.ts';
-import { freePort, npmStartNodeFlags, stopChild, waitFor } from './systems.ts';
+import { buildParley, freePort, npmStartBuild, npmStartNodeFlags, parleyEntry, stopChild, waitFor } from './systems.ts';
 
 const { values } = parseArgs({
   options: {
@@ -32,12 +32,15 @@ const ROUNDS = Number(values.rounds);
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const progress = (msg: string) => process.stderr.write(`[backlog] ${new Date().toISOString().slice(11, 19)} ${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** As `npm start` runs Parley: built first (the working tree, every run), then dist/cli/parley.js. */
+const BUILD = npmStartBuild(REPO);
+if (BUILD === 'dist') buildParley({ parleySrc: REPO, progress });
 
 /** Parley as `npm start` runs it, in a child process, with the given roles; resolves once /healthz answers. */
 async function startChild(dataDir: string, thread: boolean, role: string): Promise<{ child: ChildProcess; at: Endpoint }> {
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
   const env = { ...process.env, PARLEY_HOST: '127.0.0.1', PARLEY_MQTT_PORT: String(mqttPort), PARLEY_HTTP_PORT: String(httpPort), PARLEY_TLS_PORT: '0', PARLEY_DATA_DIR: dataDir, PARLEY_LOG_LEVEL: 'warn', PARLEY_OFFLINE_MAX: '10000000', PARLEY_CONSUMER_THREAD: String(thread), UV_THREADPOOL_SIZE: '16' };
-  const child = spawn(process.execPath, [...npmStartNodeFlags(REPO), '--import', 'tsx', 'cli/parley.ts', 'start', '--role', role], { cwd: REPO, env, stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn(process.execPath, [...npmStartNodeFlags(REPO), ...parleyEntry(BUILD), 'start', '--role', role], { cwd: REPO, env, stdio: ['ignore', 'inherit', 'inherit'] });
   const base = `http://127.0.0.1:${httpPort}`;
   await waitFor(`Parley (${role})`, () => fetch(`${base}/healthz`).then((r) => r.ok, () => false), child);
   return { child, at: { base, mqttPort } };

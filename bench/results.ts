@@ -251,7 +251,7 @@ export const PARLEYS: readonly SystemName[] = ['parley-embedded', 'parley-redis'
  */
 export const SHAPING_OPTIONS = [
   'quick', 'users', 'rates', 'group-rates', 'group-size', 'step-seconds', 'p99-limit', 'drain', 'connections', 'source-addresses',
-  'body-bytes', 'workers', 'parley-role', 'parley-env', 'redis-url', 'redis-appendfsync', 'kafka-brokers', 'cpu-prof', 'heap-snapshots',
+  'body-bytes', 'workers', 'parley-role', 'parley-build', 'parley-env', 'redis-url', 'redis-appendfsync', 'kafka-brokers', 'cpu-prof', 'heap-snapshots',
 ] as const;
 
 /** Whether a run's options measure as the full run does (none of SHAPING_OPTIONS given). */

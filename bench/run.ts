@@ -15,7 +15,7 @@ import { busiestProfile, profileText, stallText, summarizeProfile } from './prof
 import { fullReport } from './report.ts';
 import { computeRatios, measuresAsFullRun, type BenchResults, type SystemInfo } from './results.ts';
 import { chat, connections, drain, fanout, type ScenarioOptions } from './scenarios.ts';
-import { ensureUsers, exportParley, LABELS, REDIS_FSYNC, startSystem, SYSTEMS, type RedisFsync, type StartContext, type Death, type SystemName, type SystemUnderTest } from './systems.ts';
+import { buildParley, ensureUsers, exportParley, LABELS, npmStartBuild, PARLEY_BUILDS, REDIS_FSYNC, startSystem, SYSTEMS, type RedisFsync, type StartContext, type Death, type ParleyBuild, type SystemName, type SystemUnderTest } from './systems.ts';
 import { userName } from './users.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -53,6 +53,9 @@ const HELP = `npm run bench -- [options]
   --parley-ref REF        run Parley from this commit (exported to bench/data/src) instead of the working tree
   --parley-env K=V,…      extra PARLEY_* settings for the measured Parley processes (e.g. PARLEY_EMBEDDED_FSYNC=false
                           to see what the disk costs); recorded in the results
+  --parley-build B        dist: \`npm run build\` first, then node dist/cli/parley.js, as \`npm start\` and the Docker
+                          image run Parley; tsx: its TypeScript sources through tsx (default: as the measured
+                          commit's \`npm start\` runs it: dist from round 27 on, tsx before)
   --parley-role R         parley start --role R: all (default: broker, archiver, notifier and analytics in one
                           process, as \`npm start\`) or e.g. broker to measure the broker alone; in the cluster
                           node 1 runs R, node 2 always the broker alone
@@ -99,6 +102,7 @@ function options(argv: string[]) {
       'heap-snapshots': { type: 'boolean' },
       'parley-ref': { type: 'string' },
       'parley-role': { type: 'string' },
+      'parley-build': { type: 'string' },
       'parley-env': { type: 'string' },
       'json-out': { type: 'string' },
       'data-dir': { type: 'string' },
@@ -156,6 +160,7 @@ function options(argv: string[]) {
     heapSnapshots: values['heap-snapshots'] ?? false,
     parleyRef: values['parley-ref'],
     parleyRole: values['parley-role'] ?? 'all',
+    parleyBuild: parleyBuild(values['parley-build']),
     parleyEnv: parleyEnv(values['parley-env']),
     jsonOut: values['json-out'],
     report: values.report,
@@ -170,6 +175,13 @@ function appendfsync(text: string | undefined): RedisFsync | undefined {
   if (text === undefined) return undefined;
   if (!(REDIS_FSYNC as readonly string[]).includes(text)) throw new Error(`--redis-appendfsync takes ${REDIS_FSYNC.join(', ')}, not ${JSON.stringify(text)}`);
   return text as RedisFsync;
+}
+
+/** How the measured Parley runs, when given: built (dist/) or from its sources through tsx. */
+function parleyBuild(text: string | undefined): ParleyBuild | undefined {
+  if (text === undefined) return undefined;
+  if (!(PARLEY_BUILDS as readonly string[]).includes(text)) throw new Error(`--parley-build takes ${PARLEY_BUILDS.join(' or ')}, not ${JSON.stringify(text)}`);
+  return text as ParleyBuild;
 }
 
 /** `K=V,K=V` of PARLEY_* settings for the measured Parley processes (experiments: what a setting costs). */
@@ -211,6 +223,7 @@ async function main(): Promise<number> {
     parleySrc: exported?.dir ?? REPO,
     parleyCommit: exported?.commit,
     parleyRole: o.parleyRole,
+    parleyBuild: o.parleyBuild ?? npmStartBuild(exported?.dir ?? REPO),
     parleyEnv: o.parleyEnv,
     dataDir,
     users,
@@ -228,7 +241,7 @@ async function main(): Promise<number> {
     finishedAt: '',
     quick: o.quick,
     machine,
-    options: { ...o, jsonOut },
+    options: { ...o, parleyBuild: ctx.parleyBuild, jsonOut },
     systems: [],
     chat: [],
     drain: [],
@@ -246,7 +259,10 @@ async function main(): Promise<number> {
     fs.writeFileSync(jsonOut, JSON.stringify(results, null, 1));
   };
 
-  if (o.systems.some((s) => s.startsWith('parley'))) await ensureUsers(ctx);
+  if (o.systems.some((s) => s.startsWith('parley'))) {
+    if (ctx.parleyBuild === 'dist') buildParley(ctx);
+    await ensureUsers(ctx);
+  }
   const scenarioOptions: ScenarioOptions = {
     users,
     rates: o.rates,

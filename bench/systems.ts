@@ -91,6 +91,8 @@ export interface StartContext {
   parleyCommit?: string;
   /** `parley start --role …`: all (the default, every role in one process) or e.g. broker. */
   parleyRole: string;
+  /** dist: built, as `npm start` (since round 27) and the Docker image run it; tsx: the sources through tsx (--parley-build). */
+  parleyBuild: ParleyBuild;
   /** Extra PARLEY_* settings for the measured Parley processes (--parley-env). */
   parleyEnv: Record<string, string>;
   /** bench/data: kept between runs, gitignored. */
@@ -198,15 +200,26 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /**
- * The Node options `npm start` gives Parley (package.json's start script, between `node` and `--import`):
- * the bench and `bench:backlog` run Parley with them, so they measure what users run, of the commit measured.
+ * The Node options `npm start` gives Parley (package.json's start script, between `node` and what it runs:
+ * `dist/cli/parley.js`, or `--import tsx` before round 27): the bench and `bench:backlog` run Parley with
+ * them, so they measure what users run, of the commit measured.
  */
 export function npmStartNodeFlags(dir: string): string[] {
-  const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { scripts: { start: string } };
-  const m = /\bnode((?:\s+--[\w-]+(?:=\S+)?)*)\s+--import\b/.exec(pkg.scripts.start);
-  if (!m) throw new Error(`package.json's start script does not run "node [options] --import …": ${pkg.scripts.start}`);
+  const start = startScript(dir);
+  const m = /\bnode((?:\s+--[\w-]+(?:=\S+)?)*)\s+(?:--import\b|dist\/cli\/parley\.js\b)/.exec(start);
+  if (!m) throw new Error(`package.json's start script does not run "node [options] dist/cli/parley.js" nor "node [options] --import …": ${start}`);
   return m[1].trim().split(/\s+/).filter(Boolean);
 }
+
+/** How that commit's `npm start` runs Parley: built (dist/cli/parley.js, from round 27 on) or through tsx. */
+export function npmStartBuild(dir: string): ParleyBuild {
+  return /\sdist\/cli\/parley\.js\b/.test(startScript(dir)) ? 'dist' : 'tsx';
+}
+
+/** What node runs after its options: the built CLI, or the TypeScript one through tsx. */
+export const parleyEntry = (build: ParleyBuild): string[] => (build === 'dist' ? ['dist/cli/parley.js'] : ['--import', 'tsx', 'cli/parley.ts']);
+
+const startScript = (dir: string) => (JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
 
 // One folder per process: tsx's loader thread writes a profile of its own next to the main thread's.
 const nodeArgs = (ctx: StartContext, name: string) => (ctx.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', path.join(ctx.cpuProfDir, name)] : []);
@@ -234,7 +247,7 @@ async function spawnParley(ctx: StartContext, name: string, dataDir: string, ext
     ...extraEnv,
     ...(profile ? ctx.parleyEnv : {}),
   });
-  const args = [...(profile ? nodeArgs(ctx, name) : []), INSPECT_ON_SIGNAL, ...npmStartNodeFlags(ctx.parleySrc), '--import', 'tsx', 'cli/parley.ts', 'start', '--role', ctx.parleyRole];
+  const args = [...(profile ? nodeArgs(ctx, name) : []), INSPECT_ON_SIGNAL, ...npmStartNodeFlags(ctx.parleySrc), ...parleyEntry(ctx.parleyBuild), 'start', '--role', ctx.parleyRole];
   const child = spawnLogged(process.execPath, args, { cwd: ctx.parleySrc, env, log });
   const base = `http://127.0.0.1:${httpPort}`;
   const healthy = async () => (await canConnect(mqttPort)) && (await http(base, '/healthz').then((r) => r.status === 200, () => false));
@@ -267,10 +280,29 @@ function freshDataDir(ctx: StartContext, name: string): string {
   return dir;
 }
 
+export const PARLEY_BUILDS = ['tsx', 'dist'] as const;
+export type ParleyBuild = (typeof PARLEY_BUILDS)[number];
+
+/**
+ * For --parley-build dist: `npm run build` in Parley's folder (tsc into dist/, as the Docker image's build
+ * stage does). An exported commit is built once (dist/.built names it); the working tree every run, since
+ * its sources may have changed since the last build.
+ */
+export function buildParley(ctx: Pick<StartContext, 'parleySrc' | 'parleyCommit' | 'progress'>): void {
+  const marker = path.join(ctx.parleySrc, 'dist', '.built');
+  if (ctx.parleyCommit && fs.existsSync(marker) && fs.readFileSync(marker, 'utf8').trim() === ctx.parleyCommit) return;
+  ctx.progress(`building Parley in ${path.relative(process.cwd(), ctx.parleySrc) || '.'} (npm run build: tsc into dist/, a few seconds)`);
+  fs.rmSync(path.join(ctx.parleySrc, 'dist'), { recursive: true, force: true });
+  const r = spawnSync('npm', ['run', 'build'], { cwd: ctx.parleySrc, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`--parley-build dist: npm run build failed in ${ctx.parleySrc}: ${(r.stdout + r.stderr).slice(-2000)}`);
+  if (ctx.parleyCommit) fs.writeFileSync(marker, `${ctx.parleyCommit}\n`);
+}
+
 /** `roles`: `parley start --role …` of each process (a cluster's nodes may differ). */
 function parleyVersion(ctx: StartContext, roles: string[]): string {
   const pkg = JSON.parse(fs.readFileSync(path.join(ctx.parleySrc, 'package.json'), 'utf8')) as { version: string };
-  const role = roles.length === 1 ? `parley start --role ${roles[0]}` : roles.map((r, i) => `node ${i + 1}: parley start --role ${r}`).join(', ');
+  const run = ctx.parleyBuild === 'dist' ? 'node dist/cli/parley.js' : 'parley';
+  const role = roles.length === 1 ? `${run} start --role ${roles[0]}` : roles.map((r, i) => `node ${i + 1}: ${run} start --role ${r}`).join(', ');
   if (ctx.parleyCommit) return `${pkg.version} (commit ${ctx.parleyCommit.slice(0, 10)}, exported with --parley-ref; ${role})`;
   const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ctx.repo, encoding: 'utf8' }).stdout.trim();
   const dirty = spawnSync('git', ['status', '--porcelain', '--', 'broker', 'common', 'auth', 'cli'], { cwd: ctx.repo, encoding: 'utf8' }).stdout.trim();

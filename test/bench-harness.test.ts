@@ -431,6 +431,46 @@ test('bench options: --redis-appendfsync takes only a policy Redis knows', async
   assert.match(output, /--redis-appendfsync takes always, everysec, no, not "sometimes"/);
 });
 
+test('bench options: --parley-build takes tsx or dist', async () => {
+  const { code, output } = await runBench(['--parley-build', 'docker', '--scenarios', 'chat']);
+  assert.notEqual(code, 0);
+  assert.match(output, /--parley-build takes tsx or dist, not "docker"/);
+});
+
+test('bench --parley-build dist: Parley built by npm run build, run from dist/ as the Docker image runs it; built once per commit', { timeout: 600_000 }, async (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bench-dist-'));
+  t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const data = path.join(tmp, 'data');
+  const run = async (n: number) => {
+    const out = path.join(tmp, `results-${n}.json`);
+    const { code, output } = await runBench(['--quick', '--systems', 'parley-embedded', '--scenarios', 'chat', '--parley-ref', 'HEAD', '--parley-build', 'dist', '--data-dir', data, '--json-out', out]);
+    assert.equal(code, 0, `bench exited with ${code}:\n${output.slice(-4000)}`);
+    return { output, r: JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResults };
+  };
+  const first = await run(1);
+  assert.match(first.output, /building Parley in .*npm run build/);
+  const [src] = fs.readdirSync(path.join(data, 'src'));
+  const dir = path.join(data, 'src', src);
+  assert.ok(fs.existsSync(path.join(dir, 'dist', 'cli', 'parley.js')), 'tsc wrote dist/cli/parley.js in the exported commit');
+  assert.ok(fs.existsSync(path.join(dir, 'dist', 'consumers', 'thread-boot.mjs')), "the build copied the consumer thread's boot module");
+  assert.equal(fs.readFileSync(path.join(dir, 'dist', '.built'), 'utf8').trim().slice(0, 12), src, 'the build names its commit');
+  const sut = first.r.systems.find((s) => s.name === 'parley-embedded');
+  assert.match(sut?.version ?? '', /node dist\/cli\/parley\.js start --role all/);
+  assert.equal(first.r.options.parleyBuild, 'dist', 'the results say which build ran');
+  const steps = first.r.chat.find((c) => c.system === 'parley-embedded')?.steps ?? [];
+  assert.ok(steps.length > 0);
+  for (const s of steps) {
+    assert.ok(s.sent > 0);
+    assert.equal(s.received, s.sent, 'every message through the built Parley arrived');
+    assert.equal(s.appAcks, s.sent, 'and was acked');
+    assert.equal(s.errors, 0);
+  }
+  // A second run of the same commit starts the build it has.
+  const second = await run(2);
+  assert.doesNotMatch(second.output, /building Parley/);
+  assert.match(second.r.systems[0].version, /node dist\/cli\/parley\.js/);
+});
+
 /** The run's Redis keys (tokens, presence, dedupe, queues) under its own prefix. */
 async function removeKeys(prefix: string): Promise<void> {
   const r = new Redis('redis://127.0.0.1:16379', { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
@@ -483,7 +523,7 @@ test('bench profiles: the longest busy stretches inside the measured steps, by t
 test('bench: only a run measured as the full one replaces the charts BENCHMARKS.md shows', () => {
   assert.equal(measuresAsFullRun({}), true);
   assert.equal(measuresAsFullRun({ 'parley-ref': '1455390', systems: 'parley-embedded', scenarios: 'chat', 'cpu-prof': undefined }), true, 'which commit, systems and scenarios do not change how a step measures');
-  for (const given of [{ rates: '1,2,5' }, { 'step-seconds': '20' }, { users: '300' }, { quick: true }, { 'cpu-prof': true }, { 'parley-env': 'PARLEY_EMBEDDED_FSYNC=false' }, { 'redis-appendfsync': 'everysec' }]) {
+  for (const given of [{ rates: '1,2,5' }, { 'step-seconds': '20' }, { users: '300' }, { quick: true }, { 'cpu-prof': true }, { 'parley-env': 'PARLEY_EMBEDDED_FSYNC=false' }, { 'redis-appendfsync': 'everysec' }, { 'parley-build': 'dist' }]) {
     assert.equal(measuresAsFullRun(given), false, `${JSON.stringify(given)} makes it an experiment`);
   }
 });
