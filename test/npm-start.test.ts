@@ -1,6 +1,7 @@
 // README's first command: `npm start` builds Parley (tsc into dist/) and runs the built CLI, the JavaScript the
 // Docker image runs, with the Node options package.json gives it. Run here as a user would, on free ports and
-// a data folder of its own: it answers /healthz, and a message goes from one device to another with its ack.
+// a data folder of its own: it answers /healthz, serves the web client and the dashboard that the build copies,
+// and a message goes from one device to another with its ack.
 import assert from './helpers/assert.ts';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -85,6 +86,14 @@ test('npm start: builds dist/, runs dist/cli/parley.js with the start options, a
   assert.deepEqual(node.slice(1, i), npmStartNodeFlags(REPO), "node runs with the start script's options");
   assert.deepEqual(node.slice(i + 1), ['start']);
   assert.ok(!node.includes('--import'), 'no loader: plain JavaScript');
+
+  // What the build copies beside tsc's output: the web client, the dashboard and the uPlot it bundles.
+  for (const [url, type] of [['/', /text\/html/], ['/web/app.js', /javascript/], ['/dashboard', /text\/html/], ['/dashboard/vendor/uPlot.iife.min.js', /javascript/]] as const) {
+    const res = await fetch(`${base}${url}`);
+    assert.equal(res.status, 200, `GET ${url} from the built Parley`);
+    assert.match(res.headers.get('content-type') ?? '', type, url);
+    assert.ok((await res.text()).length > 100, `${url} has a body`);
+  }
 
   const p = { running: { mqttPort, httpPort }, http: httpClient(base) } as unknown as TestParley;
   const [alice, bob] = [await registerUser(p), await registerUser(p)];
