@@ -286,13 +286,13 @@ export type ParleyBuild = (typeof PARLEY_BUILDS)[number];
 /**
  * For --parley-build dist: `npm run build` in Parley's folder (tsc into dist/, as the Docker image's build
  * stage does). An exported commit is built once (dist/.built names it); the working tree every run, since
- * its sources may have changed since the last build.
+ * its sources may have changed since the last build. tsc writes over dist/ rather than the bench emptying it
+ * first: a Parley that `npm start` runs from that folder meanwhile keeps the files it may still load.
  */
 export function buildParley(ctx: Pick<StartContext, 'parleySrc' | 'parleyCommit' | 'progress'>): void {
   const marker = path.join(ctx.parleySrc, 'dist', '.built');
   if (ctx.parleyCommit && fs.existsSync(marker) && fs.readFileSync(marker, 'utf8').trim() === ctx.parleyCommit) return;
   ctx.progress(`building Parley in ${path.relative(process.cwd(), ctx.parleySrc) || '.'} (npm run build: tsc into dist/, a few seconds)`);
-  fs.rmSync(path.join(ctx.parleySrc, 'dist'), { recursive: true, force: true });
   const r = spawnSync('npm', ['run', 'build'], { cwd: ctx.parleySrc, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`--parley-build dist: npm run build failed in ${ctx.parleySrc}: ${(r.stdout + r.stderr).slice(-2000)}`);
   if (ctx.parleyCommit) fs.writeFileSync(marker, `${ctx.parleyCommit}\n`);
