@@ -203,7 +203,14 @@ function log(line: string): void {
 }
 
 async function main(): Promise<number> {
-  const o = options(process.argv.slice(2));
+  let o: ReturnType<typeof options>;
+  try {
+    o = options(process.argv.slice(2));
+  } catch (err) {
+    // A bad option is the user's to fix: its message, not a stack.
+    console.error(`${(err as Error).message}\n(npm run bench -- --help, or parley bench --help, lists the options)`);
+    return 2;
+  }
   if (o.report) return reprint(path.resolve(o.report), o.updateChart);
   const started = new Date();
   const resultsDir = path.join(HERE, 'results');

@@ -1,5 +1,10 @@
 #!/usr/bin/env node
 // The `parley` command: `parley start` runs every role in one process.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createAdapters } from '../common/adapters.ts';
 import { ConfigError, loadConfig, type Config } from '../common/config.ts';
@@ -15,12 +20,16 @@ Usage:
   parley history --user U [--peer P | --group G] [--from T] [--to T]
                                          a user's or a conversation's history as NDJSON
 ${ANALYTICS_HELP}
+  parley bench [options]                 the benchmarks against Mosquitto and bare Aedes (npm run bench;
+                                         parley bench --help lists the options; from a source checkout)
   parley --help                          this text
 
 Configuration is environment variables (README.md, "Configuration"); unset backends run embedded,
 with data under PARLEY_DATA_DIR (default ./data).`;
 
 async function main(argv: string[]): Promise<number> {
+  // The bench has options of its own: everything after `bench` is its.
+  if (argv[0] === 'bench') return bench(argv.slice(1));
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -71,6 +80,26 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
   return -1;
+}
+
+/**
+ * `parley bench …`: the benchmark harness (bench/run.ts, run through tsx like `npm run bench`), from the
+ * checkout this CLI belongs to, whether it runs from the sources (cli/) or built (dist/cli/). Its exit code.
+ */
+function bench(args: string[]): Promise<number> {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const repo = [path.resolve(here, '..'), path.resolve(here, '..', '..')].find((dir) => fs.existsSync(path.join(dir, 'bench', 'run.ts')));
+  if (!repo) {
+    console.error('parley bench runs from a source checkout (bench/run.ts, with its dev dependencies): git clone, npm ci, then parley bench or npm run bench');
+    return Promise.resolve(2);
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'bench', 'run.ts'), ...args], { cwd: repo, stdio: 'inherit' });
+    const forward = (signal: NodeJS.Signals) => child.kill(signal);
+    process.on('SIGINT', forward).on('SIGTERM', forward);
+    child.once('error', reject);
+    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1)));
+  });
 }
 
 async function history(config: Config, values: Record<string, string | boolean | undefined>): Promise<number> {

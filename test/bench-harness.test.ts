@@ -4,7 +4,7 @@
 // its processes, with every 1:1 message crossing nodes. No timing is asserted; CI machines are too
 // different for thresholds.
 import assert from './helpers/assert.ts';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -429,6 +429,42 @@ test('bench options: --redis-appendfsync takes only a policy Redis knows', async
   const { code, output } = await runBench(['--redis-appendfsync', 'sometimes', '--scenarios', 'chat']);
   assert.notEqual(code, 0);
   assert.match(output, /--redis-appendfsync takes always, everysec, no, not "sometimes"/);
+});
+
+/** `parley …` (the CLI from its sources, or `node dist/cli/parley.js` when `built`), its exit code and output. */
+function runCli(args: string[], built = false): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const argv = built ? [path.join(REPO, 'dist', 'cli', 'parley.js'), ...args] : ['--import', 'tsx', path.join(REPO, 'cli', 'parley.ts'), ...args];
+    // The built one from elsewhere, as an installed command would be (tsx's loader resolves from the checkout).
+    const child = spawn(process.execPath, argv, { cwd: built ? os.tmpdir() : REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    child.on('exit', (code) => resolve({ code, output }));
+  });
+}
+
+test('parley bench: the bench from the CLI, its options passed through, a bad one a clear error', { timeout: 300_000 }, async (t) => {
+  const help = await runCli(['bench', '--help']);
+  assert.equal(help.code, 0, help.output);
+  assert.match(help.output, /--parley-build B/);
+  assert.match(help.output, /--redis-appendfsync F/);
+  const bad = await runCli(['bench', '--bogus']);
+  assert.equal(bad.code, 2, bad.output);
+  assert.match(bad.output, /Unknown option '--bogus'/);
+  assert.match(bad.output, /parley bench --help/);
+  assert.doesNotMatch(bad.output, /\n\s+at /, 'no stack trace for a bad option');
+  // The built CLI finds the bench of its checkout too (dist/cli/ is a folder deeper than cli/), and runs it.
+  const build = spawnSync('npm', ['run', 'build'], { cwd: REPO, encoding: 'utf8' });
+  assert.equal(build.status, 0, build.stdout + build.stderr);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-cli-bench-'));
+  t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const out = path.join(tmp, 'results.json');
+  const run = await runCli(['bench', '--quick', '--systems', 'aedes', '--scenarios', 'chat', '--data-dir', path.join(tmp, 'data'), '--json-out', out], true);
+  assert.equal(run.code, 0, run.output.slice(-3000));
+  const r = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResults;
+  const steps = r.chat.find((c) => c.system === 'aedes')?.steps ?? [];
+  assert.ok(steps.length > 0 && steps.every((s) => s.sent > 0 && s.received === s.sent), 'every message of the quick run arrived');
 });
 
 test('bench options: --parley-build takes tsx or dist', async () => {
