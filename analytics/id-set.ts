@@ -4,7 +4,7 @@
 // They were a Set<string> each: per id a Set slot holding the id's string, so each job kept every id of the
 // minute alive and six sets grew by doubling (five duplicate filters, the backlog). At 5,000 msg/s that was
 // ~35 MB of tables and strings in 20 s that outlived the young generation, a major GC of the consumer thread
-// every 6–7 s (BENCHMARKS.md, round 22). Here a Snowflake id is its 64-bit number in two 32-bit halves of one
+// every 6–7 s (bench/HISTORY.md, round 22). Here a Snowflake id is its 64-bit number in two 32-bit halves of one
 // Uint32Array, found by linear probing: 8 bytes a slot the GC never looks into, and the id's string can die
 // with its batch. Anything that is not a canonical decimal below 2^63 (a leading zero, a larger number, not
 // digits: no id Parley stamps) goes to a Set<string> beside it, so the set means exactly what a Set<string>

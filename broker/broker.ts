@@ -242,7 +242,7 @@ export class ParleyBroker {
     // authorizePublish readdresses every device publish to VOID_TOPIC, where Aedes's publish path would copy
     // the packet, match it against its subscription tree twice (live and offline) and run its hooks, only to
     // find no one: a subscription to VOID_TOPIC is never granted (grantSubscription). Those publishes end here
-    // instead (~2 % of the main thread at 2,000 msg/s, BENCHMARKS.md round 8); Aedes has PUBACKed them
+    // instead (~2 % of the main thread at 2,000 msg/s, bench/HISTORY.md, round 8); Aedes has PUBACKed them
     // already. Aedes's own topics ($SYS: heartbeats that keep this broker's wills, takeovers) keep the path.
     type Done = (err?: Error) => void;
     const publish = aedes.publish.bind(aedes) as (packet: PublishPacket, client: Client | Done | null, done?: Done) => void;

@@ -4,7 +4,7 @@
 // A claim is written to the journal with its message (one fdatasync for both). When the journal compacts,
 // the claims written since the last compaction move here, instead of every live claim being written into
 // the new journal again: a compaction then costs what was written since the one before, not a day of
-// claims (which held the event loop for 0.3–0.7 s at a million claims; BENCHMARKS.md, round 13). A file
+// claims (which held the event loop for 0.3–0.7 s at a million claims; bench/HISTORY.md, round 13). A file
 // goes whole once its newest claim has expired, or once the index keeps no claim stored before the file's
 // end (it let them go past its cap); files go oldest first. A file is rolled after ROLL_BYTES. At start the files are read, oldest first, before the journal's own `d` records.
 import fs from 'node:fs';

@@ -4,7 +4,7 @@
 // They were an ExpiringMap: per message an entry object, its key and claim strings and a Map slot, ~200
 // bytes in four places, all of them kept for a day. At 1,000 msg/s that is ~0.7 GB an hour until the cap of
 // 8,000,000 claims (~1.6 GB), every byte of it marked by each major GC on the broker's thread: the heap
-// grew by a third of a KB per message and the major GCs' pauses with it (BENCHMARKS.md, round 13).
+// grew by a third of a KB per message and the major GCs' pauses with it (bench/HISTORY.md, round 13).
 //
 // Here a claim is ~60–100 bytes in Buffers and typed arrays that the GC does not look into: the key and
 // claim as UTF-8, with their expiry, appended to 4 MB chunks in the order stored, and found through an
@@ -13,7 +13,7 @@
 // goes once all of it has expired, or when the claims are over the cap (the oldest making room, as
 // before). Its slots are found stale then, and cleared by the next rebuild of the table. A rebuild moves
 // the claims to the new table a few slots per store, not all at once: at once, it held the event loop
-// ~45 ms at 1,000,000 claims and several times that at the cap (BENCHMARKS.md, round 16).
+// ~45 ms at 1,000,000 claims and several times that at the cap (bench/HISTORY.md, round 16).
 import crypto from 'node:crypto';
 
 /** expiresAt (f64), key bytes (u16), claim bytes (u16), then the two. */

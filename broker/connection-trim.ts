@@ -1,6 +1,6 @@
 // What an idle connection need not keep. Aedes, mqtt-packet and bl give every connection objects that
 // Parley does not use once the connection is up, and an idle connection's memory is almost all JS objects
-// (BENCHMARKS.md, round 7). These touch private fields of the versions in package-lock.json: where a
+// (bench/HISTORY.md, round 7). These touch private fields of the versions in package-lock.json: where a
 // field is not as expected the connection simply keeps the memory; the one assumption correctness rests
 // on (Aedes's client on the stream) throws.
 import net from 'node:net';

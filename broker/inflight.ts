@@ -3,7 +3,7 @@
 // A Map would do, but V8 reallocates a Map's table when it empties (its delete shrinks the table, down to
 // a fresh one of the smallest size), and a device that gets one message at a time empties it on every
 // PUBACK. The device, and so its Map, lives in the old generation, so every new table outlives the young
-// one: ~150 bytes a message promoted, a seventh of all the broker promoted at 1,000 msg/s (BENCHMARKS.md,
+// one: ~150 bytes a message promoted, a seventh of all the broker promoted at 1,000 msg/s (bench/HISTORY.md,
 // round 13), which is what brings its major GCs.
 //
 // Here each id has one slot, its id modulo the capacity (a power of two). The broker hands ids out in

@@ -90,7 +90,7 @@ export class EmbeddedOutbox implements Outbox {
   /**
    * Lets go of the records dropped (unless a compaction is reading them): what the event log has taken is
    * then kept by its consumers only. Kept until the array was trimmed, they outlived the young generation
-   * and were most of what the broker thread's GC promoted (BENCHMARKS.md, round 23).
+   * and were most of what the broker thread's GC promoted (bench/HISTORY.md, round 23).
    */
   private release(): void {
     if (this.lent) return;

@@ -4,7 +4,7 @@
 // and empties with every message (stored, delivered, PUBACKed), and a V8 Map reallocates its table when it
 // empties; the queue was also dropped and made anew each time. Each message thus left a Map and its tables
 // that outlived the young generation, as the user's entry is old: a tenth of all the broker promoted at
-// 1,000 msg/s (BENCHMARKS.md, round 13). Here two arrays keep their storage when the queue empties, and a
+// 1,000 msg/s (bench/HISTORY.md, round 13). Here two arrays keep their storage when the queue empties, and a
 // queue short enough is searched in place; only a long one (an offline user's) keeps an index by id.
 
 /** From this many messages on, the queue keeps an index by id (searching it in place would cost too much). */
@@ -90,7 +90,7 @@ export class UserQueue {
   /**
    * The messages in the order queued as they are now: what the queue does later does not show. A copy on
    * write: taking it costs nothing, and the first change to a slot it reads copies the arrays (a 1,000,000
-   * message snapshot held the event loop 14–20 ms copying them up front; BENCHMARKS.md, round 16).
+   * message snapshot held the event loop 14–20 ms copying them up front; bench/HISTORY.md, round 16).
    */
   entriesNow(): IterableIterator<[string, string]> {
     this.sharedUpTo = Math.max(this.sharedUpTo, this.end);

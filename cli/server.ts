@@ -51,7 +51,7 @@ export interface Running {
  * Partitions of the messages topic on the embedded event log. One process reads it, so partitions buy no
  * parallelism there; each one only costs its own fsync per append and its own batch, offset commit and RPC
  * per consumer group (7 groups). One partition cut the broker's CPU at 1,000 msg/s by about a fifth
- * (BENCHMARKS.md, round 4). A data directory made with more keeps its count.
+ * (bench/HISTORY.md, round 4). A data directory made with more keeps its count.
  */
 export const EMBEDDED_PARTITIONS = 1;
 

@@ -135,7 +135,7 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
  * On the consumer thread (the default) up to 2,000: the analytics jobs linger a second between batches, and
  * at 500 a batch filled first at 500 msg/s and more, so their per-batch work (checkpoints, partials, merged
  * rows, one synced LevelDB write each) ran four to ten times a second instead of once: 10–15 points of a core
- * at 2,000–5,000 msg/s (BENCHMARKS.md, round 17). Consumers on the broker's own event loop keep batches of
+ * at 2,000–5,000 msg/s (bench/HISTORY.md, round 17). Consumers on the broker's own event loop keep batches of
  * 500, as each batch holds that loop while it is handled.
  */
 function embeddedLogBatch(config: Readonly<Config>): number {

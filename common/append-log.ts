@@ -9,7 +9,7 @@
 // The file is kept zero-filled a little ahead of its records, and records overwrite the zeros. An
 // fdatasync() of blocks that were allocated and written before has no file size or block map to update,
 // so it skips the filesystem's journal commit: on this project's ext4 disk a sync took a third less time and
-// CPU when the disk was otherwise idle, ~15 % less time under the bench's load (BENCHMARKS.md, round 8). The zeros are why a record may contain neither a
+// CPU when the disk was otherwise idle, ~15 % less time under the bench's load (bench/HISTORY.md, round 8). The zeros are why a record may contain neither a
 // newline nor a NUL: on opening, the log ends at the first NUL, and what follows the last newline before it
 // (a record torn by a crash) is dropped. Whatever a crash leaves after a hole was never synced, so never
 // acknowledged. close() cuts the zeros off.
@@ -47,7 +47,7 @@ function writeAll(fd: number, data: Buffer, position: number | null = null): num
 /**
  * How much of a background rewrite's snapshot is encoded in one turn: p50 0.08 ms, at most 0.4 ms of the
  * event loop here. The whole snapshot at once held it 104–139 ms for 100,000 queued messages of ~300 bytes
- * (BENCHMARKS.md, round 16).
+ * (bench/HISTORY.md, round 16).
  */
 const REWRITE_SLICE_BYTES = 64 * 1024;
 
@@ -402,7 +402,7 @@ export class AppendLog {
 
   /**
    * Replaces the file with the live state `snapshot()` yields, while appends go on: the event loop is held
-   * only for a turn at a time (BENCHMARKS.md, rounds 14 and 16).
+   * only for a turn at a time (bench/HISTORY.md, rounds 14 and 16).
    *
    * `snapshot()` is called once everything appended so far is written, so it is the state of exactly the
    * records in the file. What it returns is read afterwards, a slice at a time (REWRITE_SLICE_BYTES), each

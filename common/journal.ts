@@ -67,7 +67,7 @@ const COMPACT_MIN_RECORDS = 10_000;
  * Nor, by default, before the file holds this many bytes (PARLEY_JOURNAL_COMPACT_MB). 0: a compaction
  * runs beside the event loop, holding it ~1–5 ms at once (the snapshot, a slice of it, or the swap), so small frequent ones
  * (every 1–2 s at 1,000–3,000 msg/s) cost least; larger thresholds bunch the claims' move and the file
- * writes into bigger lumps (32 MB: p99.9 15–24 ms at 2,000 msg/s against 7.5–11 ms; BENCHMARKS.md, round 14).
+ * writes into bigger lumps (32 MB: p99.9 15–24 ms at 2,000 msg/s against 7.5–11 ms; bench/HISTORY.md, round 14).
  */
 const COMPACT_MIN_BYTES = 0;
 /** After a failed compaction the next is tried once this many more records were appended. */

@@ -6,7 +6,7 @@ import type { Config } from './config.ts';
  * auto-pipelining: that builds a Pipeline object for every tick's commands (copying every defined script
  * onto it), which lives until Redis's fsync'd reply, gets promoted, and was most of what the broker's
  * scavenges promoted (~14 KB a message at 1,000 msg/s). Without it the broker spent 53-69 % less time in GC,
- * 3-10 points less CPU and had a lower p50 at every rate (BENCHMARKS.md, round 8). The hot path batches
+ * 3-10 points less CPU and had a lower p50 at every rate (bench/HISTORY.md, round 8). The hot path batches
  * itself where it pays: one script call for a turn's accept stores, one for its queue removals (TurnBatch).
  */
 export function createRedis(redis: NonNullable<Config['redis']>): Redis {

@@ -17,7 +17,7 @@ export interface MessageEvent {
  * group parses its own records, so the result is the caller's alone (not frozen). A cache of the newest 8,192
  * parsed records used to let the archiver (50 ms linger) and the analytics jobs (1 s) parse each record once,
  * but it kept every parsed event alive past the analytics' linger: all of them were promoted to the consumer
- * thread's old generation, several MB a second at 5,000 msg/s, for one JSON.parse saved (BENCHMARKS.md,
+ * thread's old generation, several MB a second at 5,000 msg/s, for one JSON.parse saved (bench/HISTORY.md,
  * round 22).
  */
 export function parseEvent(value: string): MessageEvent | null {
