@@ -147,14 +147,17 @@ export function renderChart(r: BenchResults): string {
 
 /**
  * Each system's 1:1 step at half of its peak, over the step: the slowest message sent in each 100 ms (log
- * y), with the LATE_MS line. Null when no ladder has a half-peak step with a timeline (results of earlier
- * versions of the bench).
+ * y), with the LATE_MS line. The step held longer after the ladder (--hold-seconds) where there is one, else
+ * the ladder's. Null when no ladder has a half-peak step with a timeline (results of earlier versions of the
+ * bench).
  */
+const tailStep = (c: BenchResults['chat'][number]) => (c.halfPeakHeld?.timeline?.length ? c.halfPeakHeld : c.halfPeak);
+
 export function renderTailChart(r: BenchResults): string | null {
   const series = r.chat
-    .filter((c) => c.halfPeak?.timeline?.length)
+    .filter((c) => tailStep(c)?.timeline?.length)
     .map((c) => {
-      const step = c.halfPeak!;
+      const step = tailStep(c)!;
       const points = step.timeline!.flatMap(([n, , slowest], i) => (n > 0 ? [{ x: ((i + 0.5) * TAIL_BUCKET_MS) / 1000, y: slowest / 1000 }] : []));
       return { system: c.system, step, points };
     });

@@ -15,19 +15,26 @@ function table(head: string[], rows: string[][]): string {
 }
 
 const label = (s: SystemName) => LABELS[s];
+/** A step's share of messages over LATE_MS (from its timeline), or '–' in results without one. */
+const lateShare = (s: ChatStep) => (s.timeline ? `${(summarizeTail(s.timeline).lateShare * 100).toFixed(2)}%` : '–');
 
 export function chatSummaryTable(r: BenchResults, ladders: BenchResults['chat'] = r.chat): string {
+  // The step at half of the peak held longer after the ladder (--hold-seconds), where a ladder has one.
+  const heldSeconds = ladders.find((c) => c.halfPeakHeld)?.halfPeakHeld?.heldMs;
+  const held = heldSeconds === undefined ? [] : [`p99 at ~half peak held ${heldSeconds / 1000} s (ms @ msg/s; over ${LATE_MS} ms)`];
   return table(
-    ['system', 'peak delivered msg/s', 'p50 / p99 / p99.9 at peak (ms)', 'p99 at ~half peak (ms @ msg/s)', "sender's PUBACK p50 / p99 at ~half peak (ms)", 'broker CPU at peak', 'broker RSS (MB)', 'backend CPU', 'generator CPU', 'other CPU', 'first step past the limit'],
+    ['system', 'peak delivered msg/s', 'p50 / p99 / p99.9 at peak (ms)', 'p99 at ~half peak (ms @ msg/s)', ...held, "sender's PUBACK p50 / p99 at ~half peak (ms)", 'broker CPU at peak', 'broker RSS (MB)', 'backend CPU', 'generator CPU', 'other CPU', 'first step past the limit'],
     ladders.map((c) => {
       const p = c.peak;
       const h = c.halfPeak;
+      const k = c.halfPeakHeld;
       const broken = c.steps.find((s) => s.broken);
       return [
         label(c.system),
         int(p?.deliveredPerSec),
         p ? `${ms(p.p50)} / ${ms(p.p99)} / ${ms(p.p999)}` : '–',
         h ? `${ms(h.p99)} @ ${int(h.deliveredPerSec)}` : '–',
+        ...(held.length === 0 ? [] : [k ? `${ms(k.p99)} @ ${int(k.deliveredPerSec)}; ${lateShare(k)}${k.broken ? ` (${k.broken})` : ''}` : '–']),
         h && h.ackP99 != null ? `${ms(h.ackP50)} / ${ms(h.ackP99)}` : '–',
         p ? pct(p.brokerCpu) : '–',
         p ? String(p.brokerRssMB) : '–',
@@ -101,6 +108,7 @@ export function ratiosTable(r: BenchResults): string {
   const rows: [string, Partial<Record<SystemName, Ratio>>, string][] = [
     ['1:1 peak delivered msg/s', r.ratios.chatPeak, 'higher is better; goal ≥ 1 vs Mosquitto'],
     ['1:1 p99 at half of peak', r.ratios.chatP99AtHalfPeak, 'lower is better'],
+    ...(r.ratios.chatP99AtHalfPeakHeld ? [['1:1 p99 at half of peak, held', r.ratios.chatP99AtHalfPeakHeld, 'lower is better'] as [string, Partial<Record<SystemName, Ratio>>, string]] : []),
     ['group fan-out peak deliveries/s', r.ratios.fanoutPeak, 'higher is better'],
     ['offline drain time', r.ratios.drainMs, 'lower is better'],
     ['memory per idle connection', r.ratios.bytesPerConnection, 'lower is better'],

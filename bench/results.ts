@@ -82,6 +82,8 @@ export interface ChatStep extends Usage {
   monotonicUs?: [number, number];
   /** Its messages by when they were sent, per 100 ms (bench/tail.ts summarizes them; absent in earlier results). */
   timeline?: Timeline;
+  /** Set on ChatResult.halfPeakHeld: how long the step was held (the ladder's steps last --step-seconds). */
+  heldMs?: number;
 }
 
 export interface ChatResult {
@@ -95,6 +97,12 @@ export interface ChatResult {
   peak: ChatStep | null;
   /** The held step nearest half of the peak rate: its p99 is the "p99 at half of peak". */
   halfPeak: ChatStep | null;
+  /**
+   * 1:1 only, with --hold-seconds: halfPeak's rate run once more, for that long, after the ladder. A 5 s step's
+   * p99 is its slowest 250 messages at 5,000 msg/s, so one burst decides it; held 30 s, six times as many
+   * messages decide. Absent in earlier results, when no step held, or with --hold-seconds 0.
+   */
+  halfPeakHeld?: ChatStep;
 }
 
 export interface DrainResult extends Usage {
@@ -219,6 +227,8 @@ export interface Ratio {
 /** Parley / baseline for each Parley system; > 1 is better for throughput, worse for time and memory. */
 export interface Ratios {
   chatPeak: Partial<Record<SystemName, Ratio>>;
+  /** p99 of the step at half of the peak held for --hold-seconds (absent in earlier results). */
+  chatP99AtHalfPeakHeld?: Partial<Record<SystemName, Ratio>>;
   chatP99AtHalfPeak: Partial<Record<SystemName, Ratio>>;
   fanoutPeak: Partial<Record<SystemName, Ratio>>;
   drainMs: Partial<Record<SystemName, Ratio>>;
@@ -250,7 +260,7 @@ export const PARLEYS: readonly SystemName[] = ['parley-embedded', 'parley-redis'
  * and do not replace bench/charts/latest*.svg, the full run's that BENCHMARKS.md shows.
  */
 export const SHAPING_OPTIONS = [
-  'quick', 'users', 'rates', 'group-rates', 'group-size', 'step-seconds', 'p99-limit', 'drain', 'connections', 'source-addresses',
+  'quick', 'users', 'rates', 'group-rates', 'group-size', 'step-seconds', 'hold-seconds', 'p99-limit', 'drain', 'connections', 'source-addresses',
   'body-bytes', 'workers', 'parley-role', 'parley-build', 'parley-env', 'redis-url', 'redis-appendfsync', 'kafka-brokers', 'cpu-prof', 'heap-snapshots',
 ] as const;
 
@@ -275,6 +285,7 @@ export function computeRatios(r: Pick<BenchResults, 'chat' | 'fanout' | 'drain' 
     if (chat(p)) {
       out.chatPeak[p] = both(chat, (c) => c?.peak?.deliveredPerSec, p);
       out.chatP99AtHalfPeak[p] = both(chat, (c) => c?.halfPeak?.p99, p);
+      if (chat(p)?.halfPeakHeld) (out.chatP99AtHalfPeakHeld ??= {})[p] = both(chat, (c) => c?.halfPeakHeld?.p99, p);
     }
     if (fan(p)) out.fanoutPeak[p] = both(fan, (c) => c?.peak?.deliveredPerSec, p);
     if (drain(p)) out.drainMs[p] = both(drain, (d) => d?.ms, p);

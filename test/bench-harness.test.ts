@@ -137,6 +137,25 @@ test('bench --quick: a row for every system and scenario, and every message arri
       if (system === 'mosquitto') assert.equal(conn.settledHeapBytesPerConnection, undefined);
       else assert.equal(typeof conn.settledHeapBytesPerConnection, 'number', `${system}: the heap was read after the GC`);
     }
+    // The step at half of the peak, held once more for --hold-seconds after each 1:1 ladder that has one.
+    assert.equal(r.options.holdMs, 1000, 'quick mode holds the half-peak step for 1 s');
+    for (const c of r.chat) {
+      if (!c.halfPeak) {
+        assert.equal(c.halfPeakHeld, undefined, `${c.system}: nothing to hold without a step that held`);
+        continue;
+      }
+      const k = c.halfPeakHeld;
+      assert.ok(k, `${c.system}: its half-peak step was held`);
+      assert.equal(k.ratePerUser, c.halfPeak.ratePerUser, `${c.system}: held at the half-peak step's rate`);
+      assert.equal(k.heldMs, 1000);
+      assert.ok(k.sent > 0 && k.received === k.sent && k.lost === 0, `${c.system}: every message of the held step arrived`);
+      assert.ok(k.timeline && k.timeline.length >= Math.floor(1000 / TAIL_BUCKET_MS), `${c.system}: the held step's timeline covers its window`);
+      assert.ok(!c.steps.includes(k), 'the held step is not a step of the ladder');
+      if (PARLEYS.includes(c.system as (typeof PARLEYS)[number])) assert.ok(r.ratios.chatP99AtHalfPeakHeld?.[c.system], `${c.system}: a ratio for the held p99`);
+    }
+    assert.match(output, /chat held 1 s at half of peak +\d+(\.\d+)?\/user\/s: offered/);
+    assert.match(output, /\| p99 at ~half peak held 1 s \(ms @ msg\/s; over 5 ms\) \|/);
+    assert.match(output, /\| 1:1 p99 at half of peak, held +\|/);
     assertClusterMeasured(r);
     for (const p of PARLEYS) {
       assert.ok(r.ratios.chatPeak[p], `ratios for ${p}`);
@@ -156,7 +175,7 @@ test('bench --quick: a row for every system and scenario, and every message arri
     assert.equal(fs.readFileSync(out.replace(/\.json$/, '-tail.svg'), 'utf8'), tailSvg);
     const old = path.join(tmp, 'old.json');
     const stripped = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResults;
-    for (const ladder of [...stripped.chat, ...stripped.fanout]) for (const step of [ladder.peak, ladder.halfPeak, ...ladder.steps]) if (step) delete step.timeline;
+    for (const ladder of [...stripped.chat, ...stripped.fanout]) for (const step of [ladder.peak, ladder.halfPeak, ladder.halfPeakHeld, ...ladder.steps]) if (step) delete step.timeline;
     fs.writeFileSync(old, JSON.stringify(stripped));
     const older = await runBench(['--report', old]);
     assert.equal(older.code, 0, older.output.slice(-2000));
@@ -272,6 +291,11 @@ test('bench tail chart: one line per system at its half-peak step, none for resu
   assert.ok(!svg.includes('bare Aedes'), 'a ladder without a timeline has no line');
   assert.ok(svg.includes('10.00% over 5 ms, half in the worst 0.1 s'));
   assert.equal(renderTailChart({ ...results, chat: [ladder('aedes')] } as unknown as BenchResults), null);
+  // The half-peak step held longer after the ladder, where there is one, is the line drawn.
+  const held = { ...step(1, [[10, 0, 300], [10, 0, 400], [10, 0, 200], [10, 1, 6_000]]), p99: 4 } as ChatStep;
+  const withHeld = renderTailChart({ ...results, chat: [{ ...ladder('mosquitto', [[10, 0, 300], [10, 2, 12_000]]), halfPeakHeld: held }] } as unknown as BenchResults)!;
+  assert.ok(withHeld.includes('@ 1,000 msg/s: p99 4.00 ms') && withHeld.includes('2.50% over 5 ms'), 'the held step is drawn');
+  assert.ok(!withHeld.includes('p99 3.00 ms'), "the ladder's own step is not");
 });
 
 test('bench main-thread meter: a thread that spins is seen running, and its wait for a CPU is counted', () => {
@@ -559,7 +583,7 @@ test('bench profiles: the longest busy stretches inside the measured steps, by t
 test('bench: only a run measured as the full one replaces the charts BENCHMARKS.md shows', () => {
   assert.equal(measuresAsFullRun({}), true);
   assert.equal(measuresAsFullRun({ 'parley-ref': '1455390', systems: 'parley-embedded', scenarios: 'chat', 'cpu-prof': undefined }), true, 'which commit, systems and scenarios do not change how a step measures');
-  for (const given of [{ rates: '1,2,5' }, { 'step-seconds': '20' }, { users: '300' }, { quick: true }, { 'cpu-prof': true }, { 'parley-env': 'PARLEY_EMBEDDED_FSYNC=false' }, { 'redis-appendfsync': 'everysec' }, { 'parley-build': 'dist' }]) {
+  for (const given of [{ rates: '1,2,5' }, { 'step-seconds': '20' }, { 'hold-seconds': '0' }, { users: '300' }, { quick: true }, { 'cpu-prof': true }, { 'parley-env': 'PARLEY_EMBEDDED_FSYNC=false' }, { 'redis-appendfsync': 'everysec' }, { 'parley-build': 'dist' }]) {
     assert.equal(measuresAsFullRun(given), false, `${JSON.stringify(given)} makes it an experiment`);
   }
 });
