@@ -122,6 +122,18 @@ async function quiet(sut: SystemUnderTest, gens: Generators | null, o: ScenarioO
   }
 }
 
+/** Waits (at most 30 s) until the system under test, backend included, uses under 15 % of a core for a second; ms waited. */
+async function idle(sut: SystemUnderTest, o: ScenarioOptions): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    const usage = meter(sut, null);
+    await sleep(1000);
+    const u = usage();
+    const waited = performance.now() - t0;
+    if (u.brokerCpu + u.backendCpu < 15 || waited >= 30_000 || o.quietWaitMs <= 0) return Math.round(waited);
+  }
+}
+
 const fmt = (ms: number | null) => (ms === null ? '-' : ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
 
 function addresses(n: number): string[] {
@@ -263,6 +275,10 @@ async function climb(sut: SystemUnderTest, gens: Generators, o: ScenarioOptions,
   // peak held longer is what the issue's "p99 at half of peak" asks about; run once, not retried.
   const { halfPeak } = summarizeChat(steps);
   if (!l.holdMs || !halfPeak || sut.died()) return { steps };
+  // The step past the limit may have left the system behind (the consumers' backlog, a compaction): the held
+  // step starts once it is idle again, or would measure that backlog's end as well.
+  const waited = await idle(sut, o);
+  if (waited > 1500) o.progress(`  waited ${(waited / 1000).toFixed(1)} s for the system to go idle after its ladder`);
   const held = await measure(halfPeak.ratePerUser, l.holdMs);
   held.attempts = 1;
   held.disturbed = 0;
