@@ -20,6 +20,7 @@ import { tcpServer } from '../broker/transport-tcp.ts';
 import { tlsServer } from '../broker/transport-tls.ts';
 import { attachWebSocket } from '../broker/transport-ws.ts';
 import { createAdapters, type Adapters } from '../common/adapters.ts';
+import { redisDurabilityProblem } from '../common/redis.ts';
 import type { Config } from '../common/config.ts';
 import { createHttp } from '../common/http.ts';
 import { IdGenerator } from '../common/ids.ts';
@@ -65,6 +66,9 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
   const thread = config.consumerThread && consumerRoles.length > 0 ? new ConsumerThread(config, log, consumerRoles) : null;
   // With the thread, the embedded archive is the thread's (one LevelDB, one opener) and read from here over RPC.
   const adapters = await createAdapters(config, { archive: thread?.archive ?? undefined });
+  // An ack promises the message survives a crash of Redis too: say so at once when this Redis cannot keep that.
+  const durability = adapters.redis ? await redisDurabilityProblem(adapters.redis) : null;
+  if (durability) log.warn({ part: 'redis' }, durability);
   const metrics = createMetrics();
   if (adapters.journal) {
     adapters.journal.onSync = (seconds) => metrics.journalFsyncSeconds.observe(seconds);

@@ -18,3 +18,23 @@ export function createRedis(redis: NonNullable<Config['redis']>): Redis {
     lazyConnect: false,
   });
 }
+
+/**
+ * Why this Redis would not keep an acked message through its own crash, or null when it would: Parley acks a
+ * message once Redis has answered its store, which only `appendonly yes` with `appendfsync always` puts on
+ * disk first. Under `everysec` Redis answers while a slow fsync holds its write back (README, Guarantees).
+ * A Redis that refuses CONFIG (a managed one) is taken on trust: its operator's settings are not readable.
+ */
+export async function redisDurabilityProblem(redis: Redis): Promise<string | null> {
+  let settings: string[];
+  try {
+    settings = (await redis.config('GET', 'appendonly')) as string[];
+    settings = settings.concat((await redis.config('GET', 'appendfsync')) as string[]);
+  } catch {
+    return null;
+  }
+  const value = (name: string) => settings[settings.indexOf(name) + 1];
+  if (value('appendonly') !== 'yes') return `Redis runs with appendonly ${value('appendonly') ?? '(unknown)'}: acked messages are lost when Redis stops; set appendonly yes and appendfsync always`;
+  if (value('appendfsync') !== 'always') return `Redis runs with appendfsync ${value('appendfsync') ?? '(unknown)'}: a crash of Redis can lose messages already acked; set appendfsync always`;
+  return null;
+}
