@@ -427,8 +427,8 @@ export const REDIS_FSYNC = ['always', 'everysec', 'no'] as const;
 export type RedisFsync = (typeof REDIS_FSYNC)[number];
 
 /**
- * Redis's appendfsync for a run: read, and set to `wanted` when given (CONFIG SET, as the production compose
- * file's everysec differs from test/stack's always). `restore` puts back what it was. A Redis that refuses
+ * Redis's appendfsync for a run: read, and set to `wanted` when given (CONFIG SET: to see what `always`, which
+ * test/stack and docker/compose.yaml run, costs against everysec or no). `restore` puts back what it was. A Redis that refuses
  * CONFIG (a managed one) is measured as it is, its policy noted as unknown, unless a policy was asked for.
  */
 export async function redisFsyncFor(url: string, wanted?: RedisFsync): Promise<{ policy: string; restore(): Promise<void> }> {

@@ -28,8 +28,8 @@ export function createRedis(redis: NonNullable<Config['redis']>): Redis {
 export async function redisDurabilityProblem(redis: Redis): Promise<string | null> {
   let settings: string[];
   try {
-    settings = (await redis.config('GET', 'appendonly')) as string[];
-    settings = settings.concat((await redis.config('GET', 'appendfsync')) as string[]);
+    // Name, value, name, value (CONFIG GET takes several names since Redis 7.0).
+    settings = (await redis.config('GET', 'appendonly', 'appendfsync')) as string[];
   } catch {
     return null;
   }
