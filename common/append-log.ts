@@ -209,7 +209,11 @@ export class AppendLog {
     return this.end;
   }
 
-  /** Told how long each group commit's fdatasync took, in seconds (the owner's latency metric). */
+  /**
+   * Told how long each group commit's fdatasync took, in seconds (the owner's latency metric): from its hand-off
+   * to libuv's pool until its callback runs on the event loop, so a busy event loop lengthens it too (a 70 ms
+   * stall of the loop read as a 73 ms fsync; bench/HISTORY.md, round 29).
+   */
   onSync: ((seconds: number) => void) | null = null;
 
   private constructor(

@@ -126,7 +126,7 @@ export class Journal {
     return this.log.file;
   }
 
-  /** Told how long each group commit's fdatasync took (seconds): every ack waits for one. */
+  /** Told how long each group commit's fdatasync took (seconds), until the event loop ran its callback: every ack waits for one. */
   set onSync(observe: ((seconds: number) => void) | null) {
     this.log.onSync = observe;
   }

@@ -15,7 +15,7 @@ export function createMetrics() {
     signIns: new Counter({ name: 'parley_sign_ins_total', help: 'Sign-in attempts', labelNames: ['door', 'result'], registers: [registry] }),
     journalFsyncSeconds: new Histogram({
       name: 'parley_journal_fsync_seconds',
-      help: 'fdatasync of one group commit of the embedded journal (offline queue and outbox): every ack waits for one',
+      help: 'fdatasync of one group commit of the embedded journal (offline queue and outbox), from its hand-off to the thread pool until the event loop runs its callback (a busy event loop lengthens it): every ack waits for one',
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     }),
