@@ -1,8 +1,8 @@
 // What Parley's own /metrics says about one bench step: how long its garbage collector paused it, how long
-// the journal's fdatasyncs took until the event loop ran their callbacks (every ack waits for one) and its compactions (they hold the event loop),
-// and the longest event-loop delay. Read before
-// and after each step (prom-client resets its event-loop histogram at every read), so that a slow step
-// can be told apart: GC, the disk, or neither (a neighbour, the scheduler). The relays have no /metrics.
+// the journal's fdatasyncs took until the event loop ran their callbacks (every ack waits for one) and its
+// compactions (they hold the event loop), and the longest event-loop delay. Read before and after each step
+// (prom-client resets its event-loop histogram at every read), so that a slow step can be told apart: GC, the
+// disk, or neither (a neighbour, the scheduler). The relays have no /metrics.
 
 /** A Prometheus histogram as read: cumulative bucket counts by upper bound (s), count, and sum (s). */
 export interface HistogramSample {

@@ -33,8 +33,18 @@ export async function redisDurabilityProblem(redis: Redis): Promise<string | nul
   } catch {
     return null;
   }
-  const value = (name: string) => settings[settings.indexOf(name) + 1];
-  if (value('appendonly') !== 'yes') return `Redis runs with appendonly ${value('appendonly') ?? '(unknown)'}: acked messages are lost when Redis stops; set appendonly yes and appendfsync always`;
-  if (value('appendfsync') !== 'always') return `Redis runs with appendfsync ${value('appendfsync') ?? '(unknown)'}: a crash of Redis can lose messages already acked; set appendfsync always`;
+  return durabilityProblemOf(settings);
+}
+
+/** redisDurabilityProblem's verdict on CONFIG GET's answer (name, value, name, value…); a setting missing from it counts as not set. */
+export function durabilityProblemOf(settings: readonly string[]): string | null {
+  const value = (name: string): string | undefined => {
+    for (let i = 0; i + 1 < settings.length; i += 2) if (settings[i] === name) return settings[i + 1];
+    return undefined;
+  };
+  const appendonly = value('appendonly');
+  if (appendonly !== 'yes') return `Redis runs with appendonly ${appendonly ?? '(unknown)'}: acked messages are lost when Redis stops; set appendonly yes and appendfsync always`;
+  const appendfsync = value('appendfsync');
+  if (appendfsync !== 'always') return `Redis runs with appendfsync ${appendfsync ?? '(unknown)'}: a crash of Redis can lose messages already acked; set appendfsync always`;
   return null;
 }

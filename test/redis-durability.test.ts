@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { startParley } from '../cli/server.ts';
 import { loadConfig } from '../common/config.ts';
-import { redisDurabilityProblem } from '../common/redis.ts';
+import { durabilityProblemOf, redisDurabilityProblem } from '../common/redis.ts';
 import { testEnv } from './helpers/parley.ts';
 
 const env = testEnv('real');
@@ -39,6 +39,17 @@ test('redis durability: the test stack Redis (AOF, appendfsync always) keeps ack
   } finally {
     admin.disconnect();
   }
+});
+
+test('redis durability: a setting missing from the answer counts as not set, never as another value', () => {
+  assert.equal(durabilityProblemOf(['appendonly', 'yes', 'appendfsync', 'always']), null);
+  assert.equal(durabilityProblemOf(['appendfsync', 'always', 'appendonly', 'yes']), null, 'in any order');
+  // Before, a missing name read the first entry of the answer as its value ("appendonly appendfsync").
+  assert.match(durabilityProblemOf(['appendfsync', 'always']) ?? '', /appendonly \(unknown\)/);
+  assert.match(durabilityProblemOf(['appendonly', 'yes']) ?? '', /appendfsync \(unknown\)/);
+  assert.match(durabilityProblemOf([]) ?? '', /appendonly \(unknown\)/);
+  // A value that happens to equal a name is not taken for one.
+  assert.match(durabilityProblemOf(['appendfsync', 'appendonly', 'appendonly', 'yes']) ?? '', /appendfsync appendonly/);
 });
 
 test('redis durability: a Redis that refuses CONFIG is taken on trust', async () => {
