@@ -159,7 +159,9 @@ export function renderTailChart(r: BenchResults): string | null {
     .map((c) => {
       const step = tailStep(c)!;
       const points = step.timeline!.flatMap(([n, , slowest], i) => (n > 0 ? [{ x: ((i + 0.5) * TAIL_BUCKET_MS) / 1000, y: slowest / 1000 }] : []));
-      return { system: c.system, step, points };
+      // How late the generators' send loop was in each 100 ms (results from round 30 on).
+      const lags = step.timeline!.flatMap(([, , , lag], i) => (lag !== undefined ? [{ x: ((i + 0.5) * TAIL_BUCKET_MS) / 1000, y: lag / 1000 }] : []));
+      return { system: c.system, step, points, lags };
     });
   if (series.length === 0) return null;
   const all = series.flatMap((s) => s.points);
@@ -186,9 +188,15 @@ export function renderTailChart(r: BenchResults): string | null {
   series.forEach((s, i) => {
     const color = COLORS[s.system] ?? '#000';
     out.push(`<path d="${pathOf(s.points.map((p) => ({ x: sx(p.x), y: sy(p.y) })))}" fill="none" stroke="${color}" stroke-width="1.5" opacity="0.9"/>`);
-    const at = swatch(out, i, 60, color);
+    // A spike of the solid line with none of the dotted one under it is the system's own; with one, the load's.
+    if (s.lags.length) {
+      const clip = (y: number) => Math.min(maxY, Math.max(minY, y));
+      out.push(`<path d="${pathOf(s.lags.map((p) => ({ x: sx(p.x), y: sy(clip(p.y)) })))}" fill="none" stroke="${color}" stroke-width="1" stroke-dasharray="1,2" opacity="0.7"/>`);
+    }
+    const at = swatch(out, i, 64, color);
     out.push(`<text x="${at.x}" y="${at.y + 4}">${esc(LABELS[s.system] ?? s.system)}</text>`);
-    const lines = [`@ ${Math.round(s.step.deliveredPerSec).toLocaleString('en-US')} msg/s: p99 ${s.step.p99?.toFixed(2) ?? '–'} ms`, tailShort(summarizeTail(s.step.timeline!))];
+    const tail = summarizeTail(s.step.timeline!);
+    const lines = [`@ ${Math.round(s.step.deliveredPerSec).toLocaleString('en-US')} msg/s: p99 ${s.step.p99?.toFixed(2) ?? '–'} ms`, tailShort(tail), tail.sendLagMaxMs === null ? "" : `dotted: load sent ≤ ${tail.sendLagMaxMs.toFixed(1)} ms late`].filter(Boolean);
     lines.forEach((line, k) => out.push(`<text x="${at.x}" y="${at.y + 19 + k * 14}" fill="#555" font-size="11">${esc(line)}</text>`));
   });
   out.push('</svg>');

@@ -9,8 +9,12 @@ export const TAIL_BUCKET_MS = 100;
 /** A message slower than this, end to end, is late: the p99 the issue asks for at half of peak. */
 export const LATE_MS = 5;
 
-/** Per TAIL_BUCKET_MS from the step's origin: [messages, late messages, slowest µs]. */
-export type Timeline = [number, number, number][];
+/**
+ * Per TAIL_BUCKET_MS from the step's origin: [messages, late messages, slowest µs, and (results from round 30
+ * on) how late the generators' send loop was at its worst in that bucket, µs]. The last tells a burst the
+ * load made (a generator held, then sending what fell due at once) from one the system under test made.
+ */
+export type Timeline = [number, number, number, number?][];
 
 export function recordTimeline(t: Timeline, sentAfterMs: number, latencyUs: number): void {
   const i = Math.max(0, Math.floor(sentAfterMs / TAIL_BUCKET_MS));
@@ -21,15 +25,28 @@ export function recordTimeline(t: Timeline, sentAfterMs: number, latencyUs: numb
   if (latencyUs > b[2]) b[2] = latencyUs;
 }
 
-/** The generators' timelines as one: counts added bucket by bucket, the slowest of any. */
+/**
+ * A generator's send loop, at `sentAfterMs`, sent messages that fell due `lagUs` before: the bucket keeps the
+ * worst. A loop that keeps up is late by its timer's tick (1–2 ms); one held by a GC or by a CPU it did not
+ * get is late by as long as it was held, and sends what fell due meanwhile at once.
+ */
+export function recordSendLag(t: Timeline, sentAfterMs: number, lagUs: number): void {
+  const i = Math.max(0, Math.floor(sentAfterMs / TAIL_BUCKET_MS));
+  while (t.length <= i) t.push([0, 0, 0]);
+  const b = t[i];
+  if (lagUs > (b[3] ?? 0)) b[3] = lagUs;
+}
+
+/** The generators' timelines as one: counts added bucket by bucket, the slowest of any, the worst send lag of any. */
 export function mergeTimelines(parts: readonly Timeline[]): Timeline {
   const out: Timeline = [];
   for (const t of parts) {
-    t.forEach(([n, late, slowest], i) => {
+    t.forEach(([n, late, slowest, lag], i) => {
       const b = (out[i] ??= [0, 0, 0]);
       b[0] += n;
       b[1] += late;
       b[2] = Math.max(b[2], slowest);
+      if (lag !== undefined) b[3] = Math.max(b[3] ?? 0, lag);
     });
   }
   return out;
@@ -48,14 +65,18 @@ export interface TailSummary {
   halfLateWithinMs: number | null;
   /** The timeline's length, ms. */
   spanMs: number;
+  /** How late the generators' send loop was at its worst, ms; null for results without it (before round 30). */
+  sendLagMaxMs: number | null;
 }
 
 export function summarizeTail(t: Timeline): TailSummary {
   let messages = 0;
   let late = 0;
-  for (const [n, l] of t) {
+  let sendLagMaxMs: number | null = null;
+  for (const [n, l, , lag] of t) {
     messages += n;
     late += l;
+    if (lag !== undefined) sendLagMaxMs = Math.max(sendLagMaxMs ?? 0, lag / 1000);
   }
   let halfLateWithinMs: number | null = null;
   if (late > 0) {
@@ -65,7 +86,7 @@ export function summarizeTail(t: Timeline): TailSummary {
     while (seen * 2 < late) seen += busiest[k++];
     halfLateWithinMs = k * TAIL_BUCKET_MS;
   }
-  return { messages, late, lateShare: messages ? late / messages : 0, halfLateWithinMs, spanMs: t.length * TAIL_BUCKET_MS };
+  return { messages, late, lateShare: messages ? late / messages : 0, halfLateWithinMs, spanMs: t.length * TAIL_BUCKET_MS, sendLagMaxMs };
 }
 
 const seconds = (msValue: number) => (msValue < 10_000 ? (msValue / 1000).toFixed(1) : String(Math.round(msValue / 1000)));
@@ -89,4 +110,9 @@ export function tailCell(s: TailSummary | undefined): string {
   if (!s) return '–';
   if (s.late === 0) return '0%';
   return `${share(s)} / ${seconds(s.halfLateWithinMs!)} s`;
+}
+
+/** "send loop ≤ 12.5 ms late" (the generators'), or '' for results without it. */
+export function sendLagText(s: TailSummary): string {
+  return s.sendLagMaxMs === null ? '' : `send loop ≤ ${s.sendLagMaxMs.toFixed(1)} ms late`;
 }

@@ -3,7 +3,7 @@
 // same process, so a worker knows by itself when every message it sent has arrived.
 import { RawClient, encodeTopic } from './client.ts';
 import { newHistogram, record } from './histogram.ts';
-import { recordTimeline } from './tail.ts';
+import { recordSendLag, recordTimeline } from './tail.ts';
 import type { ClientSpec, Command, Ran, Reply } from './protocol.ts';
 
 interface Held {
@@ -139,8 +139,11 @@ async function run(cmd: Extract<Command, { type: 'run' }>): Promise<void> {
   windowEnd = t0 + BigInt(cmd.durationMs) * 1_000_000n;
   await new Promise<void>((resolve) => {
     const tick = () => {
-      const elapsedMs = Number(process.hrtime.bigint() - t0) / 1e6;
+      const tickAt = process.hrtime.bigint();
+      const elapsedMs = Number(tickAt - t0) / 1e6;
       const due = Math.min(total, Math.floor((elapsedMs * rate) / 1000));
+      // How long ago the oldest message this tick sends fell due.
+      if (stats.sent < due) recordSendLag(stats.timeline, Number(tickAt - origin) / 1e6, (elapsedMs - ((stats.sent + 1) * 1000) / rate) * 1000);
       while (stats.sent < due) {
         const h = senders[stats.sent % senders.length];
         const now = process.hrtime.bigint();

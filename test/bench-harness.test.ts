@@ -19,7 +19,7 @@ import { stallText, summarizeProfile } from '../bench/profile.ts';
 import { measuresAsFullRun, PARLEYS, type BenchResults, type ChatStep, type Usage } from '../bench/results.ts';
 import { MainThreadMeter } from '../bench/procstat.ts';
 import { LABELS, redisFsyncFor, SYSTEMS } from '../bench/systems.ts';
-import { LATE_MS, mergeTimelines, recordTimeline, summarizeTail, tailCell, tailShort, tailText, TAIL_BUCKET_MS, type Timeline } from '../bench/tail.ts';
+import { LATE_MS, mergeTimelines, recordSendLag, recordTimeline, sendLagText, summarizeTail, tailCell, tailShort, tailText, TAIL_BUCKET_MS, type Timeline } from '../bench/tail.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -95,6 +95,10 @@ test('bench --quick: a row for every system and scenario, and every message arri
         assert.ok(s.timeline.length >= Math.floor(r.options.stepMs as number / TAIL_BUCKET_MS), `${system}: the timeline covers the send window`);
         if (tail.lateShare > 0.0101) assert.ok(s.p99 >= LATE_MS * 0.99, `${system}: ${tailText(tail)} but p99 ${s.p99} ms`);
         if (tail.lateShare < 0.0099) assert.ok(s.p99 <= LATE_MS * 1.01, `${system}: ${tailText(tail)} but p99 ${s.p99} ms`);
+        // How late the generators' send loop ran: measured in the buckets sends went out in, never negative.
+        assert.ok(tail.sendLagMaxMs !== null && tail.sendLagMaxMs >= 0, `${system}: the generators' send lag was measured (${tail.sendLagMaxMs})`);
+        assert.ok(s.timeline.every((b) => b[3] === undefined || b[3] >= 0), `${system}: no negative send lag`);
+        assert.ok(s.timeline.filter((b) => b[3] !== undefined).length >= Math.floor(r.options.stepMs as number / TAIL_BUCKET_MS) / 2, `${system}: sends went out in most buckets`);
         // The broker's main thread: what it ran and how long it waited for a CPU (Linux schedstat).
         assert.ok(s.mainCpu !== undefined && s.mainCpu > 0, `${system}: its main thread ran during the step`);
         assert.ok(s.mainWaitMsPerSec !== undefined && s.mainWaitMsPerSec >= 0);
@@ -261,7 +265,7 @@ test('bench tail: late messages counted by when they were sent, merged across ge
   assert.deepEqual(merged[42], [100, 100, 30_000]);
   assert.deepEqual(merged[0], [100, 0, 1000]);
   const burst = summarizeTail(merged);
-  assert.deepEqual(burst, { messages: 10_000, late: 200, lateShare: 0.02, halfLateWithinMs: 100, spanMs: 10_000 });
+  assert.deepEqual(burst, { messages: 10_000, late: 200, lateShare: 0.02, halfLateWithinMs: 100, spanMs: 10_000, sendLagMaxMs: null });
   assert.equal(tailText(burst), '2.00% over 5 ms (half of them in the worst 0.1 of 10 s)');
   assert.equal(tailShort(burst), '2.00% over 5 ms, half in the worst 0.1 s');
   assert.equal(tailCell(burst), '2.00% / 0.1 s');
@@ -269,15 +273,35 @@ test('bench tail: late messages counted by when they were sent, merged across ge
   // The same 200 late messages spread over the whole step: half of them need half of it.
   const spread: Timeline = [];
   for (let t = 0; t < 10_000; t++) recordTimeline(spread, t, t % 50 === 0 ? 6000 : 1000);
-  assert.deepEqual(summarizeTail(spread), { messages: 10_000, late: 200, lateShare: 0.02, halfLateWithinMs: 5000, spanMs: 10_000 });
+  assert.deepEqual(summarizeTail(spread), { messages: 10_000, late: 200, lateShare: 0.02, halfLateWithinMs: 5000, spanMs: 10_000, sendLagMaxMs: null });
   // Exactly LATE_MS is not late; a generator whose clock read a send a little before its window counts it in the first bucket.
   const edge: Timeline = [];
   recordTimeline(edge, -0.3, LATE_MS * 1000);
   assert.deepEqual(edge, [[1, 0, 5000]]);
-  assert.deepEqual(summarizeTail(edge), { messages: 1, late: 0, lateShare: 0, halfLateWithinMs: null, spanMs: 100 });
+  assert.deepEqual(summarizeTail(edge), { messages: 1, late: 0, lateShare: 0, halfLateWithinMs: null, spanMs: 100, sendLagMaxMs: null });
   assert.equal(tailText(summarizeTail(edge)), 'none over 5 ms');
   // Generators whose windows ran a bucket apart.
   assert.deepEqual(mergeTimelines([[[1, 1, 9000]], [[2, 0, 100], [3, 1, 7000]]]), [[3, 1, 9000], [3, 1, 7000]]);
+  assert.equal(sendLagText(summarizeTail(merged)), '', 'no send lag in results without it');
+
+  // The generators' send loop: each bucket keeps the worst lag, by when the late send went out; merged,
+  // the worst of any generator. A bucket no send fell in has none; one a receive made is created.
+  const g1: Timeline = [];
+  const g2: Timeline = [];
+  recordSendLag(g1, 10, 1500);
+  recordSendLag(g1, 60, 40_000);
+  recordSendLag(g1, 90, 2000);
+  recordSendLag(g1, 250, 1200);
+  recordTimeline(g2, 30, 800);
+  recordSendLag(g2, 50, 3000);
+  recordTimeline(g2, 150, 45_000);
+  assert.deepEqual(g1, [[0, 0, 0, 40_000], [0, 0, 0], [0, 0, 0, 1200]]);
+  const both = mergeTimelines([g1, g2]);
+  assert.deepEqual(both, [[1, 0, 800, 40_000], [1, 1, 45_000], [0, 0, 0, 1200]]);
+  const lagged = summarizeTail(both);
+  assert.equal(lagged.sendLagMaxMs, 40);
+  assert.equal(lagged.late, 1);
+  assert.equal(sendLagText(lagged), 'send loop ≤ 40.0 ms late');
 });
 
 test('bench tail chart: one line per system at its half-peak step, none for results without timelines', () => {
@@ -296,6 +320,12 @@ test('bench tail chart: one line per system at its half-peak step, none for resu
   const withHeld = renderTailChart({ ...results, chat: [{ ...ladder('mosquitto', [[10, 0, 300], [10, 2, 12_000]]), halfPeakHeld: held }] } as unknown as BenchResults)!;
   assert.ok(withHeld.includes('@ 1,000 msg/s: p99 4.00 ms') && withHeld.includes('2.50% over 5 ms'), 'the held step is drawn');
   assert.ok(!withHeld.includes('p99 3.00 ms'), "the ladder's own step is not");
+  assert.ok(!withHeld.includes('stroke-dasharray="1,2"') && !withHeld.includes('load sent'), 'no send-lag line without send lags');
+  // With the generators' send lag: a dotted line of it under the system's, and its worst in the legend.
+  const lagged = { ...step(1, [[10, 0, 300, 2000], [10, 3, 40_000, 35_000], [10, 0, 400, 0]]), p99: 30 } as ChatStep;
+  const withLag = renderTailChart({ ...results, chat: [{ ...ladder('mosquitto'), halfPeakHeld: lagged }] } as unknown as BenchResults)!;
+  assert.equal((withLag.match(/stroke-dasharray="1,2"/g) ?? []).length, 1, 'one dotted line');
+  assert.ok(withLag.includes('dotted: load sent ≤ 35.0 ms late'));
 });
 
 test('bench main-thread meter: a thread that spins is seen running, and its wait for a CPU is counted', () => {
