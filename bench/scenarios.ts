@@ -420,12 +420,14 @@ function stepResult(rate: number, replies: Ran[], usage: Usage, o: ScenarioOptio
 }
 
 function stepLine(what: string, s: ChatStep, again: string): string {
+  const tail = s.timeline ? summarizeTail(s.timeline) : null;
+  const lag = tail ? sendLagText(tail) : '';
   return (
     `  ${what} ${String(s.ratePerUser).padStart(4)}/${what.startsWith('chat') ? 'user' : 'sender'}/s: offered ${String(s.offeredPerSec).padStart(6)} delivered ${String(s.deliveredPerSec).padStart(6)} msg/s  ` +
     `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} ms  PUBACK p50 ${fmt(s.ackP50 ?? null)} p99 ${fmt(s.ackP99 ?? null)} ms  broker ${brokerCpuText(s)} ${s.brokerRssMB} MB  ` +
     (s.mainCpu === undefined ? '' : `main thread ${s.mainCpu.toFixed(0)}% waited ${s.mainWaitMsPerSec!.toFixed(0)} ms/s preempted ${s.mainPreemptedPerSec}/s  `) +
-    `gen ${s.generatorCpu.toFixed(0)}%${s.timeline && sendLagText(summarizeTail(s.timeline)) ? ` (${sendLagText(summarizeTail(s.timeline))})` : ''}${s.backendCpu ? `  backend ${s.backendCpu.toFixed(0)}%` : ''}  other ${s.otherCpu.toFixed(0)}%` +
-    (s.timeline ? `  ${tailText(summarizeTail(s.timeline))}` : '') +
+    `gen ${s.generatorCpu.toFixed(0)}%${lag ? ` (${lag})` : ''}${s.backendCpu ? `  backend ${s.backendCpu.toFixed(0)}%` : ''}  other ${s.otherCpu.toFixed(0)}%` +
+    (tail ? `  ${tailText(tail)}` : '') +
     (s.pauses ? `  ${pausesText(s.pauses)}` : '') +
     (s.broken ? `  ← ${s.broken}${again ? `; ${again}` : ''}` : '')
   );

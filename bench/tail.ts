@@ -27,14 +27,16 @@ export function recordTimeline(t: Timeline, sentAfterMs: number, latencyUs: numb
 
 /**
  * A generator's send loop, at `sentAfterMs`, sent messages that fell due `lagUs` before: the bucket keeps the
- * worst. A loop that keeps up is late by its timer's tick (1–2 ms); one held by a GC or by a CPU it did not
- * get is late by as long as it was held, and sends what fell due meanwhile at once.
+ * worst. A loop that keeps up is late by its 1 ms timer and the receiving it does between ticks (a few ms at
+ * worst in 100 ms); one held by a GC or by a CPU it did not get is late by as long as it was held, and sends
+ * what fell due meanwhile at once.
  */
 export function recordSendLag(t: Timeline, sentAfterMs: number, lagUs: number): void {
   const i = Math.max(0, Math.floor(sentAfterMs / TAIL_BUCKET_MS));
   while (t.length <= i) t.push([0, 0, 0]);
   const b = t[i];
-  if (lagUs > (b[3] ?? 0)) b[3] = lagUs;
+  const lag = Math.max(0, lagUs);
+  if (b[3] === undefined || lag > b[3]) b[3] = lag;
 }
 
 /** The generators' timelines as one: counts added bucket by bucket, the slowest of any, the worst send lag of any. */

@@ -292,12 +292,14 @@ test('bench tail: late messages counted by when they were sent, merged across ge
   recordSendLag(g1, 60, 40_000);
   recordSendLag(g1, 90, 2000);
   recordSendLag(g1, 250, 1200);
+  // A send right on time is a lag of 0 (a clock read a hair early, never below), recorded all the same.
+  recordSendLag(g2, 120, -0.4);
   recordTimeline(g2, 30, 800);
   recordSendLag(g2, 50, 3000);
   recordTimeline(g2, 150, 45_000);
   assert.deepEqual(g1, [[0, 0, 0, 40_000], [0, 0, 0], [0, 0, 0, 1200]]);
   const both = mergeTimelines([g1, g2]);
-  assert.deepEqual(both, [[1, 0, 800, 40_000], [1, 1, 45_000], [0, 0, 0, 1200]]);
+  assert.deepEqual(both, [[1, 0, 800, 40_000], [1, 1, 45_000, 0], [0, 0, 0, 1200]]);
   const lagged = summarizeTail(both);
   assert.equal(lagged.sendLagMaxMs, 40);
   assert.equal(lagged.late, 1);
