@@ -320,7 +320,7 @@ describe('docker/Dockerfile', () => {
     assert.doesNotMatch(hc, /\bcurl\b|\bwget\b/, 'the slim image has neither curl nor wget');
     // Node's options as `npm start` gives them (the young and old generation sizing of README, "Running it").
     const flags = npmStartNodeFlags(root);
-    assert.deepEqual(flags, ['--max-semi-space-size=32', '--heap-growing-percent=300', '--v8-pool-size=0']);
+    assert.deepEqual(flags, ['--max-semi-space-size=32', '--heap-growing-percent=300', '--v8-pool-size=0', '--use-largepages=silent']);
     assert.deepEqual(JSON.parse(last(runtime, 'ENTRYPOINT')!.args), ['node', ...flags, 'dist/cli/parley.js']);
     assert.deepEqual(JSON.parse(last(runtime, 'CMD')!.args), ['start']);
   });
