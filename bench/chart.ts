@@ -196,7 +196,7 @@ export function renderTailChart(r: BenchResults): string | null {
     const at = swatch(out, i, 64, color);
     out.push(`<text x="${at.x}" y="${at.y + 4}">${esc(LABELS[s.system] ?? s.system)}</text>`);
     const tail = summarizeTail(s.step.timeline!);
-    const lines = [`@ ${Math.round(s.step.deliveredPerSec).toLocaleString('en-US')} msg/s: p99 ${s.step.p99?.toFixed(2) ?? '–'} ms`, tailShort(tail), tail.sendLagMaxMs === null ? "" : `dotted: load sent ≤ ${tail.sendLagMaxMs.toFixed(1)} ms late`].filter(Boolean);
+    const lines = [`@ ${Math.round(s.step.deliveredPerSec).toLocaleString('en-US')} msg/s: p99 ${s.step.p99?.toFixed(2) ?? '–'} ms`, tailShort(tail), tail.sendLagMaxMs === null ? '' : `dotted: load sent ≤ ${tail.sendLagMaxMs.toFixed(1)} ms late`].filter(Boolean);
     lines.forEach((line, k) => out.push(`<text x="${at.x}" y="${at.y + 19 + k * 14}" fill="#555" font-size="11">${esc(line)}</text>`));
   });
   out.push('</svg>');

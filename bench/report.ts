@@ -1,7 +1,7 @@
 // The results as Markdown tables: printed at the end of a run and pasted into BENCHMARKS.md.
 import { PARLEYS, type BenchResults, type ChatStep, type Ratio } from './results.ts';
 import { LABELS, type SystemName } from './systems.ts';
-import { LATE_MS, summarizeTail, tailCell } from './tail.ts';
+import { LATE_MS, summarizeTail, tailCell, type TailSummary } from './tail.ts';
 
 const ms = (v: number | null | undefined) => (v == null ? '–' : v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0));
 const int = (v: number | null | undefined) => (v == null ? '–' : Math.round(v).toLocaleString('en-US'));
@@ -48,8 +48,8 @@ export function chatSummaryTable(r: BenchResults, ladders: BenchResults['chat'] 
 }
 
 /** The generators' CPU, and how late their send loop was at worst (results from round 30 on). */
-function genCell(s: ChatStep): string {
-  const lag = s.timeline ? summarizeTail(s.timeline).sendLagMaxMs : null;
+function genCell(s: ChatStep, tail: TailSummary | undefined): string {
+  const lag = tail?.sendLagMaxMs ?? null;
   return lag === null ? pct(s.generatorCpu) : `${pct(s.generatorCpu)} / ${ms(lag)}`;
 }
 
@@ -57,6 +57,7 @@ export function chatLadderTable(r: BenchResults, ladders: BenchResults['chat'] =
   const rows: string[][] = [];
   for (const c of ladders) {
     for (const s of c.steps as ChatStep[]) {
+      const tail = s.timeline && summarizeTail(s.timeline);
       rows.push([
         label(c.system),
         int(s.targetPerSec),
@@ -68,12 +69,12 @@ export function chatLadderTable(r: BenchResults, ladders: BenchResults['chat'] =
         ms(s.p999),
         ms(s.max),
         s.ackP99 == null ? '–' : `${ms(s.ackP50)} / ${ms(s.ackP99)}`,
-        tailCell(s.timeline && summarizeTail(s.timeline)),
+        tailCell(tail),
         pct(s.brokerCpu),
         s.mainCpu === undefined ? '–' : `${pct(s.mainCpu)} / ${Math.round(s.mainWaitMsPerSec!)}`,
         String(s.brokerRssMB),
         s.backendCpu ? pct(s.backendCpu) : '–',
-        genCell(s),
+        genCell(s, tail),
         pct(s.otherCpu),
         (s.broken ?? 'ok') + (s.attempts > 1 ? ` (run ${s.attempts}${s.disturbed ? `, ${s.disturbed} disturbed` : ''})` : ''),
       ]);

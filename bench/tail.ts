@@ -16,10 +16,15 @@ export const LATE_MS = 5;
  */
 export type Timeline = [number, number, number, number?][];
 
-export function recordTimeline(t: Timeline, sentAfterMs: number, latencyUs: number): void {
+/** The bucket of `sentAfterMs` (a send a hair before the origin counts in the first), made if it is not there yet. */
+function bucketAt(t: Timeline, sentAfterMs: number): Timeline[number] {
   const i = Math.max(0, Math.floor(sentAfterMs / TAIL_BUCKET_MS));
   while (t.length <= i) t.push([0, 0, 0]);
-  const b = t[i];
+  return t[i];
+}
+
+export function recordTimeline(t: Timeline, sentAfterMs: number, latencyUs: number): void {
+  const b = bucketAt(t, sentAfterMs);
   b[0]++;
   if (latencyUs > LATE_MS * 1000) b[1]++;
   if (latencyUs > b[2]) b[2] = latencyUs;
@@ -32,9 +37,7 @@ export function recordTimeline(t: Timeline, sentAfterMs: number, latencyUs: numb
  * what fell due meanwhile at once.
  */
 export function recordSendLag(t: Timeline, sentAfterMs: number, lagUs: number): void {
-  const i = Math.max(0, Math.floor(sentAfterMs / TAIL_BUCKET_MS));
-  while (t.length <= i) t.push([0, 0, 0]);
-  const b = t[i];
+  const b = bucketAt(t, sentAfterMs);
   const lag = Math.max(0, lagUs);
   if (b[3] === undefined || lag > b[3]) b[3] = lag;
 }
