@@ -438,7 +438,8 @@ function brokenBecause(s: ChatStep, replies: Ran[], o: ScenarioOptions): string 
   if (s.errors > 0) return `${s.errors} error envelopes`;
   if (s.disconnects > 0) return `${s.disconnects} disconnects`;
   if (s.p99 !== null && s.p99 > o.p99LimitMs) return `p99 over ${o.p99LimitMs} ms`;
-  if (s.deliveredPerSec < 0.9 * s.targetPerSec) return 'delivered < 90% of offered';
+  if (s.offeredPerSec < 0.9 * s.targetPerSec) return 'offered < 90% of the target';
+  if (s.deliveredPerSec < 0.9 * s.targetPerSec) return 'delivered < 90% of the target';
   return null;
 }
 

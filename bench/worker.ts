@@ -122,6 +122,19 @@ function payloadFor(step: number, bodyBytes: number, now: bigint): string {
   return `{"cid":"${nonce}-${(seq++).toString(36)}","kind":"text","body":"${stamp}${padding(bodyBytes - stamp.length)}"}`;
 }
 
+// The send loop stays bounded whatever rate it is asked for and however far the broker falls behind:
+/** At most this many sends in a row; then the loop lets the process read PUBACKs and deliveries. */
+const BURST = 5_000;
+/**
+ * A sender with this many publishes not PUBACKed, or this many bytes its socket has not written, is held
+ * until the broker catches up (the loop waits for its next tick). Far beyond any step a broker keeps up with
+ * (a few in flight per sender); it keeps the packet ids from wrapping and this process's memory bounded.
+ */
+const MAX_UNACKED = 1_000;
+const MAX_UNWRITTEN = 256 * 1024;
+/** How long after the step's window the loop still sends what fell due (at least the window's length again). */
+const GIVE_UP_GRACE_MS = 5_000;
+
 const pads: string[] = [];
 const padding = (n: number) => (pads[n] ??= 'x'.repeat(Math.max(0, n)));
 
@@ -133,6 +146,7 @@ async function run(cmd: Extract<Command, { type: 'run' }>): Promise<void> {
   for (const h of senders) h.sentAt.clear();
   const rate = senders.length * cmd.ratePerClient;
   const total = Math.round((rate * cmd.durationMs) / 1000);
+  const giveUpMs = cmd.durationMs + Math.max(cmd.durationMs, GIVE_UP_GRACE_MS);
   const t0 = process.hrtime.bigint();
   windowStart = t0;
   lastReceive = t0;
@@ -144,13 +158,18 @@ async function run(cmd: Extract<Command, { type: 'run' }>): Promise<void> {
       const due = Math.min(total, Math.floor((elapsedMs * rate) / 1000));
       // How long ago the oldest message this tick sends fell due.
       if (stats.sent < due) recordSendLag(stats.timeline, Number(tickAt - origin) / 1e6, (elapsedMs - ((stats.sent + 1) * 1000) / rate) * 1000);
-      while (stats.sent < due) {
+      let burst = 0;
+      while (stats.sent < due && burst < BURST) {
         const h = senders[stats.sent % senders.length];
+        if (h.client.outstanding >= MAX_UNACKED || h.client.socket.writableLength >= MAX_UNWRITTEN) break;
         const now = process.hrtime.bigint();
         h.sentAt.set(h.client.publish(h.topic!, payloadFor(cmd.step, cmd.bodyBytes, now), 1), now);
         stats.sent++;
+        burst++;
       }
-      if (stats.sent >= total) resolve();
+      // What is still due after the give-up time is never sent: the step's offered rate shows the shortfall.
+      if (stats.sent >= total || elapsedMs >= giveUpMs) resolve();
+      else if (burst === BURST) setImmediate(tick);
       else setTimeout(tick, 1);
     };
     tick();

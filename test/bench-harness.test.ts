@@ -234,6 +234,31 @@ test('bench: a broker process killed during the 1:1 ladder is a recorded death, 
   }
 });
 
+test('bench: a rate no broker keeps up with ends on time as a step past the limit, its shortfall shown as the offered rate', { timeout: 180_000 }, async (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bench-'));
+  const out = path.join(tmp, 'results.json');
+  try {
+    // 20 users at a million messages a second each: 20 million due in the 1 s window. The send loop used to
+    // try them all in one go and ran out of memory; now it waits for the broker and gives up 5 s on.
+    const args = ['--quick', '--systems', 'aedes', '--scenarios', 'chat', '--rates', '1000000', '--hold-seconds', '0', '--json-out', out, '--data-dir', path.join(tmp, 'data')];
+    const { code, output } = await runBench(args, { signal: t.signal });
+    assert.equal(code, 0, `bench exited with ${code}:\n${output.slice(-3000)}`);
+    const r = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResults;
+    assert.deepEqual(r.errors, []);
+    const [step] = r.chat.find((c) => c.system === 'aedes')!.steps;
+    assert.equal(step.targetPerSec, 20_000_000);
+    assert.ok(step.sent > 0 && step.sent < 20_000_000, `sent ${step.sent}`);
+    assert.ok(step.offeredPerSec < 0.9 * step.targetPerSec, `offered ${step.offeredPerSec}`);
+    assert.match(step.broken ?? '', /^(p99 over 50 ms|offered < 90% of the target)$/, 'the step is past the limit');
+    assert.match(output, /chat +1000000\/user\/s: offered +\d+ delivered/);
+    assert.equal(step.received, step.sent, 'what was sent still arrived: the relay was slow, not lossy');
+    assert.equal(step.pubacks, step.sent, 'every publish sent was PUBACKed once: no packet id was reused in flight');
+    assert.ok(step.timeline!.some((b) => (b[3] ?? 0) > 1_000_000), 'the send loop ran over a second late while it waited');
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
 test('bench: a broker killed in a scenario before it measured anything is started again and the scenario runs whole', { timeout: 180_000 }, async (t) => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bench-'));
   const out = path.join(tmp, 'results.json');
