@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { loadConfig, type Config } from '../common/config.ts';
 import { renderChart, renderTailChart } from './chart.ts';
 import { Generators } from './generators.ts';
 import { machineInfo } from './procstat.ts';
@@ -43,7 +44,8 @@ const HELP = `npm run bench -- [options]
   --quiet-cpu PCT         before each measurement wait until other processes use < PCT % of a core (default 25)
   --quiet-wait S          … but at most S seconds (default 60; quick 0 = do not wait)
   --workers N             load generator processes (default: number of cores, at least 2)
-  --body-bytes N          size of each message body (default 64)
+  --body-bytes N          size of each message body (default 64; at most the longest body Parley accepts, 65536
+                          unless --parley-env raises PARLEY_MAX_BODY_BYTES)
   --systems a,b           any of ${SYSTEMS.join(', ')} (default all)
   --scenarios a,b         any of ${SCENARIOS.join(', ')} (default all)
   --redis-url URL         Redis for Parley (Redis+Kafka) and the cluster (default redis://127.0.0.1:16379, test/stack's)
@@ -134,6 +136,11 @@ function options(argv: string[]) {
   const rates = (values.rates ?? (quick ? '2,5' : '0.25,0.5,1,2,3,5,7.5,10,12.5,15,20,25,30,40')).split(',').map(Number);
   const groupRates = (values['group-rates'] ?? (quick ? '5,10' : '2,5,10,20,50,100,200,300,400,600,800,1000')).split(',').map(Number);
   if ([...rates, ...groupRates].some((r) => !(r > 0))) throw new Error('--rates and --group-rates must be positive numbers');
+  const env = parleyEnv(values['parley-env']);
+  const bodyBytes = num('body-bytes', 64, 64, 24);
+  // Every system gets the same traffic, and Parley refuses a body over its limit: checked here, before anything starts.
+  const { maxBodyBytes } = parleyConfig(env);
+  if (bodyBytes > maxBodyBytes) throw new Error(`--body-bytes must be ≤ ${maxBodyBytes}, the longest body Parley accepts (PARLEY_MAX_BODY_BYTES; raise it with --parley-env)`);
   return {
     quick,
     users: num('users', 1000, 20, 2),
@@ -152,7 +159,7 @@ function options(argv: string[]) {
     quietCpu: num('quiet-cpu', 25, 25, 0),
     quietWaitMs: num('quiet-wait', 60, 0, 0) * 1000,
     workers: num('workers', Math.max(2, os.cpus().length), 2),
-    bodyBytes: num('body-bytes', 64, 64, 24),
+    bodyBytes,
     systems: list(values.systems, SYSTEMS, 'systems'),
     scenarios: list(values.scenarios, SCENARIOS, 'scenarios'),
     redisUrl: values['redis-url'] ?? 'redis://127.0.0.1:16379',
@@ -165,7 +172,7 @@ function options(argv: string[]) {
     parleyRef: values['parley-ref'],
     parleyRole: values['parley-role'] ?? 'all',
     parleyBuild: parleyBuild(values['parley-build']),
-    parleyEnv: parleyEnv(values['parley-env']),
+    parleyEnv: env,
     jsonOut: values['json-out'],
     report: values.report,
     updateChart: values['update-chart'] ?? false,
@@ -186,6 +193,15 @@ function parleyBuild(text: string | undefined): ParleyBuild | undefined {
   if (text === undefined) return undefined;
   if (!(PARLEY_BUILDS as readonly string[]).includes(text)) throw new Error(`--parley-build takes ${PARLEY_BUILDS.join(' or ')}, not ${JSON.stringify(text)}`);
   return text as ParleyBuild;
+}
+
+/** The measured Parley's configuration with `env`'s settings: a value Parley would refuse is an error of --parley-env. */
+function parleyConfig(env: Record<string, string>): Readonly<Config> {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    throw new Error(`--parley-env: ${(err as Error).message}`);
+  }
 }
 
 /** `K=V,K=V` of PARLEY_* settings for the measured Parley processes (experiments: what a setting costs). */

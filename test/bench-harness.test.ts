@@ -554,6 +554,19 @@ test('bench options: --parley-build takes tsx or dist', async () => {
   assert.match(output, /--parley-build takes tsx or dist, not "docker"/);
 });
 
+test('bench options: --body-bytes stops at the longest body Parley accepts, and --parley-env takes only values Parley would', async () => {
+  const tooLong = await runBench(['--body-bytes', '100000000', '--scenarios', 'chat']);
+  assert.notEqual(tooLong.code, 0);
+  assert.match(tooLong.output, /--body-bytes must be ≤ 65536, the longest body Parley accepts/);
+  assert.doesNotMatch(tooLong.output, /systems .*; scenarios/, 'refused before anything started');
+  const raised = await runBench(['--body-bytes', '100000', '--parley-env', 'PARLEY_MAX_BODY_BYTES=50000', '--scenarios', 'chat']);
+  assert.notEqual(raised.code, 0);
+  assert.match(raised.output, /--body-bytes must be ≤ 50000/);
+  const bad = await runBench(['--parley-env', 'PARLEY_NODE_ID=5000', '--scenarios', 'chat']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.output, /--parley-env: invalid configuration:\s+PARLEY_NODE_ID: /);
+});
+
 test('bench --parley-build dist: Parley built by npm run build, run from dist/ as the Docker image runs it; built once per commit', { timeout: 600_000 }, async (t) => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bench-dist-'));
   t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
