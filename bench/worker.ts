@@ -126,12 +126,14 @@ function payloadFor(step: number, bodyBytes: number, now: bigint): string {
 /** At most this many sends in a row; then the loop lets the process read PUBACKs and deliveries. */
 const BURST = 5_000;
 /**
- * A sender with this many publishes not PUBACKed, or this many bytes its socket has not written, is held
- * until the broker catches up (the loop waits for its next tick). Far beyond any step a broker keeps up with
- * (a few in flight per sender); it keeps the packet ids from wrapping and this process's memory bounded.
+ * A sender with 10 s of its rate in publishes not PUBACKed (at least 1,000, at most 30,000: packet ids are 16
+ * bits), or MAX_UNWRITTEN bytes its socket has not written, is held until the broker catches up (the loop
+ * waits for its next tick); so is the whole process with MAX_IN_FLIGHT publishes not PUBACKed. Far beyond any
+ * step a broker keeps up with (a few in flight per sender); it keeps this process's memory bounded.
  */
-const MAX_UNACKED = 1_000;
+const unackedLimit = (ratePerSender: number) => Math.min(30_000, Math.max(1_000, Math.ceil(ratePerSender * 10)));
 const MAX_UNWRITTEN = 256 * 1024;
+const MAX_IN_FLIGHT = 200_000;
 /** How long after the step's window the loop still sends what fell due (at least the window's length again). */
 const GIVE_UP_GRACE_MS = 5_000;
 
@@ -147,6 +149,7 @@ async function run(cmd: Extract<Command, { type: 'run' }>): Promise<void> {
   const rate = senders.length * cmd.ratePerClient;
   const total = Math.round((rate * cmd.durationMs) / 1000);
   const giveUpMs = cmd.durationMs + Math.max(cmd.durationMs, GIVE_UP_GRACE_MS);
+  const maxUnacked = unackedLimit(cmd.ratePerClient);
   const t0 = process.hrtime.bigint();
   windowStart = t0;
   lastReceive = t0;
@@ -161,7 +164,7 @@ async function run(cmd: Extract<Command, { type: 'run' }>): Promise<void> {
       let burst = 0;
       while (stats.sent < due && burst < BURST) {
         const h = senders[stats.sent % senders.length];
-        if (h.client.outstanding >= MAX_UNACKED || h.client.socket.writableLength >= MAX_UNWRITTEN) break;
+        if (h.client.outstanding >= maxUnacked || h.client.socket.writableLength >= MAX_UNWRITTEN || stats.sent - stats.pubacks >= MAX_IN_FLIGHT) break;
         const now = process.hrtime.bigint();
         h.sentAt.set(h.client.publish(h.topic!, payloadFor(cmd.step, cmd.bodyBytes, now), 1), now);
         stats.sent++;
