@@ -305,7 +305,7 @@ async function main(): Promise<number> {
     retries: o.retries,
     noisyCpu: o.noisyCpu,
     maxDisturbed: o.maxDisturbed,
-    settleMs: o.quick ? 300 : 1000,
+    settleMs: o.quick ? 100 : 1000,
     groupSize: o.groupSize,
     groupRates: o.groupRates,
     quietCpu: o.quietCpu,
