@@ -412,13 +412,21 @@ function stackPid(repo: string, name: string): number[] {
 
 /** Redis and Kafka of test/stack (started with its CLI when they are not running); their pids from .stack/. */
 async function ensureStack(ctx: StartContext): Promise<number[]> {
-  const missing: string[] = [];
-  if (!(await redisAnswers(ctx.redisUrl))) missing.push('redis');
-  if (!(await canReach(ctx.kafkaBrokers.split(',')[0]))) missing.push('kafka');
-  if (missing.length) {
-    ctx.progress(`${missing.join(' and ')} not answering; starting with test/stack/cli.ts up --only ${missing.join(',')}`);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/stack/cli.ts', 'up', '--only', missing.join(',')], { cwd: ctx.repo, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`could not start ${missing.join(', ')}: ${(r.stderr || r.stdout).slice(-2000)}`);
+  const missing = async () => {
+    const out: string[] = [];
+    if (!(await redisAnswers(ctx.redisUrl))) out.push('redis');
+    if (!(await canReach(ctx.kafkaBrokers.split(',')[0]))) out.push('kafka');
+    return out;
+  };
+  const first = await missing();
+  if (first.length) {
+    ctx.progress(`${first.join(' and ')} not answering; starting with test/stack/cli.ts up --only ${first.join(',')}`);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/stack/cli.ts', 'up', '--only', first.join(',')], { cwd: ctx.repo, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`could not start ${first.join(', ')}: ${(r.stderr || r.stdout).slice(-2000)}`);
+    // test/stack's servers are up now; one given with --redis-url or --kafka-brokers elsewhere may still not be.
+    const still = await missing();
+    const where = { redis: `Redis at ${ctx.redisUrl} (--redis-url)`, kafka: `Kafka at ${ctx.kafkaBrokers} (--kafka-brokers)` };
+    if (still.length) throw new Error(`${still.map((m) => where[m as keyof typeof where]).join(' and ')} not answering, with test/stack's running`);
   }
   return [...stackPid(ctx.repo, 'redis'), ...stackPid(ctx.repo, 'kafka')];
 }

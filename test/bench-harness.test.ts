@@ -567,6 +567,25 @@ test('bench options: --body-bytes stops at the longest body Parley accepts, and 
   assert.match(bad.output, /--parley-env: invalid configuration:\s+PARLEY_NODE_ID: /);
 });
 
+test('bench: a --redis-url or --kafka-brokers where nothing answers is named in a clear error, not a client library\'s retry message', { timeout: 120_000 }, async (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bench-'));
+  try {
+    for (const [option, value, said] of [
+      ['--redis-url', 'redis://127.0.0.1:1', 'Redis at redis://127.0.0.1:1 (--redis-url) not answering'],
+      ['--kafka-brokers', '127.0.0.1:1', 'Kafka at 127.0.0.1:1 (--kafka-brokers) not answering'],
+    ]) {
+      const out = path.join(tmp, `${option.slice(2)}.json`);
+      const { code, output } = await runBench(['--quick', '--systems', 'parley-redis', '--scenarios', 'chat', option, value, '--json-out', out, '--data-dir', path.join(tmp, 'data')], { signal: t.signal });
+      assert.notEqual(code, 0, output.slice(-2000));
+      const r = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResults;
+      assert.deepEqual(r.errors.map((e) => [e.system, e.scenario, e.message]), [['parley-redis', 'start', `${said}, with test/stack's running`]]);
+      assert.deepEqual(r.chat, [], 'nothing was measured');
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
 test('bench --parley-build dist: Parley built by npm run build, run from dist/ as the Docker image runs it; built once per commit', { timeout: 600_000 }, async (t) => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bench-dist-'));
   t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
