@@ -239,7 +239,7 @@ async function main(): Promise<number> {
   const profileDir = o.cpuProf ? path.join(resultsDir, `profiles-${stamp()}`) : undefined;
   const machine = machineInfo();
   log(`parley bench${o.quick ? ' (quick)' : ''}: ${machine.cores} cores ${machine.model}, ${(machine.memTotalBytes / 2 ** 30).toFixed(1)} GiB, Node ${machine.node}, load average ${machine.loadAverage.join(' ')}`);
-  log(`systems ${o.systems.join(', ')}; scenarios ${o.scenarios.join(', ')}; ${o.users} users, rates ${o.rates.join(',')}/user/s, ${o.stepMs / 1000} s steps; ${o.workers} generator processes`);
+  log(`systems ${o.systems.join(', ')}; scenarios ${o.scenarios.join(', ')}; ${o.users} users, rates ${o.rates.join(',')}/user/s (1:1 in all: ${o.rates.map((r) => Math.round(r * o.users).toLocaleString('en-US')).join(', ')} msg/s), ${o.stepMs / 1000} s steps; ${o.workers} generator processes`);
 
   const dataDir = o.dataDir;
   const exported = o.parleyRef ? exportParley(REPO, dataDir, o.parleyRef) : null;

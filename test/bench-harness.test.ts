@@ -65,6 +65,7 @@ test('bench --quick: a row for every system and scenario, and every message arri
   try {
     const { code, output } = await runBench(['--quick', '--json-out', out, '--data-dir', path.join(tmp, 'data'), '--redis-prefix', prefix]);
     assert.equal(code, 0, `bench exited with ${code}:\n${output.slice(-4000)}`);
+    assert.match(output, /20 users, rates 2,5\/user\/s \(1:1 in all: 40, 100 msg\/s\)/, 'the rates per user, and what they come to');
     const r = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchResults;
     assert.equal(r.quick, true);
     assert.deepEqual(r.errors, []);
