@@ -413,7 +413,7 @@ function stackPid(repo: string, name: string): number[] {
 /** Redis and Kafka of test/stack (started with its CLI when they are not running); their pids from .stack/. */
 async function ensureStack(ctx: StartContext): Promise<number[]> {
   const missing = async () => {
-    const out: string[] = [];
+    const out: ('redis' | 'kafka')[] = [];
     if (!(await redisAnswers(ctx.redisUrl))) out.push('redis');
     if (!(await canReach(ctx.kafkaBrokers.split(',')[0]))) out.push('kafka');
     return out;
@@ -426,7 +426,7 @@ async function ensureStack(ctx: StartContext): Promise<number[]> {
     // test/stack's servers are up now; one given with --redis-url or --kafka-brokers elsewhere may still not be.
     const still = await missing();
     const where = { redis: `Redis at ${ctx.redisUrl} (--redis-url)`, kafka: `Kafka at ${ctx.kafkaBrokers} (--kafka-brokers)` };
-    if (still.length) throw new Error(`${still.map((m) => where[m as keyof typeof where]).join(' and ')} not answering, with test/stack's running`);
+    if (still.length) throw new Error(`${still.map((m) => where[m]).join(' and ')} not answering, with test/stack's running`);
   }
   return [...stackPid(ctx.repo, 'redis'), ...stackPid(ctx.repo, 'kafka')];
 }
