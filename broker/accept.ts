@@ -13,7 +13,7 @@ import {
   type Envelope,
   type Outgoing,
 } from '../common/envelope.ts';
-import { asParleyError, forbidden, ParleyError, unknownRecipient } from '../common/errors.ts';
+import { asParleyError, badRequest, forbidden, ParleyError, unknownRecipient } from '../common/errors.ts';
 import type { IdGenerator } from '../common/ids.ts';
 import type { Logger } from '../common/log.ts';
 import type { AcceptStore } from './accept-store.ts';
@@ -165,6 +165,11 @@ export class Acceptor {
     const parsed = parseOutgoing(payload, this.deps.config.maxBodyBytes);
     if (isFailure(parsed)) return this.inOrder(device, Promise.resolve(this.refusal(device, parsed.error, parsed.cid)));
     if (parsed.kind === 'typing') return this.inOrder(device, this.typing(device, target, parsed));
+    // A receipt goes to the one user who sent the message it names (PROTOCOL.md), never to a whole group.
+    if (parsed.kind === 'receipt' && target.type === 'group') {
+      const error = badRequest("a receipt goes to the message's sender alone, on send/user/{sender}");
+      return this.inOrder(device, Promise.resolve(this.refusal(device, error, parsed.cid)));
+    }
     const turn = device.storeTurn;
     let passTurn!: () => void;
     device.storeTurn = new Promise<void>((resolve) => (passTurn = resolve));

@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import type { Envelope } from '../common/envelope.ts';
-import type { Archive, ArchivedMessage, ConversationSummary, MetricPoint, ReceiptState } from './archive.ts';
+import type { Archive, ArchivedMessage, ConversationSummary, MetricPoint, ReceiptMark } from './archive.ts';
 import {
   MAX_ROW_BYTES,
   TABLES,
@@ -19,6 +19,7 @@ import {
   isArchiveId,
   isReceiptState,
   keyable,
+  markable,
   messageKey,
   pageRange,
   planMessages,
@@ -216,7 +217,7 @@ export class EmbeddedArchive implements Archive {
     await batch.write({ sync: this.fsync });
   }
 
-  async setState(conversation: string, id: string, state: ReceiptState): Promise<void> {
+  async setState({ conversation, id, state, reader }: ReceiptMark): Promise<void> {
     if (!isReceiptState(state)) throw new RangeError(`a receipt state is delivered or read, not ${JSON.stringify(state)}`);
     if (!isArchiveId(id) || !keyable(conversation)) return; // no message has that id
     const row = messageKey(conversation, id);
@@ -226,7 +227,7 @@ export class EmbeddedArchive implements Archive {
       const value = await this.db.get(at('messages', row));
       if (value === undefined) return; // not archived: nothing to mark
       const m = JSON.parse(value) as ArchivedMessage;
-      if (!advances(m.state, state)) return;
+      if (!markable(m, reader) || !advances(m.state, state)) return;
       await this.db.put(at('messages', row), JSON.stringify({ ...m, state }), { sync: this.fsync });
     });
   }

@@ -2,7 +2,7 @@
 // columns: consumers/archive-keys.ts. Every column value is plain UTF-8, for analysts in the HBase shell.
 import { cellValue, connect, tableName, type CellInput, type ConnectOptions, type HBaseClient, type HBaseRow, type HBaseTransport } from '../common/hbase/client.ts';
 import type { Envelope } from '../common/envelope.ts';
-import type { Archive, ArchivedMessage, ConversationSummary, MetricPoint, ReceiptState } from './archive.ts';
+import type { Archive, ArchivedMessage, ConversationSummary, MetricPoint, ReceiptMark } from './archive.ts';
 import { conversationOf } from './archive.ts';
 import {
   DEFAULT_NAMESPACE,
@@ -16,6 +16,7 @@ import {
   isArchiveId,
   isReceiptState,
   keyable,
+  markable,
   messageKey,
   messageKeyBelow,
   pageRange,
@@ -219,15 +220,17 @@ export class HBaseArchive implements Archive {
     return writes;
   }
 
-  async setState(conversation: string, id: string, state: ReceiptState): Promise<void> {
+  async setState({ conversation, id, state, reader }: ReceiptMark): Promise<void> {
     if (!isReceiptState(state)) throw new RangeError(`a receipt state is delivered or read, not ${JSON.stringify(state)}`);
     if (!isArchiveId(id) || !keyable(conversation)) return; // no message has that id
     const row = messageKey(conversation, id);
     if (tooLong(row)) return;
     const c = await this.client();
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const current = await c.get(this.tables.messages, row, [`${FAMILY}:id`, `${FAMILY}:state`]);
+      const current = await c.get(this.tables.messages, row, [`${FAMILY}:id`, `${FAMILY}:from`, `${FAMILY}:to`, `${FAMILY}:group`, `${FAMILY}:state`]);
       if (!cellValue(current, FAMILY, 'id')) return; // not archived: nothing to mark
+      const cell = (q: string) => cellValue(current, FAMILY, q)?.toString('utf8');
+      if (!markable({ from: cell('from'), to: cell('to'), group: cell('group') }, reader)) return;
       const was = cellValue(current, FAMILY, 'state')?.toString('utf8');
       if (!advances(was, state)) return;
       if (await c.checkAndPut(this.tables.messages, row, FAMILY, 'state', was, [{ family: FAMILY, qualifier: 'state', value: state }])) return;

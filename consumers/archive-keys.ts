@@ -447,6 +447,14 @@ export function advances(current: string | undefined, next: ReceiptState): boole
   return (RANK[next] ?? 0) > (current ? (RANK[current] ?? 0) : 0);
 }
 
+/**
+ * Whether `reader`'s receipt may mark the message: a 1:1 message sent to the reader by someone else. A
+ * receipt for one's own message, another pair's or a group's records nothing.
+ */
+export function markable(m: { from?: string; to?: string; group?: string }, reader: string): boolean {
+  return m.group === undefined && m.to === reader && m.from !== reader;
+}
+
 export function isReceiptState(s: unknown): s is ReceiptState {
   return s === 'delivered' || s === 'read';
 }

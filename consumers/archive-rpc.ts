@@ -3,7 +3,7 @@
 // routes read it through this. `scan` crosses in chunks, pulled as the reader iterates.
 import type { Envelope } from '../common/envelope.ts';
 import type { RpcEndpoint } from '../common/rpc.ts';
-import type { Archive, ArchivedMessage, ConversationSummary, MetricPoint, ReceiptState } from './archive.ts';
+import type { Archive, ArchivedMessage, ConversationSummary, MetricPoint, ReceiptMark } from './archive.ts';
 
 /** Messages per `scan` round trip. */
 const SCAN_CHUNK = 500;
@@ -16,7 +16,7 @@ export function serveArchive(rpc: RpcEndpoint, archive: Archive): { stop(): Prom
   let nextScan = 1;
   rpc.serve('archive.ensureSchema', () => archive.ensureSchema());
   rpc.serve('archive.putMessages', (batch: Puts) => archive.putMessages(batch));
-  rpc.serve('archive.setState', (conversation: string, id: string, state: ReceiptState) => archive.setState(conversation, id, state));
+  rpc.serve('archive.setState', (mark: ReceiptMark) => archive.setState(mark));
   rpc.serve('archive.page', (conversation: string, options: { before?: string; limit: number }) => archive.page(conversation, options));
   rpc.serve('archive.conversations', (userId: string, limit: number) => archive.conversations(userId, limit));
   rpc.serve('archive.sync', (userId: string, options: { after?: string; limit: number }) => archive.sync(userId, options));
@@ -81,8 +81,8 @@ export class RpcArchive implements Archive {
     return this.call('putMessages', batch);
   }
 
-  setState(conversation: string, id: string, state: ReceiptState): Promise<void> {
-    return this.call('setState', conversation, id, state);
+  setState(mark: ReceiptMark): Promise<void> {
+    return this.call('setState', mark);
   }
 
   page(conversation: string, options: { before?: string; limit: number }): Promise<ArchivedMessage[]> {

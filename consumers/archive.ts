@@ -15,6 +15,17 @@ export interface ArchivedMessage extends Envelope {
   state?: ReceiptState;
 }
 
+/**
+ * A receipt as the archive records it: `reader` reports `state` for the message `id` of `conversation`. Only
+ * a 1:1 message sent to `reader` takes it, so no one can mark their own or someone else's messages read.
+ */
+export interface ReceiptMark {
+  conversation: string;
+  id: string;
+  state: ReceiptState;
+  reader: string;
+}
+
 export interface ConversationSummary {
   type: 'user' | 'group';
   /** The peer's user id (1:1) or the group id. */
@@ -41,8 +52,11 @@ export interface Archive {
    * sync: `participants` are the users who may read the message (sender and receivers).
    */
   putMessages(batch: readonly { message: Envelope; participants: readonly string[] }[]): Promise<void>;
-  /** Records a receipt on the message it refers to; the state only moves forward (delivered → read). */
-  setState(conversation: string, id: string, state: ReceiptState): Promise<void>;
+  /**
+   * Records a receipt on the message it refers to, when that message was sent to the receipt's reader; the
+   * state only moves forward (delivered → read). Any other receipt records nothing.
+   */
+  setState(mark: ReceiptMark): Promise<void>;
   /** One conversation, newest first: ids below `before` (all when absent), at most `limit`. */
   page(conversation: string, options: { before?: string; limit: number }): Promise<ArchivedMessage[]>;
   /** Messages of a conversation with from ≤ ts < to, oldest first, as a stream (analysts' export). */

@@ -4,7 +4,7 @@
 import { conversationOf } from '../common/envelope.ts';
 import { MESSAGES_TOPIC, type ConsumedRecord, type EventLog, type Subscription } from '../common/event-log.ts';
 import type { Logger } from '../common/log.ts';
-import type { Archive, ReceiptState } from './archive.ts';
+import type { Archive, ReceiptMark } from './archive.ts';
 import { parseEvent } from './events.ts';
 
 /** The archiver's consumer group: `parley-archiver`, suffixed with the topic when it is not the default. */
@@ -31,7 +31,7 @@ export class Archiver {
 
   async handle(batch: ConsumedRecord[]): Promise<void> {
     const puts = [];
-    const receipts: { conversation: string; ref: string; state: ReceiptState }[] = [];
+    const receipts: ReceiptMark[] = [];
     for (const record of batch) {
       const event = parseEvent(record.value);
       if (!event) {
@@ -39,13 +39,13 @@ export class Archiver {
         continue;
       }
       const m = event.message;
-      if (m.kind === 'receipt' && m.ref && m.state) receipts.push({ conversation: conversationOf(m), ref: m.ref, state: m.state });
+      if (m.kind === 'receipt' && m.ref && m.state) receipts.push({ conversation: conversationOf(m), id: m.ref, state: m.state, reader: m.from });
       else if (m.kind !== 'typing') puts.push({ message: m, participants: event.participants });
     }
     try {
       await this.putAll(puts);
       // Receipts follow their message in the same partition, so the message is archived first.
-      for (const r of receipts) await this.archive.setState(r.conversation, r.ref, r.state);
+      for (const r of receipts) await this.archive.setState(r);
     } catch (err) {
       this.failures++;
       if (this.failures === 1 || this.failures % 20 === 0) this.logger.warn({ err, failures: this.failures }, 'archive unavailable; the batch will be retried');

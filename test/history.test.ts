@@ -103,19 +103,37 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       assert.deepEqual(lines.map((l) => JSON.parse(l).id), acked.get(conversationOf({ from: senders[0], to: receivers[0] })));
     });
 
-    it('records receipts as the message state', async () => {
+    it('records receipts as the message state, from its receiver only; a receipt to a group is refused', async () => {
       const [ann, ben] = [await registerUser(p), await registerUser(p)];
       const a = await connectDevice(p, 'tcp', ann);
       const b = await connectDevice(p, 'tcp', ben);
       const before = (await p.running.consumers!.archived());
+      const stateNow = async () => {
+        const res = await p.http(`/v1/conversations/user/${ben}/messages`, { token: await token(p, ann) });
+        assert.equal(res.body.messages.length, 1, 'receipts are state changes, not messages');
+        return res.body.messages[0].state;
+      };
       const ack = await a.sendAndAck(ben, { body: 'did you read this?' });
       await b.waitForInbox(1);
+      // The sender marking its own message read records nothing; its receiver's receipts do.
+      assert.equal((await a.sendAndAck(ben, { kind: 'receipt', ref: ack.id, state: 'read', body: undefined })).kind, 'ack');
       await b.sendAndAck(ann, { kind: 'receipt', ref: ack.id, state: 'delivered', body: undefined });
-      await b.sendAndAck(ann, { kind: 'receipt', ref: ack.id, state: 'read', body: undefined });
       await archived(p, before + 3);
-      const res = await p.http(`/v1/conversations/user/${ben}/messages`, { token: await token(p, ann) });
-      assert.equal(res.body.messages.length, 1, 'receipts are state changes, not messages');
-      assert.equal(res.body.messages[0].state, 'read');
+      assert.equal(await stateNow(), 'delivered');
+      await b.sendAndAck(ann, { kind: 'receipt', ref: ack.id, state: 'read', body: undefined });
+      await archived(p, before + 4);
+      assert.equal(await stateNow(), 'read');
+
+      const group = await p.http('/v1/groups', { body: { name: 'receipts', members: [ben] }, token: await token(p, ann) });
+      assert.equal(group.status, 201);
+      const from = b.received.length;
+      const cid = b.send('', { kind: 'receipt', ref: ack.id, state: 'read', body: undefined }, `send/group/${group.body.id}`);
+      const refused = await b.waitForAnswer(cid, undefined, from);
+      assert.equal(refused.kind, 'error');
+      assert.equal(refused.code, 'bad_request');
+      assert.match(refused.message, /send\/user\/\{sender\}/);
+      await sleep(300);
+      assert.ok(!a.received.some((r) => r.body.cid === cid), 'the refused receipt reached no one');
       await Promise.all([a.close(), b.close()]);
     });
 

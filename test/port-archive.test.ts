@@ -163,7 +163,7 @@ describe('HBaseArchive rows as analysts read them', () => {
       'm:ts': { value: String(m.ts), ts: at },
     });
 
-    await archive.setState(conversation, m.id, 'delivered');
+    await archive.setState({ conversation, id: m.id, state: 'delivered', reader: m.to });
     const withState = cells(await raw.get(archive.tables.messages, key));
     assert.equal(withState['m:state'].value, 'delivered');
     // A replay rewrites identical cells: same values, same timestamps, the state kept.
@@ -207,7 +207,7 @@ describe('EmbeddedArchive keys', () => {
     const [a, b] = [`a${rand()}`, `b${rand()}`];
     const m = message(a, b);
     await archive.putMessages([{ message: m, participants: [a, b] }]);
-    await archive.setState(conversationOf(m), m.id, 'read');
+    await archive.setState({ conversation: conversationOf(m), id: m.id, state: 'read', reader: m.to });
     await archive.close();
 
     const db = new ClassicLevel<Buffer, string>(path.join(tmp.dir, 'archive'), { keyEncoding: 'buffer', valueEncoding: 'utf8' });
@@ -274,7 +274,7 @@ describe('EmbeddedArchive keys', () => {
     const ac = message(a, c);
     const archive = new EmbeddedArchive(tmp.dir);
     await archive.putMessages([{ message: ab, participants: [a, b] }, { message: ac, participants: [a, c] }]);
-    await archive.setState(conversationOf(ab), ab.id, 'read');
+    await archive.setState({ conversation: conversationOf(ab), id: ab.id, state: 'read', reader: ab.to });
     await archive.close();
     // What the build before wrote into a's cells: the message as JSON.
     const db = new ClassicLevel<Buffer, string>(path.join(tmp.dir, 'archive'), { keyEncoding: 'buffer', valueEncoding: 'utf8' });
@@ -343,7 +343,7 @@ describe('EmbeddedArchive keys', () => {
       const archive = new EmbeddedArchive(dir);
       try {
         await archive.putMessages([older, newer, other].map((m) => ({ message: m, participants: [m.from, m.to] })));
-        await archive.setState(conversationOf(older), older.id, 'read');
+        await archive.setState({ conversation: conversationOf(older), id: older.id, state: 'read', reader: older.to });
         const blind = archive.blindWrites;
         await archive.putMessages([{ message: older, participants: [a, b] }]);
         assert.equal(archive.blindWrites, blind, 'the replay was read first');
@@ -363,7 +363,7 @@ describe('EmbeddedArchive keys', () => {
       const [yz, ab] = [message(y, z), message(a, b)];
       const archive = new EmbeddedArchive(dir);
       await archive.putMessages([yz, ab].map((m) => ({ message: m, participants: [m.from, m.to] })));
-      await archive.setState(conversationOf(yz), yz.id, 'delivered');
+      await archive.setState({ conversation: conversationOf(yz), id: yz.id, state: 'delivered', reader: yz.to });
       await archive.close();
       const db = raw(dir);
       await db.del(HIGH_WATER_KEY); // as a store written before the mark existed

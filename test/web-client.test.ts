@@ -46,9 +46,23 @@ describe('web client in Chromium', () => {
     const reply = await b.sendAndAck(ann, { body: 'hello from an MQTT app' });
     await page.waitForSelector(`#messages li.theirs[data-id="${reply.id}"]`, { timeout: 10_000 });
     assert.equal(await page.textContent(`#messages li[data-id="${reply.id}"] .body`), 'hello from an MQTT app');
-    // The page sends a delivered receipt for what it shows.
-    const receipt = await b.waitFor(() => b.inbox(['receipt']).find((r) => r.ref === reply.id), 'a delivered receipt');
-    assert.equal(receipt.state, 'delivered');
+    // The page tells ben his reply arrived, and was read: it came into the open conversation of a visible page.
+    const receipts = await b.waitFor(() => b.inbox(['receipt']).filter((r) => r.ref === reply.id).length === 2 && b.inbox(['receipt']).filter((r) => r.ref === reply.id), 'two receipts');
+    assert.deepEqual(receipts.map((r: { state: string }) => r.state), ['delivered', 'read']);
+    assert.equal(receipts[0].from, ann);
+
+    // Ben's receipts for ann's message show on it, forward only, and are never answered with receipts.
+    const delivered = await b.sendAndAck(ann, { kind: 'receipt', ref: m.id, state: 'delivered' });
+    await page.waitForSelector(`#messages li.mine[data-id="${m.id}"][data-state="delivered"]`, { timeout: 10_000 });
+    const read = await b.sendAndAck(ann, { kind: 'receipt', ref: m.id, state: 'read' });
+    await page.waitForSelector(`#messages li.mine[data-id="${m.id}"][data-state="read"]`, { timeout: 10_000 });
+    await b.sendAndAck(ann, { kind: 'receipt', ref: m.id, state: 'delivered' });
+    const marker = await b.sendAndAck(ann, { body: 'marker' });
+    await b.waitFor(() => b.inbox(['receipt']).filter((r) => r.ref === marker.id).length === 2, 'the marker\'s receipts');
+    assert.equal(await page.getAttribute(`#messages li[data-id="${m.id}"]`, 'data-state'), 'read', 'read then delivered stays read');
+    const answered = b.inbox(['receipt']).filter((r) => r.ref === delivered.id || r.ref === read.id);
+    assert.deepEqual(answered, [], 'no receipt for a receipt');
+    assert.deepEqual(b.inbox(['receipt']).map((r) => `${r.ref} ${r.state}`).sort(), [reply.id, marker.id].flatMap((id) => [`${id} delivered`, `${id} read`]).sort(), 'two receipts per message of ben\'s');
 
     fs.mkdirSync(path.join(repo, 'test/artifacts'), { recursive: true });
     await page.screenshot({ path: path.join(repo, 'test/artifacts/web-client.png') });

@@ -3,7 +3,8 @@
 (() => {
   'use strict';
   const $ = (id) => document.getElementById(id);
-  const state = { user: null, token: null, client: null, peer: null, seen: new Set(), pending: new Map(), cid: 0 };
+  const state = { user: null, token: null, client: null, peer: null, seen: new Set(), pending: new Map(), receipts: new Map(), cid: 0 };
+  const RANK = { delivered: 1, read: 2 };
 
   async function api(path, { method = 'GET', body, token } = {}) {
     const headers = {};
@@ -24,6 +25,23 @@
     return m.from === state.user ? m.to : m.from;
   }
 
+  /** A receipt state moves forward only (delivered → read), whichever arrives first. */
+  function markState(id, st) {
+    const was = state.receipts.get(id);
+    if (!RANK[st] || (was && RANK[was] >= RANK[st])) return;
+    state.receipts.set(id, st);
+    const li = document.querySelector(`#messages li.mine[data-id="${CSS.escape(id)}"]`);
+    if (li) li.dataset.state = st;
+  }
+
+  /** Tells the sender of a message that it reached this user (`delivered`) or was seen (`read`). */
+  function receipt(m, st) {
+    if (RANK[m.state] >= RANK[st]) return;
+    state.client.publish(`send/user/${m.from}`, JSON.stringify({ cid: `r${Date.now()}${state.cid++}`, kind: 'receipt', ref: m.id, state: st }), { qos: 1 });
+  }
+
+  const onScreen = (m) => conversationPeer(m) === state.peer && !m.group && document.visibilityState === 'visible';
+
   function show(m) {
     if (state.seen.has(m.id)) return; // redelivery keeps the id; show each message once
     state.seen.add(m.id);
@@ -31,6 +49,9 @@
     const li = document.createElement('li');
     li.className = m.from === state.user ? 'mine' : 'theirs';
     li.dataset.id = m.id;
+    if (m.from === state.user && m.state) markState(m.id, m.state);
+    const st = state.receipts.get(m.id);
+    if (m.from === state.user && st) li.dataset.state = st;
     const meta = document.createElement('div');
     meta.className = 'meta';
     meta.textContent = `${m.from} · ${new Date(m.ts).toLocaleTimeString()}`;
@@ -52,6 +73,8 @@
     state.client.subscribe(`presence/${peer}`, { qos: 0 });
     const page = await api(`/v1/conversations/user/${encodeURIComponent(peer)}/messages?limit=50`, { token: state.token });
     page.messages.reverse().forEach(show);
+    // What the peer sent that this user has not read yet is read now.
+    for (const m of page.messages) if (m.from === peer && m.kind !== 'receipt') receipt(m, 'read');
   }
 
   async function loadConversations() {
@@ -95,9 +118,16 @@
         $('send-error').textContent = `${m.code}: ${m.message}`;
       } else if (m.kind === 'typing') {
         // not shown in this small client
+      } else if (m.kind === 'receipt') {
+        // The peer's receipt for a message of this user's (a receipt is never answered with one).
+        if (m.from !== state.user) markState(m.ref, m.state);
       } else {
+        const fresh = !state.seen.has(m.id);
         show(m);
-        if (m.from !== state.user) client.publish(`send/user/${m.from}`, JSON.stringify({ cid: `r${Date.now()}${state.cid++}`, kind: 'receipt', ref: m.id, state: 'delivered' }), { qos: 1 });
+        if (fresh && m.from !== state.user && !m.group) {
+          receipt(m, 'delivered'); // what the delivery-latency metrics count
+          if (onScreen(m)) receipt(m, 'read');
+        }
       }
     });
   }

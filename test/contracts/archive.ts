@@ -188,11 +188,11 @@ export function archiveContract(name: string, make: ArchiveFactory): void {
       const conversation = conversationOf(m1);
       const stateOf = async (id: string) => (await archive.page(conversation, { limit: 10 })).find((m) => m.id === id)?.state;
       assert.equal(await stateOf(m1.id), undefined);
-      await archive.setState(conversation, m1.id, 'delivered');
+      await archive.setState({ conversation, id: m1.id, state: 'delivered', reader: m1.to });
       assert.equal(await stateOf(m1.id), 'delivered');
-      await archive.setState(conversation, m1.id, 'read');
+      await archive.setState({ conversation, id: m1.id, state: 'read', reader: m1.to });
       assert.equal(await stateOf(m1.id), 'read');
-      await archive.setState(conversation, m1.id, 'delivered');
+      await archive.setState({ conversation, id: m1.id, state: 'delivered', reader: m1.to });
       assert.equal(await stateOf(m1.id), 'read', 'read then delivered stays read');
       await archive.putMessages(direct([m1, m2]));
       assert.equal(await stateOf(m1.id), 'read', 'a replay keeps the state');
@@ -200,7 +200,7 @@ export function archiveContract(name: string, make: ArchiveFactory): void {
       assert.equal(await stateOf(m2.id), undefined, 'the other message is untouched');
 
       // Concurrent receipts of both kinds end at read, whichever lands last.
-      await Promise.all([archive.setState(conversation, m2.id, 'read'), archive.setState(conversation, m2.id, 'delivered'), archive.setState(conversation, m2.id, 'delivered')]);
+      await Promise.all([archive.setState({ conversation, id: m2.id, state: 'read', reader: m2.to }), archive.setState({ conversation: conversation, id: m2.id, state: 'delivered', reader: m2.to }), archive.setState({ conversation: conversation, id: m2.id, state: 'delivered', reader: m2.to })]);
       assert.equal(await stateOf(m2.id), 'read');
       const [summary] = await archive.conversations(a, 10);
       assert.equal(summary.lastMessage.id, m2.id);
@@ -209,12 +209,30 @@ export function archiveContract(name: string, make: ArchiveFactory): void {
       // A receipt for a message not archived (or not an id at all) records nothing.
       const [x, y] = [user(), user()];
       const ghost = conversationOf({ from: x, to: y });
-      await archive.setState(ghost, m1.id, 'read');
-      await archive.setState(conversation, '12ab', 'read');
-      await archive.setState(conversation, '99999999999999999999999', 'read');
+      await archive.setState({ conversation: ghost, id: m1.id, state: 'read', reader: m1.to });
+      await archive.setState({ conversation, id: '12ab', state: 'read', reader: b });
+      await archive.setState({ conversation, id: '99999999999999999999999', state: 'read', reader: b });
       assert.deepEqual(await archive.page(ghost, { limit: 10 }), []);
       assert.deepEqual(await archive.sync(x, { limit: 10 }), []);
       assert.equal((await archive.page(conversation, { limit: 10 })).length, 2);
+    });
+
+    it('takes a receipt only from the user the message was sent to', async () => {
+      const [a, b, c] = [user(), user(), user()];
+      const group = `grp${rand()}`;
+      const toB = msg(a, b);
+      const inGroup = groupMsg(a, group);
+      await archive.putMessages([...direct([toB]), ...toGroup([inGroup], [a, b, c])]);
+      const conversation = conversationOf(toB);
+      const stateOf = async () => (await archive.page(conversation, { limit: 10 })).find((m) => m.id === toB.id)?.state;
+      await archive.setState({ conversation, id: toB.id, state: 'read', reader: a });
+      assert.equal(await stateOf(), undefined, 'the sender cannot mark their own message');
+      await archive.setState({ conversation, id: toB.id, state: 'read', reader: c });
+      assert.equal(await stateOf(), undefined, 'nor can a third user');
+      await archive.setState({ conversation: conversationOf(inGroup), id: inGroup.id, state: 'read', reader: b });
+      assert.equal((await archive.page(conversationOf(inGroup), { limit: 10 }))[0].state, undefined, 'group messages carry no receipt state');
+      await archive.setState({ conversation, id: toB.id, state: 'delivered', reader: b });
+      assert.equal(await stateOf(), 'delivered', 'the receiver can');
     });
 
     it('syncs every message to or from a user across conversations, oldest first, after a cursor, within a limit', async () => {
@@ -364,7 +382,7 @@ export function archiveContract(name: string, make: ArchiveFactory): void {
       await assert.rejects(archive.putMessages(direct([{ ...msg(c, d), id: 'not-an-id' }])), RangeError);
       assert.deepEqual(await archive.page(conversationOf(fine), { limit: 10 }), [], 'the refused batch wrote nothing');
       assert.deepEqual(await archive.sync(c, { limit: 10 }), []);
-      await archive.setState(`u:${c}:${long}`, fine.id, 'read');
+      await archive.setState({ conversation: `u:${c}:${long}`, id: fine.id, state: 'read', reader: fine.to });
       // Lone surrogates all encode as U+FFFD: such ids could share keys, so they are refused and find nothing.
       await assert.rejects(archive.putMessages(direct([msg(c, `${d}\uD800`)])), RangeError);
       await assert.rejects(archive.putMessages([{ message: msg(c, d), participants: [c, d, `${d}\uDC00`] }]), RangeError);
@@ -433,7 +451,7 @@ export function archiveContract(name: string, make: ArchiveFactory): void {
       const [a, b] = [user(), user()];
       const ms = [msg(a, b), msg(b, a)];
       await archive.putMessages(direct(ms));
-      await archive.setState(conversationOf(ms[0]), ms[0].id, 'read');
+      await archive.setState({ conversation: conversationOf(ms[0]), id: ms[0].id, state: 'read', reader: ms[0].to });
       archive = await f.reopen();
       const page = await archive.page(conversationOf(ms[0]), { limit: 10 });
       assert.deepEqual(ids(page), ids([...ms].reverse()));
