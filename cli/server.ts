@@ -20,6 +20,7 @@ import { tcpServer } from '../broker/transport-tcp.ts';
 import { tlsServer } from '../broker/transport-tls.ts';
 import { attachWebSocket } from '../broker/transport-ws.ts';
 import { createAdapters, type Adapters } from '../common/adapters.ts';
+import { maxPayloadBytes } from '../common/envelope.ts';
 import { redisDurabilityProblem } from '../common/redis.ts';
 import type { Config } from '../common/config.ts';
 import { createHttp } from '../common/http.ts';
@@ -171,7 +172,8 @@ async function startBroker(config: Readonly<Config>, log: Logger, metrics: Metri
     joinedAt: async (group, user) => (await adapters.groups.get(group))?.members.find((m) => m.userId === user)?.joinedAt ?? null,
   });
   webRoutes(http);
-  attachWebSocket(http.server, broker, config.maxBodyBytes * 2 + 64 * 1024);
+  // A WebSocket frame holds one MQTT packet or part of one: the largest valid payload, its topic and header fit.
+  attachWebSocket(http.server, broker, maxPayloadBytes(config.maxBodyBytes) + 64 * 1024);
 
   const tcp = tcpServer(broker);
   await new Promise<void>((resolve, reject) => tcp.once('error', reject).listen(config.mqttPort, config.host, resolve));

@@ -51,12 +51,22 @@ const isString = (v: unknown): v is string => typeof v === 'string';
 const fail = (cid: string, error: ParleyError): ValidationFailure => ({ error, cid });
 
 /**
+ * The largest `send/...` payload a valid message can come to: JSON may write each byte of the body as
+ * `\u00XX` (six bytes, as encoders that escape control characters or everything past ASCII do), and the
+ * other fields (cid, attachment name, key and mime, escaped alike) fit in 8 KiB.
+ */
+export function maxPayloadBytes(maxBodyBytes: number): number {
+  return maxBodyBytes * 6 + 8192;
+}
+
+/**
  * Parses and checks a `send/...` payload. Unknown fields are dropped, never passed on: a client cannot
  * smuggle `from`, `id` or `ts` into what recipients see.
  */
 export function parseOutgoing(payload: Buffer, maxBodyBytes: number): Outgoing | ValidationFailure {
-  // JSON overhead allowance: a payload far past the body limit is refused before it is parsed.
-  if (payload.length > maxBodyBytes * 2 + 4096) return { error: tooLarge(`payload exceeds ${maxBodyBytes * 2 + 4096} bytes`) };
+  // A payload past what any valid message can take is refused before it is parsed.
+  const limit = maxPayloadBytes(maxBodyBytes);
+  if (payload.length > limit) return { error: tooLarge(`payload exceeds ${limit} bytes`) };
   let raw: unknown;
   try {
     raw = JSON.parse(payload.toString('utf8'));

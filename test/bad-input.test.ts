@@ -6,6 +6,8 @@ import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { connackCode, connectDevice, PASSWORD, registerUser, sleep, startTestParley, url, type Backend, type TestDevice, type TestParley } from './helpers/parley.ts';
 
+const until = (t: number) => sleep(Math.max(0, t - Date.now()));
+
 /** CONNECT bytes built by hand: mqtt-packet itself refuses to write an empty client id with clean=false. */
 function rawConnect(clientId: string, username: string, clean: boolean): Buffer {
   const str = (v: string) => {
@@ -76,6 +78,29 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       assert.equal(got.body, 'small now');
       assert.equal(b.inbox().length, 1);
       assert.ok(a.client.connected);
+      await bystandersStillChat();
+    });
+
+    it('accepts a body at the size limit however its JSON escapes it, over TCP and WebSocket', async () => {
+      // 1,024 control characters: a 1,024-byte body that JSON writes as \u0001 each, six times its size.
+      const body = '\u0001'.repeat(1024);
+      for (const [device, to, peer] of [[a, bob, b], [c, dUser, d]] as const) {
+        const payload = JSON.stringify({ cid: `escaped-${device === a ? 'tcp' : 'ws'}`, body });
+        assert.ok(payload.length > 6 * 1024, `${payload.length} bytes on the wire`);
+        const from = device.received.length;
+        await publishRaw(device, `send/user/${to}`, payload);
+        const ack = await device.waitForAnswer(JSON.parse(payload).cid, undefined, from);
+        assert.equal(ack.kind, 'ack', JSON.stringify(ack));
+        const got = await peer.waitFor(() => peer.inbox().find((m) => m.id === ack.id), 'the escaped body');
+        assert.equal(got.body, body);
+        assert.ok(device.client.connected);
+      }
+      // One byte more is too large, however it is written.
+      const from = c.received.length;
+      await publishRaw(c, `send/user/${dUser}`, JSON.stringify({ cid: 'escaped-over', body: body + '\u0001' }));
+      const over = await c.waitForAnswer('escaped-over', undefined, from);
+      assert.equal(over.code, 'too_large');
+      assert.ok(c.client.connected);
       await bystandersStillChat();
     });
 
@@ -217,6 +242,32 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       // Others are not affected.
       assert.equal((await p.http('/v1/auth/login', { body: { username: bob, password: PASSWORD } })).status, 200);
       await bystandersStillChat();
+    });
+  });
+
+  describe(`login lock over time, ${backend} adapters`, () => {
+    let p: TestParley;
+    before(async () => {
+      p = await startTestParley(backend, { PARLEY_LOGIN_MAX_FAILURES: '3', PARLEY_LOGIN_WINDOW_SECONDS: '2' });
+    });
+    after(async () => p.stop());
+
+    it('locks on failures within any window and keeps the account locked for the window from the one that reached the limit', async () => {
+      const victim = await registerUser(p);
+      const login = async (password: string) => (await p.http('/v1/auth/login', { body: { username: victim, password } })).status;
+      const t0 = Date.now();
+      assert.equal(await login('nope-nope'), 401);
+      await until(t0 + 1200);
+      assert.equal(await login('nope-nope'), 401);
+      assert.equal(await login('nope-nope'), 401, 'the third failure within 2 s reaches the limit');
+      const lockedAt = Date.now();
+      assert.equal(await login(PASSWORD), 429);
+      // 2.5 s after the first failure, which has aged out (as has a window fixed at it); the lock has 700 ms to go.
+      await until(t0 + 2500);
+      assert.equal(await login(PASSWORD), 429, 'still locked: the lock runs from the third failure');
+      assert.equal(await connackCode(p, 'tcp', victim, PASSWORD), 5);
+      await until(lockedAt + 2300);
+      assert.equal(await login(PASSWORD), 200, 'the lock is over');
     });
   });
 }
