@@ -1,5 +1,5 @@
 // Sign-in for both doors (HTTP and MQTT CONNECT): passwords through the Directory, tokens through the
-// TokenStore, failed attempts counted by the Throttle per account and per client address.
+// TokenStore, failed attempts counted by the Throttle per account and per client address, which locks either.
 import type { Config } from '../common/config.ts';
 import { USER_ID } from '../common/envelope.ts';
 import { badRequest, conflict, forbidden, ParleyError, rateLimited, unauthorized } from '../common/errors.ts';
@@ -69,12 +69,11 @@ export class AuthService {
       await this.fail(null, address);
       throw new SignInError('unknown');
     }
-    const { maxFailures, maxFailuresPerAddress } = this.deps.config.login;
-    const [accountFailures, addressFailures] = await Promise.all([
-      this.deps.throttle.count(`user:${username}`),
-      this.deps.throttle.count(`addr:${address}`),
+    const [accountLocked, addressLocked] = await Promise.all([
+      this.deps.throttle.locked(`user:${username}`),
+      this.deps.throttle.locked(`addr:${address}`),
     ]);
-    if (accountFailures >= maxFailures || addressFailures >= maxFailuresPerAddress) throw new SignInError('throttled');
+    if (accountLocked || addressLocked) throw new SignInError('throttled');
 
     if (secret.startsWith(TOKEN_PREFIX)) {
       const tokenHash = hashToken(secret);
@@ -87,10 +86,11 @@ export class AuthService {
   }
 
   private async fail(username: string | null, address: string): Promise<void> {
-    const window = this.deps.config.login.windowSeconds;
+    const { maxFailures, maxFailuresPerAddress, windowSeconds } = this.deps.config.login;
+    const windowMs = windowSeconds * 1000;
     await Promise.all([
-      username ? this.deps.throttle.hit(`user:${username}`, window) : null,
-      this.deps.throttle.hit(`addr:${address}`, window),
+      username ? this.deps.throttle.fail(`user:${username}`, { limit: maxFailures, windowMs }) : null,
+      this.deps.throttle.fail(`addr:${address}`, { limit: maxFailuresPerAddress, windowMs }),
     ]);
   }
 

@@ -1,24 +1,35 @@
 import { ExpiringMap } from '../common/expiring-map.ts';
-import type { Throttle } from './throttle.ts';
+import type { Throttle, ThrottleRule } from './throttle.ts';
 
+/** The Redis adapter's two keys as two maps: memory is at most `limit` times per key, for keys failed within the window. */
 export class EmbeddedThrottle implements Throttle {
   readonly adapter = 'embedded';
-  private readonly counts = new ExpiringMap<number>();
-  async hit(key: string, windowSeconds: number): Promise<number> {
+  /** Failure times, oldest first. */
+  private readonly fails = new ExpiringMap<number[]>();
+  private readonly locks = new ExpiringMap<true>();
+  async fail(key: string, { limit, windowMs }: ThrottleRule): Promise<boolean> {
     const now = Date.now();
-    const current = this.counts.get(key, now);
-    const ttl = current === undefined ? windowSeconds * 1000 : this.counts.ttl(key, now);
-    const next = (current ?? 0) + 1;
-    this.counts.set(key, next, ttl, now);
-    return next;
+    if (this.locks.get(key, now)) return true;
+    const times = this.fails.get(key, now) ?? [];
+    times.push(now);
+    if (times.length > limit) times.splice(0, times.length - limit);
+    if (times.length === limit && now - times[0] < windowMs) {
+      this.locks.set(key, true, windowMs, now);
+      this.fails.delete(key);
+      return true;
+    }
+    this.fails.set(key, times, windowMs, now);
+    return false;
   }
-  async count(key: string): Promise<number> {
-    return this.counts.get(key) ?? 0;
+  async locked(key: string): Promise<boolean> {
+    return this.locks.get(key) === true;
   }
   async reset(key: string): Promise<void> {
-    this.counts.delete(key);
+    this.fails.delete(key);
+    this.locks.delete(key);
   }
   async close(): Promise<void> {
-    this.counts.clear();
+    this.fails.clear();
+    this.locks.clear();
   }
 }
