@@ -60,23 +60,33 @@ export class GroupService {
     if (!(await this.recipients.exists(userId))) throw badRequest(`no user ${userId}`);
     const existing = g.members.find((m) => m.userId === userId);
     if (!existing && g.members.length >= this.maxMembers) throw badRequest(`a group has at most ${this.maxMembers} members`);
-    await this.groups.addMember(id, { userId, role: (role as Member['role']) ?? existing?.role ?? 'member', joinedAt: existing?.joinedAt ?? Date.now() });
+    const count = await this.groups.addMember(id, { userId, role: (role as Member['role']) ?? existing?.role ?? 'member', joinedAt: existing?.joinedAt ?? Date.now() });
+    if (count === 0) throw forbidden('not a member of this group'); // the last member, the actor, left meanwhile
     return view((await this.groups.get(id))!);
   }
 
+  /**
+   * Removes a member. Anyone may leave, the owner too: ownership then passes to the longest-standing admin,
+   * else member (Groups.removeMember); the last one out leaves the group memberless, so its id and history
+   * stay taken and every route answers 403. No one else removes the owner.
+   */
   async removeMember(actor: string, id: string, userId: string): Promise<void> {
     const g = await this.groups.get(id);
     if (!g) throw notFound('no such group');
     const actorRole = g.members.find((m) => m.userId === actor)?.role;
     if (!actorRole) throw forbidden('not a member of this group');
     const target = g.members.find((m) => m.userId === userId);
-    if (userId === g.owner) throw conflict('the owner cannot be removed');
-    if (actor !== userId) {
+    const leaving = actor === userId;
+    if (!leaving) {
+      if (userId === g.owner) throw conflict('the owner cannot be removed');
       if (actorRole === 'member') throw forbidden('only the owner and admins remove members');
       if (actorRole === 'admin' && target?.role === 'admin') throw forbidden('only the owner removes admins');
     }
     if (!target) throw notFound('not a member');
-    await this.groups.removeMember(id, userId);
+    if (await this.groups.removeMember(id, userId, { keepOwner: !leaving })) return;
+    // Outrun between the read above and the removal: the target left, or became the owner.
+    if ((await this.groups.get(id))?.owner === userId) throw conflict('the owner cannot be removed');
+    throw notFound('not a member');
   }
 
   private async manageable(actor: string, id: string): Promise<Group> {

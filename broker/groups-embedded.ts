@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Group, Groups, Member, Role } from './groups.ts';
+import { successor, type Group, type Groups, type Member, type Role } from './groups.ts';
 
 /** Groups in memory, saved to `{dataDir}/groups.json` (temp file, fsync, rename) on every change. */
 export class EmbeddedGroups implements Groups {
@@ -51,16 +51,23 @@ export class EmbeddedGroups implements Groups {
 
   async addMember(id: string, member: Member): Promise<number> {
     const g = this.groups.get(id);
-    if (!g) return 0;
+    if (!g || g.members.size === 0) return 0;
+    if (member.userId === g.owner) return g.members.size;
     g.members.set(member.userId, { ...member });
     this.save();
     return g.members.size;
   }
 
-  async removeMember(id: string, userId: string): Promise<boolean> {
-    const removed = this.groups.get(id)?.members.delete(userId) ?? false;
-    if (removed) this.save();
-    return removed;
+  async removeMember(id: string, userId: string, opts: { keepOwner?: boolean } = {}): Promise<boolean> {
+    const g = this.groups.get(id);
+    if (!g || (opts.keepOwner && userId === g.owner) || !g.members.delete(userId)) return false;
+    const heir = userId === g.owner ? successor(g.members.values()) : null;
+    if (heir) {
+      heir.role = 'owner';
+      g.owner = heir.userId;
+    }
+    this.save();
+    return true;
   }
 
   async close(): Promise<void> {}

@@ -1,5 +1,6 @@
 // Groups end to end (PROTOCOL.md, `send/group/{id}` and `/v1/groups`): fan-out to every member, live or
-// queued, one ack, copies to the sender's devices, non-members refused, removed members cut off at once.
+// queued, one ack, copies to the sender's devices, non-members refused, removed members cut off at once,
+// the owner free to leave (ownership passes on; the last one out ends the group).
 import assert from './helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import { connectDevice, PASSWORD, registerUser, sleep, startTestParley, type Backend, type TestParley } from './helpers/parley.ts';
@@ -106,6 +107,78 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       assert.equal((await p.http('/v1/groups', { body: { name: '', members: [] }, token: annT })).status, 400);
       assert.equal((await p.http('/v1/groups', { body: { name: 'x', members: ['*)(uid=*'] }, token: annT })).status, 400);
       assert.equal((await p.http('/v1/groups', { body: { name: 'x', members: ['nobody-known'] }, token: annT })).status, 400);
+    });
+
+    it('lets the owner leave, handing the group to the longest-standing admin, who then runs it', async () => {
+      const [ann, ben, cat, dan] = [await registerUser(p), await registerUser(p), await registerUser(p), await registerUser(p)];
+      const [annT, benT, catT, danT] = [await token(p, ann), await token(p, ben), await token(p, cat), await token(p, dan)];
+      const g = (await p.http('/v1/groups', { body: { name: 'Handover', members: [ben, cat] }, token: annT })).body;
+      await sleep(5); // dan joins later than ben and cat, yet is the admin
+      assert.equal((await p.http(`/v1/groups/${g.id}/members`, { body: { userId: dan, role: 'admin' }, token: annT })).status, 200);
+      const a = await connectDevice(p, 'tcp', ann);
+      assert.equal((await a.waitForAnswer(a.send(g.id, { body: 'bye' }, `send/group/${g.id}`))).kind, 'ack');
+
+      assert.equal((await p.http(`/v1/groups/${g.id}/members/${ann}`, { method: 'DELETE', token: annT })).status, 204, 'the owner may leave');
+      const handed = await p.http(`/v1/groups/${g.id}`, { token: danT });
+      assert.equal(handed.status, 200);
+      assert.equal(handed.body.owner, dan);
+      assert.deepEqual(
+        handed.body.members.map((m: any) => `${m.userId}:${m.role}`).sort(),
+        [`${ben}:member`, `${cat}:member`, `${dan}:owner`].sort(),
+      );
+
+      // The old owner is out: the group, its history and its topic are closed to them.
+      assert.equal((await p.http(`/v1/groups/${g.id}`, { token: annT })).status, 403);
+      assert.equal((await p.http(`/v1/conversations/group/${g.id}/messages`, { token: annT })).status, 403);
+      const refused = await a.waitForAnswer(a.send(g.id, { body: 'one more' }, `send/group/${g.id}`));
+      assert.equal(refused.code, 'forbidden');
+      assert.equal((await p.http(`/v1/groups/${g.id}/members/${dan}`, { method: 'DELETE', token: annT })).status, 403);
+      const d = await connectDevice(p, 'tcp', dan);
+      const fromDan = await d.waitForAnswer(d.send(g.id, { body: 'I run this now' }, `send/group/${g.id}`));
+      assert.equal(fromDan.kind, 'ack');
+      await sleep(300);
+      assert.ok(!a.inbox().some((m) => m.id === fromDan.id), 'the old owner receives nothing more');
+
+      // The new owner manages members, makes admins; no one else removes them.
+      const promoted = await p.http(`/v1/groups/${g.id}/members`, { body: { userId: ben, role: 'admin' }, token: danT });
+      assert.equal(promoted.status, 200, 'only the owner makes admins');
+      assert.equal(promoted.body.members.find((m: any) => m.userId === ben).role, 'admin');
+      assert.equal((await p.http(`/v1/groups/${g.id}/members/${dan}`, { method: 'DELETE', token: benT })).status, 409, 'an admin cannot remove the new owner');
+      assert.equal((await p.http(`/v1/groups/${g.id}/members/${dan}`, { method: 'DELETE', token: catT })).status, 409, 'nor can a member');
+      assert.equal((await p.http(`/v1/groups/${g.id}/members/${cat}`, { method: 'DELETE', token: danT })).status, 204);
+      assert.equal((await p.http(`/v1/groups/${g.id}/members`, { body: { userId: ann }, token: danT })).status, 200, 'and can take the old owner back, as a member');
+      assert.equal((await p.http(`/v1/groups/${g.id}`, { token: annT })).body.members.find((m: any) => m.userId === ann).role, 'member');
+      await Promise.all([a, d].map((x) => x.close()));
+    });
+
+    it('passes the group to the longest-standing member when there is no admin, and ends it when the last one leaves', async () => {
+      const [ann, ben, cat, dan] = [await registerUser(p), await registerUser(p), await registerUser(p), await registerUser(p)];
+      const t = { [ann]: await token(p, ann), [ben]: await token(p, ben), [cat]: await token(p, cat), [dan]: await token(p, dan) };
+      const g = (await p.http('/v1/groups', { body: { name: 'Last one out', members: [cat, ben] }, token: t[ann] })).body;
+      await sleep(5);
+      assert.equal((await p.http(`/v1/groups/${g.id}/members`, { body: { userId: dan }, token: t[ann] })).status, 200);
+      // ben and cat joined in the same millisecond: the smaller id goes first; dan, who joined later, last.
+      const line = [...[ben, cat].sort(), dan];
+      const leave = async (who: string) => assert.equal((await p.http(`/v1/groups/${g.id}/members/${who}`, { method: 'DELETE', token: t[who] })).status, 204, `${who} leaves`);
+      await leave(ann);
+      for (const [i, heir] of line.entries()) {
+        const now = await p.http(`/v1/groups/${g.id}`, { token: t[heir] });
+        assert.equal(now.body.owner, heir, `owner after ${i + 1} left`);
+        assert.equal(now.body.members.find((m: any) => m.userId === heir).role, 'owner');
+        assert.equal(now.body.members.filter((m: any) => m.role === 'owner').length, 1);
+        await leave(heir);
+      }
+
+      // Ended: the group and its history stay, for no one; nothing can be sent to it or added to it.
+      for (const who of [ann, dan]) {
+        assert.equal((await p.http(`/v1/groups/${g.id}`, { token: t[who] })).status, 403);
+        assert.equal((await p.http(`/v1/conversations/group/${g.id}/messages`, { token: t[who] })).status, 403);
+        assert.equal((await p.http(`/v1/groups/${g.id}/members`, { body: { userId: ben }, token: t[who] })).status, 403);
+        assert.equal((await p.http(`/v1/groups/${g.id}/members/${who}`, { method: 'DELETE', token: t[who] })).status, 403);
+      }
+      const d = await connectDevice(p, 'tcp', dan);
+      assert.equal((await d.waitForAnswer(d.send(g.id, { body: 'anyone?' }, `send/group/${g.id}`))).code, 'forbidden');
+      await d.close();
     });
   });
 }
