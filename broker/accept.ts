@@ -18,7 +18,7 @@ import type { IdGenerator } from '../common/ids.ts';
 import type { Logger } from '../common/log.ts';
 import type { AcceptStore } from './accept-store.ts';
 import type { Metrics } from '../common/metrics.ts';
-import type { Device, Delivery } from './devices.ts';
+import type { Device } from './devices.ts';
 import { checkAttachment, grantAttachment, type AttachmentGate } from '../blob/accept-step.ts';
 import type { Groups } from './groups.ts';
 import type { Recipients } from './recipients.ts';
@@ -297,11 +297,16 @@ export class Acceptor {
     } catch (err) {
       return this.refusal(device, asParleyError(err), msg.cid);
     }
-    const signal: Record<string, unknown> = { kind: 'typing', cid: msg.cid, from: device.userId, to: target.id, ts: Date.now() };
-    if (target.type === 'group') signal.group = target.id;
-    const text = JSON.stringify(signal);
-    const d: Delivery = { id: '', text, payload: Buffer.from(text), queued: false, qos: 0 };
-    return { deliver: () => to.forEach((userId) => this.deps.router.deliver(userId, d, device)), after: null, tell: noop, failed: null };
+    const ts = Date.now();
+    const group = target.type === 'group' ? { group: target.id } : {};
+    // Each copy names its receiver as `to` (PROTOCOL.md), in a group as in a 1:1 conversation.
+    const deliver = () => {
+      for (const userId of to) {
+        const text = JSON.stringify({ kind: 'typing', cid: msg.cid, from: device.userId, to: userId, ts, ...group });
+        this.deps.router.deliver(userId, { id: '', text, payload: Buffer.from(text), queued: false, qos: 0 }, device);
+      }
+    };
+    return { deliver, after: null, tell: noop, failed: null };
   }
 }
 

@@ -42,10 +42,13 @@ export class GroupService {
     return view(group);
   }
 
-  /** The group, for its members; 404 when it does not exist, 403 for anyone else. */
+  /**
+   * The group, for its members; 403 for anyone else, whether or not it exists (PROTOCOL.md: non-members get
+   * 403), so group ids cannot be probed.
+   */
   async get(userId: string, id: string): Promise<GroupView> {
     const g = await this.groups.get(id);
-    if (!g) throw notFound('no such group');
+    if (!g) throw forbidden('not a member of this group');
     if (!g.members.some((m) => m.userId === userId)) throw forbidden('not a member of this group');
     return view(g);
   }
@@ -72,7 +75,7 @@ export class GroupService {
    */
   async removeMember(actor: string, id: string, userId: string): Promise<void> {
     const g = await this.groups.get(id);
-    if (!g) throw notFound('no such group');
+    if (!g) throw forbidden('not a member of this group');
     const actorRole = g.members.find((m) => m.userId === actor)?.role;
     if (!actorRole) throw forbidden('not a member of this group');
     const target = g.members.find((m) => m.userId === userId);
@@ -91,7 +94,7 @@ export class GroupService {
 
   private async manageable(actor: string, id: string): Promise<Group> {
     const g = await this.groups.get(id);
-    if (!g) throw notFound('no such group');
+    if (!g) throw forbidden('not a member of this group');
     const role = g.members.find((m) => m.userId === actor)?.role;
     if (!role) throw forbidden('not a member of this group');
     if (role === 'member') throw forbidden('only the owner and admins add members');

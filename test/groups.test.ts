@@ -40,6 +40,12 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       const c = await connectDevice(p, 'tcp', cat);
       const queued = await c.waitForInbox(20);
       assert.deepEqual(queued.map((m) => m.cid), cids, 'the offline member gets everything, in order, on return');
+      // Typing goes live to each online member, its copy naming that member as `to`; no id, no ack.
+      const typingCid = a1.send(g.id, { kind: 'typing', body: undefined }, `send/group/${g.id}`);
+      for (const [d, user] of [[b, ben], [c, cat]] as const) {
+        const t = await d.waitFor(() => d.received.find((r) => r.body.kind === 'typing' && r.body.cid === typingCid)?.body, `typing at ${user}`);
+        assert.deepEqual({ ...t, ts: 0 }, { kind: 'typing', cid: typingCid, from: ann, to: user, ts: 0, group: g.id });
+      }
       await Promise.all([a1, a2, b, c].map((d) => d.close()));
     });
 
@@ -103,7 +109,12 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       assert.equal((await p.http(`/v1/groups/${g.id}/members/${ann}`, { method: 'DELETE', token: catT })).status, 409, 'the owner stays');
       assert.equal((await p.http(`/v1/groups/${g.id}/members/${ben}`, { method: 'DELETE', token: benT })).status, 204, 'anyone may leave');
       assert.equal((await p.http(`/v1/groups/${g.id}`, { token: benT })).status, 403);
-      assert.equal((await p.http('/v1/groups/no-such-group', { token: annT })).status, 404);
+      // A group that does not exist answers as one the caller is not in: ids cannot be probed.
+      for (const [method, path] of [['GET', '/v1/groups/no-such-group'], ['POST', '/v1/groups/no-such-group/members'], ['DELETE', `/v1/groups/no-such-group/members/${ann}`]] as const) {
+        const res = await p.http(path, { method, token: annT, ...(method === 'POST' ? { body: { userId: ben } } : {}) });
+        assert.equal(res.status, 403, `${method} ${path}`);
+        assert.equal(res.body.error.message, 'not a member of this group');
+      }
       assert.equal((await p.http('/v1/groups', { body: { name: '', members: [] }, token: annT })).status, 400);
       assert.equal((await p.http('/v1/groups', { body: { name: 'x', members: ['*)(uid=*'] }, token: annT })).status, 400);
       assert.equal((await p.http('/v1/groups', { body: { name: 'x', members: ['nobody-known'] }, token: annT })).status, 400);
