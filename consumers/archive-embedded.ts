@@ -167,7 +167,7 @@ export class EmbeddedArchive implements Archive {
 
   async putMessages(batch: readonly { message: Envelope; participants: readonly string[] }[]): Promise<void> {
     const plan = planMessages(batch, PLAN_TABLES);
-    if (plan.messages.length === 0) return;
+    if (plan.inbox.length === 0) return;
     await this.ready();
     await this.exclusive(async () => {
       // Reading a row and two cells per message cost more than writing them (LevelDB looks each up level
@@ -194,7 +194,7 @@ export class EmbeddedArchive implements Archive {
         puts.push([keys[i], JSON.stringify(state ? { ...m.message, state } : m.message)]);
         if (compareIds(m.message.id, top) > 0) top = m.message.id;
       });
-      for (const i of plan.inbox) puts.push([i.key, i.conversation]);
+      for (const i of plan.inbox) puts.push([i.key, i.receipt ?? i.conversation]);
       plan.last.forEach((l, i) => {
         const cell = storedCell.get(i);
         const was = cell === undefined ? undefined : lastId(cell);
@@ -275,8 +275,15 @@ export class EmbeddedArchive implements Archive {
     if (!range || !(options.limit > 0)) return [];
     await this.ready();
     const pointers = await this.db.iterator({ gte: at('inbox', range.start), lt: at('inbox', range.stop), limit: Math.floor(options.limit) }).all();
-    const values = await this.db.getMany(pointers.map(([key, conversation]) => at('messages', messageKey(conversation, idOfInboxKey(key)))));
-    return values.filter((v): v is string => v !== undefined).map((v) => JSON.parse(v) as ArchivedMessage);
+    // A receipt's pointer is the receipt itself; a message's names its conversation.
+    const isReceipt = (value: string) => value.startsWith('{');
+    const rows = pointers.filter(([, value]) => !isReceipt(value));
+    const values = await this.db.getMany(rows.map(([key, conversation]) => at('messages', messageKey(conversation, idOfInboxKey(key)))));
+    const byKey = new Map(rows.map(([key], i) => [key, values[i]]));
+    return pointers
+      .map(([key, value]) => (isReceipt(value) ? value : byKey.get(key)))
+      .filter((v): v is string => v !== undefined)
+      .map((v) => JSON.parse(v) as ArchivedMessage);
   }
 
   async putMetrics(points: readonly MetricPoint[]): Promise<void> {

@@ -171,11 +171,16 @@ export class HBaseArchive implements Archive {
 
   async putMessages(batch: readonly { message: Envelope; participants: readonly string[] }[]): Promise<void> {
     const plan = planMessages(batch);
-    if (plan.messages.length === 0) return;
+    if (plan.inbox.length === 0) return;
     const c = await this.client();
     // Messages first: an inbox row or a conversation entry never points at a message not yet stored.
     const stored = this.putRows(this.tables.messages, plan.messages.map((m) => ({ row: m.key, cells: messageCells(m.message) })));
-    const inbox = plan.inbox.map((i) => ({ row: i.key, cells: [{ family: FAMILY, qualifier: 'c', value: i.conversation, timestamp: Math.max(0, Math.floor(i.ts)) }] }));
+    const inbox = plan.inbox.map((i) => {
+      const timestamp = Math.max(0, Math.floor(i.ts));
+      const cells: CellInput[] = [{ family: FAMILY, qualifier: 'c', value: i.conversation, timestamp }];
+      if (i.receipt !== undefined) cells.push({ family: FAMILY, qualifier: 'r', value: i.receipt, timestamp });
+      return { row: i.key, cells };
+    });
     await Promise.all([
       stored.then(() => this.putRows(this.tables.inbox, inbox)),
       this.inSeries(async () => {
@@ -294,11 +299,19 @@ export class HBaseArchive implements Archive {
     if (!range || !(options.limit > 0)) return [];
     const c = await this.client();
     const pointers = await c.scan(this.tables.inbox, { startRow: range.start, stopRow: range.stop, limit: Math.floor(options.limit) });
+    // A receipt's pointer holds the receipt (m:r); a message's names its conversation (m:c).
+    const messagePointers = pointers.filter((p) => !cellValue(p, FAMILY, 'r'));
     const rows = await c.getMany(
       this.tables.messages,
-      pointers.map((p) => ({ row: messageKey(cellValue(p, FAMILY, 'c')?.toString('utf8') ?? '', idOfInboxKey(p.row)) })),
+      messagePointers.map((p) => ({ row: messageKey(cellValue(p, FAMILY, 'c')?.toString('utf8') ?? '', idOfInboxKey(p.row)) })),
     );
-    return rows.map(messageFromRow).filter((m): m is ArchivedMessage => m !== undefined);
+    const byPointer = new Map(messagePointers.map((p, i) => [p, messageFromRow(rows[i])]));
+    return pointers
+      .map((p) => {
+        const receipt = cellValue(p, FAMILY, 'r');
+        return receipt ? (JSON.parse(receipt.toString('utf8')) as ArchivedMessage) : byPointer.get(p);
+      })
+      .filter((m): m is ArchivedMessage => m !== undefined);
   }
 
   async putMetrics(points: readonly MetricPoint[]): Promise<void> {

@@ -17,7 +17,9 @@
 //
 //   table parley:inbox           one row per (participant, message), for sync; pre-split like messages
 //     row     {salt(user)}{user}0x00{id, 20 digits zero-padded}   (user escaped as above; ascending ids)
-//     columns m:c = the conversation id; the message is the parley:messages row of (m:c, id)
+//     columns m:c = the conversation id; the message is the parley:messages row of (m:c, id), except for a
+//             receipt, which has no messages row (it is the m:state of the message it names): its m:r holds
+//             the receipt's envelope as JSON, so sync returns it as sent
 //
 //   table parley:conversations   one row per user, one column per conversation the user takes part in
 //     row     {user}
@@ -36,7 +38,8 @@
 // The embedded adapter (classic-level) keeps one sorted key space: {table}0x00{row key} for `messages`,
 // `inbox` and `metrics`, and `conversations`0x00{user, escaped}0x00{conversation id} for each conversation
 // cell. Values: a message row is the archived message as JSON (its state included), an inbox row the
-// conversation id, the others as in HBase.
+// conversation id (a receipt's: the receipt's envelope as JSON, which begins with `{` where no conversation
+// id does), the others as in HBase.
 import { conversationOf, type ArchivedMessage, type MetricPoint, type ReceiptState } from './archive.ts';
 import { EPOCH, ID_PATTERN, compareIds } from '../common/ids.ts';
 import type { Envelope } from '../common/envelope.ts';
@@ -367,7 +370,8 @@ export interface PlannedLast {
 
 export interface WritePlan {
   messages: PlannedMessage[];
-  inbox: { user: string; key: Buffer; conversation: string; ts: number }[];
+  /** Sync pointers; a receipt's carries the receipt itself (`receipt`, its envelope as JSON): it has no messages row. */
+  inbox: { user: string; key: Buffer; conversation: string; ts: number; receipt?: string }[];
   /** For every (user, conversation) of the batch, its newest message in the batch. */
   last: PlannedLast[];
 }
@@ -403,10 +407,20 @@ export function planMessages(batch: readonly { message: Envelope; participants: 
       if (r.length === 0 || !keyable(r) || (r.length * 3 + 23 > MAX_ROW_BYTES && inboxPrefix(r).length + 20 > MAX_ROW_BYTES))
         throw new RangeError(`message ${message.id}: participant id empty, ill-formed or too long`);
     }
-    byId.set(message.id, { conversation, message: archivedEnvelope(message), key, readers: [...readers] });
+    const archived = archivedEnvelope(message);
+    if (message.kind === 'receipt' && isReceiptState(message.state)) archived.state = message.state;
+    byId.set(message.id, { conversation, message: archived, key, readers: [...readers] });
   }
-  const messages = [...byId.values()];
+  // A receipt is no message of its conversation (it is the state of the one it names, setState): it is only
+  // in its sender's and receiver's sync, as sent.
+  const receipts = [...byId.values()].filter((m) => m.message.kind === 'receipt');
+  const messages = [...byId.values()].filter((m) => m.message.kind !== 'receipt');
   const inbox: WritePlan['inbox'] = [];
+  for (const r of receipts) {
+    const digits = r.message.id.padStart(20, '0');
+    const receipt = JSON.stringify(r.message);
+    for (const user of r.readers) inbox.push({ user, key: saltedKey(inboxTable, user, digits), conversation: r.conversation, ts: r.message.ts, receipt });
+  }
   const last = new Map<string, PlannedLast>();
   for (const m of messages) {
     const digits = m.message.id.padStart(20, '0');

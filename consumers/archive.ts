@@ -49,7 +49,8 @@ export interface Archive {
   ensureSchema(): Promise<void>;
   /**
    * Stores messages (idempotent by id) and indexes them for each participant's conversation list and
-   * sync: `participants` are the users who may read the message (sender and receivers).
+   * sync: `participants` are the users who may read the message (sender and receivers). A receipt is
+   * indexed for sync only: it is in no conversation's page or list (setState records what it says).
    */
   putMessages(batch: readonly { message: Envelope; participants: readonly string[] }[]): Promise<void>;
   /**
@@ -63,7 +64,10 @@ export interface Archive {
   scan(conversation: string, options: { from: number; to: number }): AsyncIterable<ArchivedMessage>;
   /** The user's conversations, newest activity first. */
   conversations(userId: string, limit: number): Promise<ConversationSummary[]>;
-  /** Every message to or from the user with id > `after`, oldest first, at most `limit`. */
+  /**
+   * Every message to or from the user with id > `after`, oldest first, at most `limit`: receipts too, as
+   * sent (a receipt is in no conversation's page; putMessages gives it to its sender's and receiver's sync).
+   */
   sync(userId: string, options: { after?: string; limit: number }): Promise<ArchivedMessage[]>;
   /** Metric rows (analytics): upsert by (metric, labels, windowStart); readers get the last value written. */
   putMetrics(points: readonly MetricPoint[]): Promise<void>;

@@ -39,8 +39,9 @@ export class Archiver {
         continue;
       }
       const m = event.message;
+      // A receipt is the state of the message it names, and an entry of its two users' sync.
       if (m.kind === 'receipt' && m.ref && m.state) receipts.push({ conversation: conversationOf(m), id: m.ref, state: m.state, reader: m.from });
-      else if (m.kind !== 'typing') puts.push({ message: m, participants: event.participants });
+      if (m.kind !== 'typing') puts.push({ message: m, participants: event.participants });
     }
     try {
       await this.putAll(puts);
@@ -52,7 +53,7 @@ export class Archiver {
       throw err;
     }
     this.failures = 0;
-    this.archived += puts.length + receipts.length;
+    this.archived += puts.length; // receipts among them
   }
 
   /**

@@ -103,7 +103,7 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       assert.deepEqual(lines.map((l) => JSON.parse(l).id), acked.get(conversationOf({ from: senders[0], to: receivers[0] })));
     });
 
-    it('records receipts as the message state, from its receiver only; a receipt to a group is refused', async () => {
+    it('records receipts as the message state, from its receiver only, gives them to sync; a receipt to a group is refused', async () => {
       const [ann, ben] = [await registerUser(p), await registerUser(p)];
       const a = await connectDevice(p, 'tcp', ann);
       const b = await connectDevice(p, 'tcp', ben);
@@ -123,6 +123,16 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       await b.sendAndAck(ann, { kind: 'receipt', ref: ack.id, state: 'read', body: undefined });
       await archived(p, before + 4);
       assert.equal(await stateNow(), 'read');
+      // Each user's other devices catch up on the receipts with sync, as sent, in order.
+      for (const u of [ann, ben]) {
+        const synced = await p.http(`/v1/sync?after=${ack.id}`, { token: await token(p, u) });
+        assert.equal(synced.status, 200);
+        assert.deepEqual(
+          synced.body.messages.map((m: { kind: string; from: string; ref: string; state: string }) => [m.kind, m.from, m.ref, m.state]),
+          [['receipt', ann, ack.id, 'read'], ['receipt', ben, ack.id, 'delivered'], ['receipt', ben, ack.id, 'read']],
+          `${u}'s sync`,
+        );
+      }
 
       const group = await p.http('/v1/groups', { body: { name: 'receipts', members: [ben] }, token: await token(p, ann) });
       assert.equal(group.status, 201);

@@ -235,6 +235,28 @@ export function archiveContract(name: string, make: ArchiveFactory): void {
       assert.equal(await stateOf(), 'delivered', 'the receiver can');
     });
 
+    it('gives a receipt to its two users\' sync, as sent and in order, and to no page or conversation list', async () => {
+      const [a, b, c] = [user(), user(), user()];
+      const m1 = msg(a, b);
+      const receipt = msg(b, a, { kind: 'receipt', body: undefined, ref: m1.id, state: 'read' });
+      const m2 = msg(a, b);
+      await archive.putMessages(direct([m1, receipt, m2]));
+      await archive.putMessages(direct([receipt])); // a replay changes nothing
+      const { body: _none, ...sent } = receipt;
+      for (const u of [a, b]) {
+        const synced = await archive.sync(u, { limit: 10 });
+        assert.deepEqual(ids(synced), [m1.id, receipt.id, m2.id], `${u}'s sync`);
+        assert.deepEqual(synced[1], sent, 'the receipt as sent');
+        assert.deepEqual(ids(await archive.sync(u, { after: m1.id, limit: 1 })), [receipt.id], 'a page of sync may end on a receipt');
+      }
+      assert.deepEqual(await archive.sync(c, { limit: 10 }), []);
+      const page = await archive.page(conversationOf(m1), { limit: 10 });
+      assert.deepEqual(ids(page), [m2.id, m1.id], 'a conversation\'s page has its messages only');
+      const [summary] = await archive.conversations(b, 10);
+      assert.equal(summary.lastMessage.id, m2.id, 'a receipt is never a conversation\'s last message');
+      assert.deepEqual(await collect(archive.scan(conversationOf(m1), { from: 0, to: Number.MAX_SAFE_INTEGER })).then(ids), [m1.id, m2.id]);
+    });
+
     it('syncs every message to or from a user across conversations, oldest first, after a cursor, within a limit', async () => {
       const [a, b, c, d, e] = [user(), user(), user(), user(), user()];
       const group = `grp-${rand()}`;
