@@ -60,7 +60,8 @@ export async function exportHistory(archive: Archive, q: HistoryQuery, out: Writ
           progress(n, true);
           return n;
         }
-        if (m.ts >= q.from) await write(m);
+        // Receipts are in the user's sync, but an export is of messages (their state is on them).
+        if (m.ts >= q.from && m.kind !== 'receipt') await write(m);
       }
       if (batch.length < 500) break;
       after = batch[batch.length - 1].id;

@@ -2,6 +2,7 @@
 // start, frozen; a bad value stops start-up with a message naming the variable.
 import path from 'node:path';
 import { z } from 'zod';
+import { maxPayloadBytes } from './envelope.ts';
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -167,6 +168,9 @@ export interface Config {
 
 export class ConfigError extends Error {}
 
+/** Kafka's default `message.max.bytes` (the test stack's and docker/compose.yaml's brokers keep it). */
+export const KAFKA_MAX_RECORD_BYTES = 1_048_588;
+
 export function loadConfig(env: Record<string, string | undefined> = process.env): Readonly<Config> {
   const parsed = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('PARLEY_') && v !== '')));
   if (!parsed.success) {
@@ -188,6 +192,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const ldap = need(['PARLEY_LDAP_URL', 'PARLEY_LDAP_BASE_DN', 'PARLEY_LDAP_ADMIN_DN', 'PARLEY_LDAP_ADMIN_PASSWORD'], 'LDAP');
   const brokers = e.PARLEY_KAFKA_BROKERS?.split(',').map((b) => b.trim()).filter(Boolean) ?? [];
   for (const b of brokers) if (!/^[A-Za-z0-9.-]+:[0-9]{1,5}$/.test(b)) throw new ConfigError(`invalid configuration: PARLEY_KAFKA_BROKERS entry ${JSON.stringify(b)} is not host:port`);
+  // A message's event-log record (its envelope, the body JSON-escaped at up to six bytes a byte, and the
+  // ids of a group's members) must fit one Kafka record batch, or the outbox could never ship it.
+  const largestRecord = maxPayloadBytes(e.PARLEY_MAX_BODY_BYTES) + e.PARLEY_GROUP_MAX_MEMBERS * 35 + 1024;
+  if (brokers.length && largestRecord > KAFKA_MAX_RECORD_BYTES)
+    throw new ConfigError(
+      `invalid configuration: with Kafka, PARLEY_MAX_BODY_BYTES (${e.PARLEY_MAX_BODY_BYTES}) and PARLEY_GROUP_MAX_MEMBERS (${e.PARLEY_GROUP_MAX_MEMBERS}) allow event-log records of ${largestRecord} bytes, over Kafka's ${KAFKA_MAX_RECORD_BYTES}-byte message.max.bytes; lower them`,
+    );
   const config: Config = {
     host: e.PARLEY_HOST,
     mqttPort: e.PARLEY_MQTT_PORT,

@@ -133,6 +133,12 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
           `${u}'s sync`,
         );
       }
+      // The analysts' export of a user's history has the message, with its state, and no receipts.
+      const out = new PassThrough();
+      const lines: string[] = [];
+      out.on('data', (chunk) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
+      assert.equal(await exportHistory(p.running.ports.archive, { user: ben, from: 0, to: Date.now() + 1000 }, out, () => undefined), 1);
+      assert.deepEqual(lines.map((l) => [JSON.parse(l).id, JSON.parse(l).state]), [[ack.id, 'read']]);
 
       const group = await p.http('/v1/groups', { body: { name: 'receipts', members: [ben] }, token: await token(p, ann) });
       assert.equal(group.status, 201);

@@ -1,6 +1,6 @@
-// PROTOCOL.md promises no other test reaches end to end: the offline queue's cap (PARLEY_OFFLINE_MAX) with
-// history keeping what left it, the dedupe window (PARLEY_DEDUPE_TTL_SECONDS) ending, wills never
-// published, and the MQTT 3.1 WebSocket subprotocol.
+// Promises of PROTOCOL.md and README.md no other test reaches end to end: the offline queue's cap
+// (PARLEY_OFFLINE_MAX) with history keeping what left it, the dedupe window (PARLEY_DEDUPE_TTL_SECONDS)
+// ending, wills never published, and MQTT 3.1 over the `mqttv3.1` WebSocket subprotocol (README).
 import assert from './helpers/assert.ts';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
@@ -15,7 +15,7 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
   describe(`protocol promises, ${backend} adapters`, () => {
     let p: TestParley;
     before(async () => {
-      p = await startTestParley(backend, { PARLEY_OFFLINE_MAX: '5', PARLEY_DEDUPE_TTL_SECONDS: '1' }, { pipeline: backend === 'real' });
+      p = await startTestParley(backend, { PARLEY_OFFLINE_MAX: '5', PARLEY_DEDUPE_TTL_SECONDS: '3' }, { pipeline: backend === 'real' });
     });
     after(async () => p.stop());
 
@@ -47,7 +47,7 @@ for (const backend of ['embedded', 'real'] as Backend[]) {
       const first = await a.sendAndAck(ben, { cid: 'again', body: 'once' });
       const within = await a.sendAndAck(ben, { cid: 'again', body: 'once' });
       assert.equal(within.id, first.id, 'within the window: the first id, nothing delivered');
-      await sleep(2200);
+      await sleep(3500);
       const later = await a.sendAndAck(ben, { cid: 'again', body: 'once more' });
       assert.equal(later.kind, 'ack');
       assert.notEqual(later.id, first.id, 'past the window the cid is new again');

@@ -3,7 +3,7 @@
 (() => {
   'use strict';
   const $ = (id) => document.getElementById(id);
-  const state = { user: null, token: null, client: null, peer: null, seen: new Set(), pending: new Map(), receipts: new Map(), cid: 0 };
+  const state = { user: null, token: null, client: null, peer: null, seen: new Set(), pending: new Map(), receipts: new Map(), sentReceipts: new Set(), cid: 0 };
   const RANK = { delivered: 1, read: 2 };
 
   async function api(path, { method = 'GET', body, token } = {}) {
@@ -36,7 +36,10 @@
 
   /** Tells the sender of a message that it reached this user (`delivered`) or was seen (`read`). */
   function receipt(m, st) {
-    if (RANK[m.state] >= RANK[st]) return;
+    // Once per message and state: reopening a conversation before the archive has the last receipts sends none again.
+    const sent = `${m.id} ${st}`;
+    if (RANK[m.state] >= RANK[st] || state.sentReceipts.has(sent)) return;
+    state.sentReceipts.add(sent);
     state.client.publish(`send/user/${m.from}`, JSON.stringify({ cid: `r${Date.now()}${state.cid++}`, kind: 'receipt', ref: m.id, state: st }), { qos: 1 });
   }
 
