@@ -76,11 +76,15 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
     adapters.journal.onCompacted = (seconds) => metrics.journalCompactionSeconds.observe(seconds);
     adapters.journal.onCompactionFailed = (err) => log.error({ err }, 'journal compaction failed: the journal keeps its records and tries again later');
   }
-  await adapters.eventLog.ensureTopic(config.messagesTopic, config.kafka?.partitions ?? EMBEDDED_PARTITIONS);
+  const setup = backendSetup(config, adapters, log);
+  // The consumer roles read the event log and write the archive from the start: they wait for both.
+  if (consumerRoles.length > 0) await setup.topic();
   thread?.start(adapters.eventLog);
   try {
-    await adapters.archive.ensureSchema();
-    await adapters.blobs.ensureBucket();
+    if (consumerRoles.length > 0) {
+      await setup.schema();
+      await setup.bucket();
+    } else setup.inBackground();
     const http = createHttp(log);
     http.get('/healthz', async () => ({ status: 'ok', roles }));
     http.get('/readyz', async (_req, reply) => {
@@ -125,6 +129,7 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
       ports: adapters,
       adapters: adapters.describe(),
       async close() {
+        setup.stop();
         await broker?.close();
         await consumers?.stop();
         await notifier?.stop();
@@ -136,9 +141,57 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
     return running;
   } catch (err) {
     // A start that fails half-way (a port in use, a backend down) leaves no thread behind it.
+    setup.stop();
     await thread?.stop();
     throw err;
   }
+}
+
+/** How long a broker waits between tries at a backend's setup that failed. */
+const SETUP_RETRY_MS = 5000;
+
+/**
+ * The event log's topic, the archive's tables and the attachments' bucket, made if missing. A process with
+ * a consumer role waits for them. A broker alone does not: Kafka, HBase or object storage down must not keep
+ * chat from starting (DESIGN.md: a Kafka outage delays the mirror, never blocks chat; the outbox keeps what
+ * it cannot ship). It makes them in the background, trying again every few seconds until each is done.
+ */
+function backendSetup(config: Readonly<Config>, adapters: Adapters, log: Logger) {
+  const topic = () => adapters.eventLog.ensureTopic(config.messagesTopic, config.kafka?.partitions ?? EMBEDDED_PARTITIONS);
+  const schema = () => adapters.archive.ensureSchema();
+  const bucket = () => adapters.blobs.ensureBucket();
+  let stopped = false;
+  const timers = new Set<NodeJS.Timeout>();
+  const untilDone = async (what: string, step: () => Promise<unknown>, tries = 0): Promise<void> => {
+    try {
+      await step();
+      if (tries > 0) log.info({ part: 'setup' }, `${what} ready after ${tries + 1} tries`);
+    } catch (err) {
+      if (stopped) return;
+      if (tries === 0) log.warn({ part: 'setup', err }, `${what} not ready; chat goes on, trying again every ${SETUP_RETRY_MS / 1000} s`);
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        void untilDone(what, step, tries + 1);
+      }, SETUP_RETRY_MS);
+      timer.unref();
+      timers.add(timer);
+    }
+  };
+  return {
+    topic,
+    schema,
+    bucket,
+    inBackground() {
+      void untilDone('the event-log topic', topic);
+      void untilDone('the archive schema', schema);
+      void untilDone('the attachment bucket', bucket);
+    },
+    stop() {
+      stopped = true;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+    },
+  };
 }
 
 async function startBroker(config: Readonly<Config>, log: Logger, metrics: Metrics, adapters: Adapters, http: FastifyInstance) {

@@ -2,6 +2,7 @@
 // load, HBase stopped under load. Chat goes on; the archive ends equal to the set of acked messages.
 import assert from './helpers/assert.ts';
 import { spawnSync } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { killChild, repo, startChild, type ChildParley } from './helpers/child.ts';
@@ -37,6 +38,50 @@ async function untilArchived(p: TestParley, a: string, b: string, acked: Set<str
 }
 
 const ackIds = (d: TestDevice) => new Set(d.received.filter((r) => r.body.kind === 'ack').map((r) => r.body.id as string));
+
+/** A loopback port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+it('a broker starts and chats with Kafka, HBase and object storage all down, and ships the backlog once Kafka is there', async () => {
+  const [kafka, hbase, s3] = [await closedPort(), await closedPort(), await closedPort()];
+  const env = testEnv('real', {}, { pipeline: true, s3: true });
+  const real = { kafka: env.PARLEY_KAFKA_BROKERS };
+  Object.assign(env, { PARLEY_KAFKA_BROKERS: `127.0.0.1:${kafka}`, PARLEY_HBASE_PORT: String(hbase), PARLEY_S3_ENDPOINT: `http://127.0.0.1:${s3}` });
+  const p = await startTestParley('real', {}, { env, roles: ['broker'] });
+  try {
+    const [ann, ben] = [await registerUser(p), await registerUser(p)];
+    const a = await connectDevice(p, 'tcp', ann);
+    const b = await connectDevice(p, 'tcp', ben);
+    const ack = await a.sendAndAck(ben, { body: 'with the pipeline down' });
+    assert.equal(ack.kind, 'ack');
+    assert.equal((await b.waitForInbox(1))[0].id, ack.id);
+    assert.ok((await p.running.ports.outbox.length()) >= 1, 'the outbox keeps it for Kafka');
+    const ready = await p.http('/readyz');
+    assert.equal(ready.status, 503, 'not ready: the backends are down');
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await p.stop();
+  }
+  // The same settings with the real Kafka: the outbox of a broker started the same way empties.
+  const q = await startTestParley('real', {}, { env: { ...env, PARLEY_KAFKA_BROKERS: real.kafka }, roles: ['broker'] });
+  try {
+    const [ann, ben] = [await registerUser(q), await registerUser(q)];
+    const a = await connectDevice(q, 'tcp', ann);
+    await a.sendAndAck(ben, { body: 'and with Kafka there' });
+    const deadline = Date.now() + 60_000;
+    while ((await q.running.ports.outbox.length()) > 0 && Date.now() < deadline) await sleep(200);
+    assert.equal(await q.running.ports.outbox.length(), 0, 'shipped: the topic was made in the background');
+    await a.close();
+  } finally {
+    await q.stop();
+  }
+});
 
 describe('event pipeline under faults (real Kafka and HBase)', () => {
   const env = testEnv('real', {}, { pipeline: true });
