@@ -16,7 +16,9 @@ import { ANALYTICS_HELP, analyticsCommand } from '../analytics/cli.ts';
 const HELP = `parley — a messenger built around an MQTT broker
 
 Usage:
-  parley start [--role all|broker|archiver]   run Parley (default: every role in one process)
+  parley start [--role all|broker|archiver|notifier|analytics]
+                                         run Parley (default: every role in one process;
+                                         broker serves MQTT and the HTTP API)
   parley history --user U [--peer P | --group G] [--from T] [--to T]
                                          a user's or a conversation's history as NDJSON
 ${ANALYTICS_HELP}
