@@ -226,7 +226,7 @@ describe('docker/haproxy.cfg', () => {
     assert.deepEqual(unexpected, [], 'haproxy -c warned about more than unresolvable broker names');
   });
 
-  test('MQTT hashed on the client id, HTTP round robin, every server a broker of compose.yaml', () => {
+  test('MQTT hashed on the client id, HTTP round robin, every server a broker of compose.yaml; the dashboard to the analytics role', () => {
     const sections = haproxySections(read('haproxy.cfg'));
     const backend = (name: string) => sections.get(`backend ${name}`) ?? assert.fail(`no backend ${name}`);
     assert.ok(backend('mqtt_brokers').some((l) => /^balance hash .*mqtt_field_value\(connect,client_identifier\)/.test(l)));
@@ -238,6 +238,15 @@ describe('docker/haproxy.cfg', () => {
       assert.deepEqual(servers.map((s) => s.split(':')[0]).sort(), brokers, `${name} does not list exactly the brokers`);
       assert.ok(servers.every((s) => s.endsWith(`:${port}`)), `${name} servers must use port ${port}`);
     }
+    // The dashboard and the series API go to the analytics role, which alone serves them.
+    const analytics = parleyServices(resolvedCompose()).filter(([, s]) => roleOf(s) === 'analytics').map(([n]) => n).sort();
+    assert.ok(analytics.length > 0, 'compose.yaml runs an analytics role');
+    const servers = backend('http_analytics').filter((l) => l.startsWith('server ')).map((l) => l.split(/\s+/)[2]!);
+    assert.deepEqual(servers.map((s) => s.split(':')[0]).sort(), analytics);
+    assert.ok(servers.every((s) => s.endsWith(':8080')));
+    const http = sections.get('frontend http') ?? assert.fail('no frontend http');
+    const rule = http.find((l) => l.startsWith('use_backend http_analytics')) ?? assert.fail('nothing routed to the analytics role');
+    for (const path of ['{ path /dashboard }', 'path_beg /dashboard/ /v1/analytics/']) assert.ok(rule.includes(path), `${path} not routed there`);
   });
 });
 
