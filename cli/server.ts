@@ -20,6 +20,7 @@ import { tcpServer } from '../broker/transport-tcp.ts';
 import { tlsServer } from '../broker/transport-tls.ts';
 import { attachWebSocket } from '../broker/transport-ws.ts';
 import { createAdapters, type Adapters } from '../common/adapters.ts';
+import { badRequest } from '../common/errors.ts';
 import { maxPayloadBytes } from '../common/envelope.ts';
 import { redisDurabilityProblem } from '../common/redis.ts';
 import type { Config } from '../common/config.ts';
@@ -87,8 +88,12 @@ export async function startParley(config: Readonly<Config>, log: Logger = create
     } else setup.inBackground();
     const http = createHttp(log);
     http.get('/healthz', async () => ({ status: 'ok', roles }));
-    http.get('/readyz', async (_req, reply) => {
-      const checks = await adapters.ready();
+    // `?scope=chat`: only what chat needs (CHAT_BACKENDS), for load balancers, which must not take every
+    // broker out of service while Kafka, HBase or object storage is down.
+    http.get('/readyz', async (req, reply) => {
+      const { scope } = req.query as { scope?: string };
+      if (scope !== undefined && scope !== 'chat') throw badRequest('scope is chat or absent');
+      const checks = await adapters.ready(scope);
       const ok = Object.values(checks).every(Boolean);
       return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'unavailable', checks, adapters: adapters.describe() });
     });

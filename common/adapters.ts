@@ -60,8 +60,8 @@ export interface Adapters {
   journal: Journal | null;
   /** Port → adapter, for the start-up log and /readyz. */
   describe(): Record<string, string>;
-  /** Every configured backend answers. */
-  ready(): Promise<Record<string, boolean>>;
+  /** Whether each configured backend answers: all of them, or only those of `scope` (CHAT_BACKENDS). */
+  ready(scope?: 'chat'): Promise<Record<string, boolean>>;
   close(): Promise<void>;
 }
 
@@ -117,10 +117,17 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
       archive: a.archive.adapter,
       blobStore: a.blobs.adapter,
     }),
-    ready: async () => {
-      const checks: Record<string, boolean> = { directory: await a.directory.ping(), eventLog: await a.eventLog.ping(), archive: await a.archive.ping(), blobStore: await a.blobs.ping() };
-      if (redis) checks.redis = await redis.ping().then(() => true, () => false);
-      return checks;
+    ready: async (scope) => {
+      const pings: Record<string, () => Promise<boolean>> = {
+        directory: () => a.directory.ping(),
+        eventLog: () => a.eventLog.ping(),
+        archive: () => a.archive.ping(),
+        blobStore: () => a.blobs.ping(),
+      };
+      if (redis) pings.redis = () => redis.ping().then(() => true, () => false);
+      const parts = Object.keys(pings).filter((part) => scope !== 'chat' || CHAT_BACKENDS.includes(part));
+      const answers = await Promise.all(parts.map((part) => pings[part]()));
+      return Object.fromEntries(parts.map((part, i) => [part, answers[i]]));
     },
     close: async () => {
       await Promise.all([a.bus.close(), a.queue.close(), a.presence.close(), acceptStore.close(), a.throttle.close(), a.tokens.close(), a.directory.close()]);
@@ -129,6 +136,14 @@ export async function createAdapters(config: Readonly<Config>, options: AdapterO
     },
   };
 }
+
+/**
+ * The backends chat cannot go on without: sign-in (the directory) and, when configured, Redis (tokens,
+ * queues, presence). Kafka, the archive and object storage are not among them: while they are down a broker
+ * still accepts, stores and delivers (the outbox keeps the mirror), so a load balancer should keep sending
+ * it clients (`/readyz?scope=chat`).
+ */
+export const CHAT_BACKENDS: readonly string[] = ['directory', 'redis'];
 
 /**
  * Most records in one batch of the embedded event log (its bytes are capped at 1 MB, about a Kafka fetch).

@@ -232,6 +232,7 @@ describe('docker/haproxy.cfg', () => {
     assert.ok(backend('mqtt_brokers').some((l) => /^balance hash .*mqtt_field_value\(connect,client_identifier\)/.test(l)));
     assert.ok(backend('http_brokers').includes('balance roundrobin'));
     assert.ok(backend('http_brokers').some((l) => l.startsWith('timeout tunnel')), 'WebSockets need timeout tunnel');
+    assert.ok(backend('http_brokers').includes('http-check send meth GET uri /readyz?scope=chat'), 'brokers checked for what chat needs only');
     const brokers = parleyServices(resolvedCompose()).filter(([, s]) => roleOf(s) === 'broker').map(([n]) => n).sort();
     for (const [name, port] of [['mqtt_brokers', '1883'], ['mqtts_brokers', '8883'], ['http_brokers', '8080']] as const) {
       const servers = backend(name).filter((l) => l.startsWith('server ')).map((l) => l.split(/\s+/)[2]!);
@@ -415,7 +416,7 @@ describe('docker/k8s', () => {
     assert.equal(pod.securityContext.runAsNonRoot, true);
     const c = pod.containers[0];
     const portNames = new Set(c.ports.map((p: Json) => p.name));
-    assert.equal(c.readinessProbe.httpGet.path, '/readyz');
+    assert.equal(c.readinessProbe.httpGet.path, '/readyz?scope=chat', 'ready while chat can go on, whatever Kafka, HBase or S3 do');
     assert.equal(c.livenessProbe.httpGet.path, '/healthz');
     for (const probe of [c.readinessProbe, c.livenessProbe]) assert.ok(portNames.has(probe.httpGet.port));
     for (const p of [1883, 8080]) assert.ok(c.ports.some((x: Json) => x.containerPort === p), `no container port ${p}`);

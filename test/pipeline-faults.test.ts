@@ -64,6 +64,11 @@ it('a broker starts and chats with Kafka, HBase and object storage all down, and
     assert.ok((await p.running.ports.outbox.length()) >= 1, 'the outbox keeps it for Kafka');
     const ready = await p.http('/readyz');
     assert.equal(ready.status, 503, 'not ready: the backends are down');
+    assert.deepEqual(ready.body.checks, { directory: true, eventLog: false, archive: false, blobStore: false, redis: true });
+    const chat = await p.http('/readyz?scope=chat');
+    assert.equal(chat.status, 200, 'ready for chat: what it needs answers');
+    assert.deepEqual(chat.body.checks, { directory: true, redis: true });
+    assert.equal((await p.http('/readyz?scope=everything')).status, 400);
     await Promise.all([a.close(), b.close()]);
   } finally {
     await p.stop();
