@@ -413,8 +413,9 @@ export function planMessages(batch: readonly { message: Envelope; participants: 
   }
   // A receipt is no message of its conversation (it is the state of the one it names, setState): it is only
   // in its sender's and receiver's sync, as sent.
-  const receipts = [...byId.values()].filter((m) => m.message.kind === 'receipt');
-  const messages = [...byId.values()].filter((m) => m.message.kind !== 'receipt');
+  const receipts: PlannedMessage[] = [];
+  const messages: PlannedMessage[] = [];
+  for (const m of byId.values()) (m.message.kind === 'receipt' ? receipts : messages).push(m);
   const inbox: WritePlan['inbox'] = [];
   for (const r of receipts) {
     const digits = r.message.id.padStart(20, '0');

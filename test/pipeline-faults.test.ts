@@ -2,9 +2,9 @@
 // load, HBase stopped under load. Chat goes on; the archive ends equal to the set of acked messages.
 import assert from './helpers/assert.ts';
 import { spawnSync } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { freePort } from '../bench/systems.ts';
 import { killChild, repo, startChild, type ChildParley } from './helpers/child.ts';
 import { connectDevice, registerUser, sleep, startTestParley, testEnv, type TestDevice, type TestParley } from './helpers/parley.ts';
 
@@ -39,17 +39,9 @@ async function untilArchived(p: TestParley, a: string, b: string, acked: Set<str
 
 const ackIds = (d: TestDevice) => new Set(d.received.filter((r) => r.body.kind === 'ack').map((r) => r.body.id as string));
 
-/** A loopback port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 it('a broker starts and chats with Kafka, HBase and object storage all down, and ships the backlog once Kafka is there', async () => {
-  const [kafka, hbase, s3] = [await closedPort(), await closedPort(), await closedPort()];
+  // Ports nothing listens on.
+  const [kafka, hbase, s3] = [await freePort(), await freePort(), await freePort()];
   const env = testEnv('real', {}, { pipeline: true, s3: true });
   const real = { kafka: env.PARLEY_KAFKA_BROKERS };
   Object.assign(env, { PARLEY_KAFKA_BROKERS: `127.0.0.1:${kafka}`, PARLEY_HBASE_PORT: String(hbase), PARLEY_S3_ENDPOINT: `http://127.0.0.1:${s3}` });
